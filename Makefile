@@ -1,0 +1,47 @@
+# FeatureLens: the two commands are `make demo` and `make test`; both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CHROMIUM ?= /usr/bin/chromium
+PORT ?= 8050
+
+.PHONY: demo test install install-test chromium serve clean-demo data
+
+# The venv is rebuilt only when pyproject.toml changes (stamp files).
+$(VENV)/.stamp-install: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-install
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.stamp-install
+install-test: $(VENV)/.stamp-test
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "installing Chromium (Debian package) for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@$(CHROMIUM) --version
+
+demo: install
+	$(VENV)/bin/featurelens demo --port $(PORT)
+
+serve: install
+	$(VENV)/bin/featurelens serve --port $(PORT)
+
+test: install-test chromium
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+data: install
+	$(PY) scripts/build_pbmc.py
+
+clean-demo:
+	rm -rf analyses/demo-pbmc68k

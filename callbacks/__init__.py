@@ -1,0 +1,10 @@
+"""Thin callback wiring: read inputs, make one core call, format outputs.
+
+Modules here register callbacks with ``dash.callback`` when imported; ``app.create_app``
+imports them through :func:`register_all`.
+"""
+from __future__ import annotations
+
+
+def register_all() -> None:
+    from . import shell  # noqa: F401

@@ -1,0 +1,1 @@
+"""Layout pieces: pure functions returning Dash components. IDs live in :mod:`components.ids`."""

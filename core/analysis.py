@@ -1,0 +1,239 @@
+"""The analysis folder: the persistent unit of one exploration.
+
+Layout (stable names, documented in README):
+
+    analysis.json        config, dataset reference, seeds, versions, schema version, steps
+    sae.pt / sae.json    SAE weights (state dict) and config
+    metrics.json         training metrics
+    features.parquet     one row per feature
+    activations.npz      sparse cells × features activations (CSR)
+    annotations.parquet  feature × term with all statistics
+    concept_map.parquet  feature, x, y, level-1 category
+
+Every step writes into a staging folder; only when the step succeeds are its files renamed
+into place and its input hash recorded in ``analysis.json``. A failed step leaves every
+earlier file untouched. A step re-run with identical inputs is skipped (:meth:`Analysis.cached`).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import io
+from .errors import InputError, SchemaError
+
+__all__ = ["Analysis", "StepWriter", "SCHEMA_VERSION", "FILES"]
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "analysis.json"
+FILES = {
+    "config": CONFIG_FILE,
+    "sae_weights": "sae.pt",
+    "sae_config": "sae.json",
+    "metrics": "metrics.json",
+    "features": "features.parquet",
+    "activations": "activations.npz",
+    "annotations": "annotations.parquet",
+    "concept_map": "concept_map.parquet",
+}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("featurelens", "numpy", "scipy", "pandas", "anndata", "torch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class StepWriter:
+    """Stages the files of one step; they move into the analysis only if the step succeeds."""
+
+    def __init__(self, staging: Path):
+        self._staging = staging
+        self.written: list[str] = []
+
+    def _target(self, name: str) -> Path:
+        if Path(name).name != name or name in ("", ".", "..", CONFIG_FILE):
+            raise InputError(f"invalid analysis file name {name!r}")
+        self.written.append(name)
+        return self._staging / name
+
+    def write_json(self, name: str, obj: Any) -> None:
+        io.write_json(self._target(name), obj)
+
+    def write_parquet(self, name: str, df) -> None:
+        io.write_parquet(self._target(name), df)
+
+    def write_npz_sparse(self, name: str, matrix) -> None:
+        io.write_npz_sparse(self._target(name), matrix)
+
+    def write_torch_state(self, name: str, state: dict) -> None:
+        io.write_torch_state(self._target(name), state)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        io.write_bytes(self._target(name), data)
+
+
+class Analysis:
+    """An analysis folder on disk. Create with :meth:`create`, reopen with :meth:`open`."""
+
+    def __init__(self, path: Path, config: dict):
+        self.path = path
+        self.config = config
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        dataset: dict,
+        seed: int = 0,
+        settings: dict | None = None,
+        overwrite: bool = False,
+    ) -> "Analysis":
+        """Start a new analysis of ``dataset`` (a reference: path, hash, embedding key, ...)."""
+        path = Path(path)
+        if (path / CONFIG_FILE).exists() and not overwrite:
+            raise InputError(
+                f"{path} already holds an analysis",
+                fix="open it instead, choose another --out folder, or pass --overwrite",
+            )
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{path} exists and is not a folder", fix="choose another --out path")
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "schema_version": SCHEMA_VERSION,
+            "created": _now(),
+            "dataset": dataset,
+            "seed": int(seed),
+            "settings": settings or {},
+            "versions": _versions(),
+            "steps": {},
+        }
+        io.write_json(path / CONFIG_FILE, config)
+        return cls(path, config)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Analysis":
+        path = Path(path)
+        cfg_path = path / CONFIG_FILE
+        if not cfg_path.is_file():
+            raise InputError(
+                f"{path} is not an analysis folder (no {CONFIG_FILE})",
+                fix="create one with `featurelens train` or `featurelens demo`",
+            )
+        try:
+            config = io.read_json(cfg_path)
+        except ValueError as exc:
+            raise InputError(f"{cfg_path} is not valid JSON ({exc})", fix="restore it from a backup") from None
+        version = config.get("schema_version")
+        if not isinstance(version, int):
+            raise SchemaError(f"{cfg_path} has no schema_version", fix="it was not written by FeatureLens")
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{path} was written by a newer FeatureLens (schema {version}; this one reads ≤ {SCHEMA_VERSION})",
+                fix="upgrade FeatureLens (pip install -U featurelens)",
+            )
+        return cls(path, config)
+
+    # ------------------------------------------------------------------ files
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return self.file(name).is_file()
+
+    def read_json(self, name: str) -> Any:
+        return io.read_json(self._existing(name))
+
+    def read_parquet(self, name: str):
+        return io.read_parquet(self._existing(name))
+
+    def read_npz_sparse(self, name: str):
+        return io.read_npz_sparse(self._existing(name))
+
+    def read_torch_state(self, name: str) -> dict:
+        return io.read_torch_state(self._existing(name))
+
+    def _existing(self, name: str) -> Path:
+        p = self.file(name)
+        if not p.is_file():
+            raise InputError(f"{self.path} has no {name} yet", fix=_which_step_makes(name))
+        return p
+
+    # ------------------------------------------------------------------ steps
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @staticmethod
+    def inputs_hash(inputs: dict) -> str:
+        return io.content_hash(inputs)
+
+    def cached(self, step: str, *, inputs: dict) -> bool:
+        """True if ``step`` already ran with these exact inputs and its files are all present."""
+        rec = self.config.get("steps", {}).get(step)
+        if not rec or rec.get("inputs_hash") != self.inputs_hash(inputs):
+            return False
+        return all(self.has(name) for name in rec.get("files", []))
+
+    @contextlib.contextmanager
+    def step(self, name: str, *, inputs: dict) -> Iterator[StepWriter]:
+        """Stage the files of step ``name``; commit them and record ``inputs`` on success."""
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self.path))
+        writer = StepWriter(staging)
+        try:
+            yield writer
+            for fname in dict.fromkeys(writer.written):
+                os.replace(staging / fname, self.path / fname)
+            config = dict(self.config)
+            steps = dict(config.get("steps", {}))
+            steps[name] = {
+                "inputs_hash": self.inputs_hash(inputs),
+                "inputs": inputs,
+                "files": list(dict.fromkeys(writer.written)),
+                "completed": _now(),
+            }
+            config["steps"] = steps
+            io.write_json(self.path / CONFIG_FILE, config)
+            self.config = config
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def summary(self) -> dict:
+        """Small JSON-able description for lists and pickers."""
+        return {
+            "path": str(self.path),
+            "name": self.path.name,
+            "dataset": self.config.get("dataset", {}),
+            "steps": sorted(self.config.get("steps", {})),
+            "created": self.config.get("created"),
+        }
+
+
+def _which_step_makes(name: str) -> str:
+    return {
+        "sae.pt": "run `featurelens train` first",
+        "sae.json": "run `featurelens train` first",
+        "metrics.json": "run `featurelens train` first",
+        "activations.npz": "run `featurelens train` first",
+        "features.parquet": "run `featurelens train` first",
+        "annotations.parquet": "run `featurelens annotate` first",
+        "concept_map.parquet": "run `featurelens annotate` first",
+    }.get(name, "run the step that produces it first")

@@ -1,0 +1,1 @@
+"""Subcommands of the ``featurelens`` CLI (see core/cli.py)."""

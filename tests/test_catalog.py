@@ -1,0 +1,56 @@
+"""Sources the app can open, and path confinement."""
+from __future__ import annotations
+
+import pytest
+from helpers import gen_adata
+
+from core import catalog
+from core.analysis import Analysis
+from core.errors import InputError
+from core.paths import confine
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch, rng):
+    data, analyses = tmp_path / "data", tmp_path / "analyses"
+    (data / "sub").mkdir(parents=True)
+    analyses.mkdir()
+    gen_adata(rng=rng).write_h5ad(data / "sub" / "mine.h5ad")
+    (data / "notes.txt").write_text("x")
+    Analysis.create(analyses / "first", dataset={"path": "p", "n_cells": 3})
+    monkeypatch.setenv("FEATURELENS_DATA_DIR", str(data))
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(analyses))
+    return data, analyses
+
+
+def test_list_sources(folders):
+    values = [o["value"] for o in catalog.list_sources()]
+    assert values == ["analysis:first", "shipped:pbmc68k", "file:sub/mine.h5ad"]
+
+
+def test_describe_sources(folders):
+    s = catalog.describe_source("file:sub/mine.h5ad")
+    assert s["error"] is None and s["facts"]["cells"] == "60"
+    s = catalog.describe_source("shipped:pbmc68k")
+    assert s["facts"]["embedding"] == "X_pca (50 dimensions)"
+    s = catalog.describe_source("analysis:first")
+    assert s["facts"]["steps done"] == "none"
+
+
+@pytest.mark.parametrize("value", ["file:../../etc/passwd", "file:/etc/passwd", "analysis:../data",
+                                   "file:sub/../../x.h5ad"])
+def test_path_traversal_refused(folders, value):
+    s = catalog.describe_source(value)
+    assert "outside the allowed folders" in s["error"]
+
+
+def test_bad_names(folders):
+    assert "not a source name" in catalog.describe_source("nonsense")["error"]
+    assert "unknown source kind" in catalog.describe_source("ftp:x")["error"]
+    assert "no shipped dataset" in catalog.describe_source("shipped:nope")["error"]
+
+
+def test_confine_allows_inside(tmp_path):
+    assert confine("a/b.h5ad", roots=[tmp_path]) == (tmp_path / "a" / "b.h5ad").resolve()
+    with pytest.raises(InputError):
+        confine(tmp_path.parent / "x", roots=[tmp_path])
