@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 PORT ?= 8050
 
-.PHONY: demo test install install-test chromium serve clean-demo data
+.PHONY: demo test install install-test chromium serve clean-demo data go-data
 
 # The venv is rebuilt only when pyproject.toml changes (stamp files).
 $(VENV)/.stamp-install: pyproject.toml
@@ -42,6 +42,9 @@ test: install-test chromium
 
 data: install
 	$(PY) scripts/build_pbmc.py
+
+go-data: install
+	$(PY) scripts/build_go.py
 
 clean-demo:
 	rm -rf analyses/demo-pbmc68k
