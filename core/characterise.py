@@ -1,0 +1,140 @@
+"""Characterise SAE features by their activations: live/dead, cell-type profile, local vs global,
+trajectory features (REFERENCE.md §3).
+
+Local/global rule (paper appendix B 2.5): feature f is significantly higher in cell type t when
+``mean_t − mean_rest > 1.96 · (SE_t + SE_rest)`` with ``SE = sd / sqrt(n)`` (sample sd, ddof=1).
+**Local**: significant for exactly one cell type. **Global**: every other live feature.
+All statistics are computed for all features at once from sparse group sums.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import InputError
+
+__all__ = ["CellTypeStats", "cell_type_stats", "characterise", "find_trajectory_features", "Z_CRIT"]
+
+Z_CRIT = 1.96
+
+
+@dataclass(frozen=True)
+class CellTypeStats:
+    """Per cell type × feature statistics; arrays of shape (n_types, n_features)."""
+
+    types: list
+    n: np.ndarray          # (n_types,)
+    mean: np.ndarray
+    se: np.ndarray
+    mean_rest: np.ndarray
+    se_rest: np.ndarray
+
+    @property
+    def significant(self) -> np.ndarray:
+        """Bool (n_types, n_features): feature significantly higher in the type than in the rest."""
+        return (self.mean - self.mean_rest) > Z_CRIT * (self.se + self.se_rest)
+
+
+def _as_csr(activations) -> sp.csr_matrix:
+    A = activations if sp.issparse(activations) else sp.csr_matrix(np.asarray(activations))
+    return sp.csr_matrix(A, dtype=np.float64)
+
+
+def _mean_se(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error from sums and sums of squares; n has shape (groups, 1)."""
+    n = n.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+        ss = np.maximum(s2 - s1 * mean, 0.0)  # sum of squared deviations
+        var = np.where(n > 1, ss / (n - 1), np.nan)
+        se = np.sqrt(var / n)
+    return mean, se
+
+
+def cell_type_stats(activations, cell_types) -> CellTypeStats:
+    """Group statistics of activations (cells × features) by cell type (length n_cells)."""
+    A = _as_csr(activations)
+    cats = pd.Categorical(cell_types)
+    if len(cats) != A.shape[0]:
+        raise InputError(f"{len(cats)} cell-type labels for {A.shape[0]} cells")
+    if (cats.codes < 0).any():
+        raise InputError("some cells have no cell-type label", fix="label every cell (e.g. 'unknown')")
+    types = list(cats.categories)
+    onehot = sp.csr_matrix((np.ones(len(cats)), (cats.codes, np.arange(len(cats)))), shape=(len(types), len(cats)))
+    s1 = np.asarray((onehot @ A).todense())
+    s2 = np.asarray((onehot @ A.multiply(A)).todense())
+    n = np.asarray(onehot.sum(axis=1)).reshape(-1, 1)
+    mean, se = _mean_se(s1, s2, n)
+    mean_r, se_r = _mean_se(s1.sum(0, keepdims=True) - s1, s2.sum(0, keepdims=True) - s2, A.shape[0] - n)
+    return CellTypeStats(types, n.ravel(), mean, se, mean_r, se_r)
+
+
+def characterise(activations, cell_types=None) -> pd.DataFrame:
+    """One row per feature: live, n_active, frac_active, mean/max activation, and with cell types
+    the per-type means (``mean[<type>]``), significant types, ``locality`` (local/global/dead), top type.
+    """
+    A = _as_csr(activations)
+    n_cells, n_feat = A.shape
+    n_active = np.diff(A.tocsc().indptr)
+    df = pd.DataFrame({
+        "live": n_active > 0,
+        "n_active": n_active,
+        "frac_active": n_active / max(n_cells, 1),
+        "mean_activation": np.asarray(A.mean(axis=0)).ravel(),
+        "max_activation": A.max(axis=0).toarray().ravel() if n_cells else np.zeros(n_feat),
+    }, index=pd.RangeIndex(n_feat, name="feature"))
+    if cell_types is None:
+        df["locality"] = np.where(df["live"], "unknown", "dead")
+        return df
+    st = cell_type_stats(A, cell_types)
+    sig = st.significant & df["live"].to_numpy()[None, :]
+    n_sig = sig.sum(axis=0)
+    for i, t in enumerate(st.types):
+        df[f"mean[{t}]"] = st.mean[i]
+    df["n_significant_types"] = n_sig
+    df["significant_types"] = ["|".join(str(st.types[i]) for i in np.flatnonzero(sig[:, j])) for j in range(n_feat)]
+    df["locality"] = np.where(~df["live"], "dead", np.where(n_sig == 1, "local", "global"))
+    top = np.argmax(st.mean, axis=0)
+    df["top_cell_type"] = [str(st.types[i]) if live else "" for i, live in zip(top, df["live"])]
+    return df
+
+
+def find_trajectory_features(activations, cell_types, lineage: list, *, strict: bool = True) -> pd.DataFrame:
+    """Features that follow a differentiation trajectory (paper appendix B 2.2).
+
+    ``lineage``: cell types ordered from the first stage to the last (e.g. HSC → … → erythroblast).
+    A candidate's mean activation is higher over the lineage's cells than over all other cells,
+    and its per-stage means increase monotonically along ``lineage`` (``strict``: strictly).
+    Ranked by the rise from first to last stage relative to the feature's maximum stage mean.
+    (The paper then re-ranks candidates by the latent shift steering produces.)
+    """
+    cats = pd.Categorical(cell_types)
+    missing = [t for t in lineage if t not in set(cats.categories)]
+    if missing:
+        raise InputError(f"cell type(s) {missing} not in the data",
+                         fix=f"choose from: {', '.join(map(str, cats.categories))}")
+    if len(lineage) < 2:
+        raise InputError("a trajectory needs at least two ordered cell types")
+    A = _as_csr(activations)
+    st = cell_type_stats(A, cats)
+    idx = [st.types.index(t) for t in lineage]
+    stage = st.mean[idx]                        # (n_stages, n_features)
+    in_lin = np.isin(np.asarray(cats), lineage)
+    if in_lin.all():
+        raise InputError("the lineage covers every cell; there is nothing to compare it with")
+    mean_lin = np.asarray(A[in_lin].mean(axis=0)).ravel()
+    mean_other = np.asarray(A[~in_lin].mean(axis=0)).ravel()
+    steps = np.diff(stage, axis=0)
+    mono = (steps > 0).all(axis=0) if strict else (steps >= 0).all(axis=0) & (stage[-1] > stage[0])
+    ok = mono & (mean_lin > mean_other)
+    feats = np.flatnonzero(ok)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = (stage[-1] - stage[0]) / stage.max(axis=0)
+    out = pd.DataFrame({"feature": feats, "rise": rise[feats], "mean_lineage": mean_lin[feats],
+                        "mean_other": mean_other[feats]})
+    for k, t in enumerate(lineage):
+        out[f"mean[{t}]"] = stage[k, feats]
+    return out.sort_values(["rise", "mean_lineage"], ascending=False, ignore_index=True)
