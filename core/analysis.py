@@ -67,6 +67,10 @@ class StepWriter:
         self._staging = staging
         self.written: list[str] = []
 
+    def path(self, name: str) -> Path:
+        """The staged path of ``name``, for writers that stream into a file themselves."""
+        return self._target(name)
+
     def _target(self, name: str) -> Path:
         if Path(name).name != name or name in ("", ".", "..", CONFIG_FILE):
             raise InputError(f"invalid analysis file name {name!r}")
