@@ -1,14 +1,27 @@
-"""`featurelens compare`: compare the features and concepts of two analyses."""
+"""`featurelens compare`: match the features of two annotated analyses by their concepts."""
 from __future__ import annotations
 
-from ._pending import not_available
-
-HELP = "Compare the features and concepts of two analyses. [not available yet]"
+HELP = "Compare the features and concepts of two annotated analyses."
 
 
 def configure(parser) -> None:
     parser.add_argument("a", help="first analysis folder")
     parser.add_argument("b", help="second analysis folder")
+    parser.add_argument("--out", help="CSV of matched feature pairs")
 
 
-run = not_available("compare", "the annotation issue (#5)")
+def run(args) -> int:
+    from .. import io
+    from ..analysis import Analysis
+    from ..compare import compare_annotations
+
+    a, b = Analysis.open(args.a), Analysis.open(args.b)
+    cmp = compare_annotations(a.read_parquet("annotations.parquet"), b.read_parquet("annotations.parquet"))
+    for k, v in cmp.summary().items():
+        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    print(cmp.matches.head(10).to_string(index=False))
+    if args.out:
+        with io.atomic_path(args.out) as tmp:
+            cmp.matches.to_csv(tmp, index=False)
+        print(f"wrote {args.out}")
+    return 0
