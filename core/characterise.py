@@ -73,32 +73,30 @@ def cell_type_stats(activations, cell_types) -> CellTypeStats:
 
 
 def characterise(activations, cell_types=None) -> pd.DataFrame:
-    """One row per feature: live, n_active, frac_active, mean/max activation, and with cell types
-    the per-type means (``mean[<type>]``), significant types, ``locality`` (local/global/dead), top type.
+    """Cell-type characterisation, one row per feature (index ``feature``).
+
+    Columns: ``locality`` (local / global / dead; "unknown" without cell types), and with cell
+    types the per-type means ``mean[<type>]``, ``n_significant_types``, ``significant_types``
+    ("|"-joined) and ``top_cell_type``. Activation statistics (live, frequency, …) come from
+    :func:`core.sae.activation_stats`.
     """
     A = _as_csr(activations)
-    n_cells, n_feat = A.shape
-    n_active = np.diff(A.tocsc().indptr)
-    df = pd.DataFrame({
-        "live": n_active > 0,
-        "n_active": n_active,
-        "frac_active": n_active / max(n_cells, 1),
-        "mean_activation": np.asarray(A.mean(axis=0)).ravel(),
-        "max_activation": A.max(axis=0).toarray().ravel() if n_cells else np.zeros(n_feat),
-    }, index=pd.RangeIndex(n_feat, name="feature"))
+    n_feat = A.shape[1]
+    live = np.diff(A.tocsc().indptr) > 0
+    df = pd.DataFrame(index=pd.RangeIndex(n_feat, name="feature"))
     if cell_types is None:
-        df["locality"] = np.where(df["live"], "unknown", "dead")
+        df["locality"] = np.where(live, "unknown", "dead")
         return df
     st = cell_type_stats(A, cell_types)
-    sig = st.significant & df["live"].to_numpy()[None, :]
+    sig = st.significant & live[None, :]
     n_sig = sig.sum(axis=0)
     for i, t in enumerate(st.types):
         df[f"mean[{t}]"] = st.mean[i]
     df["n_significant_types"] = n_sig
     df["significant_types"] = ["|".join(str(st.types[i]) for i in np.flatnonzero(sig[:, j])) for j in range(n_feat)]
-    df["locality"] = np.where(~df["live"], "dead", np.where(n_sig == 1, "local", "global"))
+    df["locality"] = np.where(~live, "dead", np.where(n_sig == 1, "local", "global"))
     top = np.argmax(st.mean, axis=0)
-    df["top_cell_type"] = [str(st.types[i]) if live else "" for i, live in zip(top, df["live"])]
+    df["top_cell_type"] = [str(st.types[i]) if ok else "" for i, ok in zip(top, live)]
     return df
 
 

@@ -44,9 +44,8 @@ def test_local_global_dead(rng):
     assert df.loc[0, "significant_types"] == "Mono"
     assert df.loc[1, "locality"] == "global"
     assert df.loc[2, "locality"] == "global" and set(df.loc[2, "significant_types"].split("|")) == {"Mono", "B"}
-    assert df.loc[4, "locality"] == "dead" and not df.loc[4, "live"] and df.loc[4, "n_active"] == 0
+    assert df.loc[4, "locality"] == "dead" and df.loc[4, "top_cell_type"] == ""
     np.testing.assert_allclose(df["mean[Mono]"], A.toarray()[types == "Mono"].mean(0))
-    assert df["n_active"].tolist() == np.count_nonzero(A.toarray(), axis=0).tolist()
 
 
 def test_without_cell_types(rng):

@@ -1,13 +1,205 @@
-"""`featurelens train` (placeholder until the SAE engine lands)."""
+"""`featurelens train`: train a sparse autoencoder on an embedding and store it in an analysis.
+
+Writes ``sae.pt``, ``sae.json``, ``metrics.json``, ``features.parquet`` and ``activations.npz``
+into the analysis folder (atomically, as one step). Re-running with identical data and
+settings reuses the stored result unless ``--force`` is given.
+"""
 from __future__ import annotations
 
-from ._pending import not_available
+import argparse
+from dataclasses import fields
+from typing import Any
 
-HELP = "Train a sparse autoencoder on an embedding. [not available yet]"
+HELP = "Train a sparse autoencoder on an embedding (writes sae.pt, metrics, features, activations)."
+DESCRIPTION = """Train a sparse autoencoder (SAE) on a cell embedding.
+
+examples:
+  featurelens train data.h5ad --embedding X_multiDGD --out analyses/bm
+  featurelens train data.h5ad --embedding X_scVI --out analyses/bm --preset paper
+  featurelens train data.h5ad --embedding X_scVI --out analyses/bm --arch topk --k 32 --expansion 50
+  featurelens train data.h5ad --embedding X_scVI --out analyses/bm --seeds 0,42,9307
+
+presets: default (good practice: centred/scaled input, unit-norm decoder, early stopping),
+fast (the paper's objective reached in minutes), paper (the paper's case study exactly)."""
+
+ARCHS = ("vanilla", "relu", "topk", "batchtopk")
+SHARED_FIELDS = ("hidden", "expansion", "center", "scale", "decoder_norm", "init", "dead_window")
 
 
-def configure(parser) -> None:
-    parser.add_argument("data")
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="AnnData .h5ad (or an embedding .npy/.csv/.pt)")
+    parser.add_argument("--embedding", metavar="KEY", help=".obsm key of the embedding (for .h5ad input)")
+    parser.add_argument("--out", required=True, metavar="ANALYSIS", help="analysis folder (created if missing)")
+    parser.add_argument("--cell-type", metavar="COL",
+                        help=".obs column of cell types for local/global characterisation (default: auto-detect)")
+    parser.add_argument("--preset", choices=("default", "fast", "paper"), default="default",
+                        help="starting settings; the options below override them (default: default)")
+    parser.add_argument("--arch", choices=ARCHS, help="SAE architecture (default: the preset's, vanilla)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--hidden", type=int, metavar="N", help="number of latents")
+    size.add_argument("--expansion", type=float, metavar="F", help="latents = F × embedding dimension")
+    parser.add_argument("--l1", type=float, metavar="W", help="L1 weight on mean |z| (vanilla, relu)")
+    parser.add_argument("--k", type=int, metavar="K", help="active latents per cell (topk, batchtopk)")
+    parser.add_argument("--decoder-norm", choices=("unit", "l1_weighted", "none"),
+                        help="decoder-norm handling (default: the preset's)")
+    parser.add_argument("--no-center", action="store_true", help="do not centre the input")
+    parser.add_argument("--no-scale", action="store_true", help="do not rescale the input")
+    parser.add_argument("--epochs", type=int, metavar="E", help="training epochs")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="cap on optimiser steps")
+    parser.add_argument("--lr", type=float, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="cells per step")
+    parser.add_argument("--val-fraction", type=float, metavar="F", help="held-out fraction (default 0.1)")
+    parser.add_argument("--patience", type=int, metavar="P",
+                        help="evaluations without improvement before stopping; 0 = never stop early")
+    parser.add_argument("--no-shuffle", action="store_true",
+                        help="visit training cells in file order every epoch (as the reference code does)")
+    parser.add_argument("--seed", type=int, help="seed for init, split and shuffling (default 0)")
+    parser.add_argument("--seeds", metavar="S1,S2,...",
+                        help="train one SAE per seed and report their stability (the first is kept)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    parser.add_argument("--force", action="store_true", help="re-train even if the analysis has this exact SAE")
 
 
-run = not_available("train", "the SAE issue (#3)")
+def build_configs(args: argparse.Namespace):
+    """``(sae_config, train_config, seeds)`` from the preset and the command-line overrides."""
+    from core.errors import InputError
+    from core.sae import get_architecture, preset
+    from core.sae.robustness import parse_seeds
+
+    sae_cfg, train_cfg = preset(args.preset)
+    if args.arch and args.arch != sae_cfg.arch:
+        cls = get_architecture(args.arch).config_class
+        defaults = cls()
+        shared = {f: getattr(sae_cfg, f) for f in SHARED_FIELDS}
+        if args.preset == "default":  # the architecture's own good-practice defaults
+            shared = {f: getattr(defaults, f) for f in SHARED_FIELDS}
+        sae_cfg = cls(**shared)
+    changes: dict[str, Any] = {}
+    if args.hidden is not None:
+        changes.update(hidden=args.hidden, expansion=None)
+    if args.expansion is not None:
+        changes.update(expansion=args.expansion, hidden=None)
+    names = {f.name for f in fields(sae_cfg)}
+    if args.l1 is not None:
+        if "l1" not in names:
+            raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses --k)",
+                             fix="drop --l1, or use --arch vanilla or relu")
+        changes["l1"] = args.l1
+    if args.k is not None:
+        if "k" not in names:
+            raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses --l1)",
+                             fix="drop --k, or use --arch topk or batchtopk")
+        changes["k"] = args.k
+    if args.decoder_norm is not None:
+        changes["decoder_norm"] = args.decoder_norm
+    if args.no_center:
+        changes["center"] = False
+    if args.no_scale:
+        changes["scale"] = False
+    sae_cfg = sae_cfg.replace(**changes)
+
+    tchanges: dict[str, Any] = {}
+    for arg, key in (("epochs", "epochs"), ("max_steps", "max_steps"), ("lr", "lr"), ("batch_size", "batch_size"),
+                     ("val_fraction", "val_fraction"), ("seed", "seed"), ("device", "device")):
+        value = getattr(args, arg)
+        if value is not None:
+            tchanges[key] = value
+    if args.no_shuffle:
+        tchanges["shuffle"] = False
+    if args.patience is not None:
+        tchanges["patience"] = None if args.patience == 0 else args.patience
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if seeds:
+        if len(seeds) < 2:
+            raise InputError("--seeds needs at least two seeds", fix="e.g. --seeds 0,42,9307, or use --seed")
+        if args.seed is not None and args.seed != seeds[0]:
+            raise InputError("give either --seed or --seeds", fix="the first of --seeds is the SAE that is kept")
+        tchanges["seed"] = seeds[0]
+    train_cfg = train_cfg.replace(**tchanges)
+    return sae_cfg, train_cfg, seeds
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.data import load_dataset
+    from core.errors import InputError
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1 (got {args.threads})")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    sae_cfg, train_cfg, seeds = build_configs(args)
+
+    ds = load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type)
+    if ds.embedding is None:
+        raise InputError(f"{args.data} has no embedding to train on",
+                         fix="pass --embedding KEY (an .obsm key); `featurelens validate DATA` lists them")
+    from core.sae import as_matrix
+
+    x = as_matrix(ds.embedding, what=f"embedding {args.embedding or args.data}")
+    sae_cfg.hidden_size(x.shape[1])  # fail fast on hidden < input
+    train_cfg.split_sizes(x.shape[0])
+
+    analysis = _open_or_create(args.out, ds.source, seed=train_cfg.seed)
+    from core.progress import ProgressBar
+    from core.training import sae_step_inputs, train_into_analysis
+
+    inputs = sae_step_inputs(x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds, data_ref=ds.source,
+                             cell_types=ds.cell_types)
+    if not args.force and analysis.cached("sae", inputs=inputs):
+        print(f"{analysis.path}: SAE already trained with these data and settings (use --force to re-train)")
+    metrics = train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds,
+                                  data_ref=ds.source, cell_types=ds.cell_types, progress=ProgressBar("training"),
+                                  force=args.force)
+    _print_summary(metrics)
+    print(f"wrote {analysis.path}/{{sae.pt, sae.json, metrics.json, features.parquet, activations.npz}}")
+    return 0
+
+
+def _open_or_create(out: str, source: dict, *, seed: int):
+    from pathlib import Path
+
+    from core.analysis import CONFIG_FILE, Analysis
+    from core.errors import InputError
+
+    path = Path(out)
+    if (path / CONFIG_FILE).is_file():
+        analysis = Analysis.open(path)
+        old = analysis.config.get("dataset", {})
+        if old.get("sha256") and source.get("sha256") and old["sha256"] != source["sha256"]:
+            raise InputError(f"{path} is an analysis of another dataset ({old.get('path')})",
+                             fix="choose another --out folder for this dataset")
+        return analysis
+    return Analysis.create(path, dataset=source, seed=seed)
+
+
+def _print_summary(metrics: dict[str, Any]) -> None:
+    s, t = metrics["summary"], metrics.get("training", {})
+    final = t.get("final") or t.get("best") or {}
+    sae = t.get("sae", {})
+    print(f"SAE: {sae.get('arch', '?')}, {t.get('d_in', s.get('d_in'))} → {t.get('hidden', s.get('hidden'))} latents; "
+          f"{t.get('steps', '?')} steps in {t.get('elapsed_s', 0):.1f} s on {t.get('device', '?')} "
+          f"({t.get('stop_reason', '?')})")
+    if final:
+        print(f"  validation: loss {final['val_loss']:.5g}, MSE {final['val_mse']:.5g}, FVU {final['val_fvu']:.4f} "
+              f"(epoch {final['epoch']:g})")
+    print(f"  all {s['n_cells']} cells: MSE {s['mse']:.5g}, FVU {s['fvu']:.4f}, L0 {s['l0']:.1f} latents per cell")
+    print(f"  live {s['live']} / {s['hidden']} (dead {100 * s['dead_fraction']:.1f} %), "
+          f"redundant (Pearson > {s['redundancy_threshold']:g}) {s['redundant']}")
+    if s.get("local") is not None and (s.get("local") or s.get("global")):
+        print(f"  local {s['local']} / global {s['global']} features (by cell type)")
+    rob = metrics.get("robustness")
+    if rob:
+        sm = rob["summary"]
+        seeds = ", ".join(str(r["seed"]) for r in rob["per_seed"])
+        print(f"  seeds {seeds}: live {sm['live']['mean']:.0f} ± {sm['live']['std']:.0f} "
+              f"(CV {100 * (sm['live']['cv'] or 0):.1f} %), L0 {sm['l0']['mean']:.1f} ± {sm['l0']['std']:.1f}")
+        if all(r.get("n_local") is not None for r in rob["per_seed"]):
+            print("  local / global per seed: " + ", ".join(f"{r['n_local']} / {r['n_global']}"
+                                                            for r in rob["per_seed"]))
+        for p in rob["pairs"]:
+            frac = p["matched_fraction"]
+            print(f"    seeds {p['seed_a']}–{p['seed_b']}: {p['matched']} features match (cosine ≥ {rob['threshold']:g})"
+                  + (f", {100 * frac:.1f} % of the smaller live set" if frac is not None else ""))

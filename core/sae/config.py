@@ -1,0 +1,345 @@
+"""SAE configuration: one dataclass per architecture, one for training, and named presets.
+
+Every config is validated when it is created (bad values raise
+:class:`~core.errors.InputError` naming the fix) and round-trips through JSON with
+``to_dict`` / ``from_dict``. The same objects feed the CLI, the app and ``sae.json``.
+
+Conventions shared with the reference (paper §3): the reconstruction term is the mean squared
+error over all ``batch × input`` elements, the L1 term is ``l1 · mean |z|`` over all
+``batch × hidden`` elements.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar
+
+from ..errors import InputError
+
+__all__ = [
+    "SAEConfig",
+    "VanillaConfig",
+    "ReLUConfig",
+    "TopKConfig",
+    "BatchTopKConfig",
+    "TrainConfig",
+    "DECODER_NORMS",
+    "INITS",
+    "LR_SCHEDULES",
+    "PRESETS",
+    "preset",
+]
+
+DECODER_NORMS = ("unit", "l1_weighted", "none")
+INITS = ("tied", "torch")
+LR_SCHEDULES = ("constant", "linear_decay")
+
+
+def _need(cond: bool, what: str, fix: str | None = None, *, kind: str = "SAE") -> None:
+    if not cond:
+        raise InputError(f"invalid {kind} setting: {what}", fix=fix)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _from_dict(cls, d: dict[str, Any], *, what: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise InputError(f"unknown {what} settings: {', '.join(unknown)}",
+                         fix="it was saved by a newer FeatureLens; upgrade FeatureLens")
+    return cls(**d)
+
+
+# --------------------------------------------------------------------------- architectures
+@dataclass(frozen=True)
+class SAEConfig:
+    """Options shared by every architecture.
+
+    Size: ``hidden`` latents, or ``expansion`` × the input dimension (give at most one;
+    neither means ``expansion=50``, the upper end of the paper's best range 5–50×).
+    ``center`` / ``scale``: subtract the training mean / divide by one scalar (the RMS of the
+    centred input) before encoding; both are stored with the model and undone on decoding.
+    ``decoder_norm``: ``"unit"`` renormalises decoder columns to norm 1 after every step;
+    ``"l1_weighted"`` weights each latent's L1 term by its decoder norm; ``"none"`` (the
+    reference) does neither. ``init``: ``"tied"`` (random unit decoder columns, encoder = its
+    transpose, zero biases) or ``"torch"`` (``nn.Linear`` defaults, as the reference).
+    ``dead_window``: a latent is dead during training when it has not fired for this many
+    training samples (``None``: one epoch).
+    """
+
+    arch: ClassVar[str] = ""
+    hidden: int | None = None
+    expansion: float | None = None
+    center: bool = True
+    scale: bool = True
+    decoder_norm: str = "unit"
+    init: str = "tied"
+    dead_window: int | None = None
+
+    DEFAULT_EXPANSION: ClassVar[float] = 50.0
+
+    def __post_init__(self) -> None:
+        if self.hidden is not None:
+            _need(_is_int(self.hidden) and self.hidden >= 1,
+                  f"hidden must be a positive integer (got {self.hidden!r})", "e.g. --hidden 10000")
+        if self.expansion is not None:
+            _need(_is_number(self.expansion) and self.expansion > 0,
+                  f"expansion must be a positive number (got {self.expansion!r})", "e.g. --expansion 50")
+        _need(self.hidden is None or self.expansion is None,
+              "give either hidden or expansion, not both", "drop --hidden or --expansion")
+        _need(isinstance(self.center, bool) and isinstance(self.scale, bool), "center and scale must be true/false")
+        _need(self.decoder_norm in DECODER_NORMS,
+              f"decoder_norm must be one of {', '.join(DECODER_NORMS)} (got {self.decoder_norm!r})")
+        _need(self.init in INITS, f"init must be one of {', '.join(INITS)} (got {self.init!r})")
+        if self.dead_window is not None:
+            _need(_is_int(self.dead_window) and self.dead_window >= 1,
+                  f"dead_window must be a positive number of samples (got {self.dead_window!r})")
+
+    def hidden_size(self, d_in: int) -> int:
+        """The number of latents for a ``d_in``-dimensional input; never fewer than ``d_in``."""
+        if self.hidden is not None:
+            hidden = self.hidden
+        else:
+            hidden = int(round((self.expansion or self.DEFAULT_EXPANSION) * d_in))
+        if hidden < d_in:
+            raise InputError(
+                f"the SAE would have {hidden} latents for a {d_in}-dimensional input: a sparse "
+                "autoencoder needs at least as many latents as input dimensions",
+                fix=f"use --hidden {d_in * 50} or --expansion 50 (the paper uses 500 × a 20-d latent)",
+            )
+        return hidden
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SAEConfig":
+        """Rebuild a config; on the base class the ``arch`` key picks the subclass."""
+        d = dict(d)
+        arch = d.pop("arch", cls.arch)
+        if cls is SAEConfig or arch != cls.arch:
+            from .registry import get_architecture
+
+            target = get_architecture(arch).config_class
+        else:
+            target = cls
+        return _from_dict(target, d, what=f"{arch} SAE")
+
+    def replace(self, **changes: Any) -> "SAEConfig":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class VanillaConfig(SAEConfig):
+    """Vanilla SAE (paper §3): ``z = ReLU(W_enc x + b_enc)``, loss ``MSE + l1 · mean|z|``."""
+
+    arch: ClassVar[str] = "vanilla"
+    l1: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _need(_is_number(self.l1) and self.l1 >= 0, f"l1 must be a number >= 0 (got {self.l1!r})",
+              "the paper uses --l1 0.001 for Vanilla and 0.0001 for ReLU")
+
+
+@dataclass(frozen=True)
+class ReLUConfig(VanillaConfig):
+    """ReLU SAE (Bricken et al.): as Vanilla with a pre-encoder bias, ``W_enc (x − b_dec)``."""
+
+    arch: ClassVar[str] = "relu"
+    l1: float = 1e-4
+
+
+@dataclass(frozen=True)
+class TopKConfig(SAEConfig):
+    """TopK SAE (Gao et al.): keep the ``k`` largest pre-activations, no L1 term.
+
+    AuxK: the ``k_aux`` largest pre-activations of dead latents reconstruct the residual
+    ``x − x̂``, weighted by ``aux_coef`` (``k_aux=None``: half the input dimension, at least
+    ``k``, as in Gao et al.; ``aux_coef=0`` turns AuxK off).
+    """
+
+    arch: ClassVar[str] = "topk"
+    k: int = 32
+    k_aux: int | None = None
+    aux_coef: float = 1 / 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _need(_is_int(self.k) and self.k >= 1, f"k must be a positive integer (got {self.k!r})", "e.g. --k 32")
+        if self.k_aux is not None:
+            _need(_is_int(self.k_aux) and self.k_aux >= 1, f"k_aux must be a positive integer (got {self.k_aux!r})")
+        _need(_is_number(self.aux_coef) and self.aux_coef >= 0, f"aux_coef must be >= 0 (got {self.aux_coef!r})")
+        if self.hidden is not None and self.k > self.hidden:
+            raise InputError(f"invalid SAE setting: k = {self.k} is larger than hidden = {self.hidden}",
+                             fix=f"use --k below {self.hidden}, e.g. --k {max(1, self.hidden // 100)}")
+
+    def hidden_size(self, d_in: int) -> int:
+        hidden = super().hidden_size(d_in)
+        if self.k > hidden:
+            raise InputError(f"invalid SAE setting: k = {self.k} is larger than the {hidden} latents",
+                             fix=f"use --k below {hidden}")
+        return hidden
+
+    def aux_size(self, d_in: int) -> int:
+        """``k_aux`` resolved for a ``d_in``-dimensional input."""
+        k_aux = self.k_aux if self.k_aux is not None else max(d_in // 2, self.k)
+        return min(k_aux, self.hidden_size(d_in))
+
+
+@dataclass(frozen=True)
+class BatchTopKConfig(TopKConfig):
+    """BatchTopK SAE (Bussmann et al.): keep the ``k × batch`` largest pre-activations of a batch.
+
+    At inference a latent fires when its pre-activation exceeds a threshold learned during
+    training (running mean of the smallest kept value), so encoding does not depend on the batch.
+    """
+
+    arch: ClassVar[str] = "batchtopk"
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: Adam with ``lr``, minibatches of ``batch_size`` cells for ``epochs``.
+
+    ``max_steps`` caps the optimiser steps (``None``: no cap). ``val_fraction`` of the cells
+    (drawn with ``seed``) is held out; the validation loss is computed every ``eval_every``
+    steps (``None``: once per epoch) and training stops when it has not improved by
+    ``min_delta`` (relative) for ``patience`` evaluations (``None``: never stop early); the
+    best weights are restored when ``restore_best``. ``lr_schedule="linear_decay"`` decays
+    the rate linearly to 0 over the last ``decay_fraction`` of the planned steps.
+    ``seed`` reaches weight init, the split and shuffling: same seed, same weights.
+    ``device``: ``"auto"`` (GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+    ``"mps"``. ``engine``: ``"auto"`` uses hand-written gradients where an architecture has
+    them (Vanilla, ReLU; about 2× faster on CPU), ``"autograd"`` always uses autograd.
+    """
+
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 30
+    max_steps: int | None = None
+    val_fraction: float = 0.1
+    eval_every: int | None = None
+    patience: int | None = 5
+    min_delta: float = 1e-4
+    restore_best: bool = True
+    lr_schedule: str = "linear_decay"
+    decay_fraction: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    engine: str = "auto"
+    shuffle: bool = True
+
+    MIN_VAL_CELLS: ClassVar[int] = 10
+    MIN_TRAIN_CELLS: ClassVar[int] = 10
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, what: str, fix: str | None = None) -> None:
+            _need(cond, what, fix, kind="training")
+
+        need(_is_number(self.lr) and self.lr > 0, f"lr must be a positive number (got {self.lr!r})",
+             "the paper uses --lr 0.0001")
+        need(_is_int(self.batch_size) and self.batch_size >= 1,
+             f"batch_size must be a positive integer (got {self.batch_size!r})", "e.g. --batch-size 128")
+        need(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be a positive integer (got {self.epochs!r})",
+             "e.g. --epochs 30")
+        if self.max_steps is not None:
+            need(_is_int(self.max_steps) and self.max_steps >= 1,
+                 f"max_steps must be a positive integer (got {self.max_steps!r})")
+        need(_is_number(self.val_fraction) and 0 < self.val_fraction < 1,
+             f"val_fraction must be between 0 and 1 (got {self.val_fraction!r})", "e.g. --val-fraction 0.1")
+        if self.eval_every is not None:
+            need(_is_int(self.eval_every) and self.eval_every >= 1,
+                 f"eval_every must be a positive number of steps (got {self.eval_every!r})")
+        if self.patience is not None:
+            need(_is_int(self.patience) and self.patience >= 1,
+                 f"patience must be a positive integer (got {self.patience!r})")
+        need(_is_number(self.min_delta) and self.min_delta >= 0, f"min_delta must be >= 0 (got {self.min_delta!r})")
+        need(isinstance(self.restore_best, bool) and isinstance(self.shuffle, bool),
+             "restore_best and shuffle must be true/false")
+        need(self.lr_schedule in LR_SCHEDULES,
+             f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
+        need(_is_number(self.decay_fraction) and 0 < self.decay_fraction <= 1,
+             f"decay_fraction must be in (0, 1] (got {self.decay_fraction!r})")
+        need(_is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer (got {self.seed!r})")
+        need(isinstance(self.device, str) and _valid_device(self.device),
+             f"device must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})", "e.g. --device cpu")
+        need(self.engine in ("auto", "autograd"), f"engine must be auto or autograd (got {self.engine!r})")
+
+    def split_sizes(self, n_cells: int) -> tuple[int, int]:
+        """``(n_train, n_val)`` for ``n_cells``; raises InputError when either is too small."""
+        n_val = int(round(n_cells * self.val_fraction))
+        n_train = n_cells - n_val
+        if n_val < self.MIN_VAL_CELLS or n_train < self.MIN_TRAIN_CELLS:
+            need_cells = max(int(math.ceil(self.MIN_VAL_CELLS / self.val_fraction)),
+                             int(math.ceil(self.MIN_TRAIN_CELLS / (1 - self.val_fraction))))
+            raise InputError(
+                f"too few cells for a validation split: {n_cells} cells with val_fraction "
+                f"{self.val_fraction:g} give {n_train} training and {n_val} validation cells "
+                f"(need at least {self.MIN_TRAIN_CELLS} and {self.MIN_VAL_CELLS})",
+                fix=f"use at least {need_cells} cells, or a larger validation fraction",
+            )
+        return n_train, n_val
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, d, what="training")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return True
+    head, _, index = device.partition(":")
+    return head == "cuda" and index.isdigit()
+
+
+# --------------------------------------------------------------------------- presets
+# name -> (architecture config, training config, one-line description)
+PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
+    "paper": (
+        VanillaConfig(hidden=10_000, l1=1e-3, center=False, scale=False, decoder_norm="none", init="torch"),
+        TrainConfig(lr=1e-4, batch_size=128, epochs=500, patience=None, lr_schedule="constant",
+                    restore_best=False),
+        "the paper's case study exactly: Vanilla, 10,000 latents, lr 1e-4, L1 1e-3 on mean|z|, "
+        "batch 128, 500 epochs, no centring, no decoder-norm constraint, nn.Linear init. Unlike the "
+        "reference code, 10 % of cells are held out for the validation loss and batches are "
+        "shuffled (--no-shuffle visits cells in file order, as the reference does)",
+    ),
+    "fast": (
+        VanillaConfig(hidden=10_000, l1=1e-3, center=True, scale=False, decoder_norm="none", init="torch"),
+        TrainConfig(lr=5e-3, batch_size=256, epochs=60, patience=None, lr_schedule="linear_decay",
+                    decay_fraction=1.0, restore_best=False),
+        "the paper's objective (same architecture, size and L1 on the same raw input) reached in "
+        "minutes: centred input (a reparametrisation of the biases), batch 256, lr 5e-3 decaying "
+        "linearly to 0, 60 epochs (see benchmarks/sae_training.md)",
+    ),
+    "default": (
+        VanillaConfig(),
+        TrainConfig(),
+        "good practice: Vanilla, 50 × input latents, centred and scaled input, unit-norm decoder, "
+        "tied init, lr 1e-3 decaying linearly to 0, early stopping",
+    ),
+}
+
+
+def preset(name: str) -> tuple[SAEConfig, TrainConfig]:
+    """``(sae_config, train_config)`` of a named preset (``paper``, ``fast``, ``default``)."""
+    try:
+        sae, train, _ = PRESETS[name]
+    except KeyError:
+        raise InputError(f"unknown preset {name!r}", fix=f"use one of: {', '.join(PRESETS)}") from None
+    return sae, train

@@ -1,0 +1,251 @@
+"""Train an SAE: seeded split, pre-shuffled tensor slicing, fused Adam, early stopping.
+
+The hot loop does no per-step host synchronisation (losses are summed on the device and read
+at evaluation time), no DataLoader and no per-step allocation beyond the model's own tensors.
+Vanilla/ReLU use hand-written gradients (``engine="auto"``), TopK/BatchTopK a sparse-aware
+autograd path.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .config import SAEConfig, TrainConfig, VanillaConfig
+from .data import as_matrix, resolve_device
+from .encode import iter_encoded
+from .models import SparseAutoencoder, count_active
+from .registry import build_sae
+
+__all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
+
+Progress = Callable[[float, float, str], None]
+ShouldStop = Callable[[], bool]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_sae` returns.
+
+    ``sae``: the trained model (eval mode, on the training device). ``history``: one dict per
+    evaluation (epoch, step, samples, elapsed_s, lr, train_loss, val_loss, val_mse, val_fvu,
+    val_l0, val_live, train_dead). ``val_index``: the held-out cells (sorted indices into the
+    data). ``stop_reason``: ``"completed"``, ``"max_steps"``, ``"early_stopping"`` or
+    ``"should_stop"``. ``best``: the evaluation with the lowest validation loss; ``final``: the
+    evaluation of the returned weights (``best`` when ``restore_best``, else the last one).
+    """
+
+    sae: SparseAutoencoder
+    train_config: TrainConfig
+    history: list[dict[str, Any]]
+    val_index: np.ndarray
+    stop_reason: str
+    device: str
+    elapsed_s: float
+    best: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> SAEConfig:
+        return self.sae.config
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able: configs, device, stop reason, time and the best evaluation."""
+        return {
+            "sae": self.config.to_dict(),
+            "train": self.train_config.to_dict(),
+            "d_in": self.sae.d_in,
+            "hidden": self.sae.hidden,
+            "device": self.device,
+            "stop_reason": self.stop_reason,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "steps": self.history[-1]["step"] if self.history else 0,
+            "best": self.best,
+            "final": self.final,
+        }
+
+
+def split_indices(n_cells: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_index, val_index)``: a seeded random split, each sorted."""
+    n_train, n_val = TrainConfig(val_fraction=val_fraction, seed=seed).split_sizes(n_cells)
+    perm = np.random.default_rng(seed).permutation(n_cells)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def evaluate_normalized(sae: SparseAutoencoder, xn: torch.Tensor, *, batch_size: int = 8192) -> dict[str, float]:
+    """Validation numbers on normalised input ``xn`` (n, d_in): ``val_loss`` (MSE + sparsity
+    penalty, inference-mode latents), ``val_mse`` (in raw units), ``val_fvu``, ``val_l0``
+    (mean latents firing per cell), ``val_live`` (latents firing on at least one cell)."""
+    n = xn.shape[0]
+    sse = pen = l0 = 0.0
+    fired = torch.zeros(sae.hidden, dtype=torch.bool, device=xn.device)
+    for _, xb, z, xb_hat in iter_encoded(sae, xn, batch_size=batch_size, normalized=True):
+        sse += float((xb_hat - xb).pow(2).sum())
+        pen += float(sae.penalty(z)) * xb.shape[0]
+        counts = count_active(z)
+        l0 += float(counts.sum())
+        fired |= counts > 0
+    total_var = float((xn - xn.mean(0)).pow(2).sum())
+    mse = sse / (n * sae.d_in)
+    scale2 = float(sae.input_scale) ** 2
+    return {
+        "val_loss": mse + pen / n,
+        "val_mse": mse * scale2,
+        "val_fvu": sse / total_var if total_var > 0 else float("nan"),
+        "val_l0": l0 / n,
+        "val_live": int(fired.sum()),
+    }
+
+
+def train_sae(
+    data: Any,
+    *,
+    config: SAEConfig | None = None,
+    train: TrainConfig | None = None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> TrainResult:
+    """Train an SAE on ``data`` (n_cells, d_in): an array, tensor or iterable of chunks.
+
+    ``config`` picks the architecture (default :class:`VanillaConfig`), ``train`` the
+    optimisation (default :class:`TrainConfig`). ``progress(done_steps, total_steps, message)``
+    is called a few times a second; when ``should_stop()`` returns True, training stops and the
+    model so far (best weights if ``restore_best``) is returned with ``stop_reason="should_stop"``.
+    Same data, configs and seed give identical weights on the same device.
+    """
+    config = config or VanillaConfig()
+    train = train or TrainConfig()
+    t_start = time.monotonic()
+    x = as_matrix(data)
+    n, d = x.shape
+    config.hidden_size(d)  # validates hidden vs input before any work
+    train_idx, val_idx = split_indices(n, val_fraction=train.val_fraction, seed=train.seed)
+    device = resolve_device(train.device)
+
+    sae = build_sae(config, d_in=d, seed=train.seed).to(device)
+    x_train = torch.from_numpy(x[train_idx]).to(device)
+    x_val = torch.from_numpy(x[val_idx]).to(device)
+    sae.fit_normalization_(x_train)
+    with torch.no_grad():
+        x_train = sae.normalize(x_train).contiguous()
+        x_val = sae.normalize(x_val).contiguous()
+    sae.train()
+    sae.calibrate_init_(x_train[: max(train.batch_size, 4096)])
+
+    opt = _adam(sae, train.lr, device)
+    fast = train.engine == "auto" and sae.has_fast_grads
+    n_train = x_train.shape[0]
+    bs = min(train.batch_size, n_train)
+    steps_per_epoch = -(-n_train // bs)
+    total_steps = train.epochs * steps_per_epoch
+    if train.max_steps is not None:
+        total_steps = min(total_steps, train.max_steps)
+    eval_every = train.eval_every or steps_per_epoch
+    decay_start = int(total_steps * (1 - train.decay_fraction)) if train.lr_schedule == "linear_decay" else total_steps
+    dead_window = getattr(config, "dead_window", None) or n_train
+
+    shuffle_gen = torch.Generator().manual_seed(train.seed + 1)
+    since_fired = torch.zeros(sae.hidden, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), device=device)
+    loss_steps = 0
+    history: list[dict[str, Any]] = []
+    best_loss, best_state, best_row, bad_evals = float("inf"), None, {}, 0
+    step, samples, stop_reason = 0, 0, "completed"
+    last_report = last_check = 0.0
+    epoch = 0
+
+    def evaluate() -> bool:
+        """Record one evaluation; True when early stopping says stop."""
+        nonlocal best_loss, best_state, best_row, bad_evals, loss_sum, loss_steps
+        row = {
+            "epoch": round(samples / n_train, 4),
+            "step": step,
+            "samples": samples,
+            "elapsed_s": round(time.monotonic() - t_start, 3),
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": float(loss_sum) / max(1, loss_steps),
+            **evaluate_normalized(sae, x_val),
+            "train_dead": int((since_fired >= dead_window).sum()),
+        }
+        sae.train()
+        loss_sum.zero_()
+        loss_steps = 0
+        history.append(row)
+        improved = row["val_loss"] < best_loss * (1 - train.min_delta)
+        if improved or best_state is None:
+            best_loss, best_row, bad_evals = min(best_loss, row["val_loss"]), row, 0
+            if train.restore_best:
+                best_state = copy.deepcopy(sae.state_dict())
+            else:
+                best_state = {}
+        else:
+            bad_evals += 1
+        if progress is not None:
+            progress(step, total_steps, _message(row, epoch + 1, train.epochs))
+        return train.patience is not None and bad_evals >= train.patience
+
+    while step < total_steps and stop_reason == "completed":
+        order = torch.randperm(n_train, generator=shuffle_gen).to(device) if train.shuffle else None
+        xs = x_train[order] if order is not None else x_train
+        for start in range(0, n_train, bs):
+            if step >= decay_start:
+                opt.param_groups[0]["lr"] = train.lr * (total_steps - step) / max(1, total_steps - decay_start)
+            xb = xs[start:start + bs]
+            if fast:
+                out = sae.fast_grads_(xb)
+            else:
+                dead = since_fired >= dead_window
+                out = sae.loss(xb, dead=dead)
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+            opt.step()
+            sae.constrain_()
+            since_fired = torch.where(out.fired, 0, since_fired + xb.shape[0])
+            loss_sum += out.loss.detach()
+            loss_steps += 1
+            step += 1
+            samples += xb.shape[0]
+            if step % eval_every == 0 or step == total_steps:
+                if evaluate():
+                    stop_reason = "early_stopping"
+                    break
+            if step >= total_steps:
+                stop_reason = "max_steps" if total_steps < train.epochs * steps_per_epoch else "completed"
+                break
+            now = time.monotonic()
+            if should_stop is not None and now - last_check > 0.2:
+                last_check = now
+                if should_stop():
+                    stop_reason = "should_stop"
+                    break
+            if progress is not None and now - last_report > 0.5:
+                last_report = now
+                progress(step, total_steps, f"epoch {epoch + 1}/{train.epochs}")
+        epoch += 1
+    if stop_reason == "should_stop" and (not history or history[-1]["step"] != step):
+        evaluate()
+    restored = bool(train.restore_best and best_state)
+    if restored:
+        sae.load_state_dict(best_state)
+    sae.eval()
+    return TrainResult(sae=sae, train_config=train, history=history, val_index=val_idx,
+                       stop_reason=stop_reason, device=str(device),
+                       elapsed_s=time.monotonic() - t_start, best=dict(best_row),
+                       final=dict(best_row if restored else history[-1]))
+
+
+def _adam(sae: SparseAutoencoder, lr: float, device: torch.device) -> torch.optim.Adam:
+    params = list(sae.parameters())
+    try:  # fused Adam: one kernel for all parameters (CPU since torch 2.4, CUDA, MPS)
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=device.type != "cpu" or None)
+
+
+def _message(row: dict[str, Any], epoch: int, epochs: int) -> str:
+    return (f"epoch {min(epoch, epochs)}/{epochs} · val loss {row['val_loss']:.4g} · "
+            f"L0 {row['val_l0']:.1f} · live {row['val_live']}")
