@@ -28,7 +28,7 @@ def configure(parser) -> None:
                         help="nb (raw counts, default) or gaussian (normalised data)")
     parser.add_argument("--counts-layer", help="layer with the counts (default: 'counts' if present, else .X)")
     parser.add_argument("--hidden", type=int, default=128, help="hidden units per layer (default 128)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    parser.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 5e-3)")
     parser.add_argument("--batch-size", type=int, default=256, help="cells per minibatch (default 256)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: automatic)")
     parser.add_argument("--overwrite", action="store_true",

@@ -39,11 +39,11 @@ class ModelConfig:
     n_layers: int = 1
     likelihood: str = "nb"
     dropout: float = 0.1
-    lr: float = 2e-3
+    lr: float = 5e-3
     batch_size: int = 256
     max_epochs: int | None = None
     min_epochs: int = 10
-    patience: int = 8
+    patience: int = 4
     min_delta: float = 1e-4
     kl_weight: float = 1.0
     kl_warmup: int = 10
