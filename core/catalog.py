@@ -53,6 +53,22 @@ def resolve_source(value: str) -> tuple[str, Path]:
     raise InputError(f"unknown source kind {kind!r}", fix="use shipped:, file: or analysis:")
 
 
+def _analysis_results(a: Analysis) -> dict:
+    """Headline numbers of the SAE and the annotation, when those steps have run."""
+    out = {}
+    if a.has("metrics.json"):
+        m = a.read_json("metrics.json").get("summary", {})
+        out["live features"] = f"{m.get('live')} of {m.get('hidden')} (L0 {m.get('l0', 0):.1f} per cell)"
+        if m.get("local") is not None:
+            out["local / global"] = f"{m.get('local')} / {m.get('global')}"
+    if a.has("annotation.json"):
+        s = a.read_json("annotation.json")
+        frac = s.get("annotated_fraction_of_live")
+        out["annotated features"] = f"{s.get('features_annotated')}" + (f" ({frac:.0%} of live)" if frac else "")
+        out["unique terms"] = s.get("unique_terms")
+    return out
+
+
 def describe_source(value: str) -> dict:
     """A JSON-able summary of a source for the picker card: title, facts, warnings, or error + fix."""
     try:
@@ -63,6 +79,7 @@ def describe_source(value: str) -> dict:
             facts = {"dataset": Path(ds.get("path", "?")).name, "cells": ds.get("n_cells"),
                      "genes": ds.get("n_genes"), "embedding": ds.get("embedding"),
                      "cell types": ds.get("cell_type"), "steps done": ", ".join(sorted(a.config.get("steps", {}))) or "none"}
+            facts.update(_analysis_results(a))
             return {"title": f"Analysis {path.name}", "facts": facts, "warnings": [], "error": None, "fix": None}
         spec = shipped(value.partition(":")[2]) if kind == "shipped" else None
         ds = load_dataset(path, embedding=spec.embedding if spec else None,

@@ -56,24 +56,22 @@ class AppServer:
         self.url, self.proc, self.log, self.analyses, self.data = url, proc, log, analyses, data
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """The real app in a subprocess on a free loopback port, with its own data/analysis/cache folders."""
-    base = tmp_path_factory.mktemp("app")
+def start_server(base: Path, args: list[str], *, timeout: float = 60) -> AppServer:
+    """Run ``python -m core.cli ARGS --port P`` with its own folders under ``base``; wait until it serves."""
     port = free_port()
     env = {**os.environ,
            "FEATURELENS_ANALYSES_DIR": str(base / "analyses"),
            "FEATURELENS_DATA_DIR": str(base / "data"),
            "FEATURELENS_CACHE_DIR": str(base / "cache"),
            "PYTHONUNBUFFERED": "1"}
-    (base / "data").mkdir()
-    (base / "analyses").mkdir()
+    (base / "data").mkdir(exist_ok=True)
+    (base / "analyses").mkdir(exist_ok=True)
     log = base / "server.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args, "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(url, timeout=2).read()
@@ -83,12 +81,24 @@ def app_server(tmp_path_factory):
                 proc.kill()
                 raise RuntimeError(f"app did not start:\n{log.read_text()}")
             time.sleep(0.3)
-    yield AppServer(url, proc, log, base / "analyses", base / "data")
+    return AppServer(url, proc, log, base / "analyses", base / "data")
+
+
+def stop_server(server: AppServer) -> None:
+    proc = server.proc
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """The real app (`featurelens serve`) on a free loopback port, with its own folders."""
+    server = start_server(tmp_path_factory.mktemp("app"), ["serve"])
+    yield server
+    stop_server(server)
 
 
 @pytest.fixture

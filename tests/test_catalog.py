@@ -34,7 +34,19 @@ def test_describe_sources(folders):
     s = catalog.describe_source("shipped:pbmc68k")
     assert s["facts"]["embedding"] == "X_pca (50 dimensions)"
     s = catalog.describe_source("analysis:first")
-    assert s["facts"]["steps done"] == "none"
+    assert s["facts"]["steps done"] == "none" and "live features" not in s["facts"]
+
+
+def test_describe_analysis_with_results(folders):
+    _, analyses = folders
+    a = Analysis.open(analyses / "first")
+    with a.step("sae", inputs={}) as w:
+        w.write_json("metrics.json", {"summary": {"live": 7, "hidden": 10, "l0": 2.5, "local": 3, "global": 4}})
+        w.write_json("annotation.json", {"features_annotated": 5, "annotated_fraction_of_live": 5 / 7,
+                                         "unique_terms": 42})
+    f = catalog.describe_source("analysis:first")["facts"]
+    assert f["live features"] == "7 of 10 (L0 2.5 per cell)" and f["local / global"] == "3 / 4"
+    assert f["annotated features"] == "5 (71% of live)" and f["unique terms"] == 42
 
 
 @pytest.mark.parametrize("value", ["file:../../etc/passwd", "file:/etc/passwd", "analysis:../data",
