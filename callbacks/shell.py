@@ -1,7 +1,7 @@
 """Routing and the source picker."""
 from __future__ import annotations
 
-from dash import Input, Output, State, callback, no_update
+from dash import Input, Output, callback, no_update
 
 from components import data_page, ids, shell
 from core.catalog import describe_source, list_sources
