@@ -134,6 +134,33 @@ class Analysis:
         return cls(path, config)
 
     @classmethod
+    def open_or_create(cls, path: str | os.PathLike, *, dataset: dict, seed: int = 0,
+                       replace_other: bool = False) -> "Analysis":
+        """Reopen the analysis at ``path`` if it is of the same dataset (sha256), else create it.
+
+        An analysis of another dataset (or seed, when ``replace_other``) is an InputError, or
+        is started afresh when ``replace_other`` is True (the demo does this).
+        """
+        path = Path(path)
+        if (path / CONFIG_FILE).is_file():
+            try:
+                analysis = cls.open(path)
+            except InputError:
+                if not replace_other:
+                    raise
+                analysis = None
+            if analysis is not None:
+                old = analysis.config.get("dataset", {}).get("sha256")
+                same = not (old and dataset.get("sha256")) or old == dataset["sha256"]
+                if same and (not replace_other or analysis.seed == seed):
+                    return analysis
+                if not replace_other:
+                    raise InputError(f"{path} is an analysis of another dataset "
+                                     f"({analysis.config.get('dataset', {}).get('path')})",
+                                     fix="choose another --out folder for this dataset")
+        return cls.create(path, dataset=dataset, seed=seed, overwrite=replace_other)
+
+    @classmethod
     def open(cls, path: str | os.PathLike) -> "Analysis":
         path = Path(path)
         cfg_path = path / CONFIG_FILE

@@ -16,7 +16,6 @@ from pathlib import Path
 from .analysis import Analysis
 from .data import load_dataset
 from .datasets import shipped
-from .errors import InputError
 from .paths import analyses_dir
 from .progress import Progress, no_progress
 
@@ -65,7 +64,8 @@ def build_demo(out: str | os.PathLike, *, seed: int = 0, progress: Progress = no
     n = 3
     _fit_model(spec.path, data, seed=seed, progress=_stage(progress, 0, n, "fitting the expression model"))
     ds = load_dataset(data, embedding=DEMO_EMBEDDING, cell_type=spec.cell_type)
-    analysis = _open_or_create(out, dataset={**ds.source, "shipped": spec.name}, seed=seed)
+    analysis = Analysis.open_or_create(out, dataset={**ds.source, "shipped": spec.name}, seed=seed,
+                                       replace_other=True)
     train_into_analysis(analysis, ds.embedding, sae_config=VanillaConfig(expansion=16, l1=1e-3),
                         train_config=TrainConfig(seed=seed, epochs=300, batch_size=64, lr=1e-3),
                         data_ref=ds.source, cell_types=ds.cell_types,
@@ -75,16 +75,3 @@ def build_demo(out: str | os.PathLike, *, seed: int = 0, progress: Progress = no
                       progress=_stage(progress, 2, n, "annotating features"))
     progress(n, n, "demo ready")
     return analysis
-
-
-def _open_or_create(path: Path, *, dataset: dict, seed: int) -> Analysis:
-    """Reopen the analysis at ``path`` if it is of the same dataset and seed, else start it afresh."""
-    if (path / "analysis.json").is_file():
-        try:
-            analysis = Analysis.open(path)
-        except InputError:
-            analysis = None
-        if analysis is not None and analysis.config.get("dataset", {}).get("sha256") == dataset["sha256"] \
-                and analysis.seed == seed:
-            return analysis
-    return Analysis.create(path, dataset=dataset, seed=seed, overwrite=True)

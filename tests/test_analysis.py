@@ -117,3 +117,15 @@ def test_step_refuses_path_names(tmp_path):
         with a.step("x", inputs={}) as w:
             w.write_json("../escape.json", {})
     assert not (tmp_path / "escape.json").exists()
+
+
+def test_open_or_create(tmp_path):
+    a = Analysis.open_or_create(tmp_path / "an", dataset=DATASET, seed=1)
+    stamp = a.file("analysis.json").stat().st_mtime_ns
+    Analysis.open_or_create(tmp_path / "an", dataset=DATASET, seed=1)
+    assert a.file("analysis.json").stat().st_mtime_ns == stamp  # reopened, not rewritten
+    other = {**DATASET, "sha256": "different"}
+    with pytest.raises(InputError, match="analysis of another dataset"):
+        Analysis.open_or_create(tmp_path / "an", dataset=other)
+    b = Analysis.open_or_create(tmp_path / "an", dataset=other, replace_other=True)
+    assert b.config["dataset"]["sha256"] == "different"

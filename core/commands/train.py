@@ -142,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     sae_cfg.hidden_size(x.shape[1])  # fail fast on hidden < input
     train_cfg.split_sizes(x.shape[0])
 
-    analysis = _open_or_create(args.out, ds.source, seed=train_cfg.seed)
+    from core.analysis import Analysis
+
+    analysis = Analysis.open_or_create(args.out, dataset=ds.source, seed=train_cfg.seed)
     from core.progress import ProgressBar
     from core.training import sae_step_inputs, train_into_analysis
 
@@ -156,23 +158,6 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(metrics)
     print(f"wrote {analysis.path}/{{sae.pt, sae.json, metrics.json, features.parquet, activations.npz}}")
     return 0
-
-
-def _open_or_create(out: str, source: dict, *, seed: int):
-    from pathlib import Path
-
-    from core.analysis import CONFIG_FILE, Analysis
-    from core.errors import InputError
-
-    path = Path(out)
-    if (path / CONFIG_FILE).is_file():
-        analysis = Analysis.open(path)
-        old = analysis.config.get("dataset", {})
-        if old.get("sha256") and source.get("sha256") and old["sha256"] != source["sha256"]:
-            raise InputError(f"{path} is an analysis of another dataset ({old.get('path')})",
-                             fix="choose another --out folder for this dataset")
-        return analysis
-    return Analysis.create(path, dataset=source, seed=seed)
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:

@@ -4,9 +4,10 @@ The same object feeds the CLI (``featurelens fit-model``), the app and ``model.j
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..configs import config_from_dict
 from ..errors import InputError
 
 __all__ = ["ModelConfig", "LIKELIHOODS"]
@@ -102,9 +103,4 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown model settings: {', '.join(unknown)}",
-                             fix="the model was saved by a newer FeatureLens; upgrade it")
-        return cls(**d)
+        return config_from_dict(cls, d, what="model")

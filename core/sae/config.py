@@ -11,9 +11,10 @@ error over all ``batch × input`` elements, the L1 term is ``l1 · mean |z|`` ov
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
+from ..configs import config_from_dict
 from ..errors import InputError
 
 __all__ = [
@@ -46,15 +47,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _from_dict(cls, d: dict[str, Any], *, what: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise InputError(f"unknown {what} settings: {', '.join(unknown)}",
-                         fix="it was saved by a newer FeatureLens; upgrade FeatureLens")
-    return cls(**d)
 
 
 # --------------------------------------------------------------------------- architectures
@@ -130,7 +122,7 @@ class SAEConfig:
             target = get_architecture(arch).config_class
         else:
             target = cls
-        return _from_dict(target, d, what=f"{arch} SAE")
+        return config_from_dict(target, d, what=f"{arch} SAE")
 
     def replace(self, **changes: Any) -> "SAEConfig":
         return replace(self, **changes)
@@ -294,7 +286,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return _from_dict(cls, d, what="training")
+        return config_from_dict(cls, d, what="training")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
