@@ -7,4 +7,4 @@ from __future__ import annotations
 
 
 def register_all() -> None:
-    from . import shell  # noqa: F401
+    from . import compare, data_page, explorer, shell, simulation, steering  # noqa: F401

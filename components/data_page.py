@@ -8,7 +8,7 @@ from . import ids
 from .shell import PAGE_BY_SLUG
 
 
-def layout() -> html.Div:
+def layout(*, source: str | None, query: dict[str, str]) -> html.Div:  # noqa: ARG001
     page = PAGE_BY_SLUG["data"]
     return html.Div([
         html.H2(page.title),

@@ -17,6 +17,16 @@ COMPARE_PAGE = "compare-page"
 SIMULATION_PAGE = "simulation-page"
 NOT_FOUND_PAGE = "notfound-page"
 
+# --- data page (data-*) ---
+
+# --- explorer page, feature card, search (explorer-*, card-*, search-*) ---
+
+# --- steering page (steer-*) ---
+
+# --- compare page (compare-*) ---
+
+# --- simulation page (sim-*) ---
+
 
 def nav_link(page: str) -> str:
     return f"app-navlink-{page}"

@@ -1,0 +1,2 @@
+"""Callbacks of the Compare page."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Callbacks of the Data & training page."""
+from __future__ import annotations

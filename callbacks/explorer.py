@@ -1,0 +1,2 @@
+"""Callbacks of the Explorer page."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Callbacks of the Simulation lab page."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Callbacks of the Steering page."""
+from __future__ import annotations
