@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import io
-from .errors import InputError, SchemaError
+from .errors import InputError, SchemaError, WriteError
+from .paths import user_path
 
 __all__ = ["Analysis", "StepWriter", "SCHEMA_VERSION", "FILES"]
 
@@ -72,10 +73,14 @@ class StepWriter:
         return self._target(name)
 
     def _target(self, name: str) -> Path:
-        if Path(name).name != name or name in ("", ".", "..", CONFIG_FILE):
+        # plain names, or names inside sub-folders ("steering/<run>/de.parquet"); never "..", absolute, or "\\"
+        parts = name.split("/")
+        if name == CONFIG_FILE or "\\" in name or any(p in ("", ".", "..") for p in parts):
             raise InputError(f"invalid analysis file name {name!r}")
         self.written.append(name)
-        return self._staging / name
+        target = self._staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
 
     def write_json(self, name: str, obj: Any) -> None:
         io.write_json(self._target(name), obj)
@@ -112,7 +117,7 @@ class Analysis:
         overwrite: bool = False,
     ) -> "Analysis":
         """Start a new analysis of ``dataset`` (a reference: path, hash, embedding key, ...)."""
-        path = Path(path)
+        path = user_path(path, kind="analysis")
         if (path / CONFIG_FILE).exists() and not overwrite:
             raise InputError(
                 f"{path} already holds an analysis",
@@ -120,7 +125,11 @@ class Analysis:
             )
         if path.exists() and not path.is_dir():
             raise InputError(f"{path} exists and is not a folder", fix="choose another --out path")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"could not create the analysis folder {path}: {exc.strerror or exc}",
+                             fix="choose an --out folder you can write to") from exc
         config = {
             "schema_version": SCHEMA_VERSION,
             "created": _now(),
@@ -130,7 +139,11 @@ class Analysis:
             "versions": _versions(),
             "steps": {},
         }
-        io.write_json(path / CONFIG_FILE, config)
+        try:
+            io.write_json(path / CONFIG_FILE, config)
+        except OSError as exc:
+            raise WriteError(f"could not write {path / CONFIG_FILE}: {exc.strerror or exc}",
+                             fix="free disk space (or check write permission) and run it again") from exc
         return cls(path, config)
 
     @classmethod
@@ -162,7 +175,7 @@ class Analysis:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Analysis":
-        path = Path(path)
+        path = user_path(path, kind="analysis")
         cfg_path = path / CONFIG_FILE
         if not cfg_path.is_file():
             raise InputError(
@@ -227,12 +240,13 @@ class Analysis:
     @contextlib.contextmanager
     def step(self, name: str, *, inputs: dict) -> Iterator[StepWriter]:
         """Stage the files of step ``name``; commit them and record ``inputs`` on success."""
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self.path))
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".staging-{name.replace('/', '-')}-", dir=self.path))
+        except OSError as exc:
+            raise _write_error(name, self.path, exc) from exc
         writer = StepWriter(staging)
         try:
             yield writer
-            for fname in dict.fromkeys(writer.written):
-                os.replace(staging / fname, self.path / fname)
             config = dict(self.config)
             steps = dict(config.get("steps", {}))
             steps[name] = {
@@ -242,10 +256,38 @@ class Analysis:
                 "completed": _now(),
             }
             config["steps"] = steps
-            io.write_json(self.path / CONFIG_FILE, config)
+            new_config = io.write_json(staging / ".config" / CONFIG_FILE, config)  # all writes happen before
+            self._commit(staging, [*dict.fromkeys(writer.written), CONFIG_FILE], new_config)  # only renames
             self.config = config
+        except OSError as exc:  # disk full, no permission: nothing in the analysis changed
+            raise _write_error(name, self.path, exc) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _commit(self, staging: Path, names: list[str], new_config: Path) -> None:
+        """Rename staged files (and the new config, last) into place; on failure put every old file back."""
+        backup = staging / ".previous"
+        moved: list[tuple[str, bool]] = []
+        try:
+            for fname in names:
+                src = new_config if fname == CONFIG_FILE else staging / fname
+                dst, old = self.path / fname, backup / fname
+                had_old = dst.exists()
+                if had_old:
+                    old.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(dst, old)
+                moved.append((fname, had_old))
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        except BaseException:
+            for fname, had_old in reversed(moved):
+                dst = self.path / fname
+                with contextlib.suppress(OSError):
+                    if had_old:
+                        os.replace(backup / fname, dst)
+                    elif dst.exists():
+                        dst.unlink()
+            raise
 
     def summary(self) -> dict:
         """Small JSON-able description for lists and pickers."""
@@ -256,6 +298,12 @@ class Analysis:
             "steps": sorted(self.config.get("steps", {})),
             "created": self.config.get("created"),
         }
+
+
+def _write_error(step: str, folder: Path, exc: OSError) -> WriteError:
+    return WriteError(f"could not write the {step} step into {folder}: {exc.strerror or exc}",
+                      fix="free disk space (or check write permission) and run it again; "
+                          "nothing in the analysis was changed")
 
 
 def _which_step_makes(name: str) -> str:

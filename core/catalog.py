@@ -91,3 +91,6 @@ def describe_source(value: str) -> dict:
                 "error": None, "fix": None}
     except FeatureLensError as exc:
         return {"title": value, "facts": {}, "warnings": [], "error": exc.message, "fix": exc.fix}
+    except OSError as exc:  # unreadable file or folder (permissions, I/O error)
+        return {"title": value, "facts": {}, "warnings": [], "error": f"{value} could not be read: {exc.strerror or exc}",
+                "fix": "check that the file is readable by the user running FeatureLens"}

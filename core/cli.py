@@ -16,7 +16,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = (
     "demo", "serve", "validate", "fit-model", "train", "annotate", "de", "steer",
-    "compare", "simulate", "export", "bench",
+    "compare", "simulate", "export", "bench", "worker",
 )
 
 
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except FeatureLensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the command reads or writes: missing, unreadable, disk full
+        print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; results written so far are kept", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .errors import InputError
 from .genes import GeneIdReport, detect_gene_ids
+from .paths import check_path, user_path
 
 __all__ = ["Dataset", "Issue", "ValidationReport", "load_dataset", "validate", "read_anndata", "file_sha256"]
 
@@ -112,11 +113,17 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
+    path = check_path(path)
+    try:
+        exists, is_file = path.exists(), path.is_file()
+        size = path.stat().st_size if is_file else None
+    except OSError as exc:  # e.g. permission denied on a parent folder
+        raise InputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if not exists:
         raise InputError(f"{path} does not exist", fix="check the path (relative paths start in the current folder)")
-    if not path.is_file():
+    if not is_file:
         raise InputError(f"{path} is not a file")
-    if path.stat().st_size == 0:
+    if size == 0:
         raise InputError(f"{path} is empty (0 bytes)", fix="re-export or re-download the file")
 
 
@@ -288,9 +295,12 @@ def _check_cell_type(obs: pd.DataFrame, column: str | None, report: ValidationRe
         report.add("info", "cell_type", f"cell-type column {column!r} converted to categorical")
     obs[column] = obs[column].cat.remove_unused_categories()
     n_types = len(obs[column].cat.categories)
-    if n_types < 2:
-        report.add("warning", "cell_type", f"cell-type column {column!r} has a single category; "
-                   "local vs global features cannot be told apart", fix="choose a column with several cell types")
+    if n_types < 2:  # an error only when asked for this column; auto-detected, it is a warning
+        report.add("error" if explicit else "warning", "cell_type",
+                   f"cell-type column {column!r} has a single category; local vs global features cannot be told apart",
+                   fix="choose a column with several cell types" + (", or leave out --cell-type" if explicit else ""))
+        if explicit:
+            return None
     if n_types > 0.5 * len(obs) and len(obs) > 20:
         report.add("error", "cell_type", f"cell-type column {column!r} has {n_types} categories for {len(obs)} cells; "
                    "it looks like an identifier, not a label", fix="choose a column of cell-type names")
@@ -315,7 +325,7 @@ def validate(
     report.facts["cells"] = n_cells
     report.facts["genes"] = n_genes
     if n_cells == 0:
-        report.add("error", "cells", "the dataset has 0 cells")
+        report.add("error", "cells", "the dataset has 0 cells", fix="check the filtering that produced the file")
         return report, resolved
     if not adata.obs_names.is_unique:
         n = int(adata.obs_names.duplicated().sum())
@@ -375,9 +385,11 @@ def load_dataset(
 
     For an .h5ad, ``embedding`` is an ``.obsm`` key (None: do not load one). For an embedding
     file, the file itself is the embedding; cells are aligned to ``obs`` by name when both
-    carry names. Raises InputError on any error in the validation report.
+    carry names. Raises InputError on any error in the validation report. With
+    ``FEATURELENS_CONFINE=1`` both paths must lie inside the configured folders.
     """
-    path = Path(path)
+    path = user_path(path)
+    obs = None if obs is None else user_path(obs)
     suffix = path.suffix.lower()
     if suffix == ".h5ad":
         adata = read_anndata(path)

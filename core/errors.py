@@ -5,7 +5,7 @@ The CLI prints it and exits with code 2; the app shows it in an alert.
 """
 from __future__ import annotations
 
-__all__ = ["FeatureLensError", "InputError", "NotAvailableError", "SchemaError"]
+__all__ = ["FeatureLensError", "InputError", "NotAvailableError", "SchemaError", "WriteError"]
 
 
 class FeatureLensError(Exception):
@@ -28,6 +28,10 @@ class InputError(FeatureLensError, ValueError):
 
 class SchemaError(InputError):
     """An analysis folder written by an incompatible (e.g. newer) FeatureLens."""
+
+
+class WriteError(FeatureLensError, OSError):
+    """A file could not be written (disk full, no permission); nothing already there was changed."""
 
 
 class NotAvailableError(FeatureLensError):

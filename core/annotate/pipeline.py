@@ -156,10 +156,14 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
     if not force and analysis.cached("annotate", inputs=inputs):
         return analysis.read_json("annotation.json")
     acts = analysis.read_npz_sparse("activations.npz")
+    n_live = int((np.diff(acts.tocsc().indptr) > 0).sum())
+    if n_live == 0:
+        raise InputError(f"the SAE of {analysis.path.name} has no live features (all {acts.shape[1]} latents "
+                         "are dead), so there is nothing to annotate",
+                         fix="re-train with a smaller --l1, or with --arch topk --k K so that latents fire")
     concepts = load_concepts(config, expr.gene_names)
     result = annotate(acts, expr.matrix, expr.gene_names, concepts=concepts, seed=analysis.seed, config=config,
                       progress=progress, should_stop=should_stop)
-    n_live = int((np.diff(acts.tocsc().indptr) > 0).sum())
     summary = {**result.summary(n_live=n_live), "expression": expr.label}
     cmap = None
     if len(result.annotations):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..paths import user_path
 from .db import ConceptDB
 
 __all__ = ["read_gmt"]
@@ -16,7 +16,7 @@ __all__ = ["read_gmt"]
 
 def read_gmt(path: str | os.PathLike, *, name: str | None = None) -> ConceptDB:
     """Read a GMT file; a malformed line is an InputError naming its line number."""
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise InputError(f"gene-set file {path} does not exist")
     sets: list[tuple[str, str, list[str]]] = []

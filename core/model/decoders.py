@@ -500,7 +500,9 @@ def load_decoder(
     """
     if source is None or str(source).lower() == "none":
         return NoDecoder(n_latent=n_latent, gene_names=gene_names)
-    path = Path(source)
+    from ..paths import user_path
+
+    path = user_path(source)
     if path.is_dir():
         dec = BuiltinDecoder.load(path)
         if n_latent is not None and n_latent != dec.n_latent:
