@@ -17,9 +17,96 @@ COMPARE_PAGE = "compare-page"
 SIMULATION_PAGE = "simulation-page"
 NOT_FOUND_PAGE = "notfound-page"
 
+# --- background jobs: app-wide alert and job-health footer (jobs-*) ---
+JOBS_ALERT = "jobs-lost-alert"          # app-wide: a job whose process or worker died
+JOBS_FOOTER = "jobs-footer"
+JOBS_CHECK_BUTTON = "jobs-check-button"
+JOBS_CHECK_HOLD = "jobs-check-hold"      # dcc.Store: seconds the probe job holds its worker (0)
+JOBS_CHECK_RESULT = "jobs-check-result"
+JOBS_CHECK_PROGRESS = "jobs-check-progress"
+
 # --- data page (data-*) ---
+DATA_SOURCE_INFO = "data-source-info"          # what is chosen, or why it cannot be used
+DATA_SOURCE = "data-source-store"              # store: the source this page shows (the jobs' input)
+DATA_UPLOAD = "data-upload"                    # dcc.Upload (.h5ad only, size-capped)
+DATA_UPLOAD_CHECKED = "data-upload-checked"    # store: the upload after the browser-side size check
+DATA_UPLOAD_CAP = "data-upload-cap"            # store: the cap in bytes
+DATA_UPLOAD_ALERT = "data-upload-alert"
+DATA_EMBEDDING = "data-embedding-select"
+DATA_CELL_TYPE = "data-celltype-select"
+DATA_DECODER = "data-decoder-select"
+DATA_FIT_LATENT = "data-fit-latent"
+DATA_FIT_INFO = "data-fit-info"
+DATA_FIT_JOB = "data-fit"                      # job panel prefix (components/job_panel.JobIds)
+DATA_ANALYSIS_NAME = "data-analysis-name"
+DATA_PRESET = "data-preset-select"
+DATA_PRESET_HELP = "data-preset-help"
+DATA_ARCH = "data-arch-select"
+DATA_EXPANSION = "data-expansion-input"
+DATA_SIZE_HELP = "data-size-help"
+DATA_SPARSITY = "data-sparsity-input"          # L1 weight (vanilla, relu) or k (topk, batchtopk)
+DATA_SPARSITY_LABEL = "data-sparsity-label"
+DATA_SPARSITY_HELP = "data-sparsity-help"
+DATA_EPOCHS = "data-epochs-input"
+DATA_SEED = "data-seed-input"
+DATA_TRAIN_JOB = "data-train"                  # job panel prefix
+DATA_TRAIN_LIVE_CHART = "data-train-live-chart"
+DATA_ANN_CONCEPTS = "data-annotate-concepts"
+DATA_ANN_EXPRESSION = "data-annotate-expression"
+DATA_ANN_PERCENTILE = "data-annotate-percentile"
+DATA_ANN_NLOW = "data-annotate-nlow"
+DATA_ANNOTATE_JOB = "data-annotate"            # job panel prefix
+DATA_SUMMARY = "data-summary"                  # the analysis summary card's body
+DATA_OPEN_ANALYSIS = "data-open-analysis"      # button: make the analysis the app's source
 
 # --- explorer page, feature card, search (explorer-*, card-*, search-*) ---
+STORE_RENDERED = "app-rendered-store"          # small JSON: {"page", "source"} the page slot shows
+EXPLORER_SOURCE = "explorer-source-store"      # the source the page was rendered for
+EXPLORER_STATE = "explorer-state-store"        # {"feature": int | None, "features": [int, ...]}
+EXPLORER_HITS = "explorer-hits-store"          # feature numbers matching the search (≤ 500)
+EXPLORER_ALERT = "explorer-page-alert"
+EXPLORER_MAP = "explorer-map-graph"
+EXPLORER_MAP_COLOUR = "explorer-map-colour"
+EXPLORER_MAP_META = "explorer-map-meta"        # {"source", "colour_by", "overlay": first overlay trace}
+EXPLORER_MAP_ALERT = "explorer-map-alert"
+EXPLORER_LATENT = "explorer-latent-graph"
+EXPLORER_LATENT_COLOUR = "explorer-latent-colour"
+EXPLORER_LATENT_META = "explorer-latent-meta"  # {"source", "colour_by"} of the figure shown
+EXPLORER_LATENT_ALERT = "explorer-latent-alert"
+EXPLORER_SELECTION = "explorer-selection-chips"
+EXPLORER_LOOKUP_STATUS = "explorer-lookup-status"
+EXPLORER_LOOKUP_FEATURES = "explorer-lookup-features-grid"
+EXPLORER_LOOKUP_TERMS = "explorer-lookup-terms-grid"
+SEARCH_MODE = "search-mode-radio"
+SEARCH_INPUT = "search-query-input"
+SEARCH_SUGGESTIONS = "search-query-suggestions"
+SEARCH_STATUS = "search-results-status"
+SEARCH_RESULTS = "search-results-grid"
+SEARCH_BUILD_GENES = "search-build-genes-button"
+SEARCH_BUILD_PROGRESS = "search-build-genes-progress"
+SEARCH_BUILD_BOX = "search-build-genes-box"
+SEARCH_GENES_READY = "search-genes-ready-store"  # bumped when the gene index is built
+CARD = "card-feature"
+CARD_HEADER = "card-feature-header"
+CARD_BODY = "card-feature-body"
+CARD_ALERT = "card-feature-alert"
+CARD_HISTOGRAM = "card-histogram-graph"
+CARD_PROFILE = "card-profile-graph"
+CARD_TERMS = "card-terms-grid"
+CARD_TERMS_NOTE = "card-terms-note"
+CARD_VOLCANO = "card-volcano-graph"
+CARD_DE = "card-de-grid"
+CARD_DE_NOTE = "card-de-note"
+CARD_EXPORT_TERMS = "card-export-terms-button"
+CARD_EXPORT_DE = "card-export-de-button"
+CARD_DOWNLOAD = "card-download"
+CARD_STEER = "card-steer-link"
+
+
+def explorer_pick(feature: int) -> dict:
+    """Pattern-matching ID of a chip that makes ``feature`` the card's feature."""
+    return {"type": "explorer-pick", "index": int(feature)}
+
 
 # --- steering page (steer-*) ---
 

@@ -25,12 +25,14 @@ def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref:
 
 def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, seeds: Sequence[int] | None = None,
                         data_ref: dict, cell_types=None, progress: Progress = no_progress,
-                        should_stop: ShouldStop = never_stop, force: bool = False) -> dict[str, Any]:
+                        should_stop: ShouldStop = never_stop, force: bool = False,
+                        on_eval=None) -> dict[str, Any]:
     """Train (or reuse) the SAE of ``analysis`` on ``x`` (n_cells, d); returns ``metrics.json``'s content.
 
     Writes ``sae.pt``, ``sae.json``, ``metrics.json``, ``features.parquet`` (activation statistics
     + cell-type characterisation) and ``activations.npz`` as step ``sae``. ``seeds``: train one SAE
     per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept).
+    ``on_eval(row)``: called with each validation row of a single-seed run (see ``train_sae``).
     """
     from .sae import encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
@@ -43,7 +45,12 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
         results = train_seeds(x, config=sae_config, train=train_config, seeds=seeds, progress=progress,
                               should_stop=should_stop)
     else:
-        results = [train_sae(x, config=sae_config, train=train_config, progress=progress, should_stop=should_stop)]
+        results = [train_sae(x, config=sae_config, train=train_config, progress=progress, should_stop=should_stop,
+                             on_eval=on_eval)]
+    if any(r.stop_reason == "should_stop" for r in results):  # a partial SAE must not be cached as done
+        from .progress import Cancelled
+
+        raise Cancelled("training cancelled; the analysis was not changed")
     measured, acts_by_seed = {}, {}
     for res in results:
         seed = res.train_config.seed

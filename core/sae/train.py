@@ -108,6 +108,7 @@ def train_sae(
     train: TrainConfig | None = None,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train an SAE on ``data`` (n_cells, d_in): an array, tensor or iterable of chunks.
 
@@ -115,7 +116,8 @@ def train_sae(
     optimisation (default :class:`TrainConfig`). ``progress(done_steps, total_steps, message)``
     is called a few times a second; when ``should_stop()`` returns True, training stops and the
     model so far (best weights if ``restore_best``) is returned with ``stop_reason="should_stop"``.
-    Same data, configs and seed give identical weights on the same device.
+    Same data, configs and seed give identical weights on the same device. ``on_eval(row)``
+    receives a copy of each history row as it is recorded (live loss/L0/dead charts).
     """
     config = config or VanillaConfig()
     train = train or TrainConfig()
@@ -175,6 +177,8 @@ def train_sae(
         loss_sum.zero_()
         loss_steps = 0
         history.append(row)
+        if on_eval is not None:
+            on_eval(dict(row))
         improved = row["val_loss"] < best_loss * (1 - train.min_delta)
         if improved or best_state is None:
             best_loss, best_row, bad_evals = min(best_loss, row["val_loss"]), row, 0

@@ -1,0 +1,382 @@
+"""The Data & training page without a browser: uploads, the job panel plumbing, the jobs' core
+calls, the summary, and the page's callbacks as plain functions."""
+from __future__ import annotations
+
+import base64
+import os
+
+import numpy as np
+import pytest
+from dash import no_update
+
+from core.errors import InputError
+from core.progress import Cancelled
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """Empty data and analyses folders for the app (the env vars the app reads)."""
+    data, analyses = tmp_path / "data", tmp_path / "analyses"
+    data.mkdir()
+    analyses.mkdir()
+    monkeypatch.setenv("FEATURELENS_DATA_DIR", str(data))
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(analyses))
+    return data, analyses
+
+
+@pytest.fixture
+def small_in_data(folders, rng):
+    """``small.h5ad`` (150 cells × 40 genes, 3 cell types, 5-d embedding X_emb) in the data folder."""
+    from helpers import gen_adata
+
+    path = folders[0] / "small.h5ad"
+    gen_adata(n_cells=150, rng=rng).write_h5ad(path)
+    return path
+
+
+def _text(component) -> str:
+    return str(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component)
+
+
+# ----------------------------------------------------------------------------- uploads
+def test_upload_valid_h5ad_is_kept_atomically(tmp_path, small_h5ad):
+    from core.uploads import save_upload
+
+    data = small_h5ad.read_bytes()
+    res = save_upload(data, filename="My data (v2).h5ad", folder=tmp_path / "d", max_bytes=10 * len(data))
+    assert (res.name, res.source, res.n_cells, res.n_genes, res.reused) == ("My_data_v2.h5ad", "file:My_data_v2.h5ad",
+                                                                            60, 40, False)
+    assert (tmp_path / "d" / res.name).read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [res.name]  # no temporary left
+    again = save_upload(data, filename="My data (v2).h5ad", folder=tmp_path / "d", max_bytes=10 * len(data))
+    assert again.reused
+
+
+@pytest.mark.parametrize("name,payload,message", [
+    ("fake.h5ad", b"this is a text file renamed", "not an HDF5/.h5ad file"),
+    ("notes.txt", b"\x89HDF\r\n\x1a\n", "is not an .h5ad file"),
+    ("empty.h5ad", b"", "is empty"),
+    ("truncated.h5ad", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "could not be read as AnnData"),
+])
+def test_upload_refuses_bad_files_and_leaves_nothing(tmp_path, name, payload, message):
+    from core.uploads import save_upload
+
+    folder = tmp_path / "d"
+    with pytest.raises(InputError, match=message) as exc:
+        save_upload(payload, filename=name, folder=folder, max_bytes=1000)
+    assert ".upload-" not in exc.value.message  # the message names the user's file, not the temporary
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_upload_size_cap_and_name_confinement(tmp_path, small_h5ad):
+    from core.uploads import safe_upload_name, save_upload
+
+    data = small_h5ad.read_bytes()
+    with pytest.raises(InputError, match="uploads are limited to"):
+        save_upload(data, filename="big.h5ad", folder=tmp_path, max_bytes=len(data) - 1)
+    assert safe_upload_name("../../etc/evil.h5ad") == "evil.h5ad"
+    assert safe_upload_name("C:\\Users\\me\\x y.H5AD") == "x_y.h5ad"
+    with pytest.raises(InputError):
+        safe_upload_name("...h5ad")
+
+
+def test_upload_different_file_under_same_name_is_refused(tmp_path, small_h5ad, rng):
+    from helpers import gen_adata
+
+    from core.uploads import save_upload
+
+    (tmp_path / "x.h5ad").write_bytes(small_h5ad.read_bytes())
+    other = tmp_path / "other.h5ad"
+    gen_adata(n_cells=30, rng=rng).write_h5ad(other)
+    with pytest.raises(InputError, match="a different file named x.h5ad"):
+        save_upload(other.read_bytes(), filename="x.h5ad", folder=tmp_path, max_bytes=10**8)
+    assert (tmp_path / "x.h5ad").read_bytes() == small_h5ad.read_bytes()
+
+
+def test_decode_data_url():
+    from core.uploads import decode_data_url
+
+    assert decode_data_url("data:application/octet-stream;base64," + base64.b64encode(b"abc").decode()) == b"abc"
+    for bad in ("", "abc", "data:x;base64,@@@", "data:text/plain,abc"):
+        with pytest.raises(InputError):
+            decode_data_url(bad)
+
+
+# ----------------------------------------------------------------------------- job plumbing
+def test_job_progress_throttles_and_builds_live_values_only_when_sending():
+    from callbacks.jobs import JobProgress
+
+    sent, now, built = [], [0.0], []
+    p = JobProgress(sent.append, extras=["idle"], min_interval=1.0, clock=lambda: now[0])
+    p(1, 4, "a")                       # first call goes out
+    p(2, 4, "b")                       # same instant: throttled
+    now[0] = 0.5
+    p(3, 4, "c")                       # still within 1 s: throttled
+    p.live = lambda: built.append(len(built)) or (f"fig{len(built)}",)
+    now[0] = 1.2
+    p(3, 4, "d")                       # due
+    p(4, 4, "done")                    # final: always sent
+    assert sent == [(25.0, "25 %", "a", "idle"), (75.0, "75 %", "d", "fig1"), (100.0, "100 %", "done", "fig2")]
+    assert built == [0, 1]
+    p(5, 0, "no total")
+    assert p.percent == 0.0
+
+
+def test_run_job_turns_errors_into_alerts_and_keeps_outputs():
+    from callbacks.jobs import JobProgress, run_job
+
+    p = JobProgress(None)
+
+    def bad_input(progress, x):
+        raise InputError(f"bad {x}", fix="do this")
+
+    def boom(progress):
+        raise RuntimeError("kaput")
+
+    def cancelled(progress):
+        raise Cancelled("stop")
+
+    alert, a, b = run_job(bad_input, p, ["value"], n_outputs=2)
+    assert "bad value" in _text(alert) and "do this" in _text(alert) and "danger" in _text(alert)
+    assert a is no_update and b is no_update
+    alert, out = run_job(boom, p, [], n_outputs=1)
+    assert "unexpected RuntimeError: kaput" in _text(alert) and out is no_update
+    alert, out = run_job(cancelled, p, [], n_outputs=1)
+    assert "Cancelled" in _text(alert) and "info" in _text(alert)
+    assert run_job(lambda progress, x: ("ok", x), p, [3], n_outputs=1) == ("ok", 3)
+    with pytest.raises(ValueError, match="returned 1 values for 2 outputs"):
+        run_job(lambda progress: ("only",), p, [], n_outputs=1)
+
+
+def test_job_panel_ids_are_unique_and_do_not_collide():
+    from components import ids
+    from components.data_page import ANNOTATE, FIT, TRAIN
+
+    derived = FIT.all() + TRAIN.all() + ANNOTATE.all()
+    assert len(derived) == len(set(derived)) == 21
+    assert not set(derived) & set(ids.all_ids())
+    assert all(i.startswith("data-") for i in derived)
+
+
+# ----------------------------------------------------------------------------- training request
+def test_train_request_validates_and_matches_the_cli(folders):
+    import argparse
+
+    from core.commands.train import build_configs
+    from core.workflows import TrainRequest
+
+    for bad, match in [({"analysis": "../x"}, "not a usable analysis name"), ({"arch": "cnn"}, "unknown architecture"),
+                       ({"expansion": -1}, "expansion must be a positive number"), ({"epochs": 0}, "epochs must be"),
+                       ({"source": ""}, "no dataset chosen")]:
+        with pytest.raises(InputError, match=match):
+            TrainRequest(**{"source": "shipped:pbmc68k", "analysis": "a", **bad})
+    req = TrainRequest(source="shipped:pbmc68k", analysis="a", preset="fast", arch="topk", k=16, l1=0.5, epochs=7,
+                       seed=3)
+    cli = argparse.Namespace(preset="fast", arch="topk", hidden=None, expansion=None, l1=None, k=16,
+                             decoder_norm=None, no_center=False, no_scale=False, epochs=7, max_steps=None, lr=None,
+                             batch_size=None, val_fraction=None, seed=3, device=None, no_shuffle=False,
+                             patience=None, seeds=None)
+    assert req.configs() == build_configs(cli)[:2]
+    sae, train = req.configs()
+    assert (sae.arch, sae.k, sae.hidden, train.epochs, train.seed) == ("topk", 16, 10_000, 7, 3)
+
+
+def test_preset_fields_and_size_help():
+    from callbacks.data_page import preset_fields, size_help
+
+    expansion, placeholder, sparsity, label, _help, epochs, preset_help = preset_fields("default", "vanilla")
+    assert (expansion, sparsity, label, epochs) == (50.0, 1e-3, "L1 weight", 30)
+    assert "Good practice" in preset_help
+    expansion, placeholder, sparsity, label, _help, epochs, preset_help = preset_fields("fast", "topk")
+    assert expansion is None and placeholder == "10,000 latents (preset)"
+    assert (sparsity, epochs) == (32, 60) and label.startswith("k ")
+    assert "no early stopping" in preset_help
+    opts = [{"label": "X_pca · 50 dimensions", "value": "X_pca"}]
+    assert size_help(16, "X_pca", opts, "default").startswith("→ 800 latents for 50 dimensions")
+    assert "10,000 latents" in size_help(None, "X_pca", opts, "paper")
+    assert size_help(-2, "X_pca", opts, "default") == "Must be positive."
+
+
+# ----------------------------------------------------------------------------- sources
+def test_source_options(folders, small_in_data):
+    from core.source_options import source_options
+
+    pb = source_options("shipped:pbmc68k")
+    assert pb.error is None and pb.kind == "shipped" and pb.can_fit
+    assert {"key": "X_pca", "dims": 50} in pb.embeddings and pb.default_embedding == "X_pca"
+    assert pb.default_cell_type == "bulk_labels" and "louvain" in pb.cell_type_columns
+    assert pb.analysis_name == "pbmc68k-X_pca" and (pb.n_cells, pb.n_genes) == (700, 765)
+    small = source_options("file:small.h5ad")
+    assert small.default_embedding == "X_emb" and small.default_cell_type == "cell_type"
+    assert "batch" in small.cell_type_columns and small.analysis_name == "small-X_emb"
+    np.save(folders[0] / "emb.npy", np.zeros((5, 3), dtype=np.float32))
+    emb = source_options("file:emb.npy")
+    assert emb.data_format == "npy" and not emb.can_fit and emb.default_cell_type == "none"
+    bad = source_options("file:../../etc/passwd")
+    assert "outside the allowed folders" in bad.error and bad.fix
+    assert "no dataset" in source_options(None).error
+
+
+def test_layout_renders_every_control_for_good_and_bad_sources(folders):
+    from test_callbacks import _ids
+
+    from components import data_page, ids
+
+    good = _ids(data_page.layout(source="shipped:pbmc68k", query={}))
+    bad = data_page.layout(source="file:missing.h5ad", query={})
+    must = {ids.DATA_PAGE, ids.DATA_EMBEDDING, ids.DATA_SUMMARY, ids.DATA_UPLOAD, data_page.TRAIN.start,
+            data_page.TRAIN.cancel, data_page.ANNOTATE.start, data_page.FIT.bar, ids.DATA_TRAIN_LIVE_CHART}
+    assert must <= good and must <= _ids(bad)
+    assert "cannot be used" in _text(bad)
+
+
+# ----------------------------------------------------------------------------- jobs end to end (small data)
+class FakeProgress:
+    def __init__(self):
+        self.calls, self.extras, self.live = [], (), None
+
+    def __call__(self, done, total, message=""):
+        self.calls.append((done, total, message))
+
+    def push(self):
+        pass
+
+
+@pytest.mark.slow
+def test_train_job_writes_analysis_and_reuses_it(folders, small_in_data):
+    from callbacks.data_page import show_summary, train_job
+    from callbacks.jobs import JobProgress, run_job
+    from core.analysis import Analysis
+
+    args = dict(source="file:small.h5ad", name="small-run", embedding="X_emb", cell_type="auto", decoder="none",
+                preset="default", arch="vanilla", expansion=4, sparsity=1e-3, epochs=12, seed=0)
+    before = small_in_data.read_bytes()
+    progress = FakeProgress()
+    alert, summary, options, open_disabled, annotate_disabled = train_job(progress, *args.values())
+    assert "Trained small-run" in _text(alert) and "of 20 features live" in _text(alert)
+    assert not open_disabled and not annotate_disabled
+    assert {"label": "Analysis · small-run", "value": "analysis:small-run"} in options
+    a = Analysis.open(folders[1] / "small-run")
+    metrics = a.read_json("metrics.json")
+    assert len(metrics["history"]) == 12 and a.config["dataset"]["decoder"] == "none"
+    live_fig = progress.live()[0]                                   # the live chart has every epoch
+    assert len(live_fig.data) == 3 and list(live_fig.data[0].x) == [r["epoch"] for r in metrics["history"]]
+    s = metrics["summary"]
+    assert f"{s['live']} of 20" in _text(summary) and f"{s['local']} / {s['global']}" in _text(summary)
+    assert small_in_data.read_bytes() == before                     # the data file is never touched
+    done = a.config["steps"]["sae"]["completed"]
+    alert, *_ = train_job(FakeProgress(), *args.values())           # same settings: reused, not retrained
+    assert Analysis.open(a.path).config["steps"]["sae"]["completed"] == done
+    body, open_disabled, annotate_disabled = show_summary("small-run")
+    assert f"{s['live']} of 20" in _text(body) and not open_disabled and not annotate_disabled
+    # an analysis as the source trains into itself, with the data, embedding and decoder it records
+    again = ["default", "vanilla", 4, 1e-3, 12, 0]
+    alert, *_ = train_job(FakeProgress(), "analysis:small-run", "small-run", None, None, None, *again)
+    assert "Trained small-run" in _text(alert)
+    assert Analysis.open(a.path).config["steps"]["sae"]["completed"] == done   # same inputs: still reused
+    assert Analysis.open(a.path).config["dataset"]["decoder"] == "none"
+    alert, *_ = run_job(train_job, JobProgress(None), ["analysis:small-run", "other", None, None, None, *again],
+                        n_outputs=4)
+    assert "danger" in _text(alert) and "trains into itself" in _text(alert)
+
+
+def test_train_job_errors_are_alerts_and_write_nothing(folders, small_in_data):
+    from callbacks.data_page import train_job
+    from callbacks.jobs import JobProgress, run_job
+
+    cases = [("file:small.h5ad", "x", "X_nope", "not found in .obsm"),
+             ("file:../small.h5ad", "x", "X_emb", "outside the allowed folders"),
+             ("file:small.h5ad", "bad name!", "X_emb", "not a usable analysis name")]
+    for source, name, emb, message in cases:
+        alert, *rest = run_job(train_job, JobProgress(None),
+                               [source, name, emb, "auto", "auto", "default", "vanilla", 4, 1e-3, 2, 0], n_outputs=4)
+        assert message in _text(alert), _text(alert)
+        assert all(r is no_update for r in rest)
+    alert, *_ = run_job(train_job, JobProgress(None),
+                        ["file:small.h5ad", "x", "X_emb", "auto", "auto", "default", "vanilla", 0.01, 1e-3, 2, 0],
+                        n_outputs=4)
+    assert "hidden" in _text(alert) or "latents" in _text(alert)
+    assert list(folders[1].iterdir()) == []   # nothing was created
+
+
+def test_annotate_job_without_sae_is_an_alert(folders, small_in_data):
+    from callbacks.data_page import annotate_job
+    from callbacks.jobs import JobProgress, run_job
+
+    alert, out = run_job(annotate_job, JobProgress(None), ["nothing-here", ["go-bp"], "auto", 90, 100], n_outputs=1)
+    assert "not an analysis folder" in _text(alert) and out is no_update
+    alert, out = run_job(annotate_job, JobProgress(None), ["nothing-here", [], "auto", 90, 100], n_outputs=1)
+    assert "no concept database selected" in _text(alert)
+
+
+@pytest.mark.slow
+def test_fit_model_job_writes_a_copy_and_switches_source(folders, small_in_data):
+    from callbacks.data_page import fit_model_job
+    from core.data import read_anndata
+    from core.source_options import source_options
+
+    before = small_in_data.read_bytes()
+    progress = FakeProgress()
+    alert, options, value = fit_model_job(progress, "file:small.h5ad", 4, 0)
+    assert value == "file:small-featurelens.h5ad" and "X_featurelens" in _text(alert)
+    assert {"label": "File · small-featurelens.h5ad", "value": value} in options
+    assert small_in_data.read_bytes() == before
+    assert read_anndata(folders[0] / "small-featurelens.h5ad").obsm["X_featurelens"].shape == (150, 4)
+    opts = source_options(value)
+    assert opts.default_embedding == "X_featurelens" and "built-in model's embedding" in opts.fitted_model
+    assert any(d["value"] == "model:small-featurelens.featurelens-model" for d in opts.decoders)
+    assert progress.calls, "the fit reports progress"
+    with pytest.raises(InputError, match="already exists"):
+        fit_model_job(FakeProgress(), "file:small.h5ad", 4, 0)
+    with pytest.raises(InputError, match="between 2 and 256"):
+        fit_model_job(FakeProgress(), "file:small.h5ad", 1, 0)
+
+
+# ----------------------------------------------------------------------------- summary, upload callback
+def test_summary_for_missing_bad_and_trained_analyses(folders):
+    from components.data_page import summary_body
+    from core.workflows import analysis_overview
+
+    assert "No analysis named “nope” yet" in _text(summary_body(analysis_overview("nope")))
+    bad = analysis_overview("../etc")
+    assert bad["error"] and "cannot be read" in _text(summary_body(bad))
+    ov = {"name": "a", "exists": True, "dataset": "d.h5ad", "embedding": "X", "cell_type": "ct", "decoder": "none",
+          "sae": {"arch": "vanilla", "d_in": 20, "hidden": 10000, "live": 9876, "dead_fraction": 0.0124, "l0": 12.345,
+                  "fvu": 0.01234, "local": 80, "global": 9796, "elapsed_s": 161.2, "stop_reason": "completed",
+                  "device": "cpu", "epochs": 60.0, "best_epoch": 55.0},
+          "history": [{"epoch": 1, "val_loss": 1.0, "val_l0": 3.0, "train_dead": 100}],
+          "annotation": {"features_annotated": 9800, "annotated_fraction_of_live": 0.9923, "unique_terms": 1234,
+                         "terms_per_feature_mean": 95.04, "expression": "observed counts (.X)", "gene_match": "x"},
+          "annotation_stale": True}
+    text = _text(summary_body(ov))
+    for s in ("9,876 of 10,000", "dead 1.2 %", "12.3", "FVU 0.0123", "80 / 9,796", "9,800", "99.2 % of live",
+              "1,234 unique terms", "retrained after this annotation", "60 epochs in 161.2 s",
+              "best validation loss at epoch 55"):
+        assert s in text, s
+
+
+def test_receive_upload_callback(folders, small_h5ad):
+    from callbacks.data_page import receive_upload
+
+    url = "data:application/octet-stream;base64," + base64.b64encode(small_h5ad.read_bytes()).decode()
+    alert, options, value, cleared = receive_upload({"filename": "mine.h5ad", "contents": url})
+    assert "Uploaded." in _text(alert) and value == "file:mine.h5ad" and cleared is None
+    assert {"label": "File · mine.h5ad", "value": "file:mine.h5ad"} in options
+    bad = "data:application/octet-stream;base64," + base64.b64encode(b"hello").decode()
+    alert, options, value, _ = receive_upload({"filename": "bad.h5ad", "contents": bad})
+    assert "not an HDF5" in _text(alert) and options is no_update and value is no_update
+    alert, *_ = receive_upload({"filename": "huge.h5ad", "error": "too_large", "size": 3 * 2**30})
+    assert "3,072.0 MB" in _text(alert) and "uploads are limited" in _text(alert)
+    assert sorted(os.listdir(folders[0])) == ["mine.h5ad"]
+
+
+def test_train_sae_on_eval_sees_every_history_row(rng):
+    from core.sae import TrainConfig, VanillaConfig, train_sae
+
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    rows = []
+    res = train_sae(x, config=VanillaConfig(hidden=12), train=TrainConfig(epochs=4, batch_size=32, patience=None),
+                    on_eval=rows.append)
+    assert rows == res.history and len(rows) == 4
+    rows[0]["val_loss"] = -1.0  # a copy: the caller cannot change the history
+    assert res.history[0]["val_loss"] != -1.0
