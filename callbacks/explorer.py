@@ -1,2 +1,421 @@
-"""Callbacks of the Explorer page."""
+"""Callbacks of the Explorer: each reads its inputs, makes one call into :mod:`core.explore`, and
+formats the result. Every function takes plain values and can be called without a browser; the
+``triggered`` keyword (default: read from Dash's callback context) says which inputs changed.
+
+A feature click only changes ``EXPLORER_STATE``; the latent view then receives a ``dash.Patch``
+with the coloured trace alone (typed arrays of the active cells), the concept map a Patch of its
+two overlay traces, and the card re-renders. Errors show in place, as alerts.
+"""
 from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+
+from components import ids
+from components.explorer_page import PLACEHOLDERS, selection_chips
+from components.feature_card import card_header, de_rows, term_link, terms_rows
+from components.figures import (activation_histogram_figure, cell_type_profile_figure, concept_map_figure,
+                                empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
+                                selected_trace, volcano_figure)
+from core import explore
+from core.catalog import resolve_source
+from core.errors import FeatureLensError, InputError
+
+log = logging.getLogger(__name__)
+
+MAX_SELECTED = 200      # features a box selection on the map may hold
+MAX_HITS = 500          # search hits highlighted on the map
+MAX_RESULTS = 50        # rows of the search results table
+GENE_INDEX_INLINE = 5e7  # build the gene index inside the search callback below cells × features (else a job)
+
+
+# ----------------------------------------------------------------------------- helpers
+def load(source: str | None) -> explore.ExplorerData:
+    """The cached Explorer data of an ``analysis:NAME`` source."""
+    if not source:
+        raise InputError("no analysis chosen", fix="pick an analysis in the list at the top")
+    kind, path = resolve_source(source)
+    if kind != "analysis":
+        raise InputError(f"{source} is not an analysis", fix="pick an entry named “Analysis · …”")
+    return explore.explorer_data(path)
+
+
+def error_alert(exc: Exception, *, what: str = "") -> dbc.Alert:
+    """An in-place alert for ``exc``: the message and its fix, or 'unexpected' with the error text."""
+    title = [html.Strong(what + " ")] if what else []
+    if isinstance(exc, FeatureLensError):
+        fix = [html.Div(f"Fix: {exc.fix}", className="mt-1")] if exc.fix else []
+        return dbc.Alert(title + [exc.message] + fix, color="warning", className="py-2 mb-2")
+    log.exception("explorer callback failed")
+    return dbc.Alert(title + [f"Unexpected error ({type(exc).__name__}: {exc}). "
+                              "The rest of the page still works; please report this."],
+                     color="danger", className="py-2 mb-2")
+
+
+def triggered_ids() -> set:
+    """IDs (strings, or dicts' ``type``) of the inputs that fired the running callback; empty outside one."""
+    try:
+        props = ctx.triggered_prop_ids
+    except Exception:  # noqa: BLE001 - not inside a callback
+        return set()
+    out = set()
+    for key, cid in props.items():
+        out.add(cid.get("type") if isinstance(cid, dict) else cid)
+        out.add(key)
+    return out
+
+
+def _features(state: dict | None) -> list[int]:
+    state = state or {}
+    feats = [int(f) for f in state.get("features") or []]
+    if not feats and state.get("feature") is not None:
+        feats = [int(state["feature"])]
+    return feats
+
+
+# ----------------------------------------------------------------------------- concept map
+def update_map(colour_by, hits, state, source, meta, *, triggered=None):
+    """Concept map figure (full, or a Patch of its overlay traces), meta, alert."""
+    triggered = triggered_ids() if triggered is None else triggered
+    colour_by = colour_by or "category"
+    try:
+        data = load(source)
+        if data.concept_map is None or data.concept_map.empty:
+            return (empty_figure("no concept map yet", height=460), None,
+                    dbc.Alert("This analysis is not annotated yet, so it has no concept map. Annotate it on the "
+                              "Data & training page (or `featurelens annotate`); the latent space and the "
+                              "feature card work meanwhile.", color="info", className="py-2 mb-2"))
+        cmap = data.concept_map
+        selected = _features(state)
+        fresh = meta and meta.get("source") == source and meta.get("colour_by") == colour_by
+        changed = triggered & {ids.EXPLORER_HITS, ids.EXPLORER_STATE}
+        if fresh and changed and not triggered & {ids.EXPLORER_MAP_COLOUR, ids.EXPLORER_SOURCE}:
+            patch, k = Patch(), int(meta["overlay"])
+            if ids.EXPLORER_HITS in changed:
+                patch["data"][k] = highlight_trace(cmap, hits or []).to_plotly_json()
+            if ids.EXPLORER_STATE in changed:
+                patch["data"][k + 1] = selected_trace(cmap, selected).to_plotly_json()
+            return patch, no_update, no_update
+        fig = concept_map_figure(cmap, colour_by=colour_by, highlight=hits or [], selected=selected,
+                                 uirevision=source)
+        return fig, {"source": source, "colour_by": colour_by, "overlay": len(map_groups(cmap, colour_by))}, None
+    except Exception as exc:  # noqa: BLE001 - shown in place
+        return empty_figure("the concept map could not be drawn", height=460), None, error_alert(exc)
+
+
+# ----------------------------------------------------------------------------- latent space
+def _colour_title(data, feats: list[int], n_active: int) -> tuple[str, str]:
+    if not feats:
+        return "activation", "no feature selected: click one on the concept map or in the search results"
+    label = f"feature {feats[0]}" if len(feats) == 1 else f"Σ {len(feats)} features"
+    pct = 100 * n_active / max(data.n_cells, 1)
+    return label, f"{label}: active in {n_active:,} of {data.n_cells:,} cells ({pct:.1f}%)"
+
+
+def update_latent(colour_by, state, source, meta, *, triggered=None):
+    """Latent view figure (full, or a Patch of the coloured trace), meta, alert."""
+    triggered = triggered_ids() if triggered is None else triggered
+    colour_by = colour_by or "feature"
+    try:
+        data = load(source)
+        feats = _features(state)
+        missing = [f for f in feats if not 0 <= f < data.n_features]
+        feats = [f for f in feats if 0 <= f < data.n_features]
+        alert = dbc.Alert(f"Feature {missing[0]} does not exist (this SAE has features 0–{data.n_features - 1}).",
+                          color="warning", className="py-2 mb-2") if missing else None
+        fresh = meta and meta.get("source") == source and meta.get("colour_by") == colour_by
+        only_state = triggered and triggered <= {ids.EXPLORER_STATE, f"{ids.EXPLORER_STATE}.data"}
+        if fresh and only_state and colour_by == "celltype":
+            return no_update, no_update, no_update
+        lat = data.latent()
+        cells, values = explore.feature_cells(data.acts, feats) if feats else (None, None)
+        label, title = _colour_title(data, feats, 0 if cells is None else cells.size)
+        if fresh and only_state:
+            patch = Patch()
+            patch["data"][1] = latent_active_trace(lat.coords, lat.labels, cells if cells is not None else [],
+                                                   values if values is not None else [], label=label)
+            patch["layout"]["title"]["text"] = title
+            return patch, no_update, alert
+        if colour_by == "celltype":
+            title = f"{data.n_cells:,} cells by cell type"
+        fig = latent_figure(lat.coords, labels=lat.labels, types=lat.types, names=lat.cell_names,
+                            colour_by=colour_by, cells=cells, values=values, label=label, title=title,
+                            explained=lat.explained, uirevision=source)
+        return fig, {"source": source, "colour_by": colour_by}, alert
+    except Exception as exc:  # noqa: BLE001
+        return empty_figure("the latent space could not be drawn", height=460), None, error_alert(exc)
+
+
+# ----------------------------------------------------------------------------- search
+def run_search(query, mode, source, _genes_ready=None):
+    """Results rows, suggestions (datalist options), hits (feature numbers), status, build-box style."""
+    hidden, shown = {"display": "none"}, {"display": "block"}
+    mode = mode or "concept"
+    q = (query or "").strip()
+    try:
+        data = load(source)
+        if mode == "gene" and data.gene_index() is None:
+            if data.n_cells * data.n_features <= GENE_INDEX_INLINE:
+                explore.build_top_genes(data.analysis)
+            else:
+                msg = ("Gene search needs the top DE genes of every feature (one pass of DE over all "
+                       "features, a few minutes at this size). Build it once; it is saved in the analysis.")
+                return [], [], [], msg, shown
+        if not q:
+            return [], [], [], "", hidden
+        res = explore.search_features(data, q, mode=mode, limit=MAX_RESULTS)
+        hits = explore.search_hits(data, q, mode=mode, limit=MAX_HITS).tolist()
+        options = [html.Option(value=s) for s in explore.suggestions(data, q, mode=mode)]
+        if res.empty:
+            what = {"concept": "has a matching GO term", "gene": "has this gene among its top DE genes",
+                    "feature": "matches"}[mode]
+            return [], options, [], f"No feature {what} for “{q}”.", hidden
+        order = {"concept": "by best p-value of the matching terms", "gene": "by the gene's rank",
+                 "feature": "as typed"}[mode]
+        listed = f"; the best {len(res)} are listed" if len(hits) > len(res) else ""
+        status = (f"{len(hits)}{'+' if len(hits) >= MAX_HITS else ''} feature{'s' if len(hits) != 1 else ''} match "
+                  f"“{q}”, ranked {order}{listed}; rings mark them on the concept map. Click a row to open one.")
+        return explore_records(res), options, hits, status, hidden
+    except Exception as exc:  # noqa: BLE001
+        return [], [], [], error_alert(exc, what="Search:"), hidden
+
+
+def explore_records(df: pd.DataFrame) -> list[dict]:
+    out = df.astype(object).where(pd.notna(df), None)
+    return out.to_dict("records")
+
+
+def search_placeholder(mode):
+    return PLACEHOLDERS.get(mode or "concept", PLACEHOLDERS["concept"])
+
+
+def build_gene_index(set_progress, n_clicks, source, ready):
+    """Background job: build ``top_genes.parquet`` with a progress bar; bumps the ready counter."""
+    if not n_clicks:
+        return no_update
+    data = load(source)
+    explore.build_top_genes(data.analysis, progress=lambda done, total, msg: set_progress(100 * done / max(total, 1)))
+    set_progress(100.0)
+    return int(ready or 0) + 1
+
+
+# ----------------------------------------------------------------------------- selection
+def _feature_of_cell_click(cell) -> int | None:
+    if not cell:
+        return None
+    row = cell.get("rowId")
+    if row is None:
+        return None
+    try:
+        return int(row)
+    except (TypeError, ValueError):
+        return None
+
+
+def select_features(map_click, map_selected, result_cell, lookup_cell, _chip_clicks, state, *, triggered=None):
+    """The new selection ``{"feature", "features"}`` from whichever input fired."""
+    triggered = triggered_ids() if triggered is None else triggered
+    state = dict(state or {})
+    feats = _features(state)
+    if f"{ids.EXPLORER_MAP}.selectedData" in triggered and map_selected and map_selected.get("points"):
+        chosen = []
+        for p in map_selected["points"]:
+            f = p.get("customdata")
+            if f is not None and int(f) not in chosen:
+                chosen.append(int(f))
+        if chosen:
+            chosen = chosen[:MAX_SELECTED]
+            primary = state.get("feature") if state.get("feature") in chosen else chosen[0]
+            return {"feature": primary, "features": chosen}
+    if f"{ids.EXPLORER_MAP}.clickData" in triggered and map_click and map_click.get("points"):
+        f = map_click["points"][0].get("customdata")
+        if f is not None:
+            return {"feature": int(f), "features": [int(f)]}
+    for grid_id, cell in ((ids.SEARCH_RESULTS, result_cell), (ids.EXPLORER_LOOKUP_FEATURES, lookup_cell)):
+        if grid_id in triggered:
+            f = _feature_of_cell_click(cell)
+            if f is not None:
+                return {"feature": f, "features": [f]}
+    if "explorer-pick" in triggered:
+        try:
+            picked = ctx.triggered_id
+            if picked and ctx.triggered[0].get("value"):
+                f = int(picked["index"])
+                return {"feature": f, "features": feats if f in feats else [f]}
+        except Exception:  # noqa: BLE001 - not inside a callback
+            pass
+    return no_update
+
+
+def show_selection(state):
+    feats = _features(state)
+    return selection_chips(feats, (state or {}).get("feature"))
+
+
+# ----------------------------------------------------------------------------- feature card
+def render_card(state, source):
+    """Header, alert, histogram, profile, term rows, term note, export-terms disabled, export-DE disabled,
+    body style (hidden until a feature is chosen)."""
+    feature = (state or {}).get("feature")
+    blank = empty_figure()
+    hidden, shown = {"display": "none"}, {"display": "block"}
+    if feature is None:
+        return (no_update, None, blank, blank, [], "", True, True, hidden)
+    try:
+        data = load(source)
+        summary = explore.feature_summary(data, feature)
+        cells, values = explore.feature_cells(data.acts, [summary["feature"]])
+        hist = explore.activation_histogram(values, n_cells=data.n_cells)
+        hist_fig = activation_histogram_figure(
+            hist, title=f"{hist['n_active']:,} cells active · {hist['n_zero']:,} off", height=None)
+        try:
+            lat = data.latent()
+            profile = explore.cell_type_profile(cells, values, lat.codes, lat.types)
+            prof_fig = cell_type_profile_figure(profile, title="mean activation by cell type (± SE; red = "
+                                                               "significantly higher)", height=None)
+        except FeatureLensError as exc:
+            prof_fig = empty_figure(f"no cell-type profile: {exc.message}")
+        terms = explore.feature_terms(data.annotations, summary["feature"])
+        note = (f"{len(terms)} terms; sort or filter any column; names link to QuickGO" if len(terms)
+                else "no enriched terms" + ("" if data.annotations is not None else " (the analysis is not annotated)"))
+        return (card_header(summary, source=source), None, hist_fig, prof_fig, terms_rows(terms), note,
+                terms.empty, False, shown)
+    except Exception as exc:  # noqa: BLE001
+        return (no_update, error_alert(exc, what=f"Feature {feature}:"), blank, blank, [], "", True, True, hidden)
+
+
+def render_de(state, source):
+    """Volcano figure, DE rows, DE note."""
+    feature = (state or {}).get("feature")
+    if feature is None:
+        return empty_figure(), [], ""
+    try:
+        data = load(source)
+        de = data.de_table(feature)
+        n_sig = int(de["significant"].sum())
+        fig = volcano_figure(de, title=f"feature {int(feature)}: {n_sig} significant of {len(de):,} genes",
+                             height=None)
+        note = f"{n_sig} significant genes; the table lists them first (up to {min(len(de), 300)} rows)"
+        return fig, de_rows(de), note
+    except Exception as exc:  # noqa: BLE001
+        msg = exc.message if isinstance(exc, FeatureLensError) else f"unexpected error: {exc}"
+        if not isinstance(exc, FeatureLensError):
+            log.exception("DE of feature %s failed", feature)
+        return empty_figure(f"no DE table: {msg}"), [], ""
+
+
+def export_terms(n_clicks, state, source):
+    feature = (state or {}).get("feature")
+    if not n_clicks or feature is None:
+        return no_update
+    terms = explore.feature_terms(load(source).annotations, feature)
+    return dcc.send_data_frame(terms.to_csv, f"feature{int(feature)}_terms.csv", index=False)
+
+
+def export_de(n_clicks, state, source):
+    feature = (state or {}).get("feature")
+    if not n_clicks or feature is None:
+        return no_update
+    de = load(source).de_table(feature)
+    return dcc.send_data_frame(de.to_csv, f"feature{int(feature)}_de.csv", index=False)
+
+
+# ----------------------------------------------------------------------------- reverse lookup
+def lookup_cells(selected, source):
+    """Reverse lookup of a lasso selection: feature rows, concept rows, status."""
+    if selected is None:  # the figure was redrawn (e.g. coloured by cell type): keep the last lookup
+        return no_update, no_update, no_update
+    points = selected.get("points") or []
+    cells = sorted({int(p["customdata"]) for p in points if p.get("customdata") is not None})
+    if not cells:
+        return [], [], "Draw a lasso around cells in the latent space."
+    try:
+        data = load(source)
+        feats, terms = explore.reverse_lookup(data, cells)
+        lat = data.latent()
+        counts = pd.Series(lat.labels[cells]).value_counts()
+        kinds = ", ".join(f"{n} {t}" for t, n in counts.head(3).items()) + (" …" if len(counts) > 3 else "")
+        n_sig = int(feats["significant"].sum())
+        status = (f"{len(cells):,} cells selected ({kinds}). {n_sig} of the top {len(feats)} features are "
+                  "significantly higher inside (z > 1.96); the concepts are those of the significant features. "
+                  "Click a feature to open it.")
+        terms = terms.copy()
+        terms.insert(0, "term", [term_link(t, n) for t, n in zip(terms["term_id"], terms["term_name"])])
+        return explore_records(feats), explore_records(terms), status
+    except Exception as exc:  # noqa: BLE001
+        return [], [], error_alert(exc, what="Reverse lookup:")
+
+
+# ----------------------------------------------------------------------------- URL
+def state_query(search: str | None, *, source, state, query, mode) -> str:
+    """The URL query for this view: ``source``, ``feature``, ``q`` and ``mode`` (other keys kept)."""
+    from callbacks.shell import parse_query
+
+    params = parse_query(search)
+    for key in ("feature", "q", "mode"):
+        params.pop(key, None)
+    if source:
+        params["source"] = source
+    feature = (state or {}).get("feature")
+    if feature is not None:
+        params["feature"] = str(int(feature))
+    if (query or "").strip():
+        params["q"] = query.strip()
+    if mode and mode != "concept":
+        params["mode"] = mode
+    return "?" + urlencode(params) if params else ""
+
+
+def write_url(state, query, mode, source, search):
+    new = state_query(search, source=source, state=state, query=query, mode=mode)
+    return no_update if new == (search or "") else new
+
+
+# ----------------------------------------------------------------------------- wiring
+callback(Output(ids.EXPLORER_MAP, "figure"), Output(ids.EXPLORER_MAP_META, "data"),
+         Output(ids.EXPLORER_MAP_ALERT, "children"),
+         Input(ids.EXPLORER_MAP_COLOUR, "value"), Input(ids.EXPLORER_HITS, "data"), Input(ids.EXPLORER_STATE, "data"),
+         Input(ids.EXPLORER_SOURCE, "data"), State(ids.EXPLORER_MAP_META, "data"))(update_map)
+callback(Output(ids.EXPLORER_LATENT, "figure"), Output(ids.EXPLORER_LATENT_META, "data"),
+         Output(ids.EXPLORER_LATENT_ALERT, "children"),
+         Input(ids.EXPLORER_LATENT_COLOUR, "value"), Input(ids.EXPLORER_STATE, "data"),
+         Input(ids.EXPLORER_SOURCE, "data"), State(ids.EXPLORER_LATENT_META, "data"))(update_latent)
+callback(Output(ids.SEARCH_RESULTS, "rowData"), Output(ids.SEARCH_SUGGESTIONS, "children"),
+         Output(ids.EXPLORER_HITS, "data"), Output(ids.SEARCH_STATUS, "children"),
+         Output(ids.SEARCH_BUILD_BOX, "style"),
+         Input(ids.SEARCH_INPUT, "value"), Input(ids.SEARCH_MODE, "value"), Input(ids.EXPLORER_SOURCE, "data"),
+         Input(ids.SEARCH_GENES_READY, "data"))(run_search)
+callback(Output(ids.SEARCH_INPUT, "placeholder"), Input(ids.SEARCH_MODE, "value"))(search_placeholder)
+callback(Output(ids.SEARCH_GENES_READY, "data"), Input(ids.SEARCH_BUILD_GENES, "n_clicks"),
+         State(ids.EXPLORER_SOURCE, "data"), State(ids.SEARCH_GENES_READY, "data"),
+         background=True, progress=[Output(ids.SEARCH_BUILD_PROGRESS, "value")],
+         running=[(Output(ids.SEARCH_BUILD_GENES, "disabled"), True, False)],
+         prevent_initial_call=True)(build_gene_index)
+callback(Output(ids.EXPLORER_STATE, "data"),
+         Input(ids.EXPLORER_MAP, "clickData"), Input(ids.EXPLORER_MAP, "selectedData"),
+         Input(ids.SEARCH_RESULTS, "cellClicked"), Input(ids.EXPLORER_LOOKUP_FEATURES, "cellClicked"),
+         Input(ids.explorer_pick(0) | {"index": ALL}, "n_clicks"), State(ids.EXPLORER_STATE, "data"),
+         prevent_initial_call=True)(select_features)
+callback(Output(ids.EXPLORER_SELECTION, "children"), Input(ids.EXPLORER_STATE, "data"))(show_selection)
+callback(Output(ids.CARD_HEADER, "children"), Output(ids.CARD_ALERT, "children"),
+         Output(ids.CARD_HISTOGRAM, "figure"), Output(ids.CARD_PROFILE, "figure"), Output(ids.CARD_TERMS, "rowData"),
+         Output(ids.CARD_TERMS_NOTE, "children"), Output(ids.CARD_EXPORT_TERMS, "disabled"),
+         Output(ids.CARD_EXPORT_DE, "disabled"), Output(ids.CARD_BODY, "style"),
+         Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_card)
+callback(Output(ids.CARD_VOLCANO, "figure"), Output(ids.CARD_DE, "rowData"), Output(ids.CARD_DE_NOTE, "children"),
+         Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_de)
+callback(Output(ids.CARD_DOWNLOAD, "data"), Input(ids.CARD_EXPORT_TERMS, "n_clicks"),
+         State(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"), prevent_initial_call=True)(export_terms)
+callback(Output(ids.CARD_DOWNLOAD, "data", allow_duplicate=True), Input(ids.CARD_EXPORT_DE, "n_clicks"),
+         State(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"), prevent_initial_call=True)(export_de)
+callback(Output(ids.EXPLORER_LOOKUP_FEATURES, "rowData"), Output(ids.EXPLORER_LOOKUP_TERMS, "rowData"),
+         Output(ids.EXPLORER_LOOKUP_STATUS, "children"),
+         Input(ids.EXPLORER_LATENT, "selectedData"), State(ids.EXPLORER_SOURCE, "data"),
+         prevent_initial_call=True)(lookup_cells)
+callback(Output(ids.URL, "search", allow_duplicate=True),
+         Input(ids.EXPLORER_STATE, "data"), Input(ids.SEARCH_INPUT, "value"), Input(ids.SEARCH_MODE, "value"),
+         State(ids.EXPLORER_SOURCE, "data"), State(ids.URL, "search"), prevent_initial_call=True)(write_url)

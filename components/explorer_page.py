@@ -1,10 +1,217 @@
-"""The Explorer page (placeholder until it is built)."""
+"""The Explorer: search, the concept map linked to the latent space, reverse lookup, the feature card.
+
+The layout is an empty frame (cheap to render); its figures and tables are filled by the
+callbacks in :mod:`callbacks.explorer`. The URL query (``?source=…&feature=…&q=…&mode=…``)
+sets the initial selection and search, so a shared link reopens the same view.
+"""
 from __future__ import annotations
 
-from dash import html
+import dash_bootstrap_components as dbc
+from dash import dcc, html
 
-from .shell import PAGE_BY_SLUG, page_placeholder
+from core.analysis import Analysis
+from core.catalog import resolve_source
+from core.errors import FeatureLensError
+
+from . import ids
+from .feature_card import card_layout, grid
+from .figures import empty_figure
+from .shell import PAGE_BY_SLUG
+
+SEARCH_MODES = [{"label": "GO term", "value": "concept"}, {"label": "gene", "value": "gene"},
+                {"label": "feature id", "value": "feature"}]
+PLACEHOLDERS = {"concept": "GO keyword or id, e.g. antigen processing", "gene": "gene symbol, e.g. CD79A",
+                "feature": "feature numbers, e.g. 12 or 3, 7 or 10-15"}
+
+RESULT_COLUMNS = [
+    {"field": "feature", "headerName": "feature", "width": 95, "type": "rightAligned",
+     "filter": "agNumberColumnFilter"},
+    {"field": "match", "headerName": "matches", "flex": 3, "minWidth": 260, "tooltipField": "match"},
+    {"field": "p", "headerName": "best p / q", "width": 110, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.2~e')(params.value)"}},
+    {"field": "category", "headerName": "category", "flex": 1, "minWidth": 150},
+]
+LOOKUP_FEATURE_COLUMNS = [
+    {"field": "feature", "headerName": "feature", "width": 90, "type": "rightAligned"},
+    {"field": "z", "headerName": "z", "width": 80, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.1f')(params.value)"}},
+    {"field": "mean_in", "headerName": "mean in", "width": 90, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.3~g')(params.value)"}},
+    {"field": "mean_out", "headerName": "mean out", "width": 90, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.3~g')(params.value)"}},
+    {"field": "top_terms", "headerName": "top terms", "flex": 1, "minWidth": 200, "tooltipField": "top_terms"},
+]
+LOOKUP_TERM_COLUMNS = [
+    {"field": "term", "headerName": "concept", "cellRenderer": "markdown",
+     "cellRendererParams": {"linkTarget": "_blank"}, "flex": 2, "minWidth": 220},
+    {"field": "n_features", "headerName": "features", "width": 95, "type": "rightAligned"},
+    {"field": "features", "headerName": "which", "width": 110, "tooltipField": "features"},
+    {"field": "best_p", "headerName": "best p", "width": 100, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.2~e')(params.value)"}},
+]
 
 
-def layout(*, source: str | None, query: dict[str, str]) -> html.Div:  # noqa: ARG001
-    return page_placeholder(PAGE_BY_SLUG["explorer"])
+def initial_state(query: dict[str, str]) -> tuple[dict, list[str]]:
+    """The selection a URL query asks for, and warnings about parts of it that are not usable."""
+    warnings = []
+    feature = None
+    raw = query.get("feature")
+    if raw not in (None, ""):
+        try:
+            feature = int(raw)
+            if feature < 0:
+                raise ValueError
+        except ValueError:
+            warnings.append(f"The link asks for feature {raw!r}, which is not a feature number; it is ignored.")
+            feature = None
+    return {"feature": feature, "features": [feature] if feature is not None else []}, warnings
+
+
+def _message(title: str, text, colour: str) -> html.Div:
+    page = PAGE_BY_SLUG["explorer"]
+    return html.Div([html.H2(page.title), html.P(page.summary, className="lead"),
+                     dbc.Alert([html.Strong(title + " "), text], color=colour, id=ids.EXPLORER_ALERT)],
+                    id=ids.EXPLORER_PAGE)
+
+
+def check_source(source: str | None) -> str | None:
+    """None if ``source`` is an analysis the Explorer can show, else why not (raises nothing)."""
+    if not source:
+        return "none"
+    try:
+        kind, path = resolve_source(source)
+        if kind != "analysis":
+            return "not-analysis"
+        a = Analysis.open(path)
+    except FeatureLensError as exc:
+        return f"error:{exc.message}" + (f" Fix: {exc.fix}" if exc.fix else "")
+    if not a.has("activations.npz"):
+        return "untrained"
+    return None
+
+
+def layout(*, source: str | None, query: dict[str, str]) -> html.Div:
+    problem = check_source(source)
+    if problem == "none":
+        return _message("No analysis chosen.", "Pick an analysis in the list above (entries named "
+                        "“Analysis · …”), or build the demo with `featurelens demo --build-only`.", "info")
+    if problem == "not-analysis":
+        return _message("The Explorer shows analyses.", f"{source} is a dataset: train an SAE on it on the "
+                        "Data & training page (or with `featurelens train`), then pick the analysis above.", "info")
+    if problem == "untrained":
+        return _message("This analysis has no SAE yet.", "Train one on the Data & training page, or with "
+                        "`featurelens train DATA --out ANALYSIS`.", "warning")
+    if problem and problem.startswith("error:"):
+        return _message("This analysis cannot be opened.", problem[len("error:"):], "danger")
+    state, warnings = initial_state(query)
+    mode = query.get("mode", "concept")
+    if mode not in PLACEHOLDERS:
+        warnings.append(f"Unknown search mode {mode!r} in the link; searching GO terms.")
+        mode = "concept"
+    return html.Div([
+        dcc.Store(id=ids.EXPLORER_SOURCE, data=source),
+        dcc.Store(id=ids.EXPLORER_STATE, data=state),
+        dcc.Store(id=ids.EXPLORER_HITS, data=[]),
+        dcc.Store(id=ids.EXPLORER_MAP_META),
+        dcc.Store(id=ids.EXPLORER_LATENT_META),
+        dcc.Store(id=ids.SEARCH_GENES_READY, data=0),
+        html.Div([dbc.Alert(w, color="warning", className="py-2") for w in warnings], id=ids.EXPLORER_ALERT),
+        search_card(query=query.get("q", ""), mode=mode),
+        dbc.Row([
+            dbc.Col(map_card(), lg=6),
+            dbc.Col(latent_card(), lg=6),
+        ], className="g-3 mb-3"),
+        html.Div(id=ids.EXPLORER_SELECTION, className="mb-2"),
+        lookup_card(),
+        card_layout(),
+    ], id=ids.EXPLORER_PAGE)
+
+
+def search_card(*, query: str, mode: str) -> dbc.Card:
+    return dbc.Card(dbc.CardBody([
+        dbc.Row([
+            dbc.Col(html.H5("Search features", className="mb-0"), width="auto", className="align-self-center"),
+            dbc.Col(dbc.RadioItems(id=ids.SEARCH_MODE, options=SEARCH_MODES, value=mode, inline=True,
+                                   className="mt-1"), width="auto"),
+            dbc.Col([
+                dcc.Input(id=ids.SEARCH_INPUT, type="search", value=query, debounce=0.3, list=ids.SEARCH_SUGGESTIONS,
+                          placeholder=PLACEHOLDERS[mode], autoComplete="off", className="form-control"),
+                html.Datalist(id=ids.SEARCH_SUGGESTIONS),
+            ]),
+        ], className="g-2 align-items-center"),
+        html.Div(id=ids.SEARCH_STATUS, className="small text-muted mt-2"),
+        html.Div([
+            dbc.Button("Build the gene index", id=ids.SEARCH_BUILD_GENES, size="sm", color="primary",
+                       className="me-2"),
+            dbc.Progress(id=ids.SEARCH_BUILD_PROGRESS, value=0, style={"height": "6px", "width": "12rem"},
+                         className="d-inline-flex align-middle"),
+        ], id=ids.SEARCH_BUILD_BOX, style={"display": "none"}, className="mt-2"),
+        html.Div(grid(ids.SEARCH_RESULTS, RESULT_COLUMNS, height="210px", row_id="feature"), className="mt-2"),
+    ]), className="mb-3")
+
+
+def _graph(graph_id: str, message: str) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=empty_figure(message, height=460), style={"height": "460px"},
+                     config={"displaylogo": False, "scrollZoom": True,
+                             "modeBarButtonsToRemove": ["autoScale2d", "toggleSpikelines"]})
+
+
+def map_card() -> dbc.Card:
+    return dbc.Card([
+        dbc.CardHeader(dbc.Row([
+            dbc.Col(html.Span([html.Strong("Concept map"),
+                               html.Small(" features by their concepts · click, or drag a box", className="text-muted")])),
+            dbc.Col(dbc.RadioItems(id=ids.EXPLORER_MAP_COLOUR, inline=True, value="category",
+                                   options=[{"label": "GO category", "value": "category"},
+                                            {"label": "local/global", "value": "locality"}]), width="auto"),
+        ], className="g-1 align-items-center")),
+        dbc.CardBody([html.Div(id=ids.EXPLORER_MAP_ALERT),
+                      dcc.Loading(_graph(ids.EXPLORER_MAP, "loading the concept map…"), type="circle",
+                                  delay_show=400)], className="p-1"),
+    ])
+
+
+def latent_card() -> dbc.Card:
+    return dbc.Card([
+        dbc.CardHeader(dbc.Row([
+            dbc.Col(html.Span([html.Strong("Latent space"),
+                               html.Small(" cells (PCA of the embedding) · lasso cells", className="text-muted")])),
+            dbc.Col(dbc.RadioItems(id=ids.EXPLORER_LATENT_COLOUR, inline=True, value="feature",
+                                   options=[{"label": "selected feature", "value": "feature"},
+                                            {"label": "cell type", "value": "celltype"}]), width="auto"),
+        ], className="g-1 align-items-center")),
+        dbc.CardBody([html.Div(id=ids.EXPLORER_LATENT_ALERT),
+                      dcc.Loading(_graph(ids.EXPLORER_LATENT, "loading the latent space…"), type="circle",
+                                  delay_show=400)], className="p-1"),
+    ])
+
+
+def lookup_card() -> dbc.Card:
+    return dbc.Card([
+        dbc.CardHeader(html.Span([html.Strong("Reverse lookup"),
+                                  html.Small(" which features and concepts characterise the cells you lasso",
+                                             className="text-muted")])),
+        dbc.CardBody([
+            html.Div("Draw a lasso around cells in the latent space.", id=ids.EXPLORER_LOOKUP_STATUS,
+                     className="small text-muted mb-2"),
+            dbc.Row([
+                dbc.Col(grid(ids.EXPLORER_LOOKUP_FEATURES, LOOKUP_FEATURE_COLUMNS, height="240px", row_id="feature"),
+                        lg=6),
+                dbc.Col(grid(ids.EXPLORER_LOOKUP_TERMS, LOOKUP_TERM_COLUMNS, height="240px", row_id="term_id"),
+                        lg=6),
+            ], className="g-2"),
+        ]),
+    ], className="mb-3")
+
+
+def selection_chips(features: list[int], primary: int | None) -> list:
+    """Buttons for the features of a box selection on the map; the card shows the highlighted one."""
+    if len(features) <= 1:
+        return []
+    shown = features[:40]
+    chips = [dbc.Button(str(f), id=ids.explorer_pick(f), size="sm", className="me-1 mb-1",
+                        color="warning" if f == primary else "light") for f in shown]
+    more = [html.Small(f" … and {len(features) - len(shown)} more", className="text-muted")] \
+        if len(features) > len(shown) else []
+    return [html.Small(f"{len(features)} features selected; the latent space shows the sum of their "
+                       "activations. Open one: ", className="text-muted me-1"), *chips, *more]

@@ -109,10 +109,71 @@ def explorer_pick(feature: int) -> dict:
 
 
 # --- steering page (steer-*) ---
+STEER_SOURCE = "steer-source-store"            # the source the page was rendered for
+STEER_SHOWN = "steer-shown-store"              # {"run_id": str | None, "features": [int]}: the run shown
+STEER_LASSO = "steer-lasso-store"              # cell indices lassoed in the latent view
+STEER_ALERT = "steer-page-alert"
+STEER_FEATURES = "steer-features-select"
+STEER_CELL_MODE = "steer-cells-mode"
+STEER_CELL_TYPES = "steer-celltypes-select"
+STEER_CELL_TYPES_BOX = "steer-celltypes-box"
+STEER_CELL_HELP = "steer-cells-help"
+STEER_TARGET = "steer-target-radio"
+STEER_FACTOR = "steer-factor-slider"
+STEER_FACTOR_BOX = "steer-factor-box"
+STEER_PERCENTILE = "steer-percentile-slider"
+STEER_PERCENTILE_BOX = "steer-percentile-box"
+STEER_TARGET_HELP = "steer-target-help"
+STEER_ERROR_TERM = "steer-errorterm-switch"
+STEER_TEST = "steer-test-radio"
+STEER_RUN_JOB = "steer-run"                    # job panel prefix (components/job_panel.JobIds)
+STEER_LATENT = "steer-latent-graph"
+STEER_RESULTS = "steer-results-card"
+STEER_SUMMARY = "steer-results-summary"
+STEER_VOLCANO = "steer-volcano-graph"
+STEER_EXPORT_DE = "steer-export-de-button"
+STEER_DOWNLOAD = "steer-download"
+STEER_SHIFT = "steer-shift-graph"
+STEER_MOVES = "steer-moves-table"
+STEER_TERMS_UP = "steer-terms-up-table"
+STEER_TERMS_UP_NOTE = "steer-terms-up-note"
+STEER_TERMS_DOWN = "steer-terms-down-table"
+STEER_TERMS_DOWN_NOTE = "steer-terms-down-note"
+STEER_HISTORY = "steer-history-table"
+STEER_HISTORY_NOTE = "steer-history-note"
 
 # --- compare page (compare-*) ---
+COMPARE_A = "compare-a-select"                 # analysis A (dropdown of analyses)
+COMPARE_B = "compare-b-select"                 # analysis B
+COMPARE_ALERT = "compare-alert"
+COMPARE_RESULTS = "compare-results"            # everything below the pickers (hidden on error)
+COMPARE_SUMMARY = "compare-summary"
+COMPARE_MATCHES = "compare-matches-grid"
+COMPARE_SCATTER = "compare-counts-graph"
+COMPARE_TERMS_SHARED = "compare-terms-shared-grid"
+COMPARE_TERMS_ONLY_A = "compare-terms-only-a-grid"
+COMPARE_TERMS_ONLY_B = "compare-terms-only-b-grid"
+COMPARE_TERMS_TABS = "compare-terms-tabs"
+COMPARE_TAB_BOTH = "compare-tab-both"
+COMPARE_TAB_ONLY_A = "compare-tab-only-a"
+COMPARE_TAB_ONLY_B = "compare-tab-only-b"
+COMPARE_EXPORT_MATCHES = "compare-export-matches-button"
+COMPARE_EXPORT_TERMS = "compare-export-terms-button"
+COMPARE_DOWNLOAD = "compare-download"
 
 # --- simulation page (sim-*) ---
+SIM_CELLS = "sim-cells-input"
+SIM_GENES = "sim-genes-input"
+SIM_SEED = "sim-seed-input"
+SIM_EPOCHS = "sim-epochs-input"
+SIM_RUN_JOB = "sim-run"                        # job panel prefix (components/job_panel.JobIds)
+SIM_RUNS = "sim-runs-select"                   # stored runs (value = run id)
+SIM_RUNS_REFRESH = "sim-runs-refresh"
+SIM_RESULTS = "sim-results"                    # the chosen run's tables, figure and findings
+SIM_BAR = "sim-recovery-graph"
+SIM_PLANTED_ANALYSIS = "sim-planted-analysis-select"
+SIM_PLANTED_BODY = "sim-planted-body"
+SIM_PLANTED_JOB = "sim-planted"                # job panel prefix
 
 
 def nav_link(page: str) -> str:

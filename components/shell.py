@@ -22,12 +22,14 @@ PAGES: tuple[Page, ...] = (
     Page("data", "Data & training", ids.DATA_PAGE,
          "Choose a dataset or an analysis, fit the built-in model, train an SAE, annotate it.", available=True),
     Page("explorer", "Explorer", ids.EXPLORER_PAGE,
-         "Concept map of features linked to the latent space of the cells; feature cards; GO search."),
+         "Concept map of features linked to the latent space of the cells; feature cards; GO search.",
+         available=True),
     Page("steering", "Steering", ids.STEERING_PAGE,
-         "Set a feature high in chosen cells, re-decode, and see which genes and concepts change."),
-    Page("compare", "Compare", ids.COMPARE_PAGE, "Two analyses side by side: matched features and shared concepts."),
+         "Set a feature high in chosen cells, re-decode, and see which genes and concepts change.", available=True),
+    Page("compare", "Compare", ids.COMPARE_PAGE, "Two analyses side by side: matched features and shared concepts.",
+         available=True),
     Page("simulation", "Simulation lab", ids.SIMULATION_PAGE,
-         "Ground-truth simulations: what an SAE can and cannot recover."),
+         "Ground-truth simulations: what an SAE can and cannot recover.", available=True),
 )
 PAGE_BY_SLUG = {p.slug: p for p in PAGES}
 DEFAULT_PAGE = PAGES[0]
@@ -97,6 +99,7 @@ def root_layout(*, options: list[dict], default_source: str | None) -> html.Div:
     return html.Div([
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.STORE_SOURCE, data=default_source, storage_type="session"),
+        dcc.Store(id=ids.STORE_RENDERED),  # {"page", "source"} of the page slot (see callbacks.shell)
         navbar(),
         dbc.Container([
             source_picker(options, default_source),

@@ -1,0 +1,170 @@
+"""The feature card: header (badges, steer link, exports), activation histogram, cell-type
+profile, enriched terms (sortable, filterable, linked to GO) and the top DE genes (volcano + table).
+
+:func:`card_layout` is the empty frame the Explorer renders once; the callbacks fill it through
+:func:`card_header`, :func:`terms_rows` and :func:`de_rows` (pure functions, unit-tested).
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+from . import ids
+from .figures import empty_figure
+
+GO_URL = "https://www.ebi.ac.uk/QuickGO/term/{}"
+DE_ROWS = 300  # rows of the DE table in the page (the CSV export has every gene)
+
+_NUM = {"type": "rightAligned", "filter": "agNumberColumnFilter"}
+
+
+def _sci(field: str, header: str, width: int = 105) -> dict:
+    return {"field": field, "headerName": header, "width": width, **_NUM,
+            "valueFormatter": {"function": "params.value == null ? '' : d3.format('.2~e')(params.value)"}}
+
+
+def _fix(field: str, header: str, fmt: str = ".3~f", width: int = 95) -> dict:
+    return {"field": field, "headerName": header, "width": width, **_NUM,
+            "valueFormatter": {"function": f"params.value == null ? '' : d3.format('{fmt}')(params.value)"}}
+
+
+TERM_COLUMNS = [
+    {"field": "term", "headerName": "term", "cellRenderer": "markdown", "cellRendererParams": {"linkTarget": "_blank"},
+     "minWidth": 380, "flex": 2,
+     "filter": "agTextColumnFilter", "tooltipField": "term_name"},
+    {"field": "namespace", "headerName": "db", "width": 80, "filter": "agTextColumnFilter"},
+    {"field": "hits", "headerName": "hits", "width": 75, **_NUM},
+    {"field": "n_term_genes", "headerName": "size", "width": 75, **_NUM},
+    _fix("expected", "expected", ".2f", 90), _fix("fold_enrichment", "fold enr.", ".2f", 95),
+    {"field": "direction", "headerName": "dir.", "width": 80, "filter": "agTextColumnFilter"},
+    _sci("binom_p", "binom p"), _sci("binom_q", "binom q"), _fix("mwu_z", "MWU z", ".2f", 85),
+    _sci("mwu_p_up", "MWU p up"), _sci("mwu_p_two_sided", "MWU p 2-s."), _sci("mwu_q", "MWU q"),
+    _fix("effect_size", "effect", ".3f", 85),
+]
+DE_COLUMNS = [
+    {"field": "gene", "headerName": "gene", "width": 110, "filter": "agTextColumnFilter", "pinned": "left"},
+    _fix("log2_fold_change", "log2 FC", ".2f", 90), _fix("fold_change", "FC", ".3~g", 90),
+    _fix("mean_high", "mean high", ".3~g", 100), _fix("mean_low", "mean low", ".3~g", 100),
+    _fix("t", "t", ".2f", 80), _sci("p", "p"), _sci("q", "q"),
+    {"field": "significant", "headerName": "sig.", "width": 80, "filter": "agTextColumnFilter"},
+]
+
+
+def grid(grid_id: str, columns: list[dict], *, height: str = "300px", row_id: str | None = None) -> dag.AgGrid:
+    """An AG Grid with sortable, filterable, resizable columns (used across the Explorer)."""
+    options = {"animateRows": False, "tooltipShowDelay": 300, "enableCellTextSelection": True,
+               "suppressCellFocus": False}
+    kwargs = {"getRowId": f"params.data.{row_id} + ''"} if row_id else {}
+    return dag.AgGrid(id=grid_id, columnDefs=columns, rowData=[], dashGridOptions=options,
+                      defaultColDef={"sortable": True, "resizable": True, "filter": True},
+                      style={"height": height, "width": "100%"}, className="ag-theme-quartz", **kwargs)
+
+
+def card_layout() -> dbc.Card:
+    """The card's frame; everything inside is filled by the Explorer's callbacks."""
+    return dbc.Card([
+        dbc.CardHeader(html.Div("Select a feature: click it on the concept map, in the search results or "
+                                "in the reverse lookup.", className="text-muted"), id=ids.CARD_HEADER),
+        html.Div(id=ids.CARD_ALERT, className="px-3 pt-2"),
+        dbc.CardBody([
+            dbc.Row([
+                dbc.Col(dcc.Graph(id=ids.CARD_HISTOGRAM, figure=empty_figure(), style={"height": "300px"},
+                                  config={"displaylogo": False}, responsive=True), md=5),
+                dbc.Col(dcc.Graph(id=ids.CARD_PROFILE, figure=empty_figure(), style={"height": "300px"},
+                                  config={"displaylogo": False}, responsive=True), md=7),
+            ], className="g-2"),
+            html.Div([
+                html.H6("Enriched terms", className="d-inline me-2"),
+                html.Small(id=ids.CARD_TERMS_NOTE, className="text-muted me-2"),
+                dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_TERMS, size="sm", color="secondary", outline=True,
+                           disabled=True, title="Download every enriched term with all statistics"),
+            ], className="mt-3 mb-1"),
+            grid(ids.CARD_TERMS, TERM_COLUMNS, height="320px", row_id="term_id"),
+            html.Div([
+                html.H6("Top DE genes (high vs low cells)", className="d-inline me-2"),
+                html.Small(id=ids.CARD_DE_NOTE, className="text-muted me-2"),
+                dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_DE, size="sm", color="secondary", outline=True,
+                           disabled=True, title="Download the DE table of every gene"),
+            ], className="mt-3 mb-1"),
+            dcc.Loading(dbc.Row([
+                dbc.Col(dcc.Graph(id=ids.CARD_VOLCANO, figure=empty_figure(), style={"height": "380px"},
+                                  config={"displaylogo": False}, responsive=True), lg=6),
+                dbc.Col(grid(ids.CARD_DE, DE_COLUMNS, height="380px", row_id="gene"), lg=6),
+            ], className="g-2"), type="circle", delay_show=300),
+        ], id=ids.CARD_BODY, style={"display": "none"}),
+        dcc.Download(id=ids.CARD_DOWNLOAD),
+    ], id=ids.CARD, className="mb-4")
+
+
+def steer_href(source: str, feature: int) -> str:
+    return "/steering?" + urlencode({"source": source, "feature": int(feature)})
+
+
+def card_header(summary: dict, *, source: str) -> html.Div:
+    """Title, badges (local/global, category, frequency) and the 'steer this feature' link."""
+    f = summary["feature"]
+    loc = summary.get("locality", "unknown")
+    colour = {"local": "danger", "global": "primary", "dead": "secondary"}.get(loc, "secondary")
+    badges = [dbc.Badge(loc, color=colour, className="me-1", id="card-locality-badge",
+                        title="local = significantly higher in exactly one cell type (z > 1.96); global = any "
+                              "other live feature")]
+    if loc == "local" and summary.get("significant_types"):
+        badges.append(dbc.Badge(summary["significant_types"][0], color="light", text_color="dark", className="me-1"))
+    elif summary.get("significant_types"):
+        badges.append(dbc.Badge(f"higher in {len(summary['significant_types'])} cell types", color="light",
+                                text_color="dark", className="me-1"))
+    if summary.get("category"):
+        badges.append(dbc.Badge(summary["category"], color="info", className="me-1"))
+    if summary.get("redundant"):
+        badges.append(dbc.Badge("redundant", color="warning", text_color="dark", className="me-1"))
+    facts = (f"active in {summary['n_cells']:,} cells ({100 * summary['frequency']:.1f}%) · "
+             f"max {summary['max_activation']:.3g} · {summary['n_terms']} enriched terms")
+    return html.Div([
+        html.Div([
+            html.H4(f"Feature {f}", className="d-inline me-2 mb-0", id="card-title"),
+            *badges,
+            dbc.Button("Steer this feature →", id=ids.CARD_STEER, href=steer_href(source, f), size="sm",
+                       color="primary", outline=True, className="float-end"),
+        ]),
+        html.Small(facts, className="text-muted"),
+    ])
+
+
+def term_link(term_id: str, name: str) -> str:
+    """Markdown: the term name, linked to its GO page when it is a GO term."""
+    safe = str(name).replace("[", "(").replace("]", ")")
+    if str(term_id).startswith("GO:"):
+        return f"[{safe}]({GO_URL.format(term_id)}) `{term_id}`"
+    return f"{safe} `{term_id}`"
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    """JSON-able rows: NaN/inf become None."""
+    out = df.replace([np.inf, -np.inf], np.nan).astype(object)
+    return out.where(pd.notna(out), None).to_dict("records")
+
+
+def terms_rows(terms: pd.DataFrame) -> list[dict]:
+    """Rows of the terms grid from ``core.explore.feature_terms`` output."""
+    if terms.empty:
+        return []
+    df = terms.copy()
+    df.insert(0, "term", [term_link(t, n) for t, n in zip(df["term_id"], df["term_name"])])
+    return _records(df)
+
+
+def de_rows(de: pd.DataFrame, *, limit: int = DE_ROWS) -> list[dict]:
+    """Rows of the DE grid: the significant genes first, most significant (smallest q, then largest
+    |t|) first, then the others in the same order; at most ``limit``."""
+    if de.empty:
+        return []
+    order = np.lexsort((-np.abs(np.nan_to_num(de["t"].to_numpy(float))), de["q"].to_numpy(float),
+                        ~de["significant"].to_numpy(bool)))
+    df = de.iloc[order].head(limit).copy()
+    df["significant"] = np.where(df["significant"], "yes", "no")
+    return _records(df)

@@ -1,0 +1,215 @@
+"""The Explorer in a real browser: search → highlight → click → recolour + card; reload restores the view;
+map click, lasso reverse lookup, exports, bad input shown in place."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import ARTIFACTS, start_server, stop_server
+from explore_data import small_analysis_path
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+QUERY = "antigen processing"  # PBMC has few erythroid terms; MHC class II antigen presentation it has
+LATENT = "#explorer-latent-graph .js-plotly-plot"
+MAP = "#explorer-map-graph .js-plotly-plot"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    built = small_analysis_path(tmp_path_factory)
+    base = tmp_path_factory.mktemp("explorer-app")
+    shutil.copytree(built, base / "analyses" / "pbmc-small")
+    srv = start_server(base, ["serve"])
+    yield srv
+    stop_server(srv)
+
+
+def explorer_url(server, **query) -> str:
+    from urllib.parse import urlencode
+
+    return f"{server.url}/explorer?" + urlencode({"source": "analysis:pbmc-small", **query})
+
+
+def latent_title(page) -> str:
+    return page.evaluate(f"() => document.querySelector('{LATENT}').layout.title.text || ''")
+
+
+def n_points(page, graph: str, trace) -> int:
+    """Points drawn by a trace (by index, or the first whose name starts with a string)."""
+    return page.evaluate("""([sel, trace]) => {
+        const gd = document.querySelector(sel);
+        const t = typeof trace === 'number' ? gd._fullData[trace]
+                                            : gd._fullData.find(d => (d.name || '').startsWith(trace));
+        return t ? t._length : -1; }""", [graph, trace])
+
+
+def wait_for_graph(page, sel: str) -> None:
+    page.wait_for_function(f"() => {{ const gd = document.querySelector('{sel}');"
+                           " return gd && gd._fullData && gd._fullData.length > 1; }", timeout=30000)
+
+
+def test_bx001_search_highlight_click_recolour_card_and_reload(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(explorer_url(server))
+    expect(page.locator("#explorer-page")).to_be_visible()
+    wait_for_graph(page, MAP)
+    wait_for_graph(page, LATENT)
+    expect(page.locator("#picker-source-dropdown")).to_contain_text("Analysis · pbmc-small")
+    assert "no feature selected" in latent_title(page)
+    screenshot("1-opened")
+
+    # search: suggestions, ranked results, rings on the map, query in the URL
+    page.fill("#search-query-input", QUERY)
+    expect(page.locator("#search-results-status")).to_contain_text(f"match “{QUERY}”", timeout=15000)
+    rows = page.locator("#search-results-grid .ag-center-cols-container .ag-row")
+    expect(rows.first).to_be_visible()
+    assert page.locator("#search-query-suggestions option").count() > 0
+    page.wait_for_function(f"() => document.querySelector('{MAP}')._fullData"
+                           ".some(d => (d.name || '').startsWith('search hits') && d._length > 0)")
+    hits = n_points(page, MAP, "search hits")
+    n_found = int(re.search(r"(\d+)\+? features? match", page.locator("#search-results-status").inner_text())[1])
+    assert hits == n_found > 0
+    expect(page).to_have_url(re.compile(r"q=antigen\+processing"))
+    screenshot("2-search")
+
+    # click the best result: the latent view recolours, the card shows the feature and its terms
+    first = rows.first.locator("[col-id=feature]").inner_text().strip()
+    rows.first.locator("[col-id=match]").click()
+    expect(page.locator("#card-title")).to_have_text(f"Feature {first}", timeout=15000)
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+                           f".startsWith('feature {first}: active in')", timeout=15000)
+    n_active = int(re.search(r"active in (\d+) of", latent_title(page))[1])
+    assert n_points(page, LATENT, 1) == n_active > 0
+    assert n_points(page, MAP, "selected") == 1
+    terms = page.locator("#card-terms-grid .ag-center-cols-container")
+    expect(terms).to_contain_text("antigen processing", timeout=15000)
+    expect(page.locator("#card-de-grid .ag-row").first).to_be_visible(timeout=20000)
+    expect(page.locator("#card-feature-header")).to_contain_text(re.compile(r"local|global"))
+    steer = page.locator("#card-steer-link")
+    assert steer.get_attribute("href") == f"/steering?source=analysis%3Apbmc-small&feature={first}"
+    expect(page).to_have_url(re.compile(rf"feature={first}\b"))
+    screenshot("3-feature")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#card-feature").screenshot(path=str(ARTIFACTS / "test_bx001-card.png"))
+
+    # reload: the URL restores the search and the feature
+    page.reload()
+    wait_for_graph(page, LATENT)
+    expect(page.locator("#card-title")).to_have_text(f"Feature {first}", timeout=20000)
+    expect(page.locator("#search-query-input")).to_have_value(QUERY)
+    expect(page.locator("#search-results-status")).to_contain_text(f"match “{QUERY}”", timeout=15000)
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+                           f".startsWith('feature {first}: active in {n_active} of')", timeout=15000)
+    screenshot("4-reloaded")
+
+
+def _point_on_map(page) -> tuple[float, float, int]:
+    """Viewport position and feature of the map point farthest from any other (so a click hits it)."""
+    page.locator(MAP).scroll_into_view_if_needed()
+    return page.evaluate("""(sel) => {
+        const gd = document.querySelector(sel), fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis;
+        const box = gd.getBoundingClientRect(), pts = [];
+        gd._fullData.forEach(t => { if (t.hoverinfo === 'skip') return;
+            for (let i = 0; i < t._length; i++) pts.push([xa._offset + xa.l2p(t.x[i]), ya._offset + ya.l2p(t.y[i]),
+                                                          t.customdata[i]]); });
+        let best = null, bestD = -1;
+        for (const p of pts) { let d = Infinity;
+            for (const q of pts) if (q !== p) d = Math.min(d, Math.hypot(p[0] - q[0], p[1] - q[1]));
+            if (d > bestD) { bestD = d; best = p; } }
+        return [box.left + best[0], box.top + best[1], best[2]]; }""", MAP)
+
+
+def test_bx002_map_click_and_lasso_reverse_lookup(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(explorer_url(server))
+    wait_for_graph(page, MAP)
+    wait_for_graph(page, LATENT)
+    x, y, feature = _point_on_map(page)
+    page.mouse.click(x, y)
+    expect(page.locator("#card-title")).to_have_text(f"Feature {feature}", timeout=15000)
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+                           f".startsWith('feature {feature}:')", timeout=15000)
+
+    # a box on the map selects several features: chips, and the latent view shows their sum
+    mbox = page.evaluate("""(sel) => { const gd = document.querySelector(sel), s = gd._fullLayout._size,
+        r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }""", MAP)
+    page.mouse.move(mbox[0] + 5, mbox[1] + 5)
+    page.mouse.down()
+    page.mouse.move(mbox[0] + mbox[2] * 0.6, mbox[1] + mbox[3] * 0.6, steps=10)
+    page.mouse.up()
+    expect(page.locator("#explorer-selection-chips")).to_contain_text("features selected", timeout=15000)
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '').startsWith('Σ ')",
+                           timeout=15000)
+    screenshot("box")
+
+    # lasso the left half of the latent space
+    page.locator(LATENT).scroll_into_view_if_needed()
+    box = page.evaluate("""(sel) => { const gd = document.querySelector(sel), s = gd._fullLayout._size,
+        r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }""", LATENT)
+    left, top, w, h = box
+    path = [(left + 5, top + 5), (left + w * 0.5, top + 5), (left + w * 0.5, top + h - 5), (left + 5, top + h - 5),
+            (left + 5, top + 8)]
+    page.mouse.move(*path[0])
+    page.mouse.down()
+    for px, py in path[1:]:
+        page.mouse.move(px, py, steps=8)
+    page.mouse.up()
+    status = page.locator("#explorer-lookup-status")
+    expect(status).to_contain_text("cells selected", timeout=15000)
+    expect(page.locator("#explorer-lookup-features-grid .ag-row").first).to_be_visible()
+    n_cells = int(re.search(r"([\d,]+) cells selected", status.inner_text())[1].replace(",", ""))
+    assert 10 < n_cells < 700
+    screenshot("lasso")
+    # open a characteristic feature from the lookup table
+    row = page.locator("#explorer-lookup-features-grid .ag-center-cols-container .ag-row").first
+    f = row.locator("[col-id=feature]").inner_text().strip()
+    row.locator("[col-id=top_terms]").click()
+    expect(page.locator("#card-title")).to_have_text(f"Feature {f}", timeout=15000)
+
+    # colour by cell type: one trace per type
+    page.get_by_text("cell type", exact=True).click()
+    page.wait_for_function(f"() => document.querySelector('{LATENT}')._fullData.length > 2", timeout=15000)
+    screenshot("celltypes")
+
+
+def test_bx003_gene_search_feature_ids_and_export(server, page, screenshot):
+    page.goto(explorer_url(server, mode="gene", q="CD79A"))
+    expect(page.locator("#search-results-status")).to_contain_text("match “CD79A”", timeout=30000)
+    expect(page.locator("#search-results-grid .ag-row").first).to_contain_text("CD79A: rank")
+    # feature ids, including a bad one shown in place
+    page.locator("label", has_text="feature id").click()
+    page.fill("#search-query-input", "abc")
+    expect(page.locator("#search-results-status .alert")).to_contain_text("not a feature number", timeout=15000)
+    page.fill("#search-query-input", "4, 6")
+    expect(page.locator("#search-results-status")).to_contain_text("2 features match", timeout=15000)
+    page.locator("#search-results-grid .ag-center-cols-container .ag-row").first.locator("[col-id=match]").click()
+    expect(page.locator("#card-title")).to_have_text("Feature 4", timeout=15000)
+    expect(page).to_have_url(re.compile(r"mode=feature"))
+    expect(page.locator("#card-export-terms-button")).to_be_enabled(timeout=15000)
+    with page.expect_download() as dl:
+        page.locator("#card-export-terms-button").click()
+    text = open(dl.value.path()).read()
+    assert dl.value.suggested_filename == "feature4_terms.csv" and text.startswith("term_id,term_name")
+    screenshot("ids")
+
+
+def test_bx004_bad_links_and_sources_show_alerts(server, page, screenshot):
+    page.goto(explorer_url(server, feature="99999"))
+    expect(page.locator("#card-feature-alert")).to_contain_text("feature 99999 does not exist", timeout=20000)
+    wait_for_graph(page, LATENT)  # the rest of the page works
+    screenshot("bad-feature")
+    page.goto(f"{server.url}/explorer?source=analysis:nope")
+    expect(page.locator("#explorer-page-alert")).to_contain_text("cannot be opened", timeout=15000)
+    screenshot("bad-source")
+    # picking a dataset writes it into the URL; the Explorer explains what it needs
+    page.goto(explorer_url(server))
+    wait_for_graph(page, MAP)
+    page.locator("#picker-source-dropdown").click()
+    page.get_by_text("Dataset · pbmc68k (shipped)").click()
+    expect(page).to_have_url(re.compile(r"source=shipped%3Apbmc68k"))
+    expect(page.locator("#explorer-page-alert")).to_contain_text("The Explorer shows analyses", timeout=15000)
+    screenshot("dataset-picked")
+    assert server.proc.poll() is None

@@ -1,0 +1,321 @@
+"""Explorer callbacks and figure builders as plain functions (no browser)."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from dash import Patch, html, no_update
+from plotly.io.json import to_json_plotly
+
+import callbacks.explorer as cb
+from components import explorer_page, feature_card, figures, ids
+from core import explore
+from explore_data import small_analysis_path
+
+SOURCE = "analysis:pbmc-small"
+STATE = {ids.EXPLORER_STATE, f"{ids.EXPLORER_STATE}.data"}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    path = small_analysis_path(tmp_path_factory)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FEATURELENS_ANALYSES_DIR", str(path.parent))
+    yield SOURCE
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def data(source):
+    return cb.load(source)
+
+
+def decode(spec) -> np.ndarray:
+    """A plotly typed-array spec (or a plain list) back to numpy."""
+    if isinstance(spec, dict) and "bdata" in spec:
+        return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"]).newbyteorder("<"))
+    return np.asarray(spec)
+
+
+def operations(patch: Patch) -> dict:
+    return {tuple(op["location"]): op["params"]["value"] for op in patch.to_plotly_json()["operations"]}
+
+
+def text_of(component) -> str:
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component,
+                      default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o))
+
+
+# ----------------------------------------------------------------------------- figures
+def test_typed_array_round_trip():
+    for arr, dt in ((np.array([0.5, -2.0, 3.25]), "float32"), (np.array([1, 70000, 3]), "int32")):
+        np.testing.assert_array_equal(decode(figures.typed_array(arr, dt)), arr.astype(dt))
+    assert figures.typed_array(np.zeros((2, 3)))["shape"] == "2,3"
+
+
+def test_concept_map_figure_groups_overlays_and_customdata(data):
+    cmap = data.concept_map
+    fig = figures.concept_map_figure(cmap, colour_by="category", highlight=[3, 5], selected=[7])
+    groups = figures.map_groups(cmap, "category")
+    assert len(fig.data) == len(groups) + 2
+    assert sum(len(t.x) for t in fig.data[:len(groups)]) == len(cmap)
+    feats = np.concatenate([decode(t.customdata) for t in fig.data[:len(groups)]])
+    assert sorted(feats.tolist()) == sorted(cmap["feature"].tolist())
+    assert sorted(decode(fig.data[-2].customdata).tolist()) == [3, 5] and fig.data[-2].hoverinfo == "skip"
+    assert decode(fig.data[-1].customdata).tolist() == [7]
+    # customdata stays a JSON list: dcc.Graph reads clickData/selectedData customdata from the figure as is
+    assert all(isinstance(t["customdata"], list) for t in fig.to_plotly_json()["data"])
+    # biggest category first; sizes grow with frequency
+    counts = cmap["category"].value_counts()
+    assert groups[0] == counts.index[0] and fig.data[0].name.startswith(groups[0])
+    loc = figures.concept_map_figure(cmap, colour_by="locality")
+    assert {t.name.split(" (")[0] for t in loc.data[:-2]} == set(cmap["locality"])
+    sizes = figures._marker_sizes(np.array([0.0, 0.25, 1.0]))
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_latent_figure_draws_high_activations_last(data):
+    lat = data.latent()
+    cells, values = explore.feature_cells(data.acts, 5)
+    fig = figures.latent_figure(lat.coords, labels=lat.labels, types=lat.types, cells=cells, values=values,
+                                label="feature 5")
+    assert len(fig.data) == 2 and len(decode(fig.data[0].x)) == data.n_cells
+    col = decode(fig.data[1].marker.color)
+    assert np.all(np.diff(col) >= 0) and col[-1] == values.max()
+    idx = decode(fig.data[1].customdata)
+    np.testing.assert_array_equal(decode(fig.data[1].x), lat.coords[idx, 0])
+    assert list(fig.data[1].text) == list(lat.labels[idx])
+    # the lasso reads cells from trace 0 (every cell), whose customdata dcc.Graph needs as a plain list
+    assert fig.to_plotly_json()["data"][0]["customdata"] == list(range(data.n_cells))
+    by_type = figures.latent_figure(lat.coords, labels=lat.labels, types=lat.types, colour_by="celltype")
+    assert len(by_type.data) == len(lat.types)
+    assert sum(len(decode(t.customdata)) for t in by_type.data) == data.n_cells
+    assert all(isinstance(t["customdata"], list) for t in by_type.to_plotly_json()["data"])
+
+
+def test_volcano_profile_histogram_figures():
+    de = pd.DataFrame({"gene": list("abcdef"), "log2_fold_change": [3.0, -2.0, 0.1, 5.0, -0.2, 1.0],
+                       "q": [1e-10, 1e-8, 0.5, 0.0, 0.9, 1e-3], "significant": [True, True, False, True, False, False]})
+    fig = figures.volcano_figure(de, n_labels=2)
+    names = {t.name.split(" (")[0]: len(t.x) for t in fig.data}
+    assert names == {"not significant": 3, "up": 2, "down": 1}
+    assert [a.text for a in fig.layout.annotations] == ["d", "a"]  # q = 0 is drawn at 300, not infinity
+    assert max(max(t.y) for t in fig.data) == 300
+    prof = pd.DataFrame({"cell_type": ["x", "y"], "n": [3, 4], "mean": [0.5, 1.0], "se": [0.1, np.nan],
+                         "frac_active": [0.5, 1.0], "significant": [False, True]})
+    bar = figures.cell_type_profile_figure(prof).data[0]
+    assert list(bar.y) == ["x", "y"] and list(bar.marker.color) == ["#9aa5b1", "#d62728"]
+    hist = figures.activation_histogram_figure({"edges": np.array([0, 1, 2.0]), "counts": np.array([3, 1])})
+    assert list(hist.data[0].y) == [3, 1]
+    assert isinstance(figures.activation_histogram_figure({"edges": np.zeros(1), "counts": np.zeros(0)}), go.Figure)
+
+
+# ----------------------------------------------------------------------------- layout
+def test_layout_messages_in_place(source, tmp_path_factory):
+    def alert(src, query=None):
+        return text_of(explorer_page.layout(source=src, query=query or {}))
+
+    assert "No analysis chosen" in alert(None)
+    assert "The Explorer shows analyses" in alert("shipped:pbmc68k")
+    assert "cannot be opened" in alert("analysis:nope") and "danger" in alert("analysis:nope")
+    assert "outside the allowed" in alert("analysis:../../etc")
+    page = explorer_page.layout(source=source, query={"feature": "12", "q": "antigen", "mode": "gene"})
+    found = text_of(page)
+    for cid in (ids.EXPLORER_MAP, ids.EXPLORER_LATENT, ids.SEARCH_INPUT, ids.CARD_TERMS, ids.EXPLORER_STATE):
+        assert cid in found
+    state = explorer_page.initial_state({"feature": "12"})[0]
+    assert state == {"feature": 12, "features": [12]}
+    warn = text_of(explorer_page.layout(source=source, query={"feature": "abc", "mode": "zzz"}))
+    assert "not a feature number" in warn and "Unknown search mode" in warn
+
+
+# ----------------------------------------------------------------------------- map and latent
+def test_update_map_full_then_patches_only_the_overlays(source, data):
+    fig, meta, alert = cb.update_map("category", [], {"feature": None}, source, None, triggered=set())
+    k = len(figures.map_groups(data.concept_map, "category"))
+    assert alert is None and meta == {"source": source, "colour_by": "category", "overlay": k}
+    assert len(fig.data) == k + 2
+    patch, m2, a2 = cb.update_map("category", [4, 9], {"feature": 4}, source, meta, triggered={ids.EXPLORER_HITS})
+    assert isinstance(patch, Patch) and m2 is no_update and a2 is no_update
+    ops = operations(patch)
+    assert list(ops) == [("data", k)]
+    assert sorted(decode(ops[("data", k)]["customdata"]).tolist()) == [4, 9]
+    ops = operations(cb.update_map("category", [4, 9], {"feature": 4}, source, meta, triggered=STATE)[0])
+    assert list(ops) == [("data", k + 1)] and decode(ops[("data", k + 1)]["customdata"]).tolist() == [4]
+    # colour change or another source: a full figure again
+    full, meta2, _ = cb.update_map("locality", [], {}, source, meta, triggered={ids.EXPLORER_MAP_COLOUR})
+    assert isinstance(full, go.Figure) and meta2["colour_by"] == "locality"
+
+
+def test_update_latent_patch_recolours_the_active_cells(source, data):
+    fig, meta, alert = cb.update_latent("feature", {"feature": None}, source, None, triggered=set())
+    assert alert is None and len(fig.data) == 2 and "no feature selected" in fig.layout.title.text
+    patch, *_ = cb.update_latent("feature", {"feature": 5, "features": [5]}, source, meta, triggered=STATE)
+    ops = operations(patch)
+    trace = ops[("data", 1)]
+    cells, values = explore.feature_cells(data.acts, 5)
+    np.testing.assert_array_equal(decode(trace["customdata"]), cells)
+    np.testing.assert_array_equal(decode(trace["marker"]["color"]), values)
+    np.testing.assert_array_equal(decode(trace["x"]), data.latent().coords[cells, 0])
+    assert ops[("layout", "title", "text")].startswith(f"feature 5: active in {cells.size} of 700")
+    # several features: the sum
+    ops = operations(cb.update_latent("feature", {"feature": 3, "features": [3, 5]}, source, meta,
+                                      triggered=STATE)[0])
+    assert "Σ 2 features" in ops[("layout", "title", "text")]
+    # the patch is small: typed arrays, not JSON number lists
+    assert len(to_json_plotly(patch)) < 60 * cells.size + 2000
+    # cell-type view: a selection does not touch it
+    ct, meta_ct, _ = cb.update_latent("celltype", {"feature": 5}, source, meta, triggered={ids.EXPLORER_LATENT_COLOUR})
+    assert len(ct.data) == len(data.latent().types)
+    assert cb.update_latent("celltype", {"feature": 6}, source, meta_ct, triggered=STATE) == (no_update,) * 3
+
+
+def test_figure_callbacks_show_errors_in_place(source):
+    fig, meta, alert = cb.update_latent("feature", {}, "analysis:missing", None, triggered=set())
+    assert meta is None and "not an analysis folder" in text_of(alert)
+    fig, meta, alert = cb.update_map("category", [], {}, "shipped:pbmc68k", None, triggered=set())
+    assert meta is None and "is not an analysis" in text_of(alert)
+    header, alert, *_ , style = cb.render_card({"feature": 9999}, source)
+    assert "does not exist" in text_of(alert) and style == {"display": "none"}
+    vol, rows, note = cb.render_de({"feature": 9999}, source)
+    assert rows == [] and "does not exist" in vol.layout.annotations[0].text
+
+
+# ----------------------------------------------------------------------------- search and selection
+def test_run_search_concept_gene_and_feature(source, data):
+    rows, options, hits, status, box = cb.run_search("antigen processing", "concept", source)
+    ref = explore.search_features(data, "antigen processing", limit=cb.MAX_RESULTS)
+    assert [r["feature"] for r in rows] == ref["feature"].tolist()
+    assert set(hits) >= {r["feature"] for r in rows} and "match “antigen processing”" in status
+    assert all(isinstance(o, html.Option) for o in options) and options
+    json.dumps(rows)  # JSON-able (no NaN objects)
+    rows, options, hits, status, box = cb.run_search("CD79A", "gene", source)  # builds the gene index inline
+    assert rows and box == {"display": "none"} and data.analysis.has(explore.TOP_GENES_FILE)
+    rows, _, hits, status, _ = cb.run_search("3, 5", "feature", source)
+    assert hits == [3, 5] and [r["feature"] for r in rows] == [3, 5]
+    rows, _, hits, status, _ = cb.run_search("abc", "feature", source)
+    assert rows == [] and hits == [] and "not a feature number" in text_of(status)
+    rows, _, hits, status, _ = cb.run_search("zzzz-nothing", "concept", source)
+    assert rows == [] and "No feature has a matching GO term" in status
+    assert cb.run_search("", "concept", source)[:4] == ([], [], [], "")
+
+
+def test_gene_index_job_is_offered_for_large_analyses(source, monkeypatch, data):
+    monkeypatch.setattr(cb, "GENE_INDEX_INLINE", 0)
+    monkeypatch.setattr(data, "gene_index", lambda: None)
+    rows, _, _, status, box = cb.run_search("CD79A", "gene", source)
+    assert rows == [] and box == {"display": "block"} and "Build it once" in status
+    progress = []
+    assert cb.build_gene_index(progress.append, 1, source, 2) == 3
+    assert progress and progress[-1] == pytest.approx(100.0)
+
+
+def test_select_features_from_every_input():
+    state = {"feature": None, "features": []}
+    click = {"points": [{"customdata": 12, "curveNumber": 0}]}
+    assert cb.select_features(click, None, None, None, [], state,
+                              triggered={f"{ids.EXPLORER_MAP}.clickData"}) == {"feature": 12, "features": [12]}
+    box = {"points": [{"customdata": 4}, {"customdata": 9}, {"customdata": 4}]}
+    assert cb.select_features(None, box, None, None, [], state,
+                              triggered={f"{ids.EXPLORER_MAP}.selectedData"}) == {"feature": 4, "features": [4, 9]}
+    # a box keeps the current feature when it is inside the box
+    assert cb.select_features(None, box, None, None, [], {"feature": 9, "features": [9]},
+                              triggered={f"{ids.EXPLORER_MAP}.selectedData"})["feature"] == 9
+    assert cb.select_features(None, None, {"rowId": "33", "colId": "match"}, None, [], state,
+                              triggered={ids.SEARCH_RESULTS}) == {"feature": 33, "features": [33]}
+    assert cb.select_features(None, None, None, {"rowId": "8"}, [], state,
+                              triggered={ids.EXPLORER_LOOKUP_FEATURES}) == {"feature": 8, "features": [8]}
+    assert cb.select_features(None, {"points": []}, None, None, [], state,
+                              triggered={f"{ids.EXPLORER_MAP}.selectedData"}) is no_update
+    chips = explorer_page.selection_chips([4, 9], 4)
+    assert "explorer-pick" in text_of(html.Div(chips)) and explorer_page.selection_chips([4], 4) == []
+
+
+# ----------------------------------------------------------------------------- card, exports, lookup
+def test_render_card_fills_every_part(source, data):
+    header, alert, hist, prof, rows, note, no_terms_export, no_de_export, style = cb.render_card(
+        {"feature": 5, "features": [5]}, source)
+    assert alert is None and style == {"display": "block"} and not no_de_export
+    text = text_of(header)
+    assert "Feature 5" in text and data.features.loc[5, "locality"] in text
+    assert "/steering?source=analysis%3Apbmc-small&feature=5" in text
+    terms = explore.feature_terms(data.annotations, 5)
+    assert len(rows) == len(terms) == int(note.split()[0]) and no_terms_export == terms.empty
+    assert rows[0]["term"].startswith("[") and "QuickGO/term/GO:" in rows[0]["term"]
+    assert sum(hist.data[0].y) == data.acts.indptr[6] - data.acts.indptr[5]
+    assert len(prof.data[0].y) == len(data.latent().types)
+    json.dumps(rows)
+    blank = cb.render_card({"feature": None}, source)
+    assert blank[0] is no_update and blank[-1] == {"display": "none"}
+
+
+def test_render_de_and_exports(source, data):
+    fig, rows, note = cb.render_de({"feature": 7}, source)
+    de = data.de_table(7)
+    n_sig = int(de["significant"].sum())
+    assert f"{n_sig} significant" in note and len(rows) == min(len(de), feature_card.DE_ROWS)
+    assert [r["significant"] for r in rows[:n_sig]] == ["yes"] * n_sig
+    json.dumps(rows)
+    out = cb.export_de(1, {"feature": 7}, source)
+    got = pd.read_csv(io.StringIO(out["content"]))
+    assert out["filename"] == "feature7_de.csv" and len(got) == len(de)
+    np.testing.assert_allclose(got["q"], de["q"], rtol=1e-9)
+    out = cb.export_terms(1, {"feature": 7}, source)
+    got = pd.read_csv(io.StringIO(out["content"]))
+    assert out["filename"] == "feature7_terms.csv" and len(got) == (data.annotations["feature"] == 7).sum()
+    assert {"binom_p", "mwu_p_two_sided", "fold_enrichment", "term_name"} <= set(got.columns)
+    assert cb.export_terms(None, {"feature": 7}, source) is no_update
+
+
+def test_lookup_cells_from_a_lasso(source, data):
+    lat = data.latent()
+    cells = np.flatnonzero(lat.labels == "CD19+ B")
+    sel = {"points": [{"customdata": int(c), "curveNumber": 0} for c in cells]}
+    feats, terms, status = cb.lookup_cells(sel, source)
+    ref = explore.reverse_lookup(data, cells)[0]
+    assert [r["feature"] for r in feats] == ref["feature"].tolist()
+    assert f"{cells.size} cells selected ({cells.size} CD19+ B)" in status
+    assert all("](" in t["term"] or "`" in t["term"] for t in terms)
+    json.dumps(feats), json.dumps(terms)
+    assert cb.lookup_cells(None, source) == (no_update,) * 3
+    assert cb.lookup_cells({"points": []}, source)[2].startswith("Draw a lasso")
+    assert "select at least" in text_of(cb.lookup_cells({"points": [{"customdata": 1}]}, source)[2])
+
+
+# ----------------------------------------------------------------------------- URL
+def test_state_in_the_url_round_trips():
+    q = cb.state_query("?source=analysis%3Aa&other=1", source="analysis:a", state={"feature": 12},
+                       query=" B cell ", mode="concept")
+    from callbacks.shell import parse_query
+
+    assert parse_query(q) == {"source": "analysis:a", "other": "1", "feature": "12", "q": "B cell"}
+    q2 = cb.state_query(q, source="analysis:a", state={"feature": None}, query="", mode="gene")
+    assert parse_query(q2) == {"source": "analysis:a", "other": "1", "mode": "gene"}
+    assert cb.write_url({"feature": 12}, "B cell", "concept", "analysis:a", q) is no_update
+    state, _ = explorer_page.initial_state(parse_query(q))
+    assert state["feature"] == 12
+
+
+def test_an_analysis_without_annotation_still_explores(source, tmp_path_factory, monkeypatch):
+    import shutil
+
+    src = small_analysis_path(tmp_path_factory)
+    root = tmp_path_factory.mktemp("plain-analyses")
+    shutil.copytree(src, root / "plain")
+    for name in ("annotations.parquet", "concept_map.parquet"):
+        (root / "plain" / name).unlink()
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(root))
+    plain = "analysis:plain"
+    fig, meta, alert = cb.update_map("category", [], {}, plain, None, triggered=set())
+    assert meta is None and "not annotated yet" in text_of(alert)
+    rows, _, hits, status, _ = cb.run_search("immune", "concept", plain)
+    assert rows == [] and "no annotation yet" in text_of(status)
+    fig, meta, alert = cb.update_latent("feature", {"feature": 2}, plain, None, triggered=set())
+    assert alert is None and "feature 2: active in" in fig.layout.title.text
+    out = cb.render_card({"feature": 2}, plain)
+    assert out[1] is None and "not annotated" in out[5] and out[4] == []

@@ -1,0 +1,275 @@
+"""core.explore: the Explorer's data (latent PCA, colour payload, card, search, reverse lookup)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from scipy import stats
+
+from core import explore
+from core.errors import InputError
+from core.search import ConceptIndex, characteristic_features
+from explore_data import small_analysis_path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return explore.explorer_data(small_analysis_path(tmp_path_factory))
+
+
+# ----------------------------------------------------------------------------- latent
+def test_pca_2d_matches_sklearn_and_fixes_signs(rng):
+    from sklearn.decomposition import PCA
+
+    x = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) + 3.0
+    coords, ratio = explore.pca_2d(x)
+    ref = PCA(n_components=2, svd_solver="full").fit(x)
+    np.testing.assert_allclose(np.abs(coords), np.abs(ref.transform(x)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-9)
+    assert coords.dtype == np.float32 and coords.shape == (200, 2)
+    # sign convention: each axis's largest loading is positive, so negated data gives the mirror image
+    xc = x - x.mean(0)
+    loadings = np.linalg.lstsq(xc, coords.astype(float), rcond=None)[0]  # (6, 2)
+    assert np.all(loadings[np.argmax(np.abs(loadings), axis=0), [0, 1]] > 0)
+    mirrored, _ = explore.pca_2d(-x)
+    np.testing.assert_allclose(mirrored, -coords, rtol=1e-4, atol=1e-4)
+
+
+def test_pca_2d_refuses_bad_embeddings():
+    with pytest.raises(InputError, match="NaN"):
+        explore.pca_2d(np.array([[0.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(InputError, match="≥ 2 cells"):
+        explore.pca_2d(np.zeros((1, 3)))
+
+
+def test_latent_step_is_stored_once_and_matches_the_embedding(data):
+    from core.data import load_dataset
+
+    lat = data.latent()
+    a = data.analysis
+    assert a.has(explore.LATENT_FILE) and a.has(explore.CELLS_FILE)
+    mtime = os.stat(a.file(explore.LATENT_FILE)).st_mtime_ns
+    explore.ensure_latent(a)  # cached: not rewritten
+    assert os.stat(a.file(explore.LATENT_FILE)).st_mtime_ns == mtime
+    ds = load_dataset(a.config["dataset"]["path"], embedding="X_pca", cell_type="bulk_labels")
+    coords, ratio = explore.pca_2d(ds.embedding)
+    np.testing.assert_array_equal(lat.coords, coords)
+    np.testing.assert_allclose(lat.explained, ratio)
+    assert list(lat.labels) == list(ds.obs["bulk_labels"].astype(str))
+    assert list(lat.cell_names) == list(ds.obs.index)
+
+
+def test_explorer_data_is_cached_until_a_file_changes(data, tmp_path_factory):
+    path = small_analysis_path(tmp_path_factory)
+    assert explore.explorer_data(path) is data
+    f = data.analysis.file("features.parquet")
+    st = os.stat(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    try:
+        fresh = explore.explorer_data(path)
+        assert fresh is not data and fresh.n_features == data.n_features
+    finally:
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_explorer_data_refuses_an_untrained_analysis(tmp_path):
+    from core.analysis import Analysis
+
+    Analysis.create(tmp_path / "a", dataset={"path": "x"})
+    with pytest.raises(InputError, match="no trained SAE"):
+        explore.explorer_data(tmp_path / "a")
+
+
+# ----------------------------------------------------------------------------- one feature
+def test_feature_cells_sorted_high_last_and_sums(data):
+    dense = data.acts.toarray()
+    for f in (0, 5, 17):
+        cells, values = explore.feature_cells(data.acts, f)
+        assert set(cells) == set(np.flatnonzero(dense[:, f] > 0))
+        np.testing.assert_array_equal(values, dense[cells, f])
+        assert np.all(np.diff(values) >= 0)
+    cells, values = explore.feature_cells(data.acts, [3, 5, 9])
+    total = dense[:, [3, 5, 9]].sum(1)
+    assert set(cells) == set(np.flatnonzero(total > 0))
+    np.testing.assert_allclose(values, total[cells], rtol=1e-6)
+    assert np.all(np.diff(values) >= 0)
+
+
+def test_cell_type_profile_agrees_with_characterisation_and_scipy(data):
+    lat = data.latent()
+    dense = data.acts.toarray().astype(np.float64)
+    for f in range(data.n_features):
+        cells, values = explore.feature_cells(data.acts, f)
+        prof = explore.cell_type_profile(cells, values, lat.codes, lat.types)
+        expected = set(filter(None, str(data.features.loc[f, "significant_types"]).split("|")))
+        assert set(prof.loc[prof["significant"], "cell_type"]) == expected, f
+        if f < 3:
+            for t, row in prof.set_index("cell_type").iterrows():
+                col = dense[lat.labels == t, f]
+                assert row["n"] == col.size
+                np.testing.assert_allclose(row["mean"], col.mean(), rtol=1e-9, atol=1e-12)
+                np.testing.assert_allclose(row["se"], stats.sem(col), rtol=1e-6, atol=1e-12)
+                np.testing.assert_allclose(row["frac_active"], (col > 0).mean())
+                np.testing.assert_allclose(data.features.loc[f, f"mean[{t}]"], col.mean(), rtol=1e-5, atol=1e-7)
+
+
+def test_activation_histogram():
+    v = np.array([0.5, 1.0, 1.0, 2.0, 4.0])
+    h = explore.activation_histogram(v, n_cells=10, bins=4)
+    counts, edges = np.histogram(v, bins=4)
+    np.testing.assert_array_equal(h["counts"], counts)
+    np.testing.assert_array_equal(h["edges"], edges)
+    assert (h["n_zero"], h["n_active"]) == (5, 5)
+    assert explore.activation_histogram(np.zeros(0), n_cells=3)["counts"].size == 0
+
+
+def test_feature_summary_and_terms(data):
+    s = explore.feature_summary(data, 5)
+    assert s["feature"] == 5 and s["n_cells"] == data.acts.indptr[6] - data.acts.indptr[5]
+    assert s["frequency"] == pytest.approx(s["n_cells"] / 700)
+    assert s["locality"] == data.features.loc[5, "locality"]
+    terms = explore.feature_terms(data.annotations, 5)
+    assert len(terms) == s["n_terms"] == (data.annotations["feature"] == 5).sum()
+    assert terms["binom_p"].is_monotonic_increasing and "feature" not in terms
+    assert list(terms.columns[:3]) == ["term_id", "term_name", "namespace"]
+    with pytest.raises(InputError, match="does not exist"):
+        explore.feature_summary(data, 10_000)
+    with pytest.raises(InputError, match="not a feature number"):
+        explore.feature_summary(data, "x")
+
+
+def test_feature_de_table_equals_annotation_de_and_scipy(data):
+    from core.annotate.single import feature_de
+
+    f = 7
+    table = explore.feature_de_table(data, f)
+    s = explore.annotation_settings(data.analysis)
+    ref, cells = feature_de(data.analysis, f, expression=s["expression"], percentile=s["percentile"],
+                            n_low=s["n_low"])
+    ref = ref.set_index("gene").loc[table["gene"]]
+    for col in ("mean_high", "mean_low", "fold_change", "t", "p", "q"):
+        # the batched engine sums shifted values (mean exact to ~1e-16 absolute); here means are direct
+        np.testing.assert_allclose(table[col].to_numpy(), ref[col].to_numpy(), rtol=1e-8, atol=1e-12,
+                                   equal_nan=True, err_msg=col)
+    np.testing.assert_array_equal(table["significant"].to_numpy(), ref["significant"].to_numpy())
+    # and Welch's t-test of scipy on the same cells
+    X = data.expression().matrix
+    X = (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float64)
+    hi = cells.loc[cells["group"] == "high", "cell_index"].to_numpy()
+    lo = cells.loc[cells["group"] == "low", "cell_index"].to_numpy()
+    genes = list(data.expression().gene_names)
+    for g in table["gene"].head(5):
+        j = genes.index(g)
+        res = stats.ttest_ind(X[hi, j], X[lo, j], equal_var=False)
+        row = table.set_index("gene").loc[g]
+        np.testing.assert_allclose([row["t"], row["p"]], [res.statistic, res.pvalue], rtol=1e-9)
+    assert table["t"].dropna().is_monotonic_decreasing
+    assert data.de_table(f) is data.de_table(f)  # remembered
+
+
+# ----------------------------------------------------------------------------- gene index
+def test_top_genes_are_the_significant_up_genes_by_t(data):
+    top = explore.build_top_genes(data.analysis, n_top=20)
+    assert data.analysis.has(explore.TOP_GENES_FILE)
+    for f in (5, 7):
+        de = explore.feature_de_table(data, f)
+        up = de[de["significant"] & (de["fold_change"] > 1)].sort_values("t", ascending=False)
+        mine = top[top["feature"] == f].sort_values("rank")
+        assert mine["gene"].tolist() == up["gene"].head(20).tolist()
+        np.testing.assert_allclose(mine["t"].to_numpy(), up["t"].head(20).to_numpy(), rtol=1e-9)
+    mtime = os.stat(data.analysis.file(explore.TOP_GENES_FILE)).st_mtime_ns
+    explore.build_top_genes(data.analysis, n_top=20)  # cached
+    assert os.stat(data.analysis.file(explore.TOP_GENES_FILE)).st_mtime_ns == mtime
+
+
+def test_gene_index_search_and_suggest():
+    top = pd.DataFrame({"feature": [1, 2, 3, 3, 4], "rank": [2, 1, 1, 2, 1], "gene": ["CD79A", "CD79A", "LYZ",
+                                                                                     "cd79a", "CD79B"],
+                        "fold_change": [3.0, 5, 2, 2, 9], "t": [4.0, 9, 3, 5, 7], "q": [1e-5] * 5})
+    gi = explore.GeneIndex(top)
+    res = gi.search("cd79a")
+    assert res["feature"].tolist() == [2, 3, 1]  # rank 1 first, then rank 2 by t
+    assert gi.search("nope").empty and gi.search("").empty
+    assert gi.suggest("cd7") == ["CD79A", "CD79B", "cd79a"] and gi.suggest("") == []
+
+
+# ----------------------------------------------------------------------------- search
+def test_parse_feature_ids():
+    assert explore.parse_feature_ids("12", n_features=100) == [12]
+    assert explore.parse_feature_ids("3, 7 #9; 10-12", n_features=100) == [3, 7, 9, 10, 11, 12]
+    assert explore.parse_feature_ids("5-3, 4", n_features=100) == [3, 4, 5]
+    for bad, msg in (("abc", "not a feature number"), ("100", "does not exist"), ("-1", "not a feature"),
+                     ("0-5000", "too long")):
+        with pytest.raises(InputError, match=msg):
+            explore.parse_feature_ids(bad, n_features=100)
+
+
+def _random_annotations(rng, n_features=300, per=12):
+    names = np.array(["B cell activation", "T cell receptor signaling", "erythrocyte differentiation",
+                      "antigen processing", "immune response", "heme biosynthesis", "cell cycle",
+                      "oxygen transport", "regulation of T cell activation", "interferon response"])
+    t = rng.integers(0, names.size, n_features * per)
+    ann = pd.DataFrame({"feature": np.repeat(np.arange(n_features), per), "term_id": [f"GO:{i:07d}" for i in t],
+                        "term_name": names[t], "binom_p": rng.choice([1e-3, 1e-4, 1e-5, 1e-6], t.size),
+                        "mwu_p_up": rng.random(t.size)})
+    return ann.drop_duplicates(["feature", "term_id"], ignore_index=True)
+
+
+@pytest.mark.parametrize("query", ["t cell", "ERYTHRO", "GO:0000003", "immune", "cell", "zzz"])
+def test_concept_search_ranks_exactly_as_concept_index(rng, query):
+    ann = _random_annotations(rng)
+    idx = ConceptIndex(ann)
+    fast = explore.ConceptSearch(idx, ann)
+    for limit in (5, 50, 1000):
+        pd.testing.assert_frame_equal(fast.search(query, limit=limit), idx.search(query, limit=limit),
+                                      check_dtype=False)
+    np.testing.assert_array_equal(fast.hits(query, limit=1000), idx.search(query, limit=1000)["feature"])
+    assert fast.suggest(query) == idx.suggest(query, limit=12)
+
+
+def test_search_features_three_modes(data):
+    res = explore.search_features(data, "antigen processing")
+    ref = ConceptIndex(data.annotations).search("antigen processing", limit=50)
+    assert res["feature"].tolist() == ref["feature"].tolist() and len(res) > 3
+    assert res["match"].str.contains("antigen processing").all()
+    assert set(res["category"]) <= set(data.concept_map["category"])
+    hits = explore.search_hits(data, "antigen processing")
+    assert set(res["feature"]) <= set(hits) and hits[: len(res)].tolist() == res["feature"].tolist()
+    explore.build_top_genes(data.analysis)
+    gres = explore.search_features(data, "cd79a", mode="gene")
+    top = data.analysis.read_parquet(explore.TOP_GENES_FILE)
+    assert set(gres["feature"]) == set(top.loc[top["gene"] == "CD79A", "feature"])
+    assert "CD79A" in explore.suggestions(data, "CD79", mode="gene")
+    fres = explore.search_features(data, "3, 5", mode="feature")
+    assert fres["feature"].tolist() == [3, 5] and fres["p"].isna().all()
+    assert explore.search_features(data, "  ").empty
+    with pytest.raises(InputError, match="does not exist"):
+        explore.search_features(data, "999", mode="feature")
+    with pytest.raises(InputError, match="unknown search mode"):
+        explore.search_features(data, "x", mode="nope")
+
+
+# ----------------------------------------------------------------------------- reverse lookup
+def test_reverse_lookup_of_one_cell_type_finds_its_local_features(data):
+    lat = data.latent()
+    t = data.features.loc[data.features["locality"] == "local", "top_cell_type"].value_counts().index[0]
+    cells = np.flatnonzero(lat.labels == t)
+    feats, terms = explore.reverse_lookup(data, cells, top=10)
+    ref = characteristic_features(data.acts, cells, top=10)
+    assert feats["feature"].tolist() == ref["feature"].tolist()
+    np.testing.assert_allclose(feats["z"], ref["z"])
+    top = feats.iloc[0]
+    assert top["significant"] and t in str(data.features.loc[top["feature"], "significant_types"]).split("|")
+    # concepts: counted over the significant features' terms
+    sig = feats.loc[feats["significant"], "feature"]
+    ann = data.annotations[data.annotations["feature"].isin(sig)]
+    for _, row in terms.iterrows():
+        on = ann[ann["term_id"] == row["term_id"]]
+        assert row["n_features"] == on["feature"].nunique()
+        assert row["best_p"] == on["binom_p"].min()
+    assert terms["n_features"].is_monotonic_decreasing
+    with pytest.raises(InputError, match="select at least"):
+        explore.reverse_lookup(data, [1])
