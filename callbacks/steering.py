@@ -1,2 +1,440 @@
-"""Callbacks of the Steering page."""
+"""Callbacks of the Steering page. Each is a plain function of plain values (unit-tested without a
+browser); the wiring is at the end.
+
+The experiment runs as a background job (:func:`run_steering`, registered with
+:func:`callbacks.jobs.register_job`): it reads the form, calls :func:`core.steer.steer`, stores
+the run in the analysis (:func:`core.steer.save_steering_run`) and returns only its id, into
+``ids.STEER_SHOWN``. Everything shown is then read back from the analysis folder
+(:func:`show_run`), so a reload, a second tab or a click in the history shows the same run; a
+failed or cancelled job changes nothing that is shown.
+"""
 from __future__ import annotations
+
+# Jobs run in processes forked from this server: import their heavy modules here, once, at start
+# (a job forked while a request thread is half-way through an import would wait on its lock).
+import core.annotate.enrich  # noqa: F401
+import core.expression  # noqa: F401
+import core.model.api  # noqa: F401
+import core.model.vae  # noqa: F401  (torch)
+import core.model.embeddings  # noqa: F401
+import core.model.multiomics  # noqa: F401
+import core.model.predict  # noqa: F401
+import core.sae  # noqa: F401
+import core.steer.glm  # noqa: F401
+
+import logging
+import time
+from urllib.parse import urlencode
+
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from components import ids
+from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
+from components.steering_page import MAX_FEATURES, RUN, TARGET_HELP, feature_option, run_form
+from core import explore
+from core.analysis import Analysis
+from core.catalog import resolve_source
+from core.errors import FeatureLensError, InputError
+from core.steer import (SteerConfig, SteeringResult, list_steering_runs, load_steering_run, save_steering_run, steer,
+                        steering_context)
+from core.steering_view import cell_type_choices, feature_choices, latent_axes
+
+from .jobs import register_job, success_alert
+
+log = logging.getLogger(__name__)
+
+AMIGO_URL = "https://amigo.geneontology.org/amigo/term/{}"
+FEATURE_SEARCH_LIMIT = 100   # options returned for a typed search
+LATENT_HEIGHT = 520
+HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
+
+
+# ----------------------------------------------------------------------------- helpers
+def open_analysis(source: str | None) -> Analysis:
+    """The analysis of an ``analysis:NAME`` source, freshly read from disk."""
+    if not source:
+        raise InputError("no analysis chosen", fix="pick an analysis in the list at the top")
+    kind, path = resolve_source(source)
+    if kind != "analysis":
+        raise InputError(f"{source} is not an analysis", fix="pick an entry named “Analysis · …”")
+    return Analysis.open(path)
+
+
+def _alert(exc: Exception, *, what: str = "") -> dbc.Alert:
+    title = [html.Strong(what + " ")] if what else []
+    if isinstance(exc, FeatureLensError):
+        fix = [html.Div(f"Fix: {exc.fix}", className="mt-1 small")] if exc.fix else []
+        return dbc.Alert(title + [exc.message] + fix, color="warning", className="py-2 mb-0")
+    log.exception("steering page callback failed")
+    return dbc.Alert(title + [f"Unexpected error ({type(exc).__name__}: {exc}). The rest of the page still works; "
+                              "please report this."], color="danger", className="py-2 mb-0")
+
+
+def _ints(values) -> list[int]:
+    out = []
+    for v in values or []:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            raise InputError(f"{v!r} is not a feature number", fix="choose features from the list") from None
+    return out
+
+
+# ----------------------------------------------------------------------------- the form
+def steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile, error_term,
+                     test) -> tuple[list[int], object, SteerConfig]:
+    """Form values → ``(features, cell selection, SteerConfig)``; InputError saying what to fix."""
+    feats = _ints(features)
+    if not feats:
+        raise InputError("no feature chosen", fix="choose at least one feature to steer")
+    if len(feats) > MAX_FEATURES:
+        raise InputError(f"{len(feats)} features chosen; at most {MAX_FEATURES} can be steered together",
+                         fix="remove some features")
+    mode = cell_mode or "types"
+    if mode == "types":
+        types = [str(t) for t in cell_types or []]
+        if not types:
+            raise InputError("no cell type chosen", fix="choose one or more cell types, or steer all cells")
+        cells = "cell_type=" + ",".join(types)
+    elif mode == "lasso":
+        cells = sorted({int(c) for c in lasso or []})
+        if not cells:
+            raise InputError("no cells lassoed", fix="draw a lasso around cells in the latent view, or choose "
+                                                     "cell types")
+    elif mode == "all":
+        cells = "all"
+    else:
+        raise InputError(f"unknown cell selection {mode!r}", fix="choose cell types, a lasso or all cells")
+    kind = target_kind or "max"
+    if kind == "factor":
+        if factor is None:
+            raise InputError("no multiple chosen", fix="set the × maximum slider")
+        target = f"x{float(factor):g}"
+    elif kind == "percentile":
+        if percentile is None:
+            raise InputError("no percentile chosen", fix="set the percentile slider")
+        target = f"p{float(percentile):g}"
+    elif kind in ("max", "off"):
+        target = kind
+    else:
+        raise InputError(f"unknown target {kind!r}", fix="choose maximum, × maximum, percentile or off")
+    config = SteerConfig(target=target, error_term=bool(True if error_term is None else error_term),
+                         test=test or "paired-log", save_expression=False)
+    return feats, cells, config
+
+
+def target_controls(kind):
+    """Factor slider style, percentile slider style, help text for the chosen target."""
+    kind = kind if kind in TARGET_HELP else "max"
+    return (SHOWN if kind == "factor" else HIDDEN, SHOWN if kind == "percentile" else HIDDEN, TARGET_HELP[kind])
+
+
+def cell_controls(mode, lasso, types):
+    """Cell-type box style and the help line under the cell choice."""
+    if mode == "lasso":
+        n = len(lasso or [])
+        text = (f"{n:,} cells lassoed in the latent view." if n else
+                "Draw a lasso around cells in the latent view (lasso tool, top right of the plot).")
+        return HIDDEN, text
+    if mode == "all":
+        return HIDDEN, "Every cell of the data (a random 5,000 when there are more)."
+    chosen = ", ".join(types or [])
+    return SHOWN, f"Cells of: {chosen}." if chosen else "Choose the cell types whose cells are steered."
+
+
+def store_lasso(selected):
+    """The cell indices of a lasso/box selection in the latent view (every trace's customdata)."""
+    points = (selected or {}).get("points") or []
+    return sorted({int(p["customdata"]) for p in points
+                   if isinstance(p.get("customdata"), (int, float)) and not isinstance(p.get("customdata"), bool)})
+
+
+def feature_options(search, value, source):
+    """Dropdown options: the chosen features, then live features matching ``search`` (number or term)."""
+    chosen = _ints(value) if value else []
+    try:
+        choices = feature_choices(open_analysis(source))
+    except FeatureLensError:
+        return no_update
+    keep = choices[choices["feature"].isin(chosen)]
+    q = (search or "").strip().lower()
+    if not q:
+        if not chosen:
+            raise PreventUpdate
+        rest = choices.head(0)
+    elif q.isdigit():
+        rest = choices[choices["feature"].astype(str).str.startswith(q)]
+    else:
+        rest = choices[choices["label"].str.lower().str.contains(q, regex=False)]
+    rest = rest[~rest["feature"].isin(chosen)].head(FEATURE_SEARCH_LIMIT)
+    return [feature_option(r) for _, r in keep.iterrows()] + [feature_option(r) for _, r in rest.iterrows()]
+
+
+# ----------------------------------------------------------------------------- the job
+def run_steering(progress, source, features, cell_mode, cell_types, lasso, target_kind, factor, percentile,
+                 error_term, test):
+    """Background job: steer, store the run, return (alert, the shown-run store)."""
+    feats, cells, config = steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile,
+                                            error_term, test)
+    analysis = open_analysis(source)
+    stages = 7
+
+    def sub(done, total, message=""):
+        progress(done / max(total, 1) * 6, stages, message)
+
+    t0 = time.perf_counter()
+    ctx = steering_context(analysis)
+    result = steer(ctx, features=feats, cells=cells, config=config, progress=sub)
+    result.info["cells"] = _cells_text(cell_mode, cells)
+    progress(6, stages, "saving the run in the analysis")
+    fresh = Analysis.open(analysis.path)  # re-read: another job may have written a step meanwhile
+    run_id = save_steering_run(fresh, result)
+    try:
+        latent_axes(Analysis.open(analysis.path), embedding=ctx.embedding, persist=True)
+    except FeatureLensError as exc:  # the run is saved; only its latent view will be missing
+        log.warning("latent axes of %s not stored: %s", analysis.path, exc.message)
+    progress(stages, stages, "done")
+    s = result.summary()
+    took = time.perf_counter() - t0
+    return (success_alert(f"{s['n_up']} genes up, {s['n_down']} down in {s['n_cells']:,} cells "
+                          f"({took:.1f} s). Run {run_id}."),
+            {"run_id": run_id, "features": feats, "at": time.time()})
+
+
+def _cells_text(mode, cells) -> str:
+    if mode == "lasso":
+        return f"lasso: {len(cells):,} cells"
+    return cells if isinstance(cells, str) else f"{len(cells):,} cells"
+
+
+# ----------------------------------------------------------------------------- showing a run
+def pick_run(analysis: Analysis, shown: dict | None) -> str | None:
+    """The run to show: the store's ``run_id``; else the newest run of the store's features (if any
+    are given) or the newest run of the analysis; None when there is none."""
+    shown = shown or {}
+    if shown.get("run_id"):
+        return str(shown["run_id"])
+    runs = list_steering_runs(analysis)
+    if runs.empty:
+        return None
+    feats = [int(f) for f in shown.get("features") or []]
+    if feats:
+        runs = runs[runs["features"] == ",".join(map(str, feats))]
+    return str(runs["run_id"].iloc[-1]) if len(runs) else None
+
+
+def term_link(term_id: str) -> str:
+    """Markdown link of a GO id to AmiGO (other ids as plain text)."""
+    t = str(term_id)
+    return f"[{t}]({AMIGO_URL.format(t)})" if t.startswith("GO:") else t
+
+
+def terms_rows(table: pd.DataFrame) -> list[dict]:
+    if table is None or table.empty:
+        return []
+    df = table.copy()
+    df.insert(0, "term_link", [term_link(t) for t in df["term_id"]])
+    df = df.replace([np.inf, -np.inf], np.nan).astype(object)
+    return df.where(pd.notna(df), None).to_dict("records")
+
+
+def _terms_note(table: pd.DataFrame, direction: str) -> str:
+    n = 0 if table is None else len(table)
+    return f"({n} term{'s' if n != 1 else ''}; sort or filter any column)" if n else f"(none: no {direction} term " \
+        "passes p < 0.01)"
+
+
+def moves_rows(shift: pd.DataFrame) -> list[dict]:
+    """From → to nearest-type counts of the cells whose nearest cell-type centre changed."""
+    if shift is None or "moved" not in shift or not shift["moved"].any():
+        return []
+    moved = shift[shift["moved"]]
+    counts = moved.groupby(["nearest_before", "nearest_after"], observed=True).size().sort_values(ascending=False)
+    return [{"from": str(a), "to": str(b), "cells": int(n)} for (a, b), n in counts.items()]
+
+
+def summary_line(result: SteeringResult) -> list:
+    s = result.summary()
+    if len(s["features"]) <= 3:
+        feats = "Feature " + ", ".join(f"{f} → {lab} ({t:.3g})"
+                                       for f, lab, t in zip(s["features"], s["target_labels"], s["targets"]))
+    else:
+        shown = ", ".join(map(str, s["features"][:3]))
+        labels = sorted(set(s["target_labels"]))
+        feats = f"{len(s['features'])} features ({shown}, …) → {labels[0] if len(labels) == 1 else 'their targets'}"
+    sub = f" (a random {s['n_cells']:,} of {s['n_selected']:,})" if s["n_selected"] > s["n_cells"] else ""
+    parts = [html.Strong(feats), f" in {s['n_cells']:,} cells{sub} ({s['cells']}) · ",
+             f"error term {'on' if s['error_term'] else 'off'} · {s['test']}: ",
+             html.Strong(f"{s['n_up']} genes up, {s['n_down']} down"), f" of {s['n_genes']:,}"]
+    if s["top_up_terms"]:
+        parts.append(f" · up: {'; '.join(s['top_up_terms'][:3])}")
+    if s["top_down_terms"]:
+        parts.append(f" · down: {'; '.join(s['top_down_terms'][:3])}")
+    if "cells_moved_type" in s:
+        parts.append(f" · {s['cells_moved_type']:,} cells changed their nearest cell type")
+    return [html.Span(parts), html.Small(f"  run {result.run_id}", className="text-muted")]
+
+
+def latent_view(analysis: Analysis, result: SteeringResult | None, *, source: str):
+    """The latent view: cells by type (no run shown), or the run's normal → steered shift."""
+    data = explore.explorer_data(analysis.path)
+    lat = data.latent()
+    if result is None:
+        return latent_figure(lat.coords, labels=lat.labels, types=lat.types, names=lat.cell_names,
+                             colour_by="celltype", title=f"{data.n_cells:,} cells by cell type · lasso cells to "
+                             "steer them", explained=lat.explained, uirevision=source, height=LATENT_HEIGHT)
+    axes = latent_axes(analysis)
+    before, after = axes.project(result.latent_before), axes.project(result.latent_after)
+    shift = float(np.sqrt(((after - before) ** 2).sum(1)).mean()) if result.n_cells else 0.0
+    title = (f"{result.n_cells:,} steered cells · mean shift {shift:.3g} on this view "
+             f"({float(result.centroid_shift['shift'].mean()):.3g} in the embedding)")
+    return latent_shift_figure(lat.coords, labels=lat.labels, types=lat.types, cells=result.cells, before=before,
+                               after=after, title=title, uirevision=source, height=LATENT_HEIGHT)
+
+
+def show_run(shown, source):
+    """Summary, latent figure, volcano, nearest-type figure, moves rows, up rows, up note, down rows,
+    down note, DE export disabled — all read from the run stored in the analysis."""
+    blank_volcano = empty_figure("no run shown yet: choose features and cells, then Run steering", height=400)
+    blank_shift = empty_figure(height=300)
+    try:
+        analysis = open_analysis(source)
+        run_id = pick_run(analysis, shown)
+        result = load_steering_run(analysis, run_id) if run_id else None
+    except Exception as exc:  # noqa: BLE001 - shown in place
+        return (_alert(exc, what="This run cannot be shown:"), _safe_latent(source, None), blank_volcano, blank_shift,
+                [], [], "", [], "", True)
+    latent = _safe_latent(source, result, analysis=analysis)
+    if result is None:
+        return ("No run yet.", latent, blank_volcano, blank_shift, [], [], "", [], "", True)
+    de = result.de
+    n_sig = int(de["significant"].sum())
+    volcano = volcano_figure(de, fold_col="log2fc", q_col="qvalue", significant_col="significant", label_col="gene",
+                             title=f"{n_sig} of {len(de):,} genes changed (q < {result.config.alpha:g}, "
+                                   f"|log2 FC| ≥ {result.config.min_abs_log2fc:g})", height=400)
+    volcano.update_layout(xaxis_title="log2 fold change (steered vs normal)")
+    cs = result.centroid_summary()
+    moved = int(result.centroid_shift["moved"].sum()) if "moved" in result.centroid_shift else 0
+    shift_fig = nearest_type_figure(cs, title=f"{moved:,} of {result.n_cells:,} cells changed type")
+    return (summary_line(result), latent, volcano, shift_fig, moves_rows(result.centroid_shift),
+            terms_rows(result.enrichment_up), _terms_note(result.enrichment_up, "up"),
+            terms_rows(result.enrichment_down), _terms_note(result.enrichment_down, "down"), False)
+
+
+def _safe_latent(source, result, *, analysis=None):
+    try:
+        return latent_view(analysis or open_analysis(source), result, source=source)
+    except Exception as exc:  # noqa: BLE001
+        msg = exc.message if isinstance(exc, FeatureLensError) else f"unexpected error: {exc}"
+        if not isinstance(exc, FeatureLensError):
+            log.exception("steering latent view failed")
+        return empty_figure(f"the latent space could not be drawn: {msg}", height=LATENT_HEIGHT)
+
+
+def history_rows(shown, source):
+    """Rows of the history table (newest first) and its note."""
+    try:
+        analysis = open_analysis(source)
+        runs = list_steering_runs(analysis)
+        current = pick_run(analysis, shown)
+    except Exception as exc:  # noqa: BLE001
+        return [], _alert(exc, what="History:")
+    if runs.empty:
+        return [], "No steering run in this analysis yet."
+    df = runs.iloc[::-1].copy()
+    df["when"] = df["completed"].astype(str).str.replace("T", " ").str.slice(0, 16)
+    df["error_term"] = np.where(df["error_term"].astype(bool), "on", "off")
+    df = df.astype(object).where(pd.notna(df), None)
+    note = f"{len(df)} run{'s' if len(df) != 1 else ''} stored" + (f"; showing {current}" if current else "")
+    return df.to_dict("records"), note
+
+
+def pick_history(cell, rows, source):
+    """A click in the history table → show that run and put its settings into the form: the shown-run
+    store, then features (value, options), cell mode, cell types, target, factor, percentile, error
+    term, test."""
+    run_id = (cell or {}).get("rowId")
+    if not run_id:
+        raise PreventUpdate
+    row = next((r for r in rows or [] if r.get("run_id") == run_id), {})
+    feats = [int(f) for f in str(row.get("features") or "").split(",") if f.strip().isdigit()]
+    shown = {"run_id": str(run_id), "features": feats, "at": time.time()}
+    try:
+        analysis = open_analysis(source)
+        form = run_form(analysis, str(run_id), types=cell_type_choices(analysis))
+        choices = feature_choices(analysis)
+    except FeatureLensError:
+        form = None
+    if not form:
+        return (shown, *[no_update] * 9)
+    options = [feature_option(r) for _, r in choices[choices["feature"].isin(form["features"])].iterrows()]
+    return (shown, form["features"], options, form.get("cell_mode", no_update), form.get("cell_types", no_update),
+            form["target"], form["factor"], form["percentile"], form["error_term"], form["test"])
+
+
+def export_de(n_clicks, shown, source):
+    if not n_clicks:
+        raise PreventUpdate
+    analysis = open_analysis(source)
+    run_id = pick_run(analysis, shown)
+    if not run_id:
+        raise PreventUpdate
+    de = load_steering_run(analysis, run_id).de
+    return dcc.send_data_frame(de.to_csv, f"steering_{run_id}_de.csv", index=False)
+
+
+def write_url(shown, source, search):
+    """``?source=…&feature=…&run=…`` of the run shown (other keys kept)."""
+    from callbacks.shell import parse_query
+
+    shown = shown or {}
+    params = parse_query(search)
+    if source:
+        params["source"] = source
+    if shown.get("features"):
+        params["feature"] = ",".join(str(int(f)) for f in shown["features"])
+    if shown.get("run_id"):
+        params["run"] = str(shown["run_id"])
+    new = "?" + urlencode(params)
+    return no_update if new == (search or "") else new
+
+
+# ----------------------------------------------------------------------------- wiring
+register_job(RUN, run_steering,
+             outputs=[Output(ids.STEER_SHOWN, "data", allow_duplicate=True)],
+             states=[State(ids.STEER_SOURCE, "data"), State(ids.STEER_FEATURES, "value"),
+                     State(ids.STEER_CELL_MODE, "value"), State(ids.STEER_CELL_TYPES, "value"),
+                     State(ids.STEER_LASSO, "data"), State(ids.STEER_TARGET, "value"),
+                     State(ids.STEER_FACTOR, "value"), State(ids.STEER_PERCENTILE, "value"),
+                     State(ids.STEER_ERROR_TERM, "value"), State(ids.STEER_TEST, "value")])
+callback(Output(ids.STEER_FACTOR_BOX, "style"), Output(ids.STEER_PERCENTILE_BOX, "style"),
+         Output(ids.STEER_TARGET_HELP, "children"), Input(ids.STEER_TARGET, "value"))(target_controls)
+callback(Output(ids.STEER_CELL_TYPES_BOX, "style"), Output(ids.STEER_CELL_HELP, "children"),
+         Input(ids.STEER_CELL_MODE, "value"), Input(ids.STEER_LASSO, "data"),
+         Input(ids.STEER_CELL_TYPES, "value"))(cell_controls)
+callback(Output(ids.STEER_LASSO, "data"), Input(ids.STEER_LATENT, "selectedData"),
+         prevent_initial_call=True)(store_lasso)
+callback(Output(ids.STEER_FEATURES, "options"), Input(ids.STEER_FEATURES, "search_value"),
+         State(ids.STEER_FEATURES, "value"), State(ids.STEER_SOURCE, "data"),
+         prevent_initial_call=True)(feature_options)
+callback(Output(ids.STEER_SUMMARY, "children"), Output(ids.STEER_LATENT, "figure"), Output(ids.STEER_VOLCANO, "figure"),
+         Output(ids.STEER_SHIFT, "figure"), Output(ids.STEER_MOVES, "rowData"), Output(ids.STEER_TERMS_UP, "rowData"),
+         Output(ids.STEER_TERMS_UP_NOTE, "children"), Output(ids.STEER_TERMS_DOWN, "rowData"),
+         Output(ids.STEER_TERMS_DOWN_NOTE, "children"), Output(ids.STEER_EXPORT_DE, "disabled"),
+         Input(ids.STEER_SHOWN, "data"), State(ids.STEER_SOURCE, "data"))(show_run)
+callback(Output(ids.STEER_HISTORY, "rowData"), Output(ids.STEER_HISTORY_NOTE, "children"),
+         Input(ids.STEER_SHOWN, "data"), State(ids.STEER_SOURCE, "data"))(history_rows)
+callback(Output(ids.STEER_SHOWN, "data", allow_duplicate=True), Output(ids.STEER_FEATURES, "value"),
+         Output(ids.STEER_FEATURES, "options", allow_duplicate=True), Output(ids.STEER_CELL_MODE, "value"),
+         Output(ids.STEER_CELL_TYPES, "value"), Output(ids.STEER_TARGET, "value"), Output(ids.STEER_FACTOR, "value"),
+         Output(ids.STEER_PERCENTILE, "value"), Output(ids.STEER_ERROR_TERM, "value"), Output(ids.STEER_TEST, "value"),
+         Input(ids.STEER_HISTORY, "cellClicked"), State(ids.STEER_HISTORY, "rowData"), State(ids.STEER_SOURCE, "data"),
+         prevent_initial_call=True)(pick_history)
+callback(Output(ids.STEER_DOWNLOAD, "data"), Input(ids.STEER_EXPORT_DE, "n_clicks"), State(ids.STEER_SHOWN, "data"),
+         State(ids.STEER_SOURCE, "data"), prevent_initial_call=True)(export_de)
+callback(Output(ids.URL, "search", allow_duplicate=True), Input(ids.STEER_SHOWN, "data"),
+         State(ids.STEER_SOURCE, "data"), State(ids.URL, "search"), prevent_initial_call=True)(write_url)

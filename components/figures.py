@@ -385,7 +385,7 @@ def concept_count_figure(terms: pd.DataFrame, *, label_a: str = "A", label_b: st
                   + " features").tolist(),
             hovertemplate="%{text}<extra></extra>",
             marker=dict(size=6, color=WHERE_COLOURS[where], opacity=0.55, line=dict(width=0))))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), hovermode="closest",
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 30, b=10), hovermode="closest",
                       title=dict(text=title, font=dict(size=13), x=0.01),
                       xaxis=dict(title=f"features carrying the term in {label_a}", rangemode="tozero"),
                       yaxis=dict(title=f"features carrying the term in {label_b}", rangemode="tozero"),
@@ -408,10 +408,10 @@ def recovery_bars_figure(best_r: pd.DataFrame, *, target: float | None = 0.9, la
                              marker_color=METHOD_COLOURS.get(method), text=[f"{v:.2f}" for v in values],
                              textposition="outside", textfont=dict(size=9),
                              hovertemplate="%{x}: %{y:.3f}<extra>" + labels.get(method, str(method)) + "</extra>"))
-    if target is not None:
-        fig.add_hline(y=target, line_dash="dash", line_color="#495057", line_width=1,
-                      annotation_text=f"paper: ≥ {target:g}", annotation_position="top left",
-                      annotation_font_size=10)
+    if target is not None:  # a dashed line, named in the legend (a text label would sit on the bars)
+        fig.add_hline(y=target, line_dash="dash", line_color="#495057", line_width=1)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"paper: ≥ {target:g}",
+                                 line=dict(color="#495057", dash="dash", width=1), hoverinfo="skip"))
     fig.update_layout(barmode="group", height=height, margin=dict(l=10, r=10, t=40, b=10),
                       title=dict(text=title, font=dict(size=13), x=0.01),
                       xaxis_title="ground-truth variable (nearest to the counts first)",

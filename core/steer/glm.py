@@ -23,10 +23,12 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import InputError
+from ..parallel import one_at_a_time
 
 __all__ = ["nb_glm_paired"]
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True, boundscheck=False)
 def _nb_paired(y0t, y1t, alpha, max_iter, tol):
     g_n, n = y0t.shape

@@ -1,0 +1,153 @@
+"""The Steering page in a real browser: from a feature card to a steering run (running state, volcano,
+terms, latent shift), reload and history, bad input and cancel leave earlier results intact, and a
+source that cannot be steered says what to do."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import start_server, stop_server
+from playwright.sync_api import expect
+from steer_page_data import build_steerable
+
+pytestmark = pytest.mark.browser
+
+JOB_MS = 120_000  # the shared 2-core machine: a run takes 3–10 s there
+LATENT = "#steer-latent-graph .js-plotly-plot"
+VOLCANO = "#steer-volcano-graph .js-plotly-plot"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("steer-app")
+    built = build_steerable(base / "build")
+    shutil.copytree(built, base / "analyses" / "planted")
+    nodec = build_steerable(base / "nodec", decoder=False, n_per_type=20, n_genes=60)
+    shutil.copytree(nodec, base / "analyses" / "nodecoder")
+    srv = start_server(base, ["serve"])
+    yield srv
+    stop_server(srv)
+
+
+def trace_names(page, sel: str) -> list[str]:
+    return page.evaluate(f"() => (document.querySelector('{sel}')._fullData || []).map(d => d.name || '')")
+
+
+def choose_cell_type(page, name: str) -> None:
+    page.click("#steer-celltypes-select")
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def run_and_wait(page) -> str:
+    page.click("#steer-run-start")
+    expect(page.locator("#steer-run-status")).to_have_text("Running…", timeout=10_000)
+    expect(page.locator("#steer-run-start")).to_be_disabled()
+    expect(page.locator("#steer-run-alert .alert")).to_be_visible(timeout=JOB_MS)
+    return page.locator("#steer-run-alert").inner_text()
+
+
+def test_bst001_card_link_to_steering_run_volcano_terms_then_reload(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    # the Explorer's card of feature 0 links to the Steering page with the feature chosen
+    page.goto(f"{server.url}/explorer?source=analysis%3Aplanted&feature=0")
+    link = page.locator("#card-steer-link")
+    expect(link).to_be_visible(timeout=30_000)
+    screenshot("1-explorer-card")
+    link.click()
+    expect(page.locator("#steering-page")).to_be_visible(timeout=30_000)
+    expect(page).to_have_url(re.compile(r"/steering\?.*feature=0"))
+    expect(page.locator("#steer-features-select")).to_contain_text("0 · top cell type b")
+    page.wait_for_function(f"() => document.querySelector('{LATENT}') && "
+                           f"document.querySelector('{LATENT}')._fullData.length == 3", timeout=30_000)
+    expect(page.locator("#steer-results-summary")).to_have_text("No run yet.")
+    screenshot("2-steering-opened")
+
+    # steer it in the cells of type a: running state, then the results
+    choose_cell_type(page, "a")
+    expect(page.locator("#steer-cells-help")).to_have_text("Cells of: a.")
+    outcome = run_and_wait(page)
+    assert "Done." in outcome and re.search(r"\d+ genes up", outcome), outcome
+    summary = page.locator("#steer-results-summary")
+    expect(summary).to_contain_text("Feature 0 → max", timeout=30_000)
+    expect(summary).to_contain_text("in 80 cells (cell_type=a)")
+    up_terms = page.locator("#steer-terms-up-table .ag-center-cols-container")
+    expect(up_terms).to_contain_text("oxygen transport", timeout=30_000)
+    link = page.locator("#steer-terms-up-table a[href*='amigo.geneontology.org/amigo/term/GO:0015671']")
+    expect(link.first).to_be_visible()
+    page.wait_for_function(f"() => (document.querySelector('{VOLCANO}')._fullData || [])"
+                           ".some(d => (d.name || '').startsWith('up ('))", timeout=30_000)
+    names = trace_names(page, LATENT)
+    assert any(n.startswith("steered (80)") for n in names) and any(n.startswith("normal (80)") for n in names)
+    expect(page.locator("#steer-moves-table")).to_contain_text("a")
+    expect(page.locator("#steer-export-de-button")).to_be_enabled()
+    expect(page).to_have_url(re.compile(r"run=f0-"))
+    screenshot("3-result")
+
+    # a reload (or a second tab on the same link) shows the same run, read from the analysis folder
+    text = summary.inner_text()
+    page.reload()
+    expect(page.locator("#steer-results-summary")).to_have_text(text, timeout=30_000)
+    expect(page.locator("#steer-celltypes-select")).to_contain_text("a")
+    expect(page.locator("#steer-history-table .ag-center-cols-container .ag-row")).to_have_count(1)
+
+    # the DE table downloads as CSV
+    with page.expect_download() as dl:
+        page.click("#steer-export-de-button")
+    assert dl.value.suggested_filename.startswith("steering_f0-") and dl.value.suggested_filename.endswith(".csv")
+
+
+def test_bst002_bad_input_and_cancel_leave_the_shown_run_intact(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server.url}/steering?source=analysis%3Aplanted&feature=0")
+    summary = page.locator("#steer-results-summary")
+    expect(summary).to_contain_text("genes up", timeout=30_000)  # the newest run of feature 0 (test 1)
+    before = summary.inner_text()
+    # no cell type chosen: an alert in place, nothing else changes
+    page.click("#steer-run-start")
+    alert = page.locator("#steer-run-alert .alert")
+    expect(alert).to_contain_text("no cell type chosen", timeout=JOB_MS)
+    expect(alert).to_contain_text("Fix:")
+    screenshot("1-bad-input")
+    assert summary.inner_text() == before
+    expect(page.locator("#steer-run-start")).to_be_enabled()
+    # a run cancelled at once: a 'Cancelled' alert, the shown run and the history unchanged
+    page.click("text=all cells")
+    page.click("#steer-run-start")
+    expect(page.locator("#steer-run-cancel")).to_be_enabled(timeout=10_000)
+    page.click("#steer-run-cancel")
+    expect(page.locator("#steer-run-alert .alert")).to_contain_text("Cancelled", timeout=30_000)
+    expect(page.locator("#steer-run-start")).to_be_enabled(timeout=30_000)
+    assert summary.inner_text() == before
+    expect(page.locator("#steer-history-table .ag-center-cols-container .ag-row")).to_have_count(1)
+    screenshot("2-cancelled")
+
+
+@pytest.mark.slow
+def test_bst003_history_click_shows_an_earlier_run(server, page):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server.url}/steering?source=analysis%3Aplanted&feature=1")
+    expect(page.locator("#steer-results-summary")).to_have_text("No run yet.", timeout=30_000)
+    choose_cell_type(page, "c")
+    page.click("text=off (0)")
+    assert "Done." in run_and_wait(page)
+    summary = page.locator("#steer-results-summary")
+    expect(summary).to_contain_text("Feature 1 → off", timeout=30_000)
+    rows = page.locator("#steer-history-table .ag-center-cols-container .ag-row")
+    expect(rows).to_have_count(2)
+    page.locator("#steer-history-table .ag-center-cols-container .ag-row", has_text="cell_type=a").first \
+        .locator("[col-id=features]").click()
+    expect(summary).to_contain_text("Feature 0 → max", timeout=30_000)
+    expect(page).to_have_url(re.compile(r"feature=0&run=f0-"))
+    expect(page.locator("#steer-celltypes-select")).to_contain_text("a")
+
+
+def test_bst004_a_source_that_cannot_be_steered_says_what_to_do(server, page, screenshot):
+    page.goto(f"{server.url}/steering?source=analysis%3Anodecoder")
+    alert = page.locator("#steer-page-alert")
+    expect(alert).to_contain_text("cannot be steered", timeout=30_000)
+    expect(alert).to_contain_text("steering needs the model's decoder")
+    expect(alert).to_contain_text("Fix: fit the built-in model")
+    screenshot("1-no-decoder")

@@ -1,0 +1,367 @@
+"""The Steering page as plain functions (no browser): layout and its alerts, the form → SteerConfig,
+the background job, showing a stored run (summary, latent shift, volcano, terms, nearest-type
+shift, history, CSV), a failed job leaving everything as it was, and the figure builders."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+from dash import no_update
+from dash.exceptions import PreventUpdate
+
+import callbacks.steering as cb
+from callbacks.jobs import JobProgress, run_job
+from components import figures, ids, steering_page
+from core import explore
+from core.analysis import Analysis
+from core.errors import InputError
+from core.steer import list_steering_runs, load_steering_run
+from core.steering_view import AXES_FILE, AXES_STEP, cell_type_choices, feature_choices, latent_axes, steerability
+from steer_data import PLANTED_TERM
+from steer_page_data import build_steerable
+
+SOURCE = "analysis:planted"
+
+
+def text_of(component) -> str:
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component,
+                      ensure_ascii=False, default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o))
+
+
+def find(component, cid):
+    """The component with id ``cid`` inside a layout tree (None if absent)."""
+    if getattr(component, "id", None) == cid:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            hit = find(child, cid)
+            if hit is not None:
+                return hit
+    return None
+
+
+@pytest.fixture(scope="module")
+def analyses(tmp_path_factory):
+    """An analyses folder with the steerable analysis ``planted``, one without a decoder, one untrained."""
+    base = tmp_path_factory.mktemp("steer-page")
+    root = base / "analyses"
+    root.mkdir()
+    built = build_steerable(base / "build")
+    shutil.copytree(built, root / "planted")
+    nodec = build_steerable(base / "nodec", decoder=False, n_per_type=20, n_genes=60)
+    shutil.copytree(nodec, root / "nodecoder")
+    shutil.copytree(built, root / "untrained")
+    for name in ("sae.pt", "activations.npz", "features.parquet"):
+        (root / "untrained" / name).unlink()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FEATURELENS_ANALYSES_DIR", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def ran(analyses):
+    """The job run once: feature 0 to its maximum in the cells of type a."""
+    sent = []
+    progress = JobProgress(sent.append, min_interval=0.0)
+    alert, shown = cb.run_steering(progress, SOURCE, [0], "types", ["a"], [], "max", 2, 99, True, "paired-log")
+    return alert, shown, sent
+
+
+# ----------------------------------------------------------------------------- layout
+def test_steering_ids_are_unique_and_registered():
+    steer_ids = [v for k, v in vars(ids).items() if k.startswith("STEER_") and isinstance(v, str)]
+    assert len(steer_ids) >= 25 and all(v.startswith("steer-") for v in steer_ids)
+    every = ids.all_ids() + steering_page.RUN.all()
+    grid_fields = [c["field"] for c in steering_page.TERM_COLUMNS]
+    assert {"term_link", "binom_q", "mwu_q"} <= set(grid_fields)
+    assert len(every) == len(set(every))
+
+
+@pytest.mark.parametrize("source, title, words", [
+    (None, "No analysis chosen.", "Pick an analysis"),
+    ("shipped:pbmc68k", "Steering works on analyses.", "fit the built-in model"),
+    ("analysis:nodecoder", "This analysis cannot be steered.", "steering needs the model's decoder"),
+    ("analysis:untrained", "This analysis cannot be steered.", "no trained SAE"),
+    ("analysis:nothere", "This analysis cannot be opened.", "not an analysis folder"),
+    ("analysis:../../etc", "This analysis cannot be opened.", ""),
+])
+def test_layout_explains_what_to_do_when_it_cannot_steer(analyses, source, title, words):
+    page = steering_page.layout(source=source, query={})
+    alert = find(page, ids.STEER_ALERT)
+    assert alert is not None and find(page, ids.STEER_FEATURES) is None
+    assert title in text_of(alert) and words in text_of(alert)
+
+
+def test_layout_preselects_the_linked_feature_and_offers_cell_types(analyses):
+    page = steering_page.layout(source=SOURCE, query={"feature": "1", "run": "f1-abc"})
+    dropdown = find(page, ids.STEER_FEATURES)
+    assert dropdown.value == [1]
+    values = [o["value"] for o in dropdown.options]
+    assert values[0] == 1 and sorted(values) == list(range(8))  # the 8 live features; 8 and 9 are dead
+    assert dropdown.options[0]["label"] == "1 · top cell type c"  # not annotated: the top cell type
+    assert [o["value"] for o in find(page, ids.STEER_CELL_TYPES).options] == ["a", "b", "c"]
+    assert find(page, ids.STEER_SHOWN).data == {"run_id": "f1-abc", "features": [1]}
+    assert find(page, ids.STEER_ERROR_TERM).value is True
+    assert find(page, steering_page.RUN.start) is not None and find(page, ids.STEER_HISTORY) is not None
+
+
+def test_layout_warns_about_unusable_linked_features(analyses):
+    page = steering_page.layout(source=SOURCE, query={"feature": "x,9,2"})
+    assert find(page, ids.STEER_FEATURES).value == [2]
+    text = text_of(find(page, ids.STEER_ALERT))
+    assert "'x', which is not a feature number" in text and "Feature 9 is not a live feature" in text
+
+
+def test_feature_choices_use_the_best_term_when_annotated(analyses, tmp_path):
+    folder = tmp_path / "annotated"
+    shutil.copytree(analyses / "planted", folder)
+    a = Analysis.open(folder)
+    ann = pd.DataFrame({"feature": [0, 0, 3], "term_id": ["GO:1", "GO:2", "GO:3"],
+                        "term_name": ["second best", "oxygen transport", "other"], "binom_p": [1e-3, 1e-9, 0.5]})
+    with a.step("annotate", inputs={"x": 1}) as w:
+        w.write_parquet("annotations.parquet", ann)
+    ch = feature_choices(a).set_index("feature")
+    assert ch.loc[0, "label"] == "0 · oxygen transport" and ch.loc[3, "label"] == "3 · other"
+    assert ch.loc[1, "label"] == "1 · top cell type c"
+    assert cell_type_choices(a) == ["a", "b", "c"] and steerability(a) is None
+
+
+# ----------------------------------------------------------------------------- the form
+def test_form_values_become_a_steering_config():
+    feats, cells, cfg = cb.steering_request([3, "5"], "types", ["a", "b"], [], "factor", 2.5, 99, False, "nb-glm")
+    assert feats == [3, 5] and cells == "cell_type=a,b"
+    assert cfg.target == "x2.5" and cfg.error_term is False and cfg.test == "nb-glm" and cfg.save_expression is False
+    _, cells, cfg = cb.steering_request([1], "lasso", [], [7, 3, 3], "percentile", 2, 90, True, None)
+    assert cells == [3, 7] and cfg.target == "p90" and cfg.test == "paired-log"
+    _, cells, cfg = cb.steering_request([1], "all", None, None, "off", None, None, None, "paired-log")
+    assert cells == "all" and cfg.target == "off" and cfg.error_term is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (([], "types", ["a"], [], "max"), "no feature chosen"),
+    ((list(range(11)), "types", ["a"], [], "max"), "at most 10"),
+    (([1], "types", [], [], "max"), "no cell type chosen"),
+    (([1], "lasso", [], [], "max"), "no cells lassoed"),
+    ((["x"], "all", [], [], "max"), "not a feature number"),
+    (([1], "all", [], [], "sideways"), "unknown target"),
+])
+def test_bad_form_values_say_what_to_fix(args, message):
+    with pytest.raises(InputError, match=message) as err:
+        cb.steering_request(*args, 2, 99, True, "paired-log")
+    assert err.value.fix
+
+
+def test_target_and_cell_controls():
+    factor, pct, help_text = cb.target_controls("factor")
+    assert factor == cb.SHOWN and pct == cb.HIDDEN and "multiple" in help_text
+    factor, pct, _ = cb.target_controls("percentile")
+    assert factor == cb.HIDDEN and pct == cb.SHOWN
+    assert cb.target_controls("off")[2].startswith("Each steered feature is switched off")
+    assert cb.cell_controls("lasso", [1, 2, 3], [])[1] == "3 cells lassoed in the latent view."
+    assert "Draw a lasso" in cb.cell_controls("lasso", [], [])[1]
+    assert cb.cell_controls("types", [], ["a", "b"]) == (cb.SHOWN, "Cells of: a, b.")
+    assert cb.cell_controls("all", [], [])[0] == cb.HIDDEN
+
+
+def test_lasso_store_keeps_cell_indices_of_every_trace():
+    sel = {"points": [{"customdata": 5}, {"customdata": 2}, {"customdata": 5}, {"x": 1}, {"customdata": "b"}]}
+    assert cb.store_lasso(sel) == [2, 5]
+    assert cb.store_lasso(None) == [] and cb.store_lasso({"points": []}) == []
+
+
+def test_feature_search_by_number_and_by_label(analyses):
+    opts = cb.feature_options("1", [4], SOURCE)
+    assert [o["value"] for o in opts] == [4, 1]
+    opts = cb.feature_options("cell type a", [], SOURCE)
+    assert {o["value"] for o in opts} == {3, 4, 6, 7}  # top cell type a
+    with pytest.raises(PreventUpdate):
+        cb.feature_options("", [], SOURCE)
+
+
+# ----------------------------------------------------------------------------- the job and its result
+def test_job_steers_stores_the_run_and_reports_progress(analyses, ran):
+    alert, shown, sent = ran
+    assert "Done." in text_of(alert) and shown["run_id"].startswith("f0-") and shown["features"] == [0]
+    a = Analysis.open(analyses / "planted")
+    runs = list_steering_runs(a)
+    assert runs["run_id"].tolist() == [shown["run_id"]] and runs["cells"].iloc[0] == "cell_type=a"
+    res = load_steering_run(a, shown["run_id"])
+    assert res.n_cells == 80 and res.expression_normal is None  # the app stores no per-cell expression
+    percents = [s[0] for s in sent]
+    assert percents == sorted(percents) and percents[-1] == 100.0 and len(percents) >= 7
+    assert any("paired DE" in s[2] for s in sent)
+    assert AXES_STEP in a.config["steps"] and a.has(AXES_FILE)  # the job stored the latent view's axes
+
+
+def test_showing_the_run(analyses, ran):
+    _, shown, _ = ran
+    (summary, latent, volcano, shift, moves, up, up_note, down, down_note,
+     export_disabled) = cb.show_run(shown, SOURCE)
+    text = text_of(summary)
+    assert "Feature 0 → max" in text and "in 80 cells" in text and "cell_type=a" in text and "oxygen transport" in text
+    assert export_disabled is False
+    # volcano: the planted genes are the red 'up' points
+    names = [t.name for t in volcano.data]
+    assert any(n.startswith("up (") for n in names) and "steered vs normal" in volcano.layout.xaxis.title.text
+    # terms: the planted term first, linked to AmiGO
+    assert up[0]["term_id"] == PLANTED_TERM
+    assert up[0]["term_link"] == f"[{PLANTED_TERM}](https://amigo.geneontology.org/amigo/term/{PLANTED_TERM})"
+    assert "terms" in up_note and isinstance(down, list) and down_note
+    # nearest type: type-a cells now sit nearest type b
+    assert moves[0]["from"] == "a" and moves[0]["to"] == "b" and moves[0]["cells"] > 60
+    bars = {t.name: dict(zip(t.y, t.x)) for t in shift.data}
+    assert bars["normal"]["a"] > 70 and bars["steered"]["b"] > 60
+    # latent view: normal positions are the cells' own points; steered ones moved right along PC1-ish
+    data = explore.explorer_data(analyses / "planted")
+    lat = data.latent()
+    res = load_steering_run(Analysis.open(analyses / "planted"), shown["run_id"])
+    traces = {t.name.split(" (")[0]: t for t in latent.data}
+    normal, steered = traces["normal"], traces["steered"]
+    np.testing.assert_allclose(np.c_[normal.x, normal.y], lat.coords[res.cells], atol=1e-4)
+    assert list(normal.customdata) == res.cells.tolist() == list(steered.customdata)
+    moved = np.hypot(np.asarray(steered.x) - np.asarray(normal.x), np.asarray(steered.y) - np.asarray(normal.y))
+    assert (moved > 0.5).mean() > 0.9
+    assert "shift" in traces  # 80 cells ≤ 300: arrows
+
+
+def test_latent_axes_reproduce_the_stored_view(analyses):
+    a = Analysis.open(analyses / "planted")
+    axes = latent_axes(a)
+    emb = np.asarray(anndata.read_h5ad(a.config["dataset"]["path"]).obsm["X_emb"])
+    coords = np.load(a.file(explore.LATENT_FILE))
+    np.testing.assert_allclose(axes.project(emb), coords, atol=1e-4)
+    with pytest.raises(InputError):
+        axes.project(np.zeros((3, 2)))
+
+
+def test_history_lists_runs_and_a_click_shows_one(analyses, ran):
+    _, shown, _ = ran
+    rows, note = cb.history_rows(shown, SOURCE)
+    assert rows[0]["run_id"] == shown["run_id"] and rows[0]["error_term"] == "on" and "1 run stored" in note
+    cell = {"rowIndex": 0, "colId": "features", "rowId": shown["run_id"], "value": "0"}
+    picked, feats, options, mode, types, target, factor, pct, error_term, test = cb.pick_history(cell, rows, SOURCE)
+    assert picked["run_id"] == shown["run_id"] and picked["features"] == [0]
+    # the form takes the run's settings, so it can be changed and run again
+    assert feats == [0] and [o["value"] for o in options] == [0] and (mode, types) == ("types", ["a"])
+    assert (target, error_term, test) == ("max", True, "paired-log")
+    with pytest.raises(PreventUpdate):
+        cb.pick_history(None, rows, SOURCE)
+
+
+def test_reloading_a_run_link_restores_its_form(analyses, ran):
+    _, shown, _ = ran
+    page = steering_page.layout(source=SOURCE, query={"run": shown["run_id"]})
+    assert find(page, ids.STEER_FEATURES).value == [0] and find(page, ids.STEER_CELL_TYPES).value == ["a"]
+    assert find(page, ids.STEER_SHOWN).data["run_id"] == shown["run_id"]
+    a = Analysis.open(analyses / "planted")
+    form = steering_page.run_form(a, shown["run_id"], types=["a", "b", "c"])
+    assert form["target"] == "max" and form["cell_mode"] == "types"
+    assert steering_page.run_form(a, "f0-nothere", types=[]) is None
+
+
+def test_without_a_run_id_the_newest_run_of_the_features_is_shown(analyses, ran):
+    _, shown, _ = ran
+    a = Analysis.open(analyses / "planted")
+    assert cb.pick_run(a, {"run_id": None, "features": [0]}) == shown["run_id"]
+    assert cb.pick_run(a, {"run_id": None, "features": []}) == shown["run_id"]
+    assert cb.pick_run(a, {"run_id": None, "features": [5]}) is None
+    out = cb.show_run({"run_id": None, "features": [5]}, SOURCE)
+    assert out[0] == "No run yet." and out[-1] is True and len(out[1].data) == 3  # cells by type a, b, c
+
+
+def test_unknown_run_is_an_alert_not_a_crash(analyses):
+    out = cb.show_run({"run_id": "f0-nothere"}, SOURCE)
+    assert "no steering run 'f0-nothere'" in text_of(out[0]) and out[-1] is True
+
+
+def test_de_csv_export_has_every_gene(analyses, ran):
+    _, shown, _ = ran
+    sent = cb.export_de(1, shown, SOURCE)
+    df = pd.read_csv(io.StringIO(sent["content"]))
+    assert sent["filename"] == f"steering_{shown['run_id']}_de.csv" and len(df) == 500
+    assert {"gene", "log2fc", "qvalue", "significant", "direction"} <= set(df.columns)
+    with pytest.raises(PreventUpdate):
+        cb.export_de(0, shown, SOURCE)
+
+
+def test_url_names_the_run_shown():
+    url = cb.write_url({"run_id": "f0-abc", "features": [0, 4]}, SOURCE, "?source=analysis%3Aplanted&x=1")
+    assert url == "?source=analysis%3Aplanted&x=1&feature=0%2C4&run=f0-abc"
+    assert cb.write_url({"run_id": None, "features": []}, SOURCE, "?source=analysis%3Aplanted") is no_update
+
+
+def test_a_failed_job_shows_an_alert_and_changes_nothing(analyses, ran):
+    before = list_steering_runs(Analysis.open(analyses / "planted"))
+    progress = JobProgress(None)
+    out = run_job(cb.run_steering, progress, [SOURCE, [8], "types", ["a"], [], "max", 2, 99, True, "paired-log"],
+                  n_outputs=1)
+    assert "feature 8 is dead" in text_of(out[0]) and out[1] is no_update
+    out = run_job(cb.run_steering, progress, ["analysis:nodecoder", [0], "all", [], [], "max", 2, 99, True, "nb-glm"],
+                  n_outputs=1)
+    assert "steering needs the model's decoder" in text_of(out[0]) and out[1] is no_update
+    after = list_steering_runs(Analysis.open(analyses / "planted"))
+    pd.testing.assert_frame_equal(before, after)
+
+
+# ----------------------------------------------------------------------------- figures
+def test_latent_shift_figure_draws_arrows_only_for_few_cells():
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(400, 2)).astype(np.float32)
+    labels = np.repeat(["x", "y"], 200)
+    cells = np.arange(350)
+    before, after = coords[cells], coords[cells] + 1
+    fig = figures.latent_shift_figure(coords, labels=labels, types=["x", "y"], cells=cells, before=before, after=after)
+    assert [t.name.split(" (")[0] for t in fig.data] == ["other cells", "cell-type centres", "normal", "steered"]
+    fig = figures.latent_shift_figure(coords, labels=labels, types=["x", "y"], cells=cells[:10], before=before[:10],
+                                      after=after[:10])
+    arrows = next(t for t in fig.data if t.name == "shift")
+    assert len(arrows.x) == 30 and np.isnan(arrows.x[2]) and arrows.x[1] == pytest.approx(after[0, 0])
+    np.testing.assert_allclose(fig.data[1].x, [coords[:200, 0].mean(), coords[200:, 0].mean()], rtol=1e-5)
+
+
+def test_nearest_type_figure_leaves_out_types_nobody_is_near():
+    cs = pd.DataFrame({"cell_type": ["a", "b", "c"], "mean_distance_before": [1.0, 2, 3],
+                       "mean_distance_after": [2.0, 1, 3], "change": [1.0, -1, 0],
+                       "nearest_before": [10, 0, 0], "nearest_after": [2, 8, 0]})
+    fig = figures.nearest_type_figure(cs)
+    assert [t.name for t in fig.data] == ["normal", "steered"]
+    assert dict(zip(fig.data[0].y, fig.data[0].x)) == {"a": 10, "b": 0}
+    assert dict(zip(fig.data[1].y, fig.data[1].x)) == {"a": 2, "b": 8}
+    empty = figures.nearest_type_figure(cs.head(0))
+    assert not empty.data and "not available" in empty.layout.annotations[0].text
+
+
+def test_a_lassoed_run_with_a_multiple_round_trips(analyses, ran):
+    alert, shown = cb.run_steering(JobProgress(None), SOURCE, [1], "lasso", [], [5, 3, 4], "factor", 3, 99, False,
+                                   "paired-log")
+    a = Analysis.open(analyses / "planted")
+    res = load_steering_run(a, shown["run_id"])
+    assert res.cells.tolist() == [3, 4, 5] and res.info["cells"] == "lasso: 3 cells"
+    assert res.config.target == "x3" and res.config.error_term is False
+    form = steering_page.run_form(a, shown["run_id"], types=["a", "b", "c"])
+    assert (form["target"], form["factor"], form["error_term"]) == ("factor", 3.0, False)
+    assert "cell_mode" not in form  # lassoed cells are not restored
+    rows, _ = cb.history_rows(shown, SOURCE)
+    assert [r["run_id"] for r in rows][:1] == [shown["run_id"]] and len(rows) == 2  # newest first
+
+
+def test_steerability_finds_the_decoder_without_loading_it(analyses, tmp_path):
+    """The page's check reads no weights (the server must not run torch; see core.steering_view)."""
+    folder = tmp_path / "a"
+    shutil.copytree(analyses / "planted", folder)
+    cfg = json.loads((folder / "analysis.json").read_text())
+    model = tmp_path / "m.featurelens-model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")  # a model folder whose weights would not even load
+    for ref, expected in ((str(model), None), ("gone.pt", "does not exist"), ("none", "needs the model's decoder")):
+        cfg["settings"] = {"decoder": ref}
+        (folder / "analysis.json").write_text(json.dumps(cfg))
+        problem = steerability(Analysis.open(folder))
+        assert (problem is None) if expected is None else (expected in problem[0] and problem[1])
