@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 PORT ?= 8050
 
-.PHONY: demo test install install-test chromium serve clean-demo data go-data
+.PHONY: demo test install install-test chromium redis serve worker clean-demo data go-data
 
 # The venv is rebuilt only when pyproject.toml changes (stamp files).
 $(VENV)/.stamp-install: pyproject.toml
@@ -31,13 +31,25 @@ chromium:
 	fi
 	@$(CHROMIUM) --version
 
+# Redis for the scale-out tests and for `featurelens worker` (Debian package redis-server).
+redis:
+	@if ! command -v redis-server >/dev/null; then \
+	  echo "installing Redis (Debian package redis-server) for the scale-out tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	fi
+	@redis-server --version
+
 demo: install
 	$(VENV)/bin/featurelens demo --port $(PORT)
 
 serve: install
 	$(VENV)/bin/featurelens serve --port $(PORT)
 
-test: install-test chromium
+worker: install
+	$(VENV)/bin/featurelens worker
+
+test: install-test chromium redis
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 data: install
