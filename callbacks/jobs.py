@@ -5,6 +5,11 @@
 button. ``fn(progress, *state_values)`` is a plain function: ``progress`` is a
 :class:`JobProgress` (core's ``progress(done, total, message)`` signature); it returns
 ``(alert, *output_values)``. See :mod:`components.job_panel` for a full example.
+
+A job whose process dies (killed, out of memory) cannot answer: the app's job manager ends
+its callback and opens the app-wide alert (``ids.JOBS_ALERT``, see ``app.ReliableJobs``);
+:func:`register_job` also repeats that message in the panel of the job that died, next to
+its (again usable) start button.
 """
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
-from dash import Input, Output, callback, no_update
+from dash import Input, Output, State, callback, clientside_callback, no_update
 from dash.exceptions import PreventUpdate
 
+from components import ids
 from components.job_panel import IDLE_STYLE, RUNNING_STYLE, JobIds, job_alert
 from core.errors import FeatureLensError
 from core.progress import Cancelled
@@ -134,6 +140,34 @@ def register_job(job: JobIds, fn: Callable[..., Sequence], *, outputs: Sequence[
     # Say so in place when the user cancels (the job process is killed; it cannot answer itself).
     callback(Output(job.alert, "children", allow_duplicate=True), Input(job.cancel, "n_clicks"),
              prevent_initial_call=True)(_on_cancel)
+    # Say so in place when the job's process died: the manager's side update opens the app-wide
+    # alert, then the panel's running state ends (Dash applies them in that order).
+    clientside_callback(LOST_IN_PANEL_JS, Output(job.alert, "children", allow_duplicate=True),
+                        Input(ids.JOBS_ALERT, "children"), Input(job.status, "children"),
+                        State(ids.JOBS_ALERT, "is_open"), prevent_initial_call=True)
+
+
+#: Clientside: remember a freshly opened lost-job message; the panel whose running state ends
+#: within 3 s of it (the job that died; other panels' jobs are still running) shows it too.
+LOST_IN_PANEL_JS = f"""
+function(lost, status, isOpen) {{
+    const nc = window.dash_clientside.no_update;
+    const trig = (window.dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+    const now = Date.now();
+    const seen = window.__featurelensLostJob = window.__featurelensLostJob || {{msg: null, at: 0, used: true}};
+    if (trig.includes('{ids.JOBS_ALERT}.children') && isOpen && lost
+            && (seen.msg !== lost || (seen.used && now - seen.at > 3000))) {{
+        Object.assign(seen, {{msg: lost, at: now, used: false}});
+    }}
+    const ended = trig.some(p => p.endsWith('.children') && !p.startsWith('{ids.JOBS_ALERT}.')) && !status;
+    if (!ended || seen.used || !seen.msg || now - seen.at > 3000) {{ return nc; }}
+    seen.used = true;
+    return {{type: 'Alert', namespace: 'dash_bootstrap_components',
+             props: {{color: 'danger', className: 'mb-0 py-2', children: [
+                 {{type: 'Strong', namespace: 'dash_html_components', props: {{children: 'Error: '}}}},
+                 {{type: 'Span', namespace: 'dash_html_components', props: {{children: String(seen.msg)}}}}]}}}};
+}}
+"""
 
 
 def _on_cancel(n_clicks):

@@ -13,15 +13,19 @@ Layout (stable names, documented in README):
 Every step writes into a staging folder; only when the step succeeds are its files renamed
 into place and its input hash recorded in ``analysis.json``. A failed step leaves every
 earlier file untouched. A step re-run with identical inputs is skipped (:meth:`Analysis.cached`).
+A staging folder names its writer (host and process id); one left by a job that was killed
+before it could clean up is removed the next time the analysis is opened.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import platform
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,7 +33,7 @@ from . import io
 from .errors import InputError, SchemaError, WriteError
 from .paths import user_path
 
-__all__ = ["Analysis", "StepWriter", "SCHEMA_VERSION", "FILES"]
+__all__ = ["Analysis", "StepWriter", "SCHEMA_VERSION", "FILES", "STAGING_OWNER", "remove_stale_staging"]
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "analysis.json"
@@ -43,6 +47,9 @@ FILES = {
     "annotations": "annotations.parquet",
     "concept_map": "concept_map.parquet",
 }
+STAGING_PREFIX = ".staging-"
+STAGING_OWNER = ".owner.json"      # inside a staging folder: {"host", "pid"} of the process writing it
+STALE_STAGING_S = 24 * 3600        # an ownerless (or foreign-host) staging folder older than this is removed
 
 
 def _now() -> str:
@@ -194,6 +201,7 @@ class Analysis:
                 f"{path} was written by a newer FeatureLens (schema {version}; this one reads ≤ {SCHEMA_VERSION})",
                 fix="upgrade FeatureLens (pip install -U featurelens)",
             )
+        remove_stale_staging(path)
         return cls(path, config)
 
     # ------------------------------------------------------------------ files
@@ -241,7 +249,8 @@ class Analysis:
     def step(self, name: str, *, inputs: dict) -> Iterator[StepWriter]:
         """Stage the files of step ``name``; commit them and record ``inputs`` on success."""
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".staging-{name.replace('/', '-')}-", dir=self.path))
+            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name.replace('/', '-')}-", dir=self.path))
+            (staging / STAGING_OWNER).write_text(json.dumps({"host": _host(), "pid": os.getpid()}))
         except OSError as exc:
             raise _write_error(name, self.path, exc) from exc
         writer = StepWriter(staging)
@@ -298,6 +307,59 @@ class Analysis:
             "steps": sorted(self.config.get("steps", {})),
             "created": self.config.get("created"),
         }
+
+
+def _host() -> str:
+    return platform.node() or "localhost"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` (on this host) still runs; a zombie (killed, not yet reaped) does not."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with dash[diskcache]
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+def remove_stale_staging(folder: Path, *, now: float | None = None) -> list[str]:
+    """Remove staging folders in ``folder`` left by killed writers; returns their names.
+
+    Stale: written by a process of this host that no longer runs, or (owner unknown or on
+    another host) not touched for :data:`STALE_STAGING_S`. A folder whose writer still runs is
+    kept, so a job writing into the same analysis is never disturbed. Never raises.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
+    except OSError:
+        return removed
+    for staging in candidates:
+        try:
+            owner = json.loads((staging / STAGING_OWNER).read_text())
+            mine = owner.get("host") == _host()
+            stale = not _alive(int(owner["pid"])) if mine else now - staging.stat().st_mtime > STALE_STAGING_S
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            try:
+                stale = now - staging.stat().st_mtime > STALE_STAGING_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging.name)
+    return removed
 
 
 def _write_error(step: str, folder: Path, exc: OSError) -> WriteError:

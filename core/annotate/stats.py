@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..parallel import one_at_a_time
+
 __all__ = ["bh", "welch_from_moments", "binom_two_sided", "rank_rows", "mwu_from_rank_sums",
            "group_sums", "prefix_sums", "term_sums", "t_two_sided", "argsort_rows"]
 
@@ -218,6 +220,7 @@ def mwu_from_rank_sums(rank_sum, n1, n_total, tie_term):
 
 
 # ---------------------------------------------------------------- numba kernels
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True)
 def _bh_from_order(p, order):
     f, m = p.shape
@@ -233,6 +236,7 @@ def _bh_from_order(p, order):
     return q
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True)
 def _rank_from_order(x, order):
     f, m = x.shape
@@ -260,6 +264,7 @@ def _rank_from_order(x, order):
     return ranks, ties
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True)
 def _welch_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, fc_eps, mean_high, mean_low, fold, t_out,
                  df_out):
@@ -337,6 +342,7 @@ def t_two_sided(t: np.ndarray, df: np.ndarray, *, threads: int = 2) -> np.ndarra
     return out
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True, boundscheck=False)
 def _group_sums(x, shift, cell_ptr, row_idx, n_rows, tile):
     """Σ(x − shift) and Σ(x − shift)² over the cells of each row, as (n_tiles, n_rows, 2·tile)."""
@@ -364,6 +370,7 @@ def _group_sums(x, shift, cell_ptr, row_idx, n_rows, tile):
     return out
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True, boundscheck=False)
 def _prefix_sums(x, shift, order, stops, tile):
     """Σ and Σ² of (x − shift) over the cells order[:s] for each s in ``stops`` (ascending)."""
@@ -392,6 +399,7 @@ def _prefix_sums(x, shift, order, stops, tile):
     return s1, s2
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True, boundscheck=False)
 def _term_sums(indptr, indices, values):
     """For each row f of ``values`` (F, G) and term t: Σ values[f, genes of t] → (F, T)."""
@@ -408,6 +416,7 @@ def _term_sums(indptr, indices, values):
     return out
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True, boundscheck=False)
 def _term_sums2(indptr, indices, a, b):
     """:func:`_term_sums` of two (F, G) arrays in one pass."""
