@@ -227,11 +227,17 @@ def create_app(*, default_analysis: str | None = None) -> dash.Dash:
         default = next((o["value"] for o in options if o["value"] == f"analysis:{name}"), None)
     if default is None and options:
         default = options[0]["value"]
-    app.layout = html.Div([
-        jobs_status.lost_job_alert(),
-        shell.root_layout(options=options, default_source=default),
-        jobs_status.jobs_footer(where=jobs_where(manager)),
-    ])
+    where = jobs_where(manager)
+
+    def layout() -> html.Div:
+        # A function, so every page load lists the analyses and files created since the server started.
+        return html.Div([
+            jobs_status.lost_job_alert(),
+            shell.root_layout(options=list_sources(), default_source=default),
+            jobs_status.jobs_footer(where=where),
+        ])
+
+    app.layout = layout
     register_all()
     if isinstance(manager, ForkServerJobs):
         manager.warm_up()  # the fork server imports the callback modules loaded by now

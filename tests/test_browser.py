@@ -42,3 +42,16 @@ def test_br003_bad_file_in_data_folder_shows_alert_and_app_keeps_working(app_ser
     page.get_by_text("Dataset · pbmc68k (shipped)").click()
     expect(page.locator("#picker-source-card")).to_contain_text("X_pca (50 dimensions)", timeout=15000)
     assert app_server.proc.poll() is None
+
+
+def test_br004_new_file_appears_in_the_picker_on_reload(app_server, page):
+    import shutil
+
+    from core.datasets import SHIPPED
+
+    page.goto(app_server.url)
+    expect(page.locator("#picker-source-card")).to_contain_text("X_pca", timeout=15000)
+    shutil.copyfile(SHIPPED["pbmc68k"].path, app_server.data / "added-later.h5ad")
+    page.reload()  # the layout is built per page load: no ↻ needed
+    page.locator("#picker-source-dropdown").click()
+    expect(page.get_by_text("File · added-later.h5ad")).to_be_visible(timeout=15000)
