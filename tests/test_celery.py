@@ -282,7 +282,7 @@ def test_app_layout_has_the_lost_job_alert_and_the_jobs_footer(monkeypatch, tmp_
     monkeypatch.setenv("FEATURELENS_CACHE_DIR", str(tmp_path / "cache"))
     dash_app = featurelens_app.create_app()
     assert isinstance(dash_app._background_manager, featurelens_app.LocalJobManager)
-    layout = dash_app.layout
+    layout = dash_app.layout() if callable(dash_app.layout) else dash_app.layout  # built per page load
     found = {c.id: c for c in layout._traverse() if getattr(c, "id", None)}
     assert found[ids.JOBS_ALERT].is_open is False
     from plotly.io.json import to_json_plotly
