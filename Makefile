@@ -59,4 +59,4 @@ go-data: install
 	$(PY) scripts/build_go.py
 
 clean-demo:
-	rm -rf analyses/demo-pbmc68k
+	rm -rf analyses/demo analyses/demo-pbmc68k

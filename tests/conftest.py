@@ -112,3 +112,15 @@ def screenshot(page, request):
         return path
 
     return _shot
+
+
+# ----------------------------------------------------------------------------- demo analysis
+@pytest.fixture(scope="session")
+def demo_analysis(tmp_path_factory) -> Path:
+    """The default demo (``featurelens demo``: simulated data → model → SAE → annotation), built ONCE
+    per test session into ``<tmp>/analyses/demo``; returns the analysis folder. Treat it as read-only."""
+    from core.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo-session") / "analyses" / "demo"
+    build_demo(out, seed=0)
+    return out
