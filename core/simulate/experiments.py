@@ -499,17 +499,20 @@ def run_recovery(adata, *, config: RecoveryConfig = RecoveryConfig(), seed: int,
 @dataclass(frozen=True)
 class StructureConfig:
     """Pseudo-connectivity thresholds (percentiles of the cosine matrix) and the BH-adjusted
-    binomial-test level ``alpha`` for a feature × program match. ``recovery`` trains the SAE
-    when no activations are given."""
+    binomial-test level ``alpha`` for a feature × program match; ``match``: a feature's best
+    program by most shared genes (``"hits"``, the paper) or by smallest p (``"p"``).
+    ``recovery`` trains the SAE when no activations are given."""
 
     percentiles: tuple[float, ...] = (20, 30, 40, 50, 60, 70, 80)
     alpha: float = 0.05
+    match: str = "hits"
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "percentiles", tuple(self.percentiles))
         _need(all(0 <= q < 100 for q in self.percentiles) and self.percentiles, "percentiles must lie in [0, 100)")
         _need(0 < self.alpha < 1, "alpha must lie in (0, 1)")
+        _need(self.match in ("hits", "p"), "match must be hits (the paper) or p")
 
 
 @dataclass
@@ -556,14 +559,15 @@ def cosine_genes_latents(counts, activations) -> np.ndarray:
     return cos
 
 
-def structure_match(cos: np.ndarray, M: np.ndarray, *, percentile: float, alpha: float):
+def structure_match(cos: np.ndarray, M: np.ndarray, *, percentile: float, alpha: float, match: str = "hits"):
     """One threshold: ``(features_table, programs_table, row)``.
 
     Pseudo connectivity ``P = cos > percentile(cos, q)`` (genes × features). For every
     feature f and program j: hits = |genes(f) ∩ genes_M(j)|, one-sided binomial test
     (``scipy.stats.binom.sf``) of hits among |genes(f)| at rate |genes_M(j)| / n_genes,
     BH-adjusted over all pairs. Best match of f: the program with most hits (ties: smaller
-    p); coverage = hits / |genes_M(j)|. A program is recovered by its significant best-matching
+    p; the paper) or, with ``match="p"``, the most significant program (ties: more hits);
+    coverage = hits / |genes_M(j)|. A program is recovered by its significant best-matching
     features; its coverage is their maximum (paper appendix A.1.6). ``mean_coverage_any`` is
     the same without the significance filter (every feature's best match counts)."""
     from scipy.stats import binom, false_discovery_control
@@ -578,10 +582,16 @@ def structure_match(cos: np.ndarray, M: np.ndarray, *, percentile: float, alpha:
     rate = size / g
     pvals = binom.sf(hits - 1, n_f[:, None], rate[None, :])
     padj = false_discovery_control(np.clip(pvals.ravel(), 0.0, 1.0)).reshape(pvals.shape)
+    if match not in ("hits", "p"):
+        raise InputError(f"match must be hits or p (got {match!r})")
     best = np.empty(h, dtype=int)
     for f in range(h):
-        top = np.flatnonzero(hits[f] == hits[f].max())
-        best[f] = top[np.argmin(pvals[f, top])]
+        if match == "hits":
+            top = np.flatnonzero(hits[f] == hits[f].max())
+            best[f] = top[np.argmin(pvals[f, top])]
+        else:
+            top = np.flatnonzero(pvals[f] == pvals[f].min())
+            best[f] = top[np.argmax(hits[f, top])]
     idx = np.arange(h)
     coverage = hits[idx, best] / np.maximum(size[best], 1)
     significant = (padj[idx, best] < alpha) & (hits[idx, best] > 0)
@@ -645,7 +655,7 @@ def run_structure(adata, *, config: StructureConfig = StructureConfig(), seed: i
     feats, progs, rows = [], [], []
     for i, q in enumerate(config.percentiles):
         _check_stop(should_stop)
-        f, p, row = structure_match(cos, M, percentile=float(q), alpha=config.alpha)
+        f, p, row = structure_match(cos, M, percentile=float(q), alpha=config.alpha, match=config.match)
         f["feature"] = live[f["feature"].to_numpy()]
         p.loc[p["best_feature"] >= 0, "best_feature"] = live[p.loc[p["best_feature"] >= 0, "best_feature"].to_numpy()]
         feats.append(f)
