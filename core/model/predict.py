@@ -237,9 +237,8 @@ def predicted_expression_for_analysis(analysis, decoder: Decoder):
     from ..expression import load_analysis_dataset
     from ..io import content_hash
     from .api import counts_of
-    from .decoders import BuiltinDecoder
     from .embeddings import get_embedding
-    from .fit import library_size, one_hot
+    from .fit import library_size
     from .multiomics import expression_columns
 
     adata = load_analysis_dataset(analysis)
@@ -253,6 +252,21 @@ def predicted_expression_for_analysis(analysis, decoder: Decoder):
     if not cols.all():
         X = X[:, np.flatnonzero(cols)]
     lib = library_size(X)
+    decoder, covariates = resolve_decoder_for_data(decoder, adata, z, genes, key=key)
+    matrix = cached_predicted_expression(analysis, decoder, z, lib, covariates)
+    inputs = predicted_inputs(decoder, z, lib, covariates)
+    return AnalysisExpression(matrix=matrix, gene_names=pd.Index(genes),
+                              label=f"predicted by the {decoder.kind} decoder (× library size)"
+                              if decoder.scales_with_library else f"predicted by the {decoder.kind} decoder",
+                              key="predicted:" + content_hash(inputs))
+
+
+def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None):
+    """``decoder`` checked against the data (latent size, genes; a deferred TorchScript decoder probed),
+    and the cells' covariates (one-hot batch) or None. Shared by predicted expression and steering."""
+    from .decoders import BuiltinDecoder
+    from .fit import one_hot
+
     covariates = None
     if isinstance(decoder, _DeferredTorchScript):
         ck = decoder.covariate_key
@@ -263,19 +277,15 @@ def predicted_expression_for_analysis(analysis, decoder: Decoder):
             covariates = one_hot(labels, sorted(labels.unique()), key=ck)
         decoder = decoder.resolve(n_latent=z.shape[1], gene_names=genes, probe_latent=z[:8],
                                   n_covariates=0 if covariates is None else covariates.shape[1])
-    else:
-        if decoder.n_latent is not None and decoder.n_latent != z.shape[1]:
-            raise InputError(f"the decoder takes a {decoder.n_latent}-dimensional latent but .obsm[{key!r}] has "
-                             f"{z.shape[1]} dimensions", fix="use the embedding the model wrote, or another decoder")
-        decoder.match_genes(genes)
-        if isinstance(decoder, BuiltinDecoder) and decoder.n_covariates:
-            ck = decoder.fitted.covariate["key"]
-            if ck not in adata.obs.columns:
-                raise InputError(f"the model needs the batch column {ck!r}, which the data lacks")
-            covariates = decoder.covariates_for(adata.obs[ck])
-    matrix = cached_predicted_expression(analysis, decoder, z, lib, covariates)
-    inputs = predicted_inputs(decoder, z, lib, covariates)
-    return AnalysisExpression(matrix=matrix, gene_names=pd.Index(genes),
-                              label=f"predicted by the {decoder.kind} decoder (× library size)"
-                              if decoder.scales_with_library else f"predicted by the {decoder.kind} decoder",
-                              key="predicted:" + content_hash(inputs))
+        return decoder, covariates
+    if decoder.n_latent is not None and decoder.n_latent != z.shape[1]:
+        where = f".obsm[{key!r}]" if key else "the embedding"
+        raise InputError(f"the decoder takes a {decoder.n_latent}-dimensional latent but {where} has "
+                         f"{z.shape[1]} dimensions", fix="use the embedding the model wrote, or another decoder")
+    decoder.match_genes(genes)
+    if isinstance(decoder, BuiltinDecoder) and decoder.n_covariates:
+        ck = decoder.fitted.covariate["key"]
+        if ck not in adata.obs.columns:
+            raise InputError(f"the model needs the batch column {ck!r}, which the data lacks")
+        covariates = decoder.covariates_for(adata.obs[ck])
+    return decoder, covariates

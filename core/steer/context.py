@@ -152,7 +152,7 @@ def _build(analysis) -> SteeringContext:
     from ..model.embeddings import get_embedding
     from ..model.fit import library_size
     from ..model.multiomics import expression_columns
-    from ..model.predict import analysis_decoder
+    from ..model.predict import analysis_decoder, resolve_decoder_for_data
     from ..sae import load_sae
 
     for name in ("sae.pt", "sae.json", "activations.npz"):
@@ -177,7 +177,7 @@ def _build(analysis) -> SteeringContext:
     if not cols.all():
         X = X[:, np.flatnonzero(cols)]
     lib = library_size(X)
-    decoder, covariates = _resolve_decoder(decoder, adata, z, genes)
+    decoder, covariates = resolve_decoder_for_data(decoder, adata, z, genes)
     sae = load_sae(analysis)
     acts = analysis.read_npz_sparse("activations.npz").tocsc()
     ct_col = ds.get("cell_type")
@@ -190,35 +190,6 @@ def _build(analysis) -> SteeringContext:
                            cell_type_column=ct_col, dispersion=_dispersion(decoder),
                            predicted=_cached_prediction(analysis, decoder, z, lib, covariates), seed=analysis.seed,
                            info={"analysis": str(analysis.path), "embedding": key, "decoder": decoder.describe()})
-
-
-def _resolve_decoder(decoder, adata, z, genes):
-    """The decoder checked against the data, and the cells' covariates (as for predicted expression)."""
-    from ..model.decoders import BuiltinDecoder
-    from ..model.fit import one_hot
-    from ..model.predict import _DeferredTorchScript
-
-    covariates = None
-    if isinstance(decoder, _DeferredTorchScript):
-        ck = decoder.covariate_key
-        if ck is not None:
-            if ck not in adata.obs.columns:
-                raise InputError(f"decoder covariate column {ck!r} not found in .obs")
-            labels = adata.obs[ck].astype(str)
-            covariates = one_hot(labels, sorted(labels.unique()), key=ck)
-        decoder = decoder.resolve(n_latent=z.shape[1], gene_names=genes, probe_latent=z[:8],
-                                  n_covariates=0 if covariates is None else covariates.shape[1])
-        return decoder, covariates
-    if decoder.n_latent is not None and decoder.n_latent != z.shape[1]:
-        raise InputError(f"the decoder takes a {decoder.n_latent}-dimensional latent but the embedding has "
-                         f"{z.shape[1]} dimensions", fix="use the embedding the model wrote, or another decoder")
-    decoder.match_genes(genes)
-    if isinstance(decoder, BuiltinDecoder) and decoder.n_covariates:
-        ck = decoder.fitted.covariate["key"]
-        if ck not in adata.obs.columns:
-            raise InputError(f"the model needs the batch column {ck!r}, which the data lacks")
-        covariates = decoder.covariates_for(adata.obs[ck])
-    return decoder, covariates
 
 
 def _cached_prediction(analysis, decoder, z, lib, covariates):
