@@ -84,20 +84,11 @@ def _validation_index(adata) -> np.ndarray | None:
     return None
 
 
-def _train_index(adata, n: int) -> np.ndarray:
-    val = _validation_index(adata)
-    if val is None:
-        return np.arange(n)
-    mask = np.ones(n, dtype=bool)
-    mask[val] = False
-    return np.flatnonzero(mask)
-
-
 def default_ae_config(adata) -> AEConfig:
     """The reference autoencoder for a simulation.
 
     small: one linear layer to a latent of as many units as generative variables (programs
-    + the activity), raw counts (paper §5.2: "latent dimension equal to the number of
+    + the activity, at most the number of genes), raw counts (paper §5.2: "latent dimension equal to the number of
     generative variables"). large: one hidden layer, "wide" (256), latent = 2 × the number
     of programs, log1p counts of the 4,000 most variable genes (measured on a 4,000-cell
     simulation with 20 programs: R² of X″ from the latent 0.954, vs 0.875 with 1,000 genes
@@ -105,7 +96,8 @@ def default_ae_config(adata) -> AEConfig:
     info = simulation_info(adata)
     p = info["n_programs"]
     if info["kind"] == "small":
-        return AEConfig(latent=p + 1, n_layers=0, transform="none", lr=1e-2, batch_size=64, epochs=40, patience=5)
+        return AEConfig(latent=min(p + 1, adata.n_vars), n_layers=0, transform="none", lr=1e-2, batch_size=64,
+                        epochs=40, patience=5)
     return AEConfig(latent=2 * p, n_layers=1, width="wide", max_hidden=256, transform="log1p", max_genes=4000,
                     lr=2e-3, batch_size=128, epochs=60, patience=5)
 
@@ -181,7 +173,7 @@ def superposition_grid(adata, config: SuperpositionConfig) -> list[AEConfig]:
         latents = config.latents or tuple(sorted({max(2, p // 2), p, 2 * p}))
         layers = config.layers or (1, 3)
     out, seen = [], set()
-    for z in latents:
+    for z in sorted({min(int(z), adata.n_vars) for z in latents}):
         for L in layers:
             for w in (config.widths if L > 0 else ("narrow",)):
                 cfg = base.replace(latent=int(z), n_layers=int(L), width=w)
