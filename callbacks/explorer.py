@@ -21,9 +21,10 @@ from components.feature_card import card_header, de_rows, term_link, terms_rows
 from components.figures import (activation_histogram_figure, cell_type_profile_figure, concept_map_figure,
                                 empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
                                 selected_trace, volcano_figure)
+from components.job_panel import exception_alert
 from core import explore
-from core.catalog import resolve_source
-from core.errors import FeatureLensError, InputError
+from core.catalog import analysis_source_path
+from core.errors import FeatureLensError
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +37,14 @@ GENE_INDEX_INLINE = 5e7  # build the gene index inside the search callback below
 # ----------------------------------------------------------------------------- helpers
 def load(source: str | None) -> explore.ExplorerData:
     """The cached Explorer data of an ``analysis:NAME`` source."""
-    if not source:
-        raise InputError("no analysis chosen", fix="pick an analysis in the list at the top")
-    kind, path = resolve_source(source)
-    if kind != "analysis":
-        raise InputError(f"{source} is not an analysis", fix="pick an entry named “Analysis · …”")
-    return explore.explorer_data(path)
+    return explore.explorer_data(analysis_source_path(source))
 
 
 def error_alert(exc: Exception, *, what: str = "") -> dbc.Alert:
     """An in-place alert for ``exc``: the message and its fix, or 'unexpected' with the error text."""
-    title = [html.Strong(what + " ")] if what else []
-    if isinstance(exc, FeatureLensError):
-        fix = [html.Div(f"Fix: {exc.fix}", className="mt-1")] if exc.fix else []
-        return dbc.Alert(title + [exc.message] + fix, color="warning", className="py-2 mb-2")
-    log.exception("explorer callback failed")
-    return dbc.Alert(title + [f"Unexpected error ({type(exc).__name__}: {exc}). "
-                              "The rest of the page still works; please report this."],
-                     color="danger", className="py-2 mb-2")
+    if not isinstance(exc, FeatureLensError):
+        log.exception("explorer callback failed")
+    return exception_alert(exc, what=what)
 
 
 def triggered_ids() -> set:

@@ -36,8 +36,9 @@ from components import ids
 from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
 from components.steering_page import MAX_FEATURES, RUN, TARGET_HELP, feature_option, run_form
 from core import explore
+from components.job_panel import exception_alert
 from core.analysis import Analysis
-from core.catalog import resolve_source
+from core.catalog import analysis_source_path
 from core.errors import FeatureLensError, InputError
 from core.steer import (SteerConfig, SteeringResult, list_steering_runs, load_steering_run, save_steering_run, steer,
                         steering_context)
@@ -56,22 +57,13 @@ HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 # ----------------------------------------------------------------------------- helpers
 def open_analysis(source: str | None) -> Analysis:
     """The analysis of an ``analysis:NAME`` source, freshly read from disk."""
-    if not source:
-        raise InputError("no analysis chosen", fix="pick an analysis in the list at the top")
-    kind, path = resolve_source(source)
-    if kind != "analysis":
-        raise InputError(f"{source} is not an analysis", fix="pick an entry named “Analysis · …”")
-    return Analysis.open(path)
+    return Analysis.open(analysis_source_path(source))
 
 
 def _alert(exc: Exception, *, what: str = "") -> dbc.Alert:
-    title = [html.Strong(what + " ")] if what else []
-    if isinstance(exc, FeatureLensError):
-        fix = [html.Div(f"Fix: {exc.fix}", className="mt-1 small")] if exc.fix else []
-        return dbc.Alert(title + [exc.message] + fix, color="warning", className="py-2 mb-0")
-    log.exception("steering page callback failed")
-    return dbc.Alert(title + [f"Unexpected error ({type(exc).__name__}: {exc}). The rest of the page still works; "
-                              "please report this."], color="danger", className="py-2 mb-0")
+    if not isinstance(exc, FeatureLensError):
+        log.exception("steering page callback failed")
+    return exception_alert(exc, what=what, margin="mb-0")
 
 
 def _ints(values) -> list[int]:

@@ -111,3 +111,17 @@ def job_alert(message: str, *, fix: str | None = None, color: str = "danger", ti
     if fix:
         body.append(html.Div(["Fix: ", fix], className="mt-1 small"))
     return dbc.Alert(body, color=color, className="mb-0 py-2", dismissable=color != "danger")
+
+
+def exception_alert(exc: Exception, *, what: str = "", margin: str = "mb-2") -> dbc.Alert:
+    """An in-place alert for ``exc``: a FeatureLensError's message and fix (warning), or
+    'unexpected' with the error text (danger; the caller logs the traceback)."""
+    from core.errors import FeatureLensError
+
+    title = [html.Strong(what + " ")] if what else []
+    if isinstance(exc, FeatureLensError):
+        fix = [html.Div(f"Fix: {exc.fix}", className="mt-1")] if exc.fix else []
+        return dbc.Alert(title + [exc.message] + fix, color="warning", className=f"py-2 {margin}")
+    return dbc.Alert(title + [f"Unexpected error ({type(exc).__name__}: {exc}). "
+                              "The rest of the page still works; please report this."],
+                     color="danger", className=f"py-2 {margin}")

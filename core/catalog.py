@@ -14,7 +14,7 @@ from .datasets import SHIPPED, shipped
 from .errors import FeatureLensError, InputError
 from .paths import analyses_dir, confine, data_dir
 
-__all__ = ["list_sources", "resolve_source", "describe_source"]
+__all__ = ["list_sources", "resolve_source", "describe_source", "analysis_source_path"]
 
 DATA_SUFFIXES = (".h5ad",) + EMBEDDING_SUFFIXES
 
@@ -94,3 +94,13 @@ def describe_source(value: str) -> dict:
     except OSError as exc:  # unreadable file or folder (permissions, I/O error)
         return {"title": value, "facts": {}, "warnings": [], "error": f"{value} could not be read: {exc.strerror or exc}",
                 "fix": "check that the file is readable by the user running FeatureLens"}
+
+
+def analysis_source_path(source: str | None) -> Path:
+    """The folder of an ``analysis:NAME`` source; a clear error for no source or a dataset source."""
+    if not source:
+        raise InputError("no analysis chosen", fix="pick an analysis in the list at the top")
+    kind, path = resolve_source(source)
+    if kind != "analysis":
+        raise InputError(f"{source} is not an analysis", fix="pick an entry named “Analysis · …”")
+    return path

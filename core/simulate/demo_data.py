@@ -374,8 +374,6 @@ def _json_config(cfg: DemoDataConfig) -> str:
 def write_demo_dataset(path: str | os.PathLike, *, seed: int = 0, config: DemoDataConfig = DemoDataConfig(),
                        progress: Progress = no_progress) -> Path:
     """Generate the demo dataset and write it to ``path`` (.h5ad) atomically (temporary file + rename)."""
-    from ..io import atomic_path
-
     path = Path(path)
     if path.suffix.lower() != ".h5ad":
         raise InputError(f"{path.name} is not an .h5ad path", fix="name the output file *.h5ad")
@@ -386,14 +384,9 @@ def write_demo_dataset(path: str | os.PathLike, *, seed: int = 0, config: DemoDa
         progress(done, total + 1, message)
 
     adata = generate_demo_dataset(config, seed=seed, progress=sub)
-    with atomic_path(path) as tmp:
-        h5 = tmp.with_suffix(".h5ad")
-        try:
-            adata.write_h5ad(h5)
-            os.replace(h5, tmp)
-        finally:
-            if h5.exists():
-                h5.unlink()
+    from ..model.api import write_h5ad_atomic
+
+    write_h5ad_atomic(adata, path)
     progress(1, 1, f"wrote {path.name}")
     return path
 
