@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from browser_helpers import assert_bar_moved, record_progress, recorded_progress
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -17,20 +18,6 @@ def _open_data_page(page, url):
     expect(page.locator("#data-page")).to_be_visible(timeout=30_000)
     # the preset callback has filled the SAE fields
     expect(page.locator("#data-epochs-input")).to_have_value("30", timeout=30_000)
-
-
-# Records each distinct value of the training bar's aria-valuenow as the page changes it.
-_RECORD_BAR = """() => {
-  window.__barValues = [];
-  const record = () => {
-    const bar = document.querySelector('#data-train-bar .progress-bar');
-    const v = bar && bar.getAttribute('aria-valuenow');
-    const seen = window.__barValues;
-    if (v !== null && v !== '' && seen[seen.length - 1] !== v) seen.push(v);
-  };
-  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true});
-  record();
-}"""
 
 
 @pytest.mark.slow
@@ -47,7 +34,7 @@ def test_brd001_train_small_sae_with_live_progress_then_annotate_and_reload(app_
     page.fill("#data-expansion-input", "4")
     expect(page.locator("#data-size-help")).to_contain_text("200 latents for 50 dimensions")
     page.fill("#data-epochs-input", "3000")
-    page.evaluate(_RECORD_BAR)  # every value the bar shows, not a sample of them
+    record_progress(page, "#data-train-bar .progress-bar")
     page.click("#data-train-start")
     expect(page.locator("#data-train-start")).to_be_disabled()
     expect(page.locator("#data-train-cancel")).to_be_enabled()
@@ -57,10 +44,7 @@ def test_brd001_train_small_sae_with_live_progress_then_annotate_and_reload(app_
     expect(page.locator("#data-train-live-chart")).to_contain_text("validation loss")
     screenshot("training")
     expect(page.locator("#data-train-alert .alert")).to_be_visible(timeout=JOB_TIMEOUT_MS)
-    values = [float(v) for v in page.evaluate("window.__barValues")]
-    moving = [v for v in values if 0 < v < 100]
-    assert len(set(moving)) >= 2, values
-    assert moving == sorted(moving), values  # it only goes forward
+    assert_bar_moved(recorded_progress(page))
     expect(page.locator("#data-train-alert")).to_contain_text("Trained pbmc68k-X_pca", timeout=5_000)
     summary = page.locator("#data-summary")
     expect(summary).to_contain_text("of 200")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 
 import pandas as pd
 import pytest
+from browser_helpers import assert_bar_moved, record_progress, recorded_progress
 from conftest import start_server, stop_server
 from explore_data import build_small_analysis, small_analysis_path
 from playwright.sync_api import expect
@@ -117,22 +117,6 @@ def test_bp001_compare_two_analyses_export_reload_and_bad_pair(server, page, scr
     assert server.proc.poll() is None
 
 
-def _run_and_sample(page, *, before: str, timeout_s: float) -> list[float]:
-    """Sample the progress bar until the job's alert differs from ``before`` (the job ended)."""
-    values, deadline = [], time.monotonic() + timeout_s
-    bar = page.locator("#sim-run-bar .progress-bar")
-    alert = page.locator("#sim-run-alert")
-    while time.monotonic() < deadline:
-        if alert.inner_text() != before:
-            return values
-        if bar.count():
-            v = bar.get_attribute("aria-valuenow")
-            if v not in (None, ""):
-                values.append(float(v))
-        time.sleep(0.2)
-    raise AssertionError(f"the run did not finish in {timeout_s} s; bar values {values[-5:]}")
-
-
 def _tables(page) -> list[str]:
     """The text of the results' tables (the figure's text depends on when plotly drew it)."""
     return page.locator("#sim-results table").all_inner_texts()
@@ -156,16 +140,16 @@ def test_bp002_simulation_recovery_with_progress_reload_cancel_and_bad_input(ser
 
     # a small run: running state, a moving bar, then the tables, the figure and the findings
     before = page.locator("#sim-run-alert").inner_text()
-    page.fill("#sim-cells-input", "600")
-    page.fill("#sim-epochs-input", "5")
+    # big enough to last a few seconds on a fast machine (600 cells take under a second: one bar update)
+    page.fill("#sim-cells-input", "10000")
+    page.fill("#sim-epochs-input", "100")
+    record_progress(page, "#sim-run-bar .progress-bar")
     page.click("#sim-run-start")
     expect(page.locator("#sim-run-status")).to_have_text("Running…", timeout=20_000)
     expect(page.locator("#sim-run-start")).to_be_disabled()
     expect(page.locator("#sim-run-cancel")).to_be_enabled()
-    values = _run_and_sample(page, before=before, timeout_s=JOB_TIMEOUT_MS / 1000)
-    moving = sorted({v for v in values if 0 < v < 100})
-    assert len(moving) >= 2, values
-    expect(page.locator("#sim-run-alert")).to_contain_text("Run finished.")
+    expect(page.locator("#sim-run-alert")).to_contain_text("Run finished.", timeout=JOB_TIMEOUT_MS)
+    assert_bar_moved(recorded_progress(page))
     results = page.locator("#sim-results")
     expect(results).to_contain_text("Best |Pearson r| of a single unit", timeout=30_000)
     expect(results).to_contain_text("R² of a linear read-out from all units")
@@ -174,7 +158,7 @@ def test_bp002_simulation_recovery_with_progress_reload_cancel_and_bad_input(ser
         expect(results.locator("th", has_text=re.compile(rf"^{method}$")).first).to_be_visible()
     page.wait_for_function("() => { const gd = document.querySelector('#sim-recovery-graph .js-plotly-plot');"
                            " return gd && gd._fullData && gd._fullData.filter(d => d.type === 'bar').length === 5; }", timeout=20_000)
-    expect(page).to_have_url(re.compile(r"run=small-600x10-seed0-"))
+    expect(page).to_have_url(re.compile(r"run=small-10000x10-seed0-"))
     expect(page.locator("#sim-run-start")).to_be_enabled()
     shown = _tables(page)
     screenshot("2-recovered")
@@ -185,7 +169,8 @@ def test_bp002_simulation_recovery_with_progress_reload_cancel_and_bad_input(ser
     assert _tables(page) == shown
 
     # cancel a second run: the alert says so and the first run's results stay
-    page.fill("#sim-cells-input", "600")
+    page.fill("#sim-cells-input", "50000")   # the largest run: it cannot end before the click
+    page.fill("#sim-epochs-input", "500")
     page.fill("#sim-seed-input", "7")
     page.click("#sim-run-start")
     expect(page.locator("#sim-run-status")).to_have_text("Running…", timeout=20_000)
@@ -194,8 +179,8 @@ def test_bp002_simulation_recovery_with_progress_reload_cancel_and_bad_input(ser
     expect(page.locator("#sim-run-start")).to_be_enabled(timeout=20_000)
     assert _tables(page) == shown
     runs = [p.name for p in (server.analyses / "simulations").iterdir() if not p.name.startswith(".")]
-    assert len(runs) == 1 and runs[0].startswith("small-600x10-seed0-")
+    assert len(runs) == 1 and runs[0].startswith("small-10000x10-seed0-")
     run = json.loads((server.analyses / "simulations" / runs[0] / "run.json").read_text())
-    assert run["config"]["n_cells"] == 600 and run["config"]["sae_epochs"] == 5
+    assert run["config"]["n_cells"] == 10000 and run["config"]["sae_epochs"] == 100
     screenshot("3-cancelled")
     assert server.proc.poll() is None

@@ -1,0 +1,31 @@
+"""Helpers for the browser tests."""
+from __future__ import annotations
+
+_RECORD = """(selector) => {
+  window.__barValues = [];
+  const record = () => {
+    const bar = document.querySelector(selector);
+    const v = bar && bar.getAttribute('aria-valuenow');
+    const seen = window.__barValues;
+    if (v !== null && v !== '' && seen[seen.length - 1] !== v) seen.push(v);
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true});
+  record();
+}"""
+
+
+def record_progress(page, bar_selector: str) -> None:
+    """Start recording every distinct ``aria-valuenow`` the bar shows (not a sample of them)."""
+    page.evaluate(_RECORD, bar_selector)
+
+
+def recorded_progress(page) -> list[float]:
+    """The values recorded since :func:`record_progress`, in the order shown."""
+    return [float(v) for v in page.evaluate("window.__barValues")]
+
+
+def assert_bar_moved(values: list[float]) -> None:
+    """At least two different values strictly between 0 and 100, only ever going forward."""
+    moving = [v for v in values if 0 < v < 100]
+    assert len(set(moving)) >= 2, values
+    assert moving == sorted(moving), values
