@@ -144,7 +144,8 @@ def _train(x: np.ndarray, name: str, budget_s: float, epochs: int | None = None)
     if epochs is not None:
         tr = tr.replace(epochs=epochs)
     t0 = time.monotonic()
-    res = train_sae(x, config=cfg, train=tr, should_stop=lambda: time.monotonic() - t0 > budget_s)
+    res = train_sae(x, config=cfg, train=tr, should_stop=lambda: time.monotonic() - t0 > budget_s,
+                    threads=torch.get_num_threads())  # the --threads asked for, not the automatic choice
     sae = res.sae
     with torch.no_grad():
         full = evaluate_normalized(sae, sae.normalize(torch.from_numpy(x)))

@@ -13,7 +13,6 @@ Every step is cached by its inputs, so the second ``make demo`` starts at once.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .errors import InputError
 from .io import content_hash
 from .paths import analyses_dir
 from .progress import Progress, no_progress
+from .threads import torch_threads
 
 __all__ = ["build_demo", "default_demo_path", "demo_settings", "DemoSettings", "DEMO_DATASETS", "DEFAULT_DEMO",
            "DEMO_EMBEDDING"]
@@ -90,24 +90,6 @@ def default_demo_path(dataset: str = DEFAULT_DEMO) -> Path:
     return analyses_dir() / _FOLDER[dataset]
 
 
-@contextlib.contextmanager
-def _one_torch_thread_on_small_machines():
-    """One torch thread on ≤ 2 cores while the SAE trains and the decoder predicts: with matrices
-    this small, a second OpenMP thread competing with other processes made SAE training 17×
-    slower (measured: 73.8 s vs 4.4 s for the demo's SAE on a shared 2-core machine)."""
-    import torch
-
-    if (os.cpu_count() or 1) > 2:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _stage(progress: Progress, i: int, n: int, label: str) -> Progress:
     """Map a step's own progress onto stage ``i`` of ``n`` of the whole build."""
     def sub(done: float, total: float, message: str = "") -> None:
@@ -168,7 +150,7 @@ def build_demo(out: str | os.PathLike | None = None, *, dataset: str = DEFAULT_D
     ds = load_dataset(data, embedding=DEMO_EMBEDDING, cell_type=cell_type)
     tag = {"demo": dataset} if dataset == "simulated" else {"demo": dataset, "shipped": dataset}
     analysis = Analysis.open_or_create(out, dataset={**ds.source, **tag}, seed=seed, replace_other=True)
-    with _one_torch_thread_on_small_machines():
+    with torch_threads(1):  # the same demo on every machine (thread counts can change the last bits)
         train_into_analysis(analysis, ds.embedding, sae_config=settings.sae, train_config=settings.train,
                             data_ref=ds.source, cell_types=ds.cell_types,
                             progress=_stage(progress, 1, n, "training the SAE"))

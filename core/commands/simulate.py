@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     exp.add_argument("--seed", type=int, default=0, help="seed for every model (default 0)")
     exp.add_argument("--quick", action="store_true", help="smaller grids and fewer epochs")
     exp.add_argument("--epochs", type=int, help="SAE epochs (overrides the experiment's default)")
-    exp.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    exp.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: automatic; 1 on ≤ 2 cores or for small layers)")
 
 
 def _out_seed(p: argparse.ArgumentParser) -> None:
@@ -127,12 +127,9 @@ def _run_experiment(args: argparse.Namespace) -> int:
     from ..simulate import data_summary
     from ..simulate.report import write_results
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be at least 1 (got {args.threads})")
-        import torch
+    from ..threads import set_threads_override
 
-        torch.set_num_threads(args.threads)
+    set_threads_override(args.threads)  # every later automatic choice uses it (core.threads)
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be at least 1 (got {args.epochs})")
     adata = read_simulation(args.data)

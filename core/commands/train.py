@@ -57,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", metavar="S1,S2,...",
                         help="train one SAE per seed and report their stability (the first is kept)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: automatic; 1 on ≤ 2 cores or for small layers)")
     parser.add_argument("--force", action="store_true", help="re-train even if the analysis has this exact SAE")
 
 
@@ -124,12 +124,9 @@ def run(args: argparse.Namespace) -> int:
     from core.data import load_dataset
     from core.errors import InputError
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be at least 1 (got {args.threads})")
-        import torch
+    from core.threads import set_threads_override
 
-        torch.set_num_threads(args.threads)
+    set_threads_override(args.threads)  # every later automatic choice uses it (core.threads)
     sae_cfg, train_cfg, seeds = build_configs(args)
 
     ds = load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type)
@@ -160,12 +157,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threads_note(training: dict[str, Any]) -> str:
+    n = training.get("threads")
+    return f", {n} thread{'s' if n != 1 else ''}" if n and training.get("device") == "cpu" else ""
+
+
 def _print_summary(metrics: dict[str, Any]) -> None:
     s, t = metrics["summary"], metrics.get("training", {})
     final = t.get("final") or t.get("best") or {}
     sae = t.get("sae", {})
     print(f"SAE: {sae.get('arch', '?')}, {t.get('d_in', s.get('d_in'))} → {t.get('hidden', s.get('hidden'))} latents; "
-          f"{t.get('steps', '?')} steps in {t.get('elapsed_s', 0):.1f} s on {t.get('device', '?')} "
+          f"{t.get('steps', '?')} steps in {t.get('elapsed_s', 0):.1f} s on {t.get('device', '?')}"
+          f"{_threads_note(t)} "
           f"({t.get('stop_reason', '?')})")
     if final:
         print(f"  validation: loss {final['val_loss']:.5g}, MSE {final['val_mse']:.5g}, FVU {final['val_fvu']:.4f} "

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from ..threads import auto_threads, torch_threads
 from .config import ModelConfig
 
 __all__ = ["FittedModel", "fit_expression_model", "check_counts", "as_csr", "one_hot", "encode_cells",
@@ -280,20 +281,14 @@ def fit_expression_model(
     :class:`~core.progress.Cancelled` when ``should_stop()`` turns True (nothing is returned),
     InputError for unusable data. Returns the best model (lowest validation loss).
     ``threads``: CPU threads for torch (None: 1 for small layers or machines with ≤ 2 cores,
-    else up to 8); the previous setting is restored afterwards.
+    else up to 8; see :mod:`core.threads`); the previous setting is restored afterwards.
     """
-    import torch
-
     config = config or ModelConfig()
-    previous = torch.get_num_threads()
     if threads is None:
-        threads = _auto_threads(X.shape[1], config.hidden, previous)
-    torch.set_num_threads(max(1, int(threads)))
-    try:
+        threads = auto_threads(weights=X.shape[1] * config.hidden, small=2_000_000)
+    with torch_threads(threads):
         return _fit(X, config=config, gene_names=gene_names, batch=batch, batch_key=batch_key, device=device,
                     data_name=data_name, progress=progress, should_stop=should_stop)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _init_at_gene_means(model, X_train, likelihood: str) -> None:
@@ -311,17 +306,6 @@ def _init_at_gene_means(model, X_train, likelihood: str) -> None:
             var = np.asarray(X_train.multiply(X_train).sum(axis=0), dtype=np.float64).ravel() / n - mean ** 2
             model.decoder.out.bias.copy_(torch.from_numpy(mean.astype(np.float32)))
             model.log_gene_param.copy_(torch.from_numpy(np.log(np.maximum(var, 1e-4)).astype(np.float32)))
-
-
-def _auto_threads(n_genes: int, hidden: int, available: int) -> int:
-    """One thread for small layers or small machines: there OpenMP start-up and contention with
-    other processes cost more than a second core gains (measured: 2 threads were 2× slower
-    than 1 on a shared 2-core machine)."""
-    import os
-
-    if n_genes * hidden < 2_000_000 or (os.cpu_count() or 1) <= 2:
-        return 1
-    return max(1, min(available, 8))
 
 
 def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_name, progress,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..threads import auto_threads, torch_threads
 from .config import SAEConfig, TrainConfig, VanillaConfig
 from .data import as_matrix, resolve_device
 from .encode import iter_encoded
@@ -24,6 +25,7 @@ from .registry import build_sae
 __all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
 
 Progress = Callable[[float, float, str], None]
+SMALL_LAYER = 100_000  # weights below which one torch thread is used (see core.threads)
 ShouldStop = Callable[[], bool]
 
 
@@ -48,6 +50,7 @@ class TrainResult:
     elapsed_s: float
     best: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
 
     @property
     def config(self) -> SAEConfig:
@@ -61,6 +64,7 @@ class TrainResult:
             "d_in": self.sae.d_in,
             "hidden": self.sae.hidden,
             "device": self.device,
+            "threads": self.threads,
             "stop_reason": self.stop_reason,
             "elapsed_s": round(self.elapsed_s, 3),
             "steps": self.history[-1]["step"] if self.history else 0,
@@ -109,6 +113,7 @@ def train_sae(
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
     on_eval: Callable[[dict[str, Any]], None] | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train an SAE on ``data`` (n_cells, d_in): an array, tensor or iterable of chunks.
 
@@ -118,13 +123,26 @@ def train_sae(
     model so far (best weights if ``restore_best``) is returned with ``stop_reason="should_stop"``.
     Same data, configs and seed give identical weights on the same device. ``on_eval(row)``
     receives a copy of each history row as it is recorded (live loss/L0/dead charts).
+    ``threads``: CPU threads for torch (None: :func:`core.threads.auto_threads`, 1 for layers
+    under 100,000 weights or machines with ≤ 2 cores); the previous setting is restored.
     """
     config = config or VanillaConfig()
     train = train or TrainConfig()
-    t_start = time.monotonic()
     x = as_matrix(data)
+    d = x.shape[1]
+    hidden = config.hidden_size(d)  # validates hidden vs input before any work
+    if threads is None:
+        threads = auto_threads(weights=d * hidden, small=SMALL_LAYER)
+    with torch_threads(threads) as used:
+        result = _train(x, config=config, train=train, progress=progress, should_stop=should_stop, on_eval=on_eval)
+    result.threads = used
+    return result
+
+
+def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Progress | None,
+           should_stop: ShouldStop | None, on_eval: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    t_start = time.monotonic()
     n, d = x.shape
-    config.hidden_size(d)  # validates hidden vs input before any work
     train_idx, val_idx = split_indices(n, val_fraction=train.val_fraction, seed=train.seed)
     device = resolve_device(train.device)
 
@@ -162,7 +180,7 @@ def train_sae(
 
     def evaluate() -> bool:
         """Record one evaluation; True when early stopping says stop."""
-        nonlocal best_loss, best_state, best_row, bad_evals, loss_sum, loss_steps
+        nonlocal best_loss, best_state, best_row, bad_evals, loss_steps
         row = {
             "epoch": round(samples / n_train, 4),
             "step": step,
