@@ -231,9 +231,10 @@ def test_bad_inputs(planted, tmp_path):
 
 def test_save_list_load_round_trip(planted):
     a, _, _, _ = planted
-    res = steer(a, features=[0], cells="cell_type=a", config=SteerConfig(target="x2"))
+    res = steer(a, features=[0], cells="cell_type=a", config=SteerConfig(target="x2", save_expression=True))
     run_id = save_steering_run(a, res)
     assert res.run_id == run_id and a.has(f"steering/{run_id}/de.parquet")
+    assert a.has(f"steering/{run_id}/expression_steered.npy")
     stamp = a.config["steps"][f"steering/{run_id}"]["completed"]
     assert save_steering_run(a, res) == run_id  # same experiment: same id, not written again
     assert a.config["steps"][f"steering/{run_id}"]["completed"] == stamp
@@ -248,6 +249,11 @@ def test_save_list_load_round_trip(planted):
     pd.testing.assert_frame_equal(back.enrichment_up, res.enrichment_up)
     pd.testing.assert_frame_equal(back.centroid_shift, res.centroid_shift)
     assert back.config == res.config and back.summary() == res.summary()
+    # by default the per-cell expression is not stored (it is large); the run reopens without it
+    lean = steer(a, features=[0], cells="cell_type=a", config=SteerConfig(target="x3"))
+    lean_id = save_steering_run(a, lean)
+    assert a.has(f"steering/{lean_id}/de.parquet") and not a.has(f"steering/{lean_id}/expression_steered.npy")
+    assert load_steering_run(a, lean_id).expression_steered is None
     with pytest.raises(InputError, match="no steering run"):
         load_steering_run(a, "f0-nothere")
 

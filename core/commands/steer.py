@@ -41,8 +41,9 @@ def configure(parser) -> None:
     parser.add_argument("--gmt", action="append", default=[], metavar="FILE", help="extra gene-set file (repeatable)")
     parser.add_argument("--max-cells", type=int, default=5000,
                         help="subsample larger selections to this many cells (5000; 0 = no limit)")
-    parser.add_argument("--no-expression", action="store_true",
-                        help="do not store the per-cell expected expression with the run (saves space)")
+    parser.add_argument("--save-expression", action="store_true",
+                        help="also store each cell's normal and steered expected expression with the run "
+                             "(cells × genes × 2 float32: 107 MB for 1,000 cells × 13,431 genes)")
     parser.add_argument("--out", help="also write the tables into this folder")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv", help="table format for --out (csv)")
 
@@ -55,7 +56,7 @@ def config_from_args(args):
                        test=args.test, alpha=args.alpha, min_abs_log2fc=args.min_log2fc,
                        databases=tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
                        gmt=tuple(args.gmt), max_cells=args.max_cells or None,
-                       save_expression=not args.no_expression)
+                       save_expression=args.save_expression)
 
 
 def _features(text: str) -> list[int]:

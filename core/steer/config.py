@@ -31,7 +31,8 @@ class SteerConfig:
     binomial (over-representation) or the Mann–Whitney (shift towards the changed end) p is
     below ``enrich_p``. ``max_cells``: a larger selection is subsampled with ``seed`` (None:
     the analysis seed); None keeps every selected cell. ``save_expression``: store the
-    per-cell expected expression (normal and steered, cells × genes float32) with the run.
+    per-cell expected expression (normal and steered, cells × genes float32) with the run
+    (off by default: 1,000 cells × 13,431 genes take 107 MB).
     """
 
     target: str | float | tuple = "max"
@@ -48,7 +49,7 @@ class SteerConfig:
     enrich_p: float = 0.01
     max_cells: int | None = 5000
     seed: int | None = None
-    save_expression: bool = True
+    save_expression: bool = False
 
     def __post_init__(self):
         raw = self.target if isinstance(self.target, (tuple, list)) else (self.target,)
