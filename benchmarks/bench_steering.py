@@ -142,7 +142,7 @@ def measure(an_dir: Path, repeats: int) -> dict:
     decoded, res = runs(repeats, config, stages, "decoded")
     glm, res_glm = runs(max(3, repeats // 2), SteerConfig(target="x2", test="nb-glm"))
     # a config that differs only in its (unused) subsampling seed: a new run id, so the run is really written
-    res.config = SteerConfig(target="x2", seed=time.time_ns() % 2**31)
+    res.config = SteerConfig(target="x2", seed=time.time_ns() % 2**31, save_expression=True)
     t0 = time.perf_counter()
     run_id = save_steering_run(a, res)
     save = time.perf_counter() - t0
