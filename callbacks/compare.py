@@ -77,26 +77,26 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def export_matches(n_clicks, a, b):
-    """CSV of the matched feature pairs (one row per pair)."""
+def _export(n_clicks, a, b, *, table: str, what: str):
+    """A CSV download of one of the comparison's tables (``matches`` or ``terms``)."""
     if not n_clicks:
         raise PreventUpdate
     try:
         cmp = compare_analyses(a, b)
     except FeatureLensError:
         raise PreventUpdate from None
-    return dcc.send_data_frame(cmp.matches.to_csv, f"compare-{_safe(a)}-vs-{_safe(b)}-matches.csv", index=False)
+    return dcc.send_data_frame(getattr(cmp, table).to_csv, f"compare-{_safe(a)}-vs-{_safe(b)}-{what}.csv",
+                               index=False)
+
+
+def export_matches(n_clicks, a, b):
+    """CSV of the matched feature pairs (one row per pair)."""
+    return _export(n_clicks, a, b, table="matches", what="matches")
 
 
 def export_terms(n_clicks, a, b):
     """CSV of every concept with its feature counts in A and B and where it occurs."""
-    if not n_clicks:
-        raise PreventUpdate
-    try:
-        cmp = compare_analyses(a, b)
-    except FeatureLensError:
-        raise PreventUpdate from None
-    return dcc.send_data_frame(cmp.terms.to_csv, f"compare-{_safe(a)}-vs-{_safe(b)}-concepts.csv", index=False)
+    return _export(n_clicks, a, b, table="terms", what="concepts")
 
 
 callback(Output(ids.COMPARE_ALERT, "children"), Output(ids.COMPARE_RESULTS, "style"),

@@ -31,3 +31,12 @@ def gen_adata(
     var = pd.DataFrame(index=[f"{gene_prefix}{j}" for j in range(n_genes)])
     X = sp.csr_matrix(counts) if sparse else counts
     return ad.AnnData(X=X, obs=obs, var=var, obsm={"X_emb": emb})
+
+
+def one_torch_thread():
+    """Generator for a module fixture: tiny models run fastest (and most predictably on a shared
+    machine) on one torch thread; automatic choices inside keep it (core.threads)."""
+    from core.threads import torch_threads
+
+    with torch_threads(1):
+        yield

@@ -18,6 +18,7 @@ from core.sae.metrics import (
     redundant_latents,
 )
 from core.sae.robustness import match_features, parse_seeds
+from helpers import one_torch_thread
 
 # 6 cells × 5 latents. Latent 1 = 2 × latent 0 (Pearson 1), latent 3 is dead,
 # latent 4 fires once; latent 2 is unrelated.
@@ -31,12 +32,7 @@ ACTS = np.array([
 ])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.mark.parametrize("as_sparse", [False, True])

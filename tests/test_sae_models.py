@@ -24,6 +24,7 @@ from core.sae import (
     save_sae,
 )
 from core.sae.models import VanillaSAE
+from helpers import one_torch_thread
 
 ARCH_CONFIGS = {
     "vanilla": VanillaConfig(hidden=48, l1=0.5),
@@ -33,13 +34,7 @@ ARCH_CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest (and most predictably on a shared machine) on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 def test_registry_has_the_four_architectures_and_refuses_duplicates():

@@ -20,16 +20,12 @@ from core.sae import (
     train_sae,
 )
 from core.sae.synthetic import atom_recovery
+from helpers import one_torch_thread
 
 FAST = TrainConfig(epochs=3, batch_size=64, lr=1e-2, patience=None, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
