@@ -118,3 +118,20 @@ def test_bad_inputs(planted_analysis, tmp_path, capsys):
     empty = Analysis.create(tmp_path / "empty", dataset=a.config["dataset"])
     with pytest.raises(InputError, match="no SAE activations"):
         annotate_analysis(empty)
+
+
+def test_observed_counts_are_a_memory_mapped_csc_copy_made_once(planted_analysis):
+    """Annotating observed counts reads the .h5ad in chunks into observed_counts/ (core.counts):
+    the same numbers as the file's matrix, memory-mapped, and made only once per dataset."""
+    from core.expression import resolve_expression
+
+    a = planted_analysis
+    src = resolve_expression(a, mode="observed")
+    want = ad.read_h5ad(a.config["dataset"]["path"]).X.toarray()
+    assert src.matrix.format == "csc" and not src.matrix.data.flags.writeable
+    np.testing.assert_array_equal(src.matrix.toarray(), want)
+    assert a.has("observed_counts/counts_data.npy") and a.has("observed_counts/shape.json")
+    stamp = a.config["steps"]["observed_counts"]["completed"]
+    again = resolve_expression(a, mode="observed")
+    assert a.config["steps"]["observed_counts"]["completed"] == stamp
+    np.testing.assert_array_equal(again.matrix.indptr, src.matrix.indptr)

@@ -234,31 +234,58 @@ def predicted_expression_for_analysis(analysis, decoder: Decoder):
     import pandas as pd
 
     from ..expression import ExpressionSource as AnalysisExpression
-    from ..expression import load_analysis_dataset
     from ..io import content_hash
-    from .api import counts_of
-    from .embeddings import get_embedding
-    from .fit import library_size
-    from .multiomics import expression_columns
 
-    adata = load_analysis_dataset(analysis)
-    key = _analysis_embedding_key(analysis)
-    if not key:
-        raise InputError("the analysis names no embedding, so there is no latent to decode")
-    z = get_embedding(adata, key)
-    cols = expression_columns(adata)
-    genes = [str(g) for g in adata.var_names[cols]]
-    X, _ = counts_of(adata, analysis.config.get("dataset", {}).get("counts_layer"))
-    if not cols.all():
-        X = X[:, np.flatnonzero(cols)]
-    lib = library_size(X)
-    decoder, covariates = resolve_decoder_for_data(decoder, adata, z, genes, key=key)
+    data = decoding_data(analysis, decoder)
+    decoder, z, lib, covariates, genes = data.decoder, data.latent, data.library_size, data.covariates, data.genes
     matrix = cached_predicted_expression(analysis, decoder, z, lib, covariates)
     inputs = predicted_inputs(decoder, z, lib, covariates)
     return AnalysisExpression(matrix=matrix, gene_names=pd.Index(genes),
                               label=f"predicted by the {decoder.kind} decoder (× library size)"
                               if decoder.scales_with_library else f"predicted by the {decoder.kind} decoder",
                               key="predicted:" + content_hash(inputs))
+
+
+@dataclass
+class DecodingData:
+    """What decoding an analysis's cells needs: the checked ``decoder``, the ``latent`` (n, d)
+    embedding, ``library_size`` (n,) over the modelled genes, ``covariates`` (n, k) or None, the
+    ``genes`` and the cells' ``obs``."""
+
+    decoder: Decoder
+    latent: np.ndarray
+    library_size: np.ndarray
+    covariates: np.ndarray | None
+    genes: list[str]
+    obs: Any
+    embedding_key: str
+
+
+def decoding_data(analysis, decoder: Decoder) -> DecodingData:
+    """:class:`DecodingData` of ``analysis``'s dataset, read with ``.X`` left on disk: the library
+    sizes are summed in chunks (:func:`core.counts.library_sizes`), so the counts are never all in
+    memory. Shared by predicted expression and steering."""
+    from ..counts import library_sizes
+    from ..expression import load_analysis_dataset
+    from .embeddings import get_embedding
+    from .multiomics import expression_columns
+
+    key = _analysis_embedding_key(analysis)
+    if not key:
+        raise InputError("the analysis names no embedding, so there is no latent to decode")
+    adata = load_analysis_dataset(analysis, backed=True)
+    try:
+        z = np.asarray(get_embedding(adata, key))
+        cols = expression_columns(adata)
+        genes = [str(g) for g in adata.var_names[cols]]
+        ds = analysis.config.get("dataset", {})
+        lib = library_sizes(ds["path"], layer=ds.get("counts_layer"), columns=cols)
+        decoder, covariates = resolve_decoder_for_data(decoder, adata, z, genes, key=key)
+        obs = adata.obs.copy()
+    finally:
+        adata.file.close()
+    return DecodingData(decoder=decoder, latent=z, library_size=lib, covariates=covariates, genes=genes, obs=obs,
+                        embedding_key=key)
 
 
 def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None):

@@ -146,13 +146,8 @@ def steering_context(analysis, *, use_cache: bool = True) -> SteeringContext:
 
 
 def _build(analysis) -> SteeringContext:
-    from ..expression import load_analysis_dataset
-    from ..model.api import counts_of
     from ..model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
-    from ..model.embeddings import get_embedding
-    from ..model.fit import library_size
-    from ..model.multiomics import expression_columns
-    from ..model.predict import analysis_decoder, resolve_decoder_for_data
+    from ..model.predict import analysis_decoder, decoding_data
     from ..sae import load_sae
 
     for name in ("sae.pt", "sae.json", "activations.npz"):
@@ -166,24 +161,17 @@ def _build(analysis) -> SteeringContext:
     if ds.get("format") != "h5ad":
         raise InputError("steering needs the analysis's .h5ad (counts for library sizes, cell names and types)",
                          fix="train the SAE from an .h5ad (`featurelens train DATA.h5ad ...`)")
-    adata = load_analysis_dataset(analysis)
-    key = ds.get("embedding")
-    if not key:
+    if not ds.get("embedding"):
         raise InputError("the analysis names no embedding, so there is nothing to steer")
-    z = get_embedding(adata, key)
-    cols = expression_columns(adata)
-    genes = [str(g) for g in adata.var_names[cols]]
-    X, _ = counts_of(adata, ds.get("counts_layer"))
-    if not cols.all():
-        X = X[:, np.flatnonzero(cols)]
-    lib = library_size(X)
-    decoder, covariates = resolve_decoder_for_data(decoder, adata, z, genes)
+    data = decoding_data(analysis, decoder)
+    decoder, z, lib, covariates, genes, key = (data.decoder, data.latent, data.library_size, data.covariates,
+                                               data.genes, data.embedding_key)
     sae = load_sae(analysis)
     acts = analysis.read_npz_sparse("activations.npz").tocsc()
     ct_col = ds.get("cell_type")
-    if ct_col is not None and ct_col not in adata.obs.columns:
+    obs = data.obs
+    if ct_col is not None and ct_col not in obs.columns:
         ct_col = None
-    obs = adata.obs.copy()
     obs.index = obs.index.astype(str)
     return SteeringContext(sae=sae, decoder=decoder, embedding=np.ascontiguousarray(z, np.float32), obs=obs,
                            gene_names=genes, activations=acts, library_size=lib, covariates=covariates,
