@@ -126,7 +126,9 @@ def _load(data_dir: Path):
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is KiB on Linux
+    from core.resources import peak_rss_mb
+
+    return peak_rss_mb() / 1024  # VmHWM: not the parent's size at fork, as ru_maxrss would be
 
 
 # ------------------------------------------------------------------ our engine

@@ -108,7 +108,7 @@ def measure(an_dir: Path, repeats: int) -> dict:
     """Runs in a fresh process (see main): cold first call, then warm repeats, without and with the
     analysis's cached predicted expression (made by ``annotate``; the normal expression is then read,
     not decoded)."""
-    import resource
+    from core.resources import peak_rss_mb
 
     from core.analysis import Analysis
     from core.expression import resolve_expression
@@ -169,7 +169,7 @@ def measure(an_dir: Path, repeats: int) -> dict:
         "cpu_median_s": {k: med(v) for k, v in cpu.items()}, "load_average": list(os.getloadavg()),
         "nb_glm_s": glm, "nb_glm_median_s": med(glm), "save_run_s": save, "resolve_expression_s": predict,
         "max_abs_log2fc_diff_cached_vs_decoded": float((res_c.de["log2fc"] - res.de["log2fc"]).abs().max()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -51,10 +51,14 @@ def _module(name: str):
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    from core.resources import peak_rss_mb as own_peak
+
+    return own_peak()  # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork)
 
 
 def children_peak_rss_mb() -> float:
+    """Largest peak of the finished children: an upper bound, since each child's ru_maxrss also
+    counts this process's resident size when it was forked."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -257,7 +261,7 @@ def bench_memory(*, quick: bool, seed: int) -> dict:
             raise RuntimeError(f"annotation at {cells}×{genes} failed")
         r = json.loads(out.strip().splitlines()[-1])
         rows.append({"cells": cells, "genes": genes, "features": features, "entries_m": cells * genes / 1e6,
-                     "expression_gb": cells * genes * 4 / 1e9, "rss_gb": usage.ru_maxrss / 1024 ** 2,
+                     "expression_gb": cells * genes * 4 / 1e9, "rss_gb": r["rss_mb"] / 1024,
                      "total_s": r["total_s"]})
     x = np.array([r["entries_m"] for r in rows])
     y = np.array([r["rss_gb"] for r in rows])
@@ -360,6 +364,7 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     res = run_one(args.name, quick=args.quick, seed=args.seed)
+    res["process_peak_rss_mb"] = peak_rss_mb()  # this process's own peak, read before it exits
     print(MARKER + json.dumps(res, default=float), flush=True)
     return 0
 

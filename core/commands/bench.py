@@ -127,7 +127,8 @@ def run_child_measured(suite: Path, name: str, *, quick: bool, seed: int, timeou
         why = f"killed after {timeout:.0f} s" if proc.returncode == -9 else f"exit code {proc.returncode}: {tail}"
         return {"available": True, "error": why}
     res = json.loads(line[len(MARKER):])
-    res["process_peak_rss_mb"] = usage.ru_maxrss / 1024
+    # the child's own VmHWM; wait4's ru_maxrss would also count this process's size at the fork
+    res.setdefault("process_peak_rss_mb", usage.ru_maxrss / 1024)
     return res
 
 
