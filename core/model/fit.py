@@ -280,8 +280,8 @@ def fit_expression_model(
     ``batch``: per-cell batch labels (optional covariate, named ``batch_key``). Raises
     :class:`~core.progress.Cancelled` when ``should_stop()`` turns True (nothing is returned),
     InputError for unusable data. Returns the best model (lowest validation loss).
-    ``threads``: CPU threads for torch (None: 1 for small layers or machines with ≤ 2 cores,
-    else up to 8; see :mod:`core.threads`); the previous setting is restored afterwards.
+    ``threads``: CPU threads for torch (None: :func:`core.threads.auto_threads`, 1 for layers
+    under 2 million weights); the previous setting is restored afterwards.
     """
     config = config or ModelConfig()
     if threads is None:

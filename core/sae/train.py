@@ -25,8 +25,8 @@ from .registry import build_sae
 __all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
 
 Progress = Callable[[float, float, str], None]
-SMALL_LAYER = 100_000  # weights below which one torch thread is used (see core.threads)
 ShouldStop = Callable[[], bool]
+SMALL_LAYER = 100_000  # weights below which one torch thread is used (see core.threads)
 
 
 @dataclass
