@@ -124,7 +124,7 @@ def train_sae(
     Same data, configs and seed give identical weights on the same device. ``on_eval(row)``
     receives a copy of each history row as it is recorded (live loss/L0/dead charts).
     ``threads``: CPU threads for torch (None: :func:`core.threads.auto_threads`, 1 for layers
-    under 100,000 weights or machines with ≤ 2 cores); the previous setting is restored.
+    under 100,000 weights); the previous setting is restored.
     """
     config = config or VanillaConfig()
     train = train or TrainConfig()
