@@ -170,14 +170,23 @@ def write_csc(path: str | os.PathLike, target: str | os.PathLike, *, layer: str 
         data = np.lib.format.open_memmap(target / CSC_FILES[0], mode="w+", dtype=np.float32, shape=(nnz,))
         indices = np.lib.format.open_memmap(target / CSC_FILES[1], mode="w+", dtype=itype, shape=(nnz,))
         cursor = indptr[:-1].copy()
+        span = max(1, chunk_bytes // 8)  # values written between two releases of the mapped pages
         for offset, genes, sub in blocks("copying the counts by gene", 0.5):
-            counts = np.diff(sub.indptr)
-            # the k-th value of gene g's column goes to cursor[g] + k
-            pos = np.arange(sub.nnz, dtype=np.int64) + np.repeat(cursor[genes] - sub.indptr[:-1], counts)
-            data[pos] = sub.data
-            indices[pos] = sub.indices + offset
-            cursor[genes] += counts
-            _release(data, indices)
+            if not genes.size:
+                continue
+            # windows of genes whose segments in the output lie within `span` values of each other,
+            # so the pages touched before each release stay bounded (one chunk reaches every gene)
+            window = (indptr[genes] - indptr[genes[0]]) // span
+            cuts = np.flatnonzero(np.diff(window)) + 1
+            for k0, k1 in zip([0, *cuts], [*cuts, genes.size]):
+                a, b = sub.indptr[k0], sub.indptr[k1]
+                counts = np.diff(sub.indptr[k0:k1 + 1])
+                # the k-th value of gene g's column in this chunk goes to cursor[g] + k
+                pos = np.arange(a, b, dtype=np.int64) + np.repeat(cursor[genes[k0:k1]] - sub.indptr[k0:k1], counts)
+                data[pos] = sub.data[a:b]
+                indices[pos] = sub.indices[a:b] + offset
+                cursor[genes[k0:k1]] += counts
+                _release(data, indices)
         del data, indices
         np.save(target / CSC_FILES[2], indptr.astype(itype))
         return n_cells, n_genes
