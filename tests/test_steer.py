@@ -276,3 +276,9 @@ def test_cli_steer(planted, tmp_path, capsys):
     assert "dead" in capsys.readouterr().err
     assert main(["steer", str(a.path), "--feature", "0", "--cells", "cell_type=a", "--target", "bogus"]) == 2
     assert "invalid steering target" in capsys.readouterr().err
+    # nothing past the threshold: the largest changes are still listed, the planted genes on top
+    assert main(["steer", str(a.path), "--feature", "0", "--cells", "cell_type=a", "--min-log2fc", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "no gene changed" in text
+    up = next(line for line in text.splitlines() if line.strip().startswith("largest up"))
+    assert up.split()[2] in {genes[i] for i in p_idx}, up

@@ -116,6 +116,14 @@ def print_summary(result) -> None:
     if not s["n_up"] and not s["n_down"]:
         print(f"  no gene changed {2 ** result.config.min_abs_log2fc:.3g}-fold or more: lower --min-log2fc or steer "
               "harder (e.g. --target x2); the Mann–Whitney terms below use every gene's fold change")
+        from ..steering_view import largest_changes
+
+        top = largest_changes(result.de, n=5)
+        for direction in ("up", "down"):
+            rows = top[top["direction"] == direction]
+            if len(rows):
+                print(f"  largest {direction:<4}  " + ", ".join(
+                    f"{r.gene} ×{2 ** r.log2fc:.3g} (q {r.qvalue:.2g})" for r in rows.itertuples()))
     if s["top_up_genes"]:
         print(f"  top up:   {', '.join(s['top_up_genes'])}")
     if s["top_down_genes"]:
