@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 
 import dash  # noqa: E402
 import dash_bootstrap_components as dbc  # noqa: E402, F401  (registers the components)
-from dash import html  # noqa: E402
+from dash import dcc, html  # noqa: E402
 
 from components import ids, jobs_status, shell  # noqa: E402
 from core import jobs  # noqa: E402
@@ -234,6 +234,8 @@ def create_app(*, default_analysis: str | None = None) -> dash.Dash:
         return html.Div([
             jobs_status.lost_job_alert(),
             shell.root_layout(options=list_sources(), default_source=default),
+            # cells lassoed in the Explorer and carried to the Steering page (≤ 5,000 indices; this tab only)
+            dcc.Store(id=ids.STORE_CELLS, storage_type="session"),
             jobs_status.jobs_footer(where=where),
         ])
 

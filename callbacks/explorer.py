@@ -5,6 +5,11 @@ formats the result. Every function takes plain values and can be called without 
 A feature click only changes ``EXPLORER_STATE``; the latent view then receives a ``dash.Patch``
 with the coloured trace alone (typed arrays of the active cells), the concept map a Patch of its
 two overlay traces, and the card re-renders. Errors show in place, as alerts.
+
+The URL follows the view (:func:`write_url`; each change is a browser-history entry) and the view
+follows the URL when the browser goes back or forward (:func:`follow_url`): the page remembers the
+last address it wrote (``EXPLORER_URL_WRITTEN``), so it reacts only to addresses it did not write.
+A lasso's cells can be carried to the Steering page (:func:`carry_cells`, ``ids.STORE_CELLS``).
 """
 from __future__ import annotations
 
@@ -12,16 +17,18 @@ import logging
 from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
+import numpy as np
 import pandas as pd
 from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
 from components import ids
-from components.explorer_page import PLACEHOLDERS, selection_chips
+from components.explorer_page import PLACEHOLDERS, initial_state, selection_chips
 from components.feature_card import card_header, de_rows, term_link, terms_rows
 from components.figures import (activation_histogram_figure, cell_type_profile_figure, concept_map_figure,
                                 empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
                                 selected_trace, volcano_figure)
 from components.job_panel import exception_alert
+from components.steering_page import MAX_CARRIED_CELLS
 from core import explore
 from core.catalog import analysis_source_path
 from core.errors import FeatureLensError
@@ -127,8 +134,9 @@ def update_latent(colour_by, state, source, meta, *, triggered=None):
         label, title = _colour_title(data, feats, 0 if cells is None else cells.size)
         if fresh and only_state:
             patch = Patch()
-            patch["data"][1] = latent_active_trace(lat.coords, lat.labels, cells if cells is not None else [],
-                                                   values if values is not None else [], label=label)
+            none = np.empty(0, np.int64)  # no feature left selected (e.g. back to before the first click)
+            patch["data"][1] = latent_active_trace(lat.coords, lat.labels, none if cells is None else cells,
+                                                   none.astype(np.float32) if values is None else values, label=label)
             patch["layout"]["title"]["text"] = title
             return patch, no_update, alert
         if colour_by == "celltype":
@@ -316,12 +324,16 @@ def export_de(n_clicks, state, source):
 
 
 # ----------------------------------------------------------------------------- reverse lookup
+def _lasso_cells(selected: dict) -> list[int]:
+    points = selected.get("points") or []
+    return sorted({int(p["customdata"]) for p in points if p.get("customdata") is not None})
+
+
 def lookup_cells(selected, source):
     """Reverse lookup of a lasso selection: feature rows, concept rows, status."""
     if selected is None:  # the figure was redrawn (e.g. coloured by cell type): keep the last lookup
         return no_update, no_update, no_update
-    points = selected.get("points") or []
-    cells = sorted({int(p["customdata"]) for p in points if p.get("customdata") is not None})
+    cells = _lasso_cells(selected)
     if not cells:
         return [], [], "Draw a lasso around cells in the latent space."
     try:
@@ -339,6 +351,48 @@ def lookup_cells(selected, source):
         return explore_records(feats), explore_records(terms), status
     except Exception as exc:  # noqa: BLE001
         return [], [], error_alert(exc, what="Reverse lookup:")
+
+
+# ----------------------------------------------------------------------------- lasso → Steering page
+def store_cells(selected):
+    """The lasso's cells for the page store: ``{"n": N, "cells": [...]}`` (cells None above
+    :data:`MAX_CARRIED_CELLS`), None when nothing is lassoed."""
+    if selected is None:  # the figure was redrawn: the lasso stays
+        return no_update
+    cells = _lasso_cells(selected)
+    if not cells:
+        return None
+    return {"n": len(cells), "cells": cells if len(cells) <= MAX_CARRIED_CELLS else None}
+
+
+def steer_cells_button(lasso, state):
+    """Box style, button label, button disabled, note of "Steer in these N cells →"."""
+    if not lasso or not lasso.get("n"):
+        return {"display": "none"}, no_update, True, ""
+    n, feature = int(lasso["n"]), (state or {}).get("feature")
+    what = f"Steer feature {int(feature)} in these {n:,} cells →" if feature is not None else \
+        f"Steer in these {n:,} cells →"
+    if lasso.get("cells") is None:
+        return ({"display": "block"}, what, True,
+                f"At most {MAX_CARRIED_CELLS:,} cells can be taken to the Steering page (it steers at most that "
+                "many); lasso fewer cells, or steer whole cell types there.")
+    note = "opens the Steering page with these cells chosen" + \
+        (f" and feature {int(feature)}" if feature is not None else "; choose the features there")
+    return {"display": "block"}, what, False, note
+
+
+def carry_cells(n_clicks, lasso, state, source):
+    """The button's click: the cells into ``ids.STORE_CELLS`` (session storage) and the Steering page's
+    address ``/steering?source=…[&feature=F]&cells=explorer``."""
+    if not n_clicks or not lasso or not lasso.get("cells"):
+        return no_update, no_update, no_update
+    params = {"source": source}
+    feature = (state or {}).get("feature")
+    if feature is not None:
+        params["feature"] = str(int(feature))
+    params["cells"] = "explorer"
+    cells = [int(c) for c in lasso["cells"]]
+    return {"source": source, "cells": cells, "n": len(cells)}, "/steering", "?" + urlencode(params)
 
 
 # ----------------------------------------------------------------------------- URL
@@ -362,8 +416,38 @@ def state_query(search: str | None, *, source, state, query, mode) -> str:
 
 
 def write_url(state, query, mode, source, search):
+    """The new URL search for this view, or no_update when the address already says the same (in any
+    order or encoding: going back to a hand-written link must not push a rewritten copy of it)."""
+    from callbacks.shell import parse_query
+
     new = state_query(search, source=source, state=state, query=query, mode=mode)
-    return no_update if new == (search or "") else new
+    return no_update if parse_query(new) == parse_query(search) else new
+
+
+def write_url_and_remember(state, query, mode, source, search):
+    """:func:`write_url`, and the address written (so that :func:`follow_url` can ignore it)."""
+    new = write_url(state, query, mode, source, search)
+    return new, new
+
+
+def follow_url(search, pathname, written, source, state, query, mode):
+    """Back/forward: an address this page did not write → the selection, search and mode it holds,
+    and that address as the last one seen. Outputs: state, search query, mode, written."""
+    if (pathname or "").strip("/").split("/")[0] != "explorer" or (search or "") == (written or ""):
+        return no_update, no_update, no_update, no_update
+    from callbacks.shell import parse_query
+
+    params = parse_query(search)
+    if params.get("source") and params["source"] != source:
+        return no_update, no_update, no_update, no_update  # another analysis: the shell renders the page anew
+    wanted, _ = initial_state(params)
+    new_state = no_update if wanted["feature"] == (state or {}).get("feature") else wanted
+    q = params.get("q", "")
+    new_query = no_update if q.strip() == (query or "").strip() else q
+    m = params.get("mode", "concept")
+    m = m if m in PLACEHOLDERS else "concept"
+    new_mode = no_update if m == (mode or "concept") else m
+    return new_state, new_query, new_mode, search
 
 
 # ----------------------------------------------------------------------------- wiring
@@ -407,6 +491,22 @@ callback(Output(ids.EXPLORER_LOOKUP_FEATURES, "rowData"), Output(ids.EXPLORER_LO
          Output(ids.EXPLORER_LOOKUP_STATUS, "children"),
          Input(ids.EXPLORER_LATENT, "selectedData"), State(ids.EXPLORER_SOURCE, "data"),
          prevent_initial_call=True)(lookup_cells)
-callback(Output(ids.URL, "search", allow_duplicate=True),
+callback(Output(ids.URL, "search", allow_duplicate=True), Output(ids.EXPLORER_URL_WRITTEN, "data"),
          Input(ids.EXPLORER_STATE, "data"), Input(ids.SEARCH_INPUT, "value"), Input(ids.SEARCH_MODE, "value"),
-         State(ids.EXPLORER_SOURCE, "data"), State(ids.URL, "search"), prevent_initial_call=True)(write_url)
+         State(ids.EXPLORER_SOURCE, "data"), State(ids.URL, "search"),
+         prevent_initial_call=True)(write_url_and_remember)
+callback(Output(ids.EXPLORER_STATE, "data", allow_duplicate=True), Output(ids.SEARCH_INPUT, "value"),
+         Output(ids.SEARCH_MODE, "value"), Output(ids.EXPLORER_URL_WRITTEN, "data", allow_duplicate=True),
+         Input(ids.URL, "search"), State(ids.URL, "pathname"), State(ids.EXPLORER_URL_WRITTEN, "data"),
+         State(ids.EXPLORER_SOURCE, "data"), State(ids.EXPLORER_STATE, "data"), State(ids.SEARCH_INPUT, "value"),
+         State(ids.SEARCH_MODE, "value"), prevent_initial_call=True)(follow_url)
+callback(Output(ids.EXPLORER_CELLS, "data"), Input(ids.EXPLORER_LATENT, "selectedData"),
+         prevent_initial_call=True)(store_cells)
+callback(Output(ids.EXPLORER_STEER_CELLS_BOX, "style"), Output(ids.EXPLORER_STEER_CELLS, "children"),
+         Output(ids.EXPLORER_STEER_CELLS, "disabled"), Output(ids.EXPLORER_STEER_CELLS_NOTE, "children"),
+         Input(ids.EXPLORER_CELLS, "data"), Input(ids.EXPLORER_STATE, "data"))(steer_cells_button)
+callback(Output(ids.STORE_CELLS, "data"), Output(ids.URL, "pathname"),
+         Output(ids.URL, "search", allow_duplicate=True),
+         Input(ids.EXPLORER_STEER_CELLS, "n_clicks"), State(ids.EXPLORER_CELLS, "data"),
+         State(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"),
+         prevent_initial_call=True)(carry_cells)

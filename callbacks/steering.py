@@ -34,7 +34,8 @@ from dash.exceptions import PreventUpdate
 
 from components import ids
 from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
-from components.steering_page import MAX_FEATURES, RUN, TARGET_HELP, feature_option, run_form
+from components.steering_page import (MAX_FEATURES, RUN, TARGET_HELP, explorer_mode_option, feature_option,
+                                      run_form)
 from core import explore
 from components.job_panel import exception_alert
 from core.analysis import Analysis
@@ -42,7 +43,7 @@ from core.catalog import analysis_source_path
 from core.errors import FeatureLensError, InputError
 from core.steer import (SteerConfig, SteeringResult, list_steering_runs, load_steering_run, save_steering_run, steer,
                         steering_context)
-from core.steering_view import cell_type_choices, feature_choices, latent_axes
+from core.steering_view import cell_type_choices, feature_choices, largest_changes, latent_axes
 
 from .jobs import register_job, success_alert
 
@@ -78,8 +79,12 @@ def _ints(values) -> list[int]:
 
 # ----------------------------------------------------------------------------- the form
 def steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile, error_term,
-                     test) -> tuple[list[int], object, SteerConfig]:
-    """Form values → ``(features, cell selection, SteerConfig)``; InputError saying what to fix."""
+                     test, mean_type=None, mean_factor=None, value=None, carried=None
+                     ) -> tuple[list[int], object, SteerConfig]:
+    """Form values → ``(features, cell selection, SteerConfig)``; InputError saying what to fix.
+
+    ``lasso``: cell indices lassoed on this page; ``carried``: those selected in the Explorer (the
+    cells of ``ids.STORE_CELLS`` when it belongs to this analysis, else None)."""
     feats = _ints(features)
     if not feats:
         raise InputError("no feature chosen", fix="choose at least one feature to steer")
@@ -97,6 +102,12 @@ def steering_request(features, cell_mode, cell_types, lasso, target_kind, factor
         if not cells:
             raise InputError("no cells lassoed", fix="draw a lasso around cells in the latent view, or choose "
                                                      "cell types")
+    elif mode == "explorer":
+        cells = sorted({int(c) for c in carried or []})
+        if not cells:
+            raise InputError("no cells were carried from the Explorer for this analysis",
+                             fix="lasso cells in the Explorer's latent space and press “Steer in these cells”, "
+                                 "or choose cell types")
     elif mode == "all":
         cells = "all"
     else:
@@ -110,23 +121,63 @@ def steering_request(features, cell_mode, cell_types, lasso, target_kind, factor
         if percentile is None:
             raise InputError("no percentile chosen", fix="set the percentile slider")
         target = f"p{float(percentile):g}"
+    elif kind == "mean":
+        if not mean_type:
+            raise InputError("no cell type chosen for the cell-type mean", fix="choose the cell type whose mean "
+                                                                              "activation is the target")
+        f = _positive(mean_factor, "factor of the cell-type mean", "e.g. 1.5")
+        target = f"mean:{mean_type}x{f:g}"
+    elif kind == "value":
+        if value is None or value == "":
+            raise InputError("no activation value given", fix="type the activation to set, e.g. 2.5")
+        target = float(value)
     elif kind in ("max", "off"):
         target = kind
     else:
-        raise InputError(f"unknown target {kind!r}", fix="choose maximum, × maximum, percentile or off")
+        raise InputError(f"unknown target {kind!r}",
+                         fix="choose maximum, × maximum, percentile, cell-type mean, off or a value")
     config = SteerConfig(target=target, error_term=bool(True if error_term is None else error_term),
                          test=test or "paired-log", save_expression=False)
     return feats, cells, config
 
 
+def _positive(value, what: str, example: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"no {what} given", fix=example) from None
+    if not np.isfinite(v) or v <= 0:
+        raise InputError(f"the {what} must be a positive number, not {value!r}", fix=example)
+    return v
+
+
 def target_controls(kind):
-    """Factor slider style, percentile slider style, help text for the chosen target."""
+    """Styles of the factor slider, percentile slider, cell-type-mean box and value box; help text."""
     kind = kind if kind in TARGET_HELP else "max"
-    return (SHOWN if kind == "factor" else HIDDEN, SHOWN if kind == "percentile" else HIDDEN, TARGET_HELP[kind])
+    return (SHOWN if kind == "factor" else HIDDEN, SHOWN if kind == "percentile" else HIDDEN,
+            SHOWN if kind == "mean" else HIDDEN, SHOWN if kind == "value" else HIDDEN, TARGET_HELP[kind])
 
 
-def cell_controls(mode, lasso, types):
+def carried_cells(selection, source) -> list[int] | None:
+    """The cell indices of ``ids.STORE_CELLS`` if they were selected in the Explorer on ``source``."""
+    selection = selection or {}
+    return selection.get("cells") if selection.get("source") == source and selection.get("cells") else None
+
+
+def cell_mode_options(source, selection, options):
+    """The cell choices with 'cells selected in the Explorer' labelled (N cells) or disabled."""
+    option = explorer_mode_option(selection, source=source)
+    return [option if o.get("value") == "explorer" else o for o in options or []]
+
+
+def cell_controls(mode, lasso, types, selection=None, source=None):
     """Cell-type box style and the help line under the cell choice."""
+    if mode == "explorer":
+        n = len(carried_cells(selection, source) or [])
+        text = (f"The {n:,} cells lassoed in the Explorer's latent space." if n else
+                "No cells were carried from the Explorer for this analysis: lasso cells in the Explorer's latent "
+                "space, then press “Steer in these cells” under the reverse lookup.")
+        return HIDDEN, text
     if mode == "lasso":
         n = len(lasso or [])
         text = (f"{n:,} cells lassoed in the latent view." if n else
@@ -168,10 +219,12 @@ def feature_options(search, value, source):
 
 # ----------------------------------------------------------------------------- the job
 def run_steering(progress, source, features, cell_mode, cell_types, lasso, target_kind, factor, percentile,
-                 error_term, test):
-    """Background job: steer, store the run, return (alert, the shown-run store)."""
+                 error_term, test, mean_type=None, mean_factor=None, value=None, selection=None):
+    """Background job: steer, store the run, return (alert, the shown-run store). ``selection``: the
+    cells carried from the Explorer (``ids.STORE_CELLS``)."""
     feats, cells, config = steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile,
-                                            error_term, test)
+                                            error_term, test, mean_type, mean_factor, value,
+                                            carried_cells(selection, source))
     analysis = open_analysis(source)
     stages = 7
 
@@ -200,6 +253,8 @@ def run_steering(progress, source, features, cell_mode, cell_types, lasso, targe
 def _cells_text(mode, cells) -> str:
     if mode == "lasso":
         return f"lasso: {len(cells):,} cells"
+    if mode == "explorer":
+        return f"Explorer selection: {len(cells):,} cells"
     return cells if isinstance(cells, str) else f"{len(cells):,} cells"
 
 
@@ -288,9 +343,34 @@ def latent_view(analysis: Analysis, result: SteeringResult | None, *, source: st
                                after=after, title=title, uirevision=source, height=LATENT_HEIGHT)
 
 
+def changes_rows(de: pd.DataFrame) -> list[dict]:
+    """Rows of the 'largest changes' table (:func:`core.steering_view.largest_changes`)."""
+    df = largest_changes(de, n=10)
+    df.insert(0, "arrow", np.where(df["direction"] == "up", "▲", "▼"))
+    df["passes"] = np.where(df["significant"], "yes", "no")
+    df = df.drop(columns="significant").replace([np.inf, -np.inf], np.nan).astype(object)
+    return df.where(pd.notna(df), None).to_dict("records")
+
+
+def changes_note(n_significant: int, *, n_listed: int, alpha: float, min_abs_log2fc: float):
+    """An explanation above the largest changes when no gene passes the thresholds (else None);
+    ``n_listed``: rows of the largest-changes table."""
+    if n_significant:
+        return None
+    if not n_listed:
+        return dbc.Alert("No gene's expected expression changed at all (every log2 fold change is 0): the cells "
+                         "already had this activation, or the change does not reach the expression model.",
+                         color="info", className="py-2 mb-2 small")
+    fold = f"{2 ** min_abs_log2fc:g}-fold" if min_abs_log2fc else "at all"
+    return dbc.Alert(f"No gene changed {fold} (q < {alpha:g}), so the volcano is grey; the largest changes are "
+                     "listed below anyway. The Mann–Whitney terms further down capture coordinated shifts of "
+                     "many genes that are each too small to pass.", color="info", className="py-2 mb-2 small")
+
+
 def show_run(shown, source):
-    """Summary, latent figure, volcano, nearest-type figure, moves rows, up rows, up note, down rows,
-    down note, DE export disabled — all read from the run stored in the analysis."""
+    """Summary, latent figure, volcano, largest-changes rows, their note, nearest-type figure, moves rows,
+    up rows, up note, down rows, down note, DE export disabled — all read from the run stored in the
+    analysis."""
     blank_volcano = empty_figure("no run shown yet: choose features and cells, then Run steering", height=400)
     blank_shift = empty_figure(height=300)
     try:
@@ -298,11 +378,11 @@ def show_run(shown, source):
         run_id = pick_run(analysis, shown)
         result = load_steering_run(analysis, run_id) if run_id else None
     except Exception as exc:  # noqa: BLE001 - shown in place
-        return (_alert(exc, what="This run cannot be shown:"), _safe_latent(source, None), blank_volcano, blank_shift,
-                [], [], "", [], "", True)
+        return (_alert(exc, what="This run cannot be shown:"), _safe_latent(source, None), blank_volcano, [], None,
+                blank_shift, [], [], "", [], "", True)
     latent = _safe_latent(source, result, analysis=analysis)
     if result is None:
-        return ("No run yet.", latent, blank_volcano, blank_shift, [], [], "", [], "", True)
+        return ("No run yet.", latent, blank_volcano, [], None, blank_shift, [], [], "", [], "", True)
     de = result.de
     n_sig = int(de["significant"].sum())
     volcano = volcano_figure(de, fold_col="log2fc", q_col="qvalue", significant_col="significant", label_col="gene",
@@ -312,7 +392,10 @@ def show_run(shown, source):
     cs = result.centroid_summary()
     moved = int(result.centroid_shift["moved"].sum()) if "moved" in result.centroid_shift else 0
     shift_fig = nearest_type_figure(cs, title=f"{moved:,} of {result.n_cells:,} cells changed type")
-    return (summary_line(result), latent, volcano, shift_fig, moves_rows(result.centroid_shift),
+    changes = changes_rows(de)
+    note = changes_note(n_sig, n_listed=len(changes), alpha=result.config.alpha,
+                        min_abs_log2fc=result.config.min_abs_log2fc)
+    return (summary_line(result), latent, volcano, changes, note, shift_fig, moves_rows(result.centroid_shift),
             terms_rows(result.enrichment_up), _terms_note(result.enrichment_up, "up"),
             terms_rows(result.enrichment_down), _terms_note(result.enrichment_down, "down"), False)
 
@@ -347,8 +430,8 @@ def history_rows(shown, source):
 
 def pick_history(cell, rows, source):
     """A click in the history table → show that run and put its settings into the form: the shown-run
-    store, then features (value, options), cell mode, cell types, target, factor, percentile, error
-    term, test."""
+    store, then features (value, options), cell mode, cell types, target, factor, percentile,
+    cell-type-mean type and factor, value, error term, test."""
     run_id = (cell or {}).get("rowId")
     if not run_id:
         raise PreventUpdate
@@ -362,10 +445,11 @@ def pick_history(cell, rows, source):
     except FeatureLensError:
         form = None
     if not form:
-        return (shown, *[no_update] * 9)
+        return (shown, *[no_update] * 12)
     options = [feature_option(r) for _, r in choices[choices["feature"].isin(form["features"])].iterrows()]
     return (shown, form["features"], options, form.get("cell_mode", no_update), form.get("cell_types", no_update),
-            form["target"], form["factor"], form["percentile"], form["error_term"], form["test"])
+            form["target"], form["factor"], form["percentile"], form["mean_type"], form["mean_factor"], form["value"],
+            form["error_term"], form["test"])
 
 
 def export_de(n_clicks, shown, source):
@@ -402,19 +486,25 @@ register_job(RUN, run_steering,
                      State(ids.STEER_CELL_MODE, "value"), State(ids.STEER_CELL_TYPES, "value"),
                      State(ids.STEER_LASSO, "data"), State(ids.STEER_TARGET, "value"),
                      State(ids.STEER_FACTOR, "value"), State(ids.STEER_PERCENTILE, "value"),
-                     State(ids.STEER_ERROR_TERM, "value"), State(ids.STEER_TEST, "value")])
+                     State(ids.STEER_ERROR_TERM, "value"), State(ids.STEER_TEST, "value"),
+                     State(ids.STEER_MEAN_TYPE, "value"), State(ids.STEER_MEAN_FACTOR, "value"),
+                     State(ids.STEER_VALUE, "value"), State(ids.STORE_CELLS, "data")])
 callback(Output(ids.STEER_FACTOR_BOX, "style"), Output(ids.STEER_PERCENTILE_BOX, "style"),
+         Output(ids.STEER_MEAN_BOX, "style"), Output(ids.STEER_VALUE_BOX, "style"),
          Output(ids.STEER_TARGET_HELP, "children"), Input(ids.STEER_TARGET, "value"))(target_controls)
 callback(Output(ids.STEER_CELL_TYPES_BOX, "style"), Output(ids.STEER_CELL_HELP, "children"),
          Input(ids.STEER_CELL_MODE, "value"), Input(ids.STEER_LASSO, "data"),
-         Input(ids.STEER_CELL_TYPES, "value"))(cell_controls)
+         Input(ids.STEER_CELL_TYPES, "value"), Input(ids.STORE_CELLS, "data"),
+         State(ids.STEER_SOURCE, "data"))(cell_controls)
+callback(Output(ids.STEER_CELL_MODE, "options"), Input(ids.STEER_SOURCE, "data"), Input(ids.STORE_CELLS, "data"),
+         State(ids.STEER_CELL_MODE, "options"))(cell_mode_options)
 callback(Output(ids.STEER_LASSO, "data"), Input(ids.STEER_LATENT, "selectedData"),
          prevent_initial_call=True)(store_lasso)
 callback(Output(ids.STEER_FEATURES, "options"), Input(ids.STEER_FEATURES, "search_value"),
          State(ids.STEER_FEATURES, "value"), State(ids.STEER_SOURCE, "data"),
          prevent_initial_call=True)(feature_options)
 callback(Output(ids.STEER_SUMMARY, "children"), Output(ids.STEER_LATENT, "figure"), Output(ids.STEER_VOLCANO, "figure"),
-         Output(ids.STEER_SHIFT, "figure"), Output(ids.STEER_MOVES, "rowData"), Output(ids.STEER_TERMS_UP, "rowData"),
+         Output(ids.STEER_CHANGES, "rowData"), Output(ids.STEER_CHANGES_NOTE, "children"), Output(ids.STEER_SHIFT, "figure"), Output(ids.STEER_MOVES, "rowData"), Output(ids.STEER_TERMS_UP, "rowData"),
          Output(ids.STEER_TERMS_UP_NOTE, "children"), Output(ids.STEER_TERMS_DOWN, "rowData"),
          Output(ids.STEER_TERMS_DOWN_NOTE, "children"), Output(ids.STEER_EXPORT_DE, "disabled"),
          Input(ids.STEER_SHOWN, "data"), State(ids.STEER_SOURCE, "data"))(show_run)
@@ -423,7 +513,8 @@ callback(Output(ids.STEER_HISTORY, "rowData"), Output(ids.STEER_HISTORY_NOTE, "c
 callback(Output(ids.STEER_SHOWN, "data", allow_duplicate=True), Output(ids.STEER_FEATURES, "value"),
          Output(ids.STEER_FEATURES, "options", allow_duplicate=True), Output(ids.STEER_CELL_MODE, "value"),
          Output(ids.STEER_CELL_TYPES, "value"), Output(ids.STEER_TARGET, "value"), Output(ids.STEER_FACTOR, "value"),
-         Output(ids.STEER_PERCENTILE, "value"), Output(ids.STEER_ERROR_TERM, "value"), Output(ids.STEER_TEST, "value"),
+         Output(ids.STEER_PERCENTILE, "value"), Output(ids.STEER_MEAN_TYPE, "value"), Output(ids.STEER_MEAN_FACTOR, "value"),
+         Output(ids.STEER_VALUE, "value"), Output(ids.STEER_ERROR_TERM, "value"), Output(ids.STEER_TEST, "value"),
          Input(ids.STEER_HISTORY, "cellClicked"), State(ids.STEER_HISTORY, "rowData"), State(ids.STEER_SOURCE, "data"),
          prevent_initial_call=True)(pick_history)
 callback(Output(ids.STEER_DOWNLOAD, "data"), Input(ids.STEER_EXPORT_DE, "n_clicks"), State(ids.STEER_SHOWN, "data"),

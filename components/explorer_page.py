@@ -115,6 +115,8 @@ def layout(*, source: str | None, query: dict[str, str]) -> html.Div:
         dcc.Store(id=ids.EXPLORER_MAP_META),
         dcc.Store(id=ids.EXPLORER_LATENT_META),
         dcc.Store(id=ids.SEARCH_GENES_READY, data=0),
+        dcc.Store(id=ids.EXPLORER_CELLS),
+        dcc.Store(id=ids.EXPLORER_URL_WRITTEN),
         html.Div([dbc.Alert(w, color="warning", className="py-2") for w in warnings], id=ids.EXPLORER_ALERT),
         search_card(query=query.get("q", ""), mode=mode),
         dbc.Row([
@@ -194,6 +196,12 @@ def lookup_card() -> dbc.Card:
         dbc.CardBody([
             html.Div("Draw a lasso around cells in the latent space.", id=ids.EXPLORER_LOOKUP_STATUS,
                      className="small text-muted mb-2"),
+            html.Div([
+                dbc.Button("Steer in these cells →", id=ids.EXPLORER_STEER_CELLS, size="sm", color="primary",
+                           outline=True, className="me-2",
+                           title="Open the Steering page with these cells as the cells to steer"),
+                html.Small("", id=ids.EXPLORER_STEER_CELLS_NOTE, className="text-muted"),
+            ], id=ids.EXPLORER_STEER_CELLS_BOX, style={"display": "none"}, className="mb-2"),
             dbc.Row([
                 dbc.Col(grid(ids.EXPLORER_LOOKUP_FEATURES, LOOKUP_FEATURE_COLUMNS, height="240px", row_id="feature"),
                         lg=6),

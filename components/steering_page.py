@@ -15,6 +15,7 @@ from dash import dcc, html
 from core.analysis import Analysis
 from core.catalog import resolve_source
 from core.errors import FeatureLensError
+from core.steer.targets import parse_target
 from core.steering_view import cell_type_choices, feature_choices, steerability
 
 from . import ids
@@ -25,22 +26,31 @@ from .shell import PAGE_BY_SLUG
 
 __all__ = ["layout", "RUN", "TARGET_CHOICES", "CELL_MODES", "TEST_CHOICES", "INITIAL_FEATURE_OPTIONS",
            "MAX_FEATURES", "FORM_DEFAULTS", "run_form", "feature_option", "initial_features", "open_steerable", "TERM_COLUMNS",
-           "HISTORY_COLUMNS", "MOVE_COLUMNS", "ERROR_TERM_HELP"]
+           "HISTORY_COLUMNS", "MOVE_COLUMNS", "CHANGES_COLUMNS", "ERROR_TERM_HELP", "MAX_CARRIED_CELLS",
+           "explorer_mode_option", "target_form"]
 
 RUN = JobIds(ids.STEER_RUN_JOB)
 MAX_FEATURES = 10                 # features steered together
 INITIAL_FEATURE_OPTIONS = 200     # options sent with the page; typing searches all live features
 
+MAX_CARRIED_CELLS = 5000         # cells the Explorer's lasso may carry here (= steering's max_cells: none dropped)
+EXPLORER_MODE_LABEL = "cells selected in the Explorer"
+
 CELL_MODES = [{"label": "cell types", "value": "types"},
               {"label": "lasso in the latent view", "value": "lasso"},
-              {"label": "all cells", "value": "all"}]
+              {"label": "all cells", "value": "all"},
+              {"label": EXPLORER_MODE_LABEL, "value": "explorer", "disabled": True}]
 TARGET_CHOICES = [{"label": "maximum", "value": "max"}, {"label": "× maximum", "value": "factor"},
-                  {"label": "percentile", "value": "percentile"}, {"label": "off (0)", "value": "off"}]
+                  {"label": "percentile", "value": "percentile"}, {"label": "cell-type mean ×", "value": "mean"},
+                  {"label": "off (0)", "value": "off"}, {"label": "value", "value": "value"}]
 TARGET_HELP = {
     "max": "Each steered feature is set to its largest activation over all cells.",
     "factor": "Each steered feature is set to this multiple of its largest activation.",
     "percentile": "Each steered feature is set to this percentile of its activation over the cells where it fires.",
+    "mean": "Each steered feature is set to its mean activation in this cell type (all its cells, zeros included) "
+            "× this factor (the paper used 1.5).",
     "off": "Each steered feature is switched off (set to 0): what do the cells lose without it?",
+    "value": "Each steered feature is set to this activation.",
 }
 TEST_CHOICES = [{"label": "paired t-test on log expression", "value": "paired-log"},
                 {"label": "negative-binomial GLM (the paper's)", "value": "nb-glm"}]
@@ -95,30 +105,47 @@ def initial_features(query: dict[str, str], live: set[int]) -> tuple[list[int], 
 
 
 FORM_DEFAULTS = {"features": [], "cell_mode": "types", "cell_types": [], "target": "max", "factor": 2.0,
-                 "percentile": 99.0, "error_term": True, "test": "paired-log"}
+                 "percentile": 99.0, "mean_type": None, "mean_factor": 1.5, "value": 1.0, "error_term": True,
+                 "test": "paired-log"}
+
+
+def target_form(target, *, types: list[str]) -> dict:
+    """The target controls (keys ``target``, ``factor``, ``percentile``, ``mean_type``, ``mean_factor``,
+    ``value`` of :data:`FORM_DEFAULTS`) that write ``target`` (a stored run's target text); {} when
+    the form cannot write it (e.g. different targets per feature)."""
+    if isinstance(target, (list, tuple)):
+        if len(set(target)) != 1:
+            return {}
+        target = target[0]
+    try:
+        t = parse_target(target)
+    except FeatureLensError:
+        return {}
+    if t.kind == "off":
+        return {"target": "off"}
+    if t.kind == "max":
+        return {"target": "max"} if t.factor == 1 and t.text == "max" else {"target": "factor", "factor": t.factor}
+    if t.kind == "percentile":
+        return {"target": "percentile", "percentile": t.percentile}
+    if t.kind == "value":
+        return {"target": "value", "value": t.value}
+    whole = t.text[len("mean:"):]
+    if whole in types:  # a type literally named like "TYPE x2" wins, as in core.steer.targets
+        return {"target": "mean", "mean_type": whole, "mean_factor": 1.0}
+    return {"target": "mean", "mean_type": t.cell_type, "mean_factor": t.factor} if t.cell_type in types else {}
 
 
 def run_form(analysis: Analysis, run_id: str | None, *, types: list[str]) -> dict | None:
     """The form values that reproduce stored run ``run_id`` (keys of :data:`FORM_DEFAULTS`), or None
-    when there is no such run. Lassoed cells cannot be restored: such a run leaves the cells as they are."""
+    when there is no such run. Lassoed cells (here or in the Explorer) cannot be restored: such a run
+    leaves the cells as they are."""
     if not run_id or not analysis.has(f"steering/{run_id}/run.json"):
         return None
     meta = analysis.read_json(f"steering/{run_id}/run.json")
     cfg = meta.get("config", {})
     form = dict(FORM_DEFAULTS, features=[int(f) for f in meta.get("features", [])],
                 error_term=bool(cfg.get("error_term", True)), test=cfg.get("test", "paired-log"))
-    target = cfg.get("target", "max")
-    target = target[0] if isinstance(target, list) and len(set(target)) == 1 else target
-    if target in ("max", "off"):
-        form["target"] = target
-    elif isinstance(target, str) and target[:1] in "xp":
-        try:
-            value = float(target[1:])
-        except ValueError:
-            value = None
-        if value is not None:
-            form["target"] = "factor" if target[0] == "x" else "percentile"
-            form["factor" if target[0] == "x" else "percentile"] = value
+    form.update(target_form(cfg.get("target", "max"), types=types))
     cells = str(meta.get("info", {}).get("cells", ""))
     if cells == "all":
         form["cell_mode"] = "all"
@@ -129,6 +156,16 @@ def run_form(analysis: Analysis, run_id: str | None, *, types: list[str]) -> dic
     else:
         form.pop("cell_mode"), form.pop("cell_types")
     return form
+
+
+def explorer_mode_option(selection: dict | None, *, source: str | None) -> dict:
+    """The 'cells selected in the Explorer' choice for ``selection`` (the ``ids.STORE_CELLS`` data):
+    labelled with its number of cells, disabled when it holds none for ``source``."""
+    cells = (selection or {}).get("cells") if (selection or {}).get("source") == source else None
+    if not cells:
+        return {"label": EXPLORER_MODE_LABEL, "value": "explorer", "disabled": True}
+    n = len(cells)
+    return {"label": f"the {n:,} cell{'s' if n != 1 else ''} selected in the Explorer", "value": "explorer"}
 
 
 def _message(title: str, text, colour: str) -> html.Div:
@@ -158,7 +195,11 @@ def layout(*, source: str | None, query: dict[str, str]) -> html.Div:
         form = {}
     if form and not features:
         features = form["features"]
+    # "Steer in these N cells →" of the Explorer's lasso, unless the run named shows other cells
+    carried = query.get("cells") == "explorer" and "cell_mode" not in form
     form = {**FORM_DEFAULTS, "cell_mode": "types" if types else "all", **form, "features": features}
+    if carried:
+        form["cell_mode"] = "explorer"
     chosen = choices[choices["feature"].isin(features)]
     first = choices.head(INITIAL_FEATURE_OPTIONS)
     options = [feature_option(r) for _, r in chosen.iterrows()] + \
@@ -189,6 +230,7 @@ def _label(text: str, **kwargs) -> dbc.Label:
 def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[str]) -> dbc.Card:
     """The form, filled with ``form`` (keys of :data:`FORM_DEFAULTS`)."""
     modes = [{**m, "disabled": True} if m["value"] == "types" and not types else m for m in CELL_MODES]
+    targets = [{**t, "disabled": True} if t["value"] == "mean" and not types else t for t in TARGET_CHOICES]
     return dbc.Card([
         dbc.CardHeader(html.Span([html.Strong("Steering experiment"),
                                   html.Small(" set features in chosen cells, re-decode, compare", className="text-muted")])),
@@ -212,7 +254,7 @@ def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[s
             ], className="mb-3"),
             html.Div([
                 _label("Target"),
-                dbc.RadioItems(id=ids.STEER_TARGET, options=TARGET_CHOICES, value=form["target"], inline=True,
+                dbc.RadioItems(id=ids.STEER_TARGET, options=targets, value=form["target"], inline=True,
                                className="small"),
                 html.Div(dcc.Slider(id=ids.STEER_FACTOR, min=0.5, max=10, step=0.5, value=form["factor"],
                                     marks={v: f"×{v}" for v in (1, 2, 5, 10)},
@@ -222,6 +264,19 @@ def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[s
                                     marks={v: f"p{v}" for v in (50, 75, 90, 100)},
                                     tooltip={"placement": "bottom", "always_visible": False}),
                          id=ids.STEER_PERCENTILE_BOX, style=_shown(form["target"] == "percentile"), className="mt-2"),
+                html.Div(dbc.Row([
+                    dbc.Col(dcc.Dropdown(id=ids.STEER_MEAN_TYPE, options=[{"label": t, "value": t} for t in types],
+                                         value=form["mean_type"], clearable=False,
+                                         placeholder="mean of which cell type"), width=7),
+                    dbc.Col(dbc.InputGroup([dbc.InputGroupText("×"),
+                                            dbc.Input(id=ids.STEER_MEAN_FACTOR, type="number", min=0.05, step=0.05,
+                                                      value=form["mean_factor"], size="sm")], size="sm"), width=5),
+                ], className="g-2 align-items-center"), id=ids.STEER_MEAN_BOX, style=_shown(form["target"] == "mean"),
+                    className="mt-2"),
+                html.Div(dbc.InputGroup([dbc.InputGroupText("activation"),
+                                         dbc.Input(id=ids.STEER_VALUE, type="number", min=0, step="any",
+                                                   value=form["value"])], size="sm", style={"maxWidth": "16rem"}),
+                         id=ids.STEER_VALUE_BOX, style=_shown(form["target"] == "value"), className="mt-2"),
                 html.Small(TARGET_HELP[form["target"]], id=ids.STEER_TARGET_HELP, className="text-muted d-block"),
             ], className="mb-3"),
             dbc.Row([
@@ -271,6 +326,11 @@ def results_card() -> dbc.Card:
                                          outline=True, disabled=True, title="Every gene's paired test, as CSV")]),
                     dcc.Graph(id=ids.STEER_VOLCANO, figure=empty_figure("no run shown yet", height=400),
                               config={"displaylogo": False}),
+                    html.H6(["Largest changes ", html.Small("top 10 up and top 10 down by log2 fold change, "
+                                                            "significant or not", className="text-muted fw-normal")],
+                            className="mt-2"),
+                    html.Div(id=ids.STEER_CHANGES_NOTE),
+                    grid(ids.STEER_CHANGES, CHANGES_COLUMNS, height="300px", row_id="gene"),
                 ], lg=7),
                 dbc.Col([
                     html.H6("Nearest cell type, before → after"),
@@ -310,6 +370,14 @@ TERM_COLUMNS = [
     _num("mwu_q", "MWU q", ".2~e", 100),
     {"field": "genes", "headerName": "genes", "flex": 1, "minWidth": 140, "filter": "agTextColumnFilter",
      "tooltipField": "genes"},
+]
+CHANGES_COLUMNS = [
+    {"field": "arrow", "headerName": "", "width": 48, "cellClassRules": {"text-danger": "params.value == '▲'",
+                                                                          "text-primary": "params.value == '▼'"}},
+    {"field": "gene", "headerName": "gene", "flex": 1, "minWidth": 110, "filter": "agTextColumnFilter"},
+    _num("mean_normal", "mean normal", ".3~g", 115), _num("mean_steered", "mean steered", ".3~g", 120),
+    _num("log2fc", "log2 FC", ".2f", 90), _num("qvalue", "q", ".2~e", 95),
+    {"field": "passes", "headerName": "changed", "width": 95},
 ]
 MOVE_COLUMNS = [{"field": "from", "headerName": "from (nearest before)", "flex": 1},
                 {"field": "to", "headerName": "to (nearest after)", "flex": 1}, _num("cells", "cells", None, 85)]

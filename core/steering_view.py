@@ -22,7 +22,8 @@ import pandas as pd
 from .analysis import Analysis
 from .errors import InputError
 
-__all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "AXES_STEP", "AXES_FILE"]
+__all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
+           "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS"]
 
 AXES_STEP = "latent_axes"
 AXES_FILE = "latent_axes.npz"
@@ -130,6 +131,35 @@ def feature_choices(analysis: Analysis) -> pd.DataFrame:
         while len(_CHOICES) > 4:
             _CHOICES.popitem(last=False)
     return df
+
+
+CHANGE_COLUMNS = ["direction", "gene", "mean_normal", "mean_steered", "log2fc", "qvalue", "significant"]
+
+
+def largest_changes(de: pd.DataFrame, *, n: int = 10) -> pd.DataFrame:
+    """The ``n`` largest increases and the ``n`` largest decreases of a steering run's DE table,
+    whether or not they pass the significance thresholds.
+
+    ``de``: one row per gene (G rows) with at least ``gene``, ``mean_normal``, ``mean_steered``,
+    ``log2fc``, ``qvalue`` and ``significant`` (:attr:`core.steer.SteeringResult.de`). Returns at
+    most 2·n rows, columns :data:`CHANGE_COLUMNS`: first the genes with log2fc > 0, largest first
+    (``direction`` "up"), then those with log2fc < 0, most negative first ("down"); ties are
+    broken by q-value, then gene. Genes with log2fc 0 or NaN are left out.
+    """
+    if n < 0:
+        raise InputError(f"n must be ≥ 0, got {n}")
+    missing = [c for c in CHANGE_COLUMNS[1:] if c not in de]
+    if missing:
+        raise InputError(f"the DE table has no column {missing[0]!r}", fix="pass SteeringResult.de")
+    fc = pd.to_numeric(de["log2fc"], errors="coerce")
+    parts = []
+    for direction, mask, ascending in (("up", fc > 0, False), ("down", fc < 0, True)):
+        part = de.loc[mask, CHANGE_COLUMNS[1:]].assign(_fc=fc[mask])
+        part = part.sort_values(["_fc", "qvalue", "gene"], ascending=[ascending, True, True], kind="stable").head(n)
+        parts.append(part.drop(columns="_fc").assign(direction=direction))
+    out = pd.concat(parts, ignore_index=True)[CHANGE_COLUMNS]
+    out["significant"] = out["significant"].astype(bool)
+    return out
 
 
 def cell_type_choices(analysis: Analysis) -> list[str]:

@@ -213,3 +213,48 @@ def test_bx004_bad_links_and_sources_show_alerts(server, page, screenshot):
     expect(page.locator("#explorer-page-alert")).to_contain_text("The Explorer shows analyses", timeout=15000)
     screenshot("dataset-picked")
     assert server.proc.poll() is None
+
+
+def test_bx005_back_and_forward_restore_the_feature_and_the_search(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(explorer_url(server, mode="feature", q="4, 6"))
+    wait_for_graph(page, LATENT)
+    status = page.locator("#search-results-status")
+    expect(status).to_contain_text("2 features match", timeout=30000)
+    rows = page.locator("#search-results-grid .ag-center-cols-container .ag-row")
+    card = page.locator("#card-title")
+
+    def open_row(feature: int) -> None:
+        rows.filter(has=page.locator("[col-id=feature]", has_text=str(feature))).locator("[col-id=match]").click()
+        expect(card).to_have_text(f"Feature {feature}", timeout=15000)
+        expect(page).to_have_url(re.compile(rf"feature={feature}\b"))
+
+    def shows(feature: int) -> None:
+        expect(card).to_have_text(f"Feature {feature}", timeout=15000)
+        expect(page).to_have_url(re.compile(rf"feature={feature}\b"))
+        page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
+                               f".startsWith('feature {feature}: active in')", timeout=15000)
+
+    open_row(4)   # feature A
+    open_row(6)   # feature B
+    page.go_back()
+    shows(4)
+    screenshot("1-back")
+    page.go_forward()
+    shows(6)
+    # a new search, then back: the earlier search comes back with its results, the feature stays
+    page.fill("#search-query-input", "10-12")
+    expect(status).to_contain_text("3 features match", timeout=15000)
+    expect(page).to_have_url(re.compile(r"q=10-12"))
+    page.go_back()
+    expect(page.locator("#search-query-input")).to_have_value("4, 6", timeout=15000)
+    expect(status).to_contain_text("2 features match", timeout=15000)
+    shows(6)
+    # back to before any click: no feature selected
+    page.go_back()
+    page.go_back()
+    expect(page).not_to_have_url(re.compile(r"feature="))
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
+                           ".startsWith('no feature selected')", timeout=15000)
+    screenshot("2-back-to-start")
+    assert server.proc.poll() is None

@@ -34,11 +34,15 @@ def trace_names(page, sel: str) -> list[str]:
     return page.evaluate(f"() => (document.querySelector('{sel}')._fullData || []).map(d => d.name || '')")
 
 
-def choose_cell_type(page, name: str) -> None:
-    page.click("#steer-celltypes-select")
-    page.keyboard.type(name)
-    page.keyboard.press("Enter")
+def pick(page, dropdown: str, option: str) -> None:
+    """Choose ``option`` in a dcc.Dropdown by clicking it (typing + Enter can pick before the list filters)."""
+    page.click(dropdown)
+    page.get_by_role("option", name=option, exact=True).click()
     page.keyboard.press("Escape")
+
+
+def choose_cell_type(page, name: str) -> None:
+    pick(page, "#steer-celltypes-select", name)
 
 
 def run_and_wait(page) -> str:
@@ -151,3 +155,90 @@ def test_bst004_a_source_that_cannot_be_steered_says_what_to_do(server, page, sc
     expect(alert).to_contain_text("steering needs the model's decoder")
     expect(alert).to_contain_text("Fix: fit the built-in model")
     screenshot("1-no-decoder")
+
+
+def _lasso_left_half(page, graph: str) -> None:
+    page.locator(graph).scroll_into_view_if_needed()
+    left, top, w, h = page.evaluate("""(sel) => { const gd = document.querySelector(sel), s = gd._fullLayout._size,
+        r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }""", graph)
+    path = [(left + 5, top + 5), (left + w * 0.5, top + 5), (left + w * 0.5, top + h - 5), (left + 5, top + h - 5),
+            (left + 5, top + 8)]
+    page.mouse.move(*path[0])
+    page.mouse.down()
+    for px, py in path[1:]:
+        page.mouse.move(px, py, steps=8)
+    page.mouse.up()
+
+
+@pytest.mark.slow
+def test_bst005_cells_lassoed_in_the_explorer_are_steered(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server.url}/explorer?source=analysis%3Aplanted&feature=2")
+    expect(page.locator("#card-title")).to_have_text("Feature 2", timeout=30_000)
+    explorer_latent = "#explorer-latent-graph .js-plotly-plot"
+    page.wait_for_function(f"() => (document.querySelector('{explorer_latent}')?.layout?.title?.text || '')"
+                           ".startsWith('feature 2')", timeout=30_000)
+    _lasso_left_half(page, explorer_latent)
+    status = page.locator("#explorer-lookup-status")
+    expect(status).to_contain_text("cells selected", timeout=15_000)
+    n = int(re.search(r"([\d,]+) cells selected", status.inner_text())[1].replace(",", ""))
+    assert 0 < n < 240
+    button = page.locator("#explorer-steer-cells-button")
+    expect(button).to_have_text(f"Steer feature 2 in these {n} cells →")
+    screenshot("1-explorer-lasso")
+    button.click()
+
+    # the Steering page: feature 2, and the lassoed cells as the cell choice
+    expect(page.locator("#steering-page")).to_be_visible(timeout=30_000)
+    expect(page).to_have_url(re.compile(r"/steering\?source=analysis%3Aplanted&feature=2&cells=explorer"))
+    expect(page.locator("#steer-features-select")).to_contain_text("2 · top cell type")
+    choice = page.get_by_label(f"the {n} cells selected in the Explorer")
+    expect(choice).to_be_checked(timeout=15_000)
+    expect(page.locator("#steer-cells-help")).to_have_text(f"The {n} cells lassoed in the Explorer's latent space.")
+    outcome = run_and_wait(page)
+    assert "Done." in outcome and f"in {n} cells" in outcome, outcome
+    summary = page.locator("#steer-results-summary")
+    expect(summary).to_contain_text("Feature 2 → max", timeout=30_000)
+    expect(summary).to_contain_text(f"in {n} cells (Explorer selection: {n} cells)")
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')._fullData || [])"
+                           f".some(d => (d.name || '').startsWith('steered ({n})'))", timeout=30_000)
+    screenshot("2-steered")
+    # a reload keeps the carried cells (session storage of this tab) and shows the run
+    page.reload()
+    expect(page.get_by_label(f"the {n} cells selected in the Explorer")).to_be_checked(timeout=30_000)
+    expect(summary).to_contain_text(f"(Explorer selection: {n} cells)", timeout=30_000)
+
+
+@pytest.mark.slow
+def test_bst006_cell_type_mean_target_largest_changes_and_history(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{server.url}/steering?source=analysis%3Aplanted&feature=0")
+    summary = page.locator("#steer-results-summary")
+    expect(summary).to_contain_text("Feature 0 → max", timeout=30_000)  # the newest run of feature 0
+    pick(page, "#steer-celltypes-select", "c")
+    expect(page.locator("#steer-cells-help")).to_have_text("Cells of: c.")
+    page.get_by_label("cell-type mean ×").check()
+    expect(page.locator("#steer-mean-box")).to_be_visible()
+    expect(page.locator("#steer-mean-factor-input")).to_have_value("1.5")
+    pick(page, "#steer-mean-celltype-select", "b")
+    expect(page.locator("#steer-mean-celltype-select-value")).to_have_text("b")
+    assert "Done." in run_and_wait(page)
+    expect(summary).to_contain_text("Feature 0 → mean:bx1.5", timeout=30_000)
+    expect(summary).to_contain_text("(cell_type=c)")
+    # the largest changes are listed under the volcano, significant or not
+    changes = page.locator("#steer-changes-table .ag-center-cols-container .ag-row")
+    expect(changes.first).to_be_visible(timeout=30_000)
+    assert 0 < changes.count() <= 20
+    screenshot("1-mean-target")
+    # another run from the history changes the form; the mean run's row puts its target back
+    rows = page.locator("#steer-history-table .ag-center-cols-container .ag-row")
+    rows.filter(has_text="cell_type=a").filter(has_text="max").first.locator("[col-id=features]").click()
+    expect(page.get_by_label("maximum", exact=True)).to_be_checked(timeout=30_000)
+    expect(page.locator("#steer-mean-box")).to_be_hidden()
+    expect(summary).to_contain_text("Feature 0 → max", timeout=30_000)
+    rows.filter(has_text="mean:bx1.5").first.locator("[col-id=features]").click()
+    expect(page.get_by_label("cell-type mean ×")).to_be_checked(timeout=30_000)
+    expect(page.locator("#steer-mean-celltype-select-value")).to_have_text("b")
+    expect(page.locator("#steer-mean-factor-input")).to_have_value("1.5")
+    expect(page.locator("#steer-celltypes-select")).to_contain_text("c")
+    expect(summary).to_contain_text("Feature 0 → mean:bx1.5", timeout=30_000)

@@ -167,6 +167,11 @@ def test_update_latent_patch_recolours_the_active_cells(source, data):
     ops = operations(cb.update_latent("feature", {"feature": 3, "features": [3, 5]}, source, meta,
                                       triggered=STATE)[0])
     assert "Σ 2 features" in ops[("layout", "title", "text")]
+    # no feature any more (browser back to before the first click): the coloured trace empties
+    patch, _, alert = cb.update_latent("feature", {"feature": None, "features": []}, source, meta, triggered=STATE)
+    ops = operations(patch)
+    assert alert is None and decode(ops[("data", 1)]["customdata"]).size == 0
+    assert ops[("layout", "title", "text")].startswith("no feature selected")
     # the patch is small: typed arrays, not JSON number lists
     assert len(to_json_plotly(patch)) < 60 * cells.size + 2000
     # cell-type view: a selection does not touch it
@@ -299,6 +304,61 @@ def test_state_in_the_url_round_trips():
     assert cb.write_url({"feature": 12}, "B cell", "concept", "analysis:a", q) is no_update
     state, _ = explorer_page.initial_state(parse_query(q))
     assert state["feature"] == 12
+
+
+def test_back_and_forward_restore_the_view_the_url_holds():
+    """An address the page did not write (browser back/forward) sets the selection, search and mode;
+    one it wrote itself, another page's or another analysis's changes nothing."""
+    src = "analysis:a"
+    a = cb.state_query("", source=src, state={"feature": 4}, query="", mode="concept")
+    b = cb.state_query(a, source=src, state={"feature": 6}, query="", mode="concept")
+    assert cb.write_url_and_remember({"feature": 6}, "", "concept", src, a) == (b, b)  # remembered as written
+    assert cb.write_url_and_remember({"feature": 6}, "", "concept", src, b) == (no_update, no_update)
+    nothing = (no_update,) * 4
+    # the page's own address: nothing to do
+    assert cb.follow_url(b, "/explorer", b, src, {"feature": 6, "features": [6]}, "", "concept") == nothing
+    # back: feature 4 again (and the address as seen); forward: feature 6
+    assert cb.follow_url(a, "/explorer", b, src, {"feature": 6, "features": [6]}, "", "concept") == \
+        ({"feature": 4, "features": [4]}, no_update, no_update, a)
+    assert cb.follow_url(b, "/explorer", a, src, {"feature": 4, "features": [4]}, "", "concept") == \
+        ({"feature": 6, "features": [6]}, no_update, no_update, b)
+    # a box selection whose highlighted feature the address names is kept
+    assert cb.follow_url(a, "/explorer", b, src, {"feature": 4, "features": [4, 9]}, "", "concept")[0] is no_update
+    # the search and its mode come back too; no feature clears the selection
+    c = cb.state_query(a, source=src, state={"feature": None}, query="CD79A", mode="gene")
+    assert cb.follow_url(c, "/explorer", a, src, {"feature": 4, "features": [4]}, "", "concept") == \
+        ({"feature": None, "features": []}, "CD79A", "gene", c)
+    # another page, or another analysis (the shell renders that one anew): left alone
+    assert cb.follow_url(a, "/steering", b, src, {"feature": 6}, "", "concept") == nothing
+    other = cb.state_query("", source="analysis:b", state={"feature": 1}, query="", mode="concept")
+    assert cb.follow_url(other, "/explorer", b, src, {"feature": 6}, "", "concept") == nothing
+
+
+# ----------------------------------------------------------------------------- lasso → Steering page
+def test_lassoed_cells_are_carried_to_the_steering_page():
+    from components.steering_page import MAX_CARRIED_CELLS
+
+    sel = {"points": [{"customdata": 7}, {"customdata": 3}, {"customdata": 7}, {"x": 1}]}
+    lasso = cb.store_cells(sel)
+    assert lasso == {"n": 2, "cells": [3, 7]}
+    assert cb.store_cells(None) is no_update and cb.store_cells({"points": []}) is None
+    style, label, disabled, note = cb.steer_cells_button(lasso, {"feature": 12, "features": [12]})
+    assert style == {"display": "block"} and label == "Steer feature 12 in these 2 cells →" and disabled is False
+    assert "feature 12" in note
+    assert cb.steer_cells_button(lasso, {"feature": None})[1] == "Steer in these 2 cells →"
+    assert cb.steer_cells_button(None, {})[0] == {"display": "none"}
+    # the click: the cells into the app's session store, and the Steering page's address
+    store, path, search = cb.carry_cells(1, lasso, {"feature": 12}, "analysis:a")
+    assert store == {"source": "analysis:a", "cells": [3, 7], "n": 2} and path == "/steering"
+    assert search == "?source=analysis%3Aa&feature=12&cells=explorer"
+    assert cb.carry_cells(None, lasso, {}, "analysis:a") == (no_update,) * 3
+    # above the cap: not carried, and the button says why
+    big = cb.store_cells({"points": [{"customdata": i} for i in range(MAX_CARRIED_CELLS + 1)]})
+    assert big == {"n": MAX_CARRIED_CELLS + 1, "cells": None}
+    _, label, disabled, note = cb.steer_cells_button(big, {})
+    assert disabled is True and f"At most {MAX_CARRIED_CELLS:,} cells" in note and "5,001 cells" in label
+    assert cb.carry_cells(1, big, {}, "analysis:a") == (no_update,) * 3
+    json.dumps(cb.store_cells({"points": [{"customdata": i} for i in range(MAX_CARRIED_CELLS)]}))
 
 
 def test_an_analysis_without_annotation_still_explores(source, tmp_path_factory, monkeypatch):

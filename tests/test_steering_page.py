@@ -159,11 +159,14 @@ def test_bad_form_values_say_what_to_fix(args, message):
 
 
 def test_target_and_cell_controls():
-    factor, pct, help_text = cb.target_controls("factor")
-    assert factor == cb.SHOWN and pct == cb.HIDDEN and "multiple" in help_text
-    factor, pct, _ = cb.target_controls("percentile")
-    assert factor == cb.HIDDEN and pct == cb.SHOWN
-    assert cb.target_controls("off")[2].startswith("Each steered feature is switched off")
+    factor, pct, mean, value, help_text = cb.target_controls("factor")
+    assert factor == cb.SHOWN and pct == mean == value == cb.HIDDEN and "multiple" in help_text
+    factor, pct, mean, value, _ = cb.target_controls("percentile")
+    assert factor == mean == value == cb.HIDDEN and pct == cb.SHOWN
+    factor, pct, mean, value, help_text = cb.target_controls("mean")
+    assert mean == cb.SHOWN and factor == pct == value == cb.HIDDEN and "cell type" in help_text
+    assert cb.target_controls("value")[3] == cb.SHOWN
+    assert cb.target_controls("off")[-1].startswith("Each steered feature is switched off")
     assert cb.cell_controls("lasso", [1, 2, 3], [])[1] == "3 cells lassoed in the latent view."
     assert "Draw a lasso" in cb.cell_controls("lasso", [], [])[1]
     assert cb.cell_controls("types", [], ["a", "b"]) == (cb.SHOWN, "Cells of: a, b.")
@@ -202,7 +205,7 @@ def test_job_steers_stores_the_run_and_reports_progress(analyses, ran):
 
 def test_showing_the_run(analyses, ran):
     _, shown, _ = ran
-    (summary, latent, volcano, shift, moves, up, up_note, down, down_note,
+    (summary, latent, volcano, changes, changes_note, shift, moves, up, up_note, down, down_note,
      export_disabled) = cb.show_run(shown, SOURCE)
     text = text_of(summary)
     assert "Feature 0 → max" in text and "in 80 cells" in text and "cell_type=a" in text and "oxygen transport" in text
@@ -210,6 +213,9 @@ def test_showing_the_run(analyses, ran):
     # volcano: the planted genes are the red 'up' points
     names = [t.name for t in volcano.data]
     assert any(n.startswith("up (") for n in names) and "steered vs normal" in volcano.layout.xaxis.title.text
+    # largest changes: the planted genes lead the 'up' rows, and no note as genes did change
+    assert changes[0]["arrow"] == "▲" and changes[0]["passes"] == "yes" and changes_note is None
+    assert changes[0]["log2fc"] == max(r["log2fc"] for r in changes) and len(changes) <= 20
     # terms: the planted term first, linked to AmiGO
     assert up[0]["term_id"] == PLANTED_TERM
     assert up[0]["term_link"] == f"[{PLANTED_TERM}](https://amigo.geneontology.org/amigo/term/{PLANTED_TERM})"
@@ -246,7 +252,8 @@ def test_history_lists_runs_and_a_click_shows_one(analyses, ran):
     rows, note = cb.history_rows(shown, SOURCE)
     assert rows[0]["run_id"] == shown["run_id"] and rows[0]["error_term"] == "on" and "1 run stored" in note
     cell = {"rowIndex": 0, "colId": "features", "rowId": shown["run_id"], "value": "0"}
-    picked, feats, options, mode, types, target, factor, pct, error_term, test = cb.pick_history(cell, rows, SOURCE)
+    (picked, feats, options, mode, types, target, factor, pct, mean_type, mean_factor, value, error_term,
+     test) = cb.pick_history(cell, rows, SOURCE)
     assert picked["run_id"] == shown["run_id"] and picked["features"] == [0]
     # the form takes the run's settings, so it can be changed and run again
     assert feats == [0] and [o["value"] for o in options] == [0] and (mode, types) == ("types", ["a"])
@@ -365,3 +372,175 @@ def test_steerability_finds_the_decoder_without_loading_it(analyses, tmp_path):
         (folder / "analysis.json").write_text(json.dumps(cfg))
         problem = steerability(Analysis.open(folder))
         assert (problem is None) if expected is None else (expected in problem[0] and problem[1])
+
+
+# ----------------------------------------------------------------------------- cell-type mean target, history
+def test_form_writes_the_cell_type_mean_and_value_targets():
+    _, _, cfg = cb.steering_request([0], "all", [], [], "mean", 2, 99, True, "paired-log", "b", 1.5, None)
+    assert cfg.target == "mean:bx1.5"
+    t = cfg.targets[0]
+    assert (t.kind, t.cell_type, t.factor) == ("mean", "b", 1.5)
+    _, _, cfg = cb.steering_request([0], "all", [], [], "mean", 2, 99, True, "paired-log", "CD14+ Mono", "2", None)
+    assert cfg.target == "mean:CD14+ Monox2" and cfg.targets[0].cell_type == "CD14+ Mono"
+    _, _, cfg = cb.steering_request([0], "all", [], [], "value", 2, 99, True, "paired-log", None, None, 2.5)
+    assert cfg.targets[0].kind == "value" and cfg.targets[0].value == 2.5
+
+
+@pytest.mark.parametrize("mean_type, mean_factor, value, kind, message", [
+    (None, 1.5, None, "mean", "no cell type chosen for the cell-type mean"),
+    ("a", 0, None, "mean", "must be a positive number"),
+    ("a", None, None, "mean", "no factor of the cell-type mean given"),
+    (None, None, None, "value", "no activation value given"),
+    (None, None, -1, "value", "negative"),
+])
+def test_bad_mean_and_value_targets_say_what_to_fix(mean_type, mean_factor, value, kind, message):
+    with pytest.raises(InputError, match=message) as err:
+        cb.steering_request([0], "all", [], [], kind, 2, 99, True, "paired-log", mean_type, mean_factor, value)
+    assert err.value.fix
+
+
+@pytest.mark.parametrize("kind, extra, expected", [
+    ("max", {}, {"target": "max"}),
+    ("off", {}, {"target": "off"}),
+    ("factor", {"factor": 2.5}, {"target": "factor", "factor": 2.5}),
+    ("percentile", {"percentile": 90}, {"target": "percentile", "percentile": 90.0}),
+    ("mean", {"mean_type": "b", "mean_factor": 1.5}, {"target": "mean", "mean_type": "b", "mean_factor": 1.5}),
+    ("mean", {"mean_type": "bx2", "mean_factor": 1.0}, {"target": "mean", "mean_type": "bx2", "mean_factor": 1.0}),
+    ("mean", {"mean_type": "bx2", "mean_factor": 3}, {"target": "mean", "mean_type": "bx2", "mean_factor": 3.0}),
+    ("value", {"value": 0.75}, {"target": "value", "value": 0.75}),
+])
+def test_the_form_reads_back_every_target_it_writes(kind, extra, expected):
+    """form → target text (stored with the run) → form: the same controls."""
+    args = {"factor": 2, "percentile": 99, "mean_type": None, "mean_factor": None, "value": None, **extra}
+    _, _, cfg = cb.steering_request([0], "all", [], [], kind, args["factor"], args["percentile"], True, "paired-log",
+                                    args["mean_type"], args["mean_factor"], args["value"])
+    assert steering_page.target_form(cfg.target, types=["a", "b", "bx2"]) == expected
+
+
+def test_target_form_leaves_what_it_cannot_write():
+    assert steering_page.target_form(["max", "off"], types=[]) == {}      # one target per feature
+    assert steering_page.target_form("mean:zx1.5", types=["a"]) == {}     # a cell type no longer there
+    assert steering_page.target_form("sideways", types=[]) == {}
+
+
+def test_a_cell_type_mean_run_round_trips_through_the_history(analyses, ran):
+    alert, shown = cb.run_steering(JobProgress(None), SOURCE, [0], "types", ["a"], [], "mean", 2, 99, True,
+                                   "paired-log", "b", 1.5, None)
+    assert "Done." in text_of(alert)
+    a = Analysis.open(analyses / "planted")
+    res = load_steering_run(a, shown["run_id"])
+    # the target is 1.5 × feature 0's mean activation over every type-b cell (zeros included)
+    acts = a.read_npz_sparse("activations.npz").tocsc()[:, 0].toarray().ravel()
+    labels = anndata.read_h5ad(a.config["dataset"]["path"]).obs["cell_type"].astype(str).to_numpy()
+    assert res.target_labels == ["mean:bx1.5"]
+    assert res.targets[0] == pytest.approx(1.5 * acts[labels == "b"].mean(), rel=1e-5)
+    assert "mean:bx1.5" in text_of(cb.summary_line(res))
+    # a click on its history row puts the cell-type mean back into the form
+    rows, _ = cb.history_rows(shown, SOURCE)
+    out = cb.pick_history({"rowId": shown["run_id"]}, rows, SOURCE)
+    picked, feats, _, mode, types, target, _, _, mean_type, mean_factor, _, _, _ = out
+    assert picked["run_id"] == shown["run_id"] and feats == [0] and (mode, types) == ("types", ["a"])
+    assert (target, mean_type, mean_factor) == ("mean", "b", 1.5)
+    # so does a reload of its link
+    page = steering_page.layout(source=SOURCE, query={"run": shown["run_id"]})
+    assert find(page, ids.STEER_TARGET).value == "mean" and find(page, ids.STEER_MEAN_TYPE).value == "b"
+    assert find(page, ids.STEER_MEAN_FACTOR).value == 1.5
+    assert find(page, ids.STEER_MEAN_BOX).style == {"display": "block"}
+
+
+# ----------------------------------------------------------------------------- cells carried from the Explorer
+def test_cells_carried_from_the_explorer_are_a_cell_choice(analyses):
+    store = {"source": SOURCE, "cells": [9, 2, 5], "n": 3}
+    page = steering_page.layout(source=SOURCE, query={"feature": "2", "cells": "explorer"})
+    assert find(page, ids.STEER_CELL_MODE).value == "explorer"
+    options = find(page, ids.STEER_CELL_MODE).options
+    labelled = cb.cell_mode_options(SOURCE, store, options)
+    assert {"label": "the 3 cells selected in the Explorer", "value": "explorer"} in labelled
+    assert [o["value"] for o in labelled] == [o["value"] for o in options]
+    other = cb.cell_mode_options(SOURCE, {**store, "source": "analysis:other"}, options)
+    assert next(o for o in other if o["value"] == "explorer")["disabled"] is True
+    assert cb.cell_controls("explorer", [], [], store, SOURCE) == (cb.HIDDEN, "The 3 cells lassoed in the "
+                                                                             "Explorer's latent space.")
+    assert "No cells were carried" in cb.cell_controls("explorer", [], [], None, SOURCE)[1]
+    _, cells, _ = cb.steering_request([2], "explorer", [], [1], "max", 2, 99, True, "paired-log",
+                                      carried=store["cells"])
+    assert cells == [2, 5, 9]
+    with pytest.raises(InputError, match="no cells were carried from the Explorer"):
+        cb.steering_request([2], "explorer", [], [1], "max", 2, 99, True, "paired-log", carried=None)
+
+
+def test_a_run_on_cells_carried_from_the_explorer(analyses, ran):
+    store = {"source": SOURCE, "cells": [12, 10, 11, 40], "n": 4}
+    alert, shown = cb.run_steering(JobProgress(None), SOURCE, [2], "explorer", [], [], "max", 2, 99, True,
+                                   "paired-log", None, 1.5, None, store)
+    res = load_steering_run(Analysis.open(analyses / "planted"), shown["run_id"])
+    assert res.cells.tolist() == [10, 11, 12, 40] and res.info["cells"] == "Explorer selection: 4 cells"
+    assert "in 4 cells" in text_of(cb.summary_line(res))
+    # its link keeps the carried cells as the choice; a link to a run on cell types shows those
+    page = steering_page.layout(source=SOURCE, query={"run": shown["run_id"], "cells": "explorer"})
+    assert find(page, ids.STEER_CELL_MODE).value == "explorer"
+    _, first, _ = ran
+    page = steering_page.layout(source=SOURCE, query={"run": first["run_id"], "cells": "explorer"})
+    assert find(page, ids.STEER_CELL_MODE).value == "types" and find(page, ids.STEER_CELL_TYPES).value == ["a"]
+    # the cells of another analysis are not used
+    out = run_job(cb.run_steering, JobProgress(None), [SOURCE, [2], "explorer", [], [], "max", 2, 99, True,
+                                                       "paired-log", None, 1.5, None,
+                                                       {**store, "source": "analysis:other"}], n_outputs=1)
+    assert "no cells were carried from the Explorer" in text_of(out[0]) and out[1] is no_update
+
+
+# ----------------------------------------------------------------------------- largest changes
+def _de(log2fc, *, q=None, significant=None) -> pd.DataFrame:
+    n = len(log2fc)
+    return pd.DataFrame({"gene": [f"g{i}" for i in range(n)], "mean_normal": np.arange(n, dtype=float),
+                         "mean_steered": np.arange(n, dtype=float) + 1, "log2fc": log2fc, "stat": 0.0,
+                         "pvalue": 0.5, "qvalue": q if q is not None else np.full(n, 0.5),
+                         "significant": significant if significant is not None else np.zeros(n, bool),
+                         "direction": "none"})
+
+
+def test_largest_changes_lists_the_top_up_then_the_top_down():
+    from core.steering_view import CHANGE_COLUMNS, largest_changes
+
+    rng = np.random.default_rng(0)
+    fc = rng.normal(0, 0.3, 50)
+    fc[[3, 7]] = [0.0, np.nan]
+    de = _de(fc)
+    out = largest_changes(de, n=10)
+    assert list(out.columns) == CHANGE_COLUMNS and len(out) == 20
+    up, down = out[out["direction"] == "up"], out[out["direction"] == "down"]
+    assert out["direction"].tolist() == ["up"] * 10 + ["down"] * 10
+    expected_up = de.dropna().query("log2fc > 0").nlargest(10, "log2fc")["gene"].tolist()
+    expected_down = de.dropna().query("log2fc < 0").nsmallest(10, "log2fc")["gene"].tolist()
+    assert up["gene"].tolist() == expected_up and down["gene"].tolist() == expected_down
+    assert not {"g3", "g7"} & set(out["gene"])  # no change, no value: not listed
+    row = out.iloc[0]
+    src = de.set_index("gene").loc[row["gene"]]
+    assert (row["mean_normal"], row["mean_steered"], row["qvalue"]) == (src["mean_normal"], src["mean_steered"], 0.5)
+    # fewer genes than n on a side; ties broken by q
+    small = largest_changes(_de([1.0, 1.0, -2.0], q=[0.2, 0.1, 0.3]), n=10)
+    assert small["gene"].tolist() == ["g1", "g0", "g2"] and small["direction"].tolist() == ["up", "up", "down"]
+    assert largest_changes(_de([0.5, -0.5]), n=0).empty
+    with pytest.raises(InputError, match="no column 'qvalue'"):
+        largest_changes(de.drop(columns="qvalue"))
+
+
+def test_a_run_where_no_gene_passes_lists_the_largest_changes_with_a_note(analyses, ran, monkeypatch):
+    _, shown, _ = ran
+    real = cb.load_steering_run
+
+    def quiet(analysis, run_id):
+        res = real(analysis, run_id)
+        res.de = res.de.assign(significant=False, direction="none", log2fc=res.de["log2fc"] / 10)
+        return res
+
+    monkeypatch.setattr(cb, "load_steering_run", quiet)
+    _, _, volcano, changes, note, *_ = cb.show_run(shown, SOURCE)
+    assert "0 of 500 genes changed" in volcano.layout.title.text
+    assert len(changes) == 20 and {r["passes"] for r in changes} == {"no"}
+    assert [r["arrow"] for r in changes] == ["▲"] * 10 + ["▼"] * 10
+    text = text_of(note)
+    assert "No gene changed 2-fold (q < 0.05)" in text and "Mann–Whitney" in text
+    # nothing moved at all: nothing to list, and the note says so
+    assert "changed at all" in text_of(cb.changes_note(0, n_listed=0, alpha=0.05, min_abs_log2fc=1))
+    assert cb.changes_note(3, n_listed=20, alpha=0.05, min_abs_log2fc=1) is None
