@@ -29,3 +29,17 @@ def assert_bar_moved(values: list[float]) -> None:
     moving = [v for v in values if 0 < v < 100]
     assert len(set(moving)) >= 2, values
     assert moving == sorted(moving), values
+
+
+def lasso_left_half(page, graph: str) -> None:
+    """Draw a lasso around the left half of the plot area of the plotly graph ``graph`` (a selector)."""
+    page.locator(graph).scroll_into_view_if_needed()
+    left, top, w, h = page.evaluate("""(sel) => { const gd = document.querySelector(sel), s = gd._fullLayout._size,
+        r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }""", graph)
+    path = [(left + 5, top + 5), (left + w * 0.5, top + 5), (left + w * 0.5, top + h - 5), (left + 5, top + h - 5),
+            (left + 5, top + 8)]
+    page.mouse.move(*path[0])
+    page.mouse.down()
+    for px, py in path[1:]:
+        page.mouse.move(px, py, steps=8)
+    page.mouse.up()

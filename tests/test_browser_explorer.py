@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+from browser_helpers import lasso_left_half
 from conftest import ARTIFACTS, start_server, stop_server
 from explore_data import small_analysis_path
 from playwright.sync_api import expect
@@ -145,18 +146,7 @@ def test_bx002_map_click_and_lasso_reverse_lookup(server, page, screenshot):
                            timeout=15000)
     screenshot("box")
 
-    # lasso the left half of the latent space
-    page.locator(LATENT).scroll_into_view_if_needed()
-    box = page.evaluate("""(sel) => { const gd = document.querySelector(sel), s = gd._fullLayout._size,
-        r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }""", LATENT)
-    left, top, w, h = box
-    path = [(left + 5, top + 5), (left + w * 0.5, top + 5), (left + w * 0.5, top + h - 5), (left + 5, top + h - 5),
-            (left + 5, top + 8)]
-    page.mouse.move(*path[0])
-    page.mouse.down()
-    for px, py in path[1:]:
-        page.mouse.move(px, py, steps=8)
-    page.mouse.up()
+    lasso_left_half(page, LATENT)
     status = page.locator("#explorer-lookup-status")
     expect(status).to_contain_text("cells selected", timeout=15000)
     expect(page.locator("#explorer-lookup-features-grid .ag-row").first).to_be_visible()

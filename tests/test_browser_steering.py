@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+from browser_helpers import lasso_left_half
 from conftest import start_server, stop_server
 from playwright.sync_api import expect
 from steer_page_data import build_steerable
@@ -157,19 +158,6 @@ def test_bst004_a_source_that_cannot_be_steered_says_what_to_do(server, page, sc
     screenshot("1-no-decoder")
 
 
-def _lasso_left_half(page, graph: str) -> None:
-    page.locator(graph).scroll_into_view_if_needed()
-    left, top, w, h = page.evaluate("""(sel) => { const gd = document.querySelector(sel), s = gd._fullLayout._size,
-        r = gd.getBoundingClientRect(); return [r.left + s.l, r.top + s.t, s.w, s.h]; }""", graph)
-    path = [(left + 5, top + 5), (left + w * 0.5, top + 5), (left + w * 0.5, top + h - 5), (left + 5, top + h - 5),
-            (left + 5, top + 8)]
-    page.mouse.move(*path[0])
-    page.mouse.down()
-    for px, py in path[1:]:
-        page.mouse.move(px, py, steps=8)
-    page.mouse.up()
-
-
 @pytest.mark.slow
 def test_bst005_cells_lassoed_in_the_explorer_are_steered(server, page, screenshot):
     page.set_viewport_size({"width": 1400, "height": 1000})
@@ -178,7 +166,7 @@ def test_bst005_cells_lassoed_in_the_explorer_are_steered(server, page, screensh
     explorer_latent = "#explorer-latent-graph .js-plotly-plot"
     page.wait_for_function(f"() => (document.querySelector('{explorer_latent}')?.layout?.title?.text || '')"
                            ".startsWith('feature 2')", timeout=30_000)
-    _lasso_left_half(page, explorer_latent)
+    lasso_left_half(page, explorer_latent)
     status = page.locator("#explorer-lookup-status")
     expect(status).to_contain_text("cells selected", timeout=15_000)
     n = int(re.search(r"([\d,]+) cells selected", status.inner_text())[1].replace(",", ""))
