@@ -158,34 +158,34 @@ def _graph(graph_id: str, message: str) -> dcc.Graph:
                              "modeBarButtonsToRemove": ["autoScale2d", "toggleSpikelines"]})
 
 
-def map_card() -> dbc.Card:
+def _graph_card(*, title: str, hint: str, colour_id: str, colours: list[tuple[str, str]], alert_id: str,
+                graph_id: str, loading: str) -> dbc.Card:
+    """A card with a title, a colour-by switch (``colours``: (label, value), the first chosen) and a graph."""
     return dbc.Card([
         dbc.CardHeader(dbc.Row([
-            dbc.Col(html.Span([html.Strong("Concept map"),
-                               html.Small(" features by their concepts · click, or drag a box", className="text-muted")])),
-            dbc.Col(dbc.RadioItems(id=ids.EXPLORER_MAP_COLOUR, inline=True, value="category",
-                                   options=[{"label": "GO category", "value": "category"},
-                                            {"label": "local/global", "value": "locality"}]), width="auto"),
+            dbc.Col(html.Span([html.Strong(title), html.Small(f" {hint}", className="text-muted")])),
+            dbc.Col(dbc.RadioItems(id=colour_id, inline=True, value=colours[0][1],
+                                   options=[{"label": label, "value": value} for label, value in colours]),
+                    width="auto"),
         ], className="g-1 align-items-center")),
-        dbc.CardBody([html.Div(id=ids.EXPLORER_MAP_ALERT),
-                      dcc.Loading(_graph(ids.EXPLORER_MAP, "loading the concept map…"), type="circle",
-                                  delay_show=400)], className="p-1"),
+        dbc.CardBody([html.Div(id=alert_id),
+                      dcc.Loading(_graph(graph_id, loading), type="circle", delay_show=400)], className="p-1"),
     ])
+
+
+def map_card() -> dbc.Card:
+    return _graph_card(title="Concept map", hint="features by their concepts · click, or drag a box",
+                       colour_id=ids.EXPLORER_MAP_COLOUR,
+                       colours=[("GO category", "category"), ("local/global", "locality")],
+                       alert_id=ids.EXPLORER_MAP_ALERT, graph_id=ids.EXPLORER_MAP, loading="loading the concept map…")
 
 
 def latent_card() -> dbc.Card:
-    return dbc.Card([
-        dbc.CardHeader(dbc.Row([
-            dbc.Col(html.Span([html.Strong("Latent space"),
-                               html.Small(" cells (PCA of the embedding) · lasso cells", className="text-muted")])),
-            dbc.Col(dbc.RadioItems(id=ids.EXPLORER_LATENT_COLOUR, inline=True, value="feature",
-                                   options=[{"label": "selected feature", "value": "feature"},
-                                            {"label": "cell type", "value": "celltype"}]), width="auto"),
-        ], className="g-1 align-items-center")),
-        dbc.CardBody([html.Div(id=ids.EXPLORER_LATENT_ALERT),
-                      dcc.Loading(_graph(ids.EXPLORER_LATENT, "loading the latent space…"), type="circle",
-                                  delay_show=400)], className="p-1"),
-    ])
+    return _graph_card(title="Latent space", hint="cells (PCA of the embedding) · lasso cells",
+                       colour_id=ids.EXPLORER_LATENT_COLOUR,
+                       colours=[("selected feature", "feature"), ("cell type", "celltype")],
+                       alert_id=ids.EXPLORER_LATENT_ALERT, graph_id=ids.EXPLORER_LATENT,
+                       loading="loading the latent space…")
 
 
 def lookup_card() -> dbc.Card:
