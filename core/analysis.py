@@ -256,22 +256,37 @@ class Analysis:
         writer = StepWriter(staging)
         try:
             yield writer
-            config = dict(self.config)
-            steps = dict(config.get("steps", {}))
-            steps[name] = {
+            record = {
                 "inputs_hash": self.inputs_hash(inputs),
                 "inputs": inputs,
                 "files": list(dict.fromkeys(writer.written)),
                 "completed": _now(),
             }
-            config["steps"] = steps
-            new_config = io.write_json(staging / ".config" / CONFIG_FILE, config)  # all writes happen before
-            self._commit(staging, [*dict.fromkeys(writer.written), CONFIG_FILE], new_config)  # only renames
+            # another process may have committed steps since this object read the config: add this
+            # step to the config on disk, under the folder's lock, never write back a stale copy
+            with _folder_lock(self.path):
+                config = self._config_on_disk()
+                config["steps"] = {**config.get("steps", {}), name: record}
+                new_config = io.write_json(staging / ".config" / CONFIG_FILE, config)  # all writes happen before
+                self._commit(staging, [*dict.fromkeys(writer.written), CONFIG_FILE], new_config)  # only renames
             self.config = config
         except OSError as exc:  # disk full, no permission: nothing in the analysis changed
             raise _write_error(name, self.path, exc) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _config_on_disk(self) -> dict:
+        """The config as it is on disk now (this object's copy if it cannot be read); an InputError if
+        the folder holds another analysis than the one this object opened."""
+        try:
+            config = io.read_json(self.path / CONFIG_FILE)
+        except (OSError, ValueError):
+            return dict(self.config)
+        same = ("created", "dataset", "seed")
+        if any(config.get(k) != self.config.get(k) for k in same):
+            raise InputError(f"{self.path} was replaced by another analysis while this step ran",
+                             fix="open the analysis again and repeat the step")
+        return config
 
     def _commit(self, staging: Path, names: list[str], new_config: Path) -> None:
         """Rename staged files (and the new config, last) into place; on failure put every old file back."""
@@ -307,6 +322,23 @@ class Analysis:
             "steps": sorted(self.config.get("steps", {})),
             "created": self.config.get("created"),
         }
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the analysis folder (``flock`` on the directory itself: no lock file),
+    held while a step reads, updates and replaces analysis.json. Processes on one host."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _host() -> str:

@@ -129,3 +129,45 @@ def test_open_or_create(tmp_path):
         Analysis.open_or_create(tmp_path / "an", dataset=other)
     b = Analysis.open_or_create(tmp_path / "an", dataset=other, replace_other=True)
     assert b.config["dataset"]["sha256"] == "different"
+
+
+def test_a_stale_copy_never_drops_steps_committed_by_another_writer(tmp_path):
+    """Two objects on one folder (e.g. the app's page and a background job): each commit adds its
+    step to the config on disk. Before, the second commit wrote back its stale copy and the first
+    writer's steering runs vanished (found by the Explorer → Steering browser journey)."""
+    Analysis.create(tmp_path / "a", dataset={"path": "x"})
+    first, second = Analysis.open(tmp_path / "a"), Analysis.open(tmp_path / "a")
+    with first.step("steering/one", inputs={"n": 1}) as w:
+        w.write_json("steering/one/run.json", {"n": 1})
+    with second.step("steering/two", inputs={"n": 2}) as w:  # second never saw "one"
+        w.write_json("steering/two/run.json", {"n": 2})
+    steps = Analysis.open(tmp_path / "a").config["steps"]
+    assert {"steering/one", "steering/two"} <= set(steps)
+    assert set(second.config["steps"]) == set(steps)  # the writer's copy is the merged config
+    assert second.cached("steering/one", inputs={"n": 1})
+
+
+def test_steps_from_concurrent_processes_all_land(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    Analysis.create(tmp_path / "a", dataset={"path": "x"})
+    code = ("import sys; from core.analysis import Analysis; a = Analysis.open(sys.argv[1]); tag = sys.argv[2]\n"
+            "for i in range(15):\n"
+            "    with a.step(f'{tag}/{i}', inputs={'i': i}) as w: w.write_json(f'{tag}/{i}.json', {'i': i})\n")
+    root = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "a"), tag], cwd=root) for tag in "pq"]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    steps = Analysis.open(tmp_path / "a").config["steps"]
+    assert {f"{t}/{i}" for t in "pq" for i in range(15)} <= set(steps)
+
+
+def test_a_replaced_analysis_refuses_the_step(tmp_path):
+    old = Analysis.create(tmp_path / "a", dataset={"path": "x"})
+    Analysis.create(tmp_path / "a", dataset={"path": "y"}, overwrite=True)
+    before = _snapshot(tmp_path / "a")
+    with pytest.raises(InputError, match="replaced by another analysis"):
+        with old.step("s", inputs={}) as w:
+            w.write_json("s.json", {})
+    assert _snapshot(tmp_path / "a") == before

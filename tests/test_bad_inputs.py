@@ -151,7 +151,7 @@ def test_cancelled_training_and_annotation_leave_the_folder(ws):
     analysis = Analysis.open(ws.analysis)
     with pytest.raises(Cancelled):
         train_into_analysis(analysis, ds.embedding, sae_config=VanillaConfig(hidden=12),
-                            train_config=TrainConfig(epochs=100_000, seed=1), data_ref=ds.source,
+                            train_config=TrainConfig(epochs=100_000, patience=None, seed=1), data_ref=ds.source,
                             should_stop=stop_after(3), force=True)
     assert len(calls) > 3 and ds.embedding.shape[0] == N_CELLS
     assert snapshot(ws.root) == before
