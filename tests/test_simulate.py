@@ -197,10 +197,3 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, capsys, argv, message
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.h5ad"))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("core.simulate.demo_data") is not None,
-                    reason="the demo dataset exists; its own tests cover it")
-def test_cli_demo_without_the_demo_module_says_so(tmp_path, capsys):
-    assert main(["simulate", "demo", "--out", str(tmp_path / "d.h5ad")]) == 2
-    assert "not available" in capsys.readouterr().err
