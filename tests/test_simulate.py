@@ -2,7 +2,6 @@
 input, the .h5ad round trip and the `featurelens simulate small|large|demo` CLI."""
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
