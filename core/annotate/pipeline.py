@@ -22,13 +22,17 @@ from .de import batched_de
 from .enrich import COLUMNS, enrich
 from .groups import select_groups
 
-__all__ = ["AnnotationConfig", "AnnotationResult", "annotate", "load_concepts", "annotate_analysis"]
+METHODS = ("calibrated", "paper")
+
+__all__ = ["METHODS", "AnnotationConfig", "AnnotationResult", "annotate", "load_concepts", "annotate_analysis"]
 
 
 @dataclass(frozen=True)
 class AnnotationConfig:
-    """Settings of the annotation step (defaults: the paper's method, REFERENCE.md §4)."""
+    """Settings of the annotation step. ``method``: "calibrated" (default; docs/method.md) or
+    "paper" (the paper's statistics and thresholds, unchanged)."""
 
+    method: str = "calibrated"
     concepts: tuple = ("go-bp", "go-mf")
     gmt: tuple = ()
     propagate: bool = True
@@ -47,6 +51,8 @@ class AnnotationConfig:
     concept_map: ConceptMapConfig = field(default_factory=ConceptMapConfig)
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"unknown annotation method {self.method!r}", fix="use --method calibrated or --method paper")
         bad = [c for c in self.concepts if c not in NAMESPACES]
         if bad:
             raise InputError(f"unknown concept database {bad[0]!r}", fix=f"choose from {', '.join(NAMESPACES)} "
