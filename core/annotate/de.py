@@ -30,8 +30,9 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from .groups import Groups, _take_csr
-from .stats import _welch_chunk, bh, group_sums, prefix_sums, t_two_sided
+from .groups import Groups
+from .moments import check_inputs, chunk_sums
+from .stats import _welch_chunk, bh, t_two_sided
 
 __all__ = ["DEResult", "batched_de", "significant_genes"]
 
@@ -118,64 +119,23 @@ def batched_de(
     ``q_strict``, ``min_fold``, ``q_fallback``: the significance rule (module docstring).
     Raises :class:`core.progress.Cancelled` when ``should_stop()`` turns true.
     """
-    if expression.ndim != 2 or expression.shape[0] != groups.n_cells:
-        raise InputError(f"expression has shape {expression.shape}, groups are over {groups.n_cells} cells",
-                         fix="pass the cells × genes matrix of the same cells as the activations")
-    bad = ~groups.testable
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"feature {groups.feature[i]} cannot be tested: {groups.reason[i]}",
-                         fix="use groups.blocks(), which yields only testable features")
+    check_inputs(expression, groups)
     if min_fold <= 0:
         raise InputError(f"min_fold must be > 0, got {min_fold}")
-    n_cells, n_genes = expression.shape
-    n_feat = len(groups)
-    is_sparse = sp.issparse(expression)
-    if is_sparse:
-        x_all = expression if expression.format == "csc" else sp.csc_matrix(expression)
-    else:
-        x_all = np.asarray(expression)
-
-    # one cells → rows index: rows 0..F-1 = high groups, F.. = active cells inside low prefixes
-    skip_n = np.diff(groups.skip_indptr)
-    has_skip = np.flatnonzero(skip_n > 0)
-    _, skip_cells = _take_csr(groups.skip_indptr, groups.skip_indices, has_skip)
-    rows = np.concatenate([np.repeat(np.arange(n_feat), groups.n_high),
-                           n_feat + np.repeat(np.arange(has_skip.size), skip_n[has_skip])])
-    cells = np.concatenate([groups.high_indices, skip_cells]).astype(np.int64)
-    n_rows = n_feat + has_skip.size
-    sel = sp.csc_matrix((np.ones(rows.size, np.int8), (rows, cells)), shape=(n_rows, n_cells))
-    sel.sort_indices()
-    cell_ptr, row_idx = sel.indptr.astype(np.int64), sel.indices.astype(np.int64)
-    stops, stop_pos = np.unique(groups.low_stop, return_inverse=True)
-    stop_pos = stop_pos.astype(np.int64).ravel()
-    ref_cells = np.sort(groups.order[:min(n_cells, 1000)])
-
+    n_feat, n_genes = len(groups), expression.shape[1]
     n1 = groups.n_high.astype(np.float64)
     n2 = groups.n_low.astype(np.float64)
-    skip_row = np.full(n_feat, -1, np.int64)
-    skip_row[has_skip] = n_feat + np.arange(has_skip.size)
     out = {k: np.empty((n_feat, n_genes)) for k in ("mean_high", "mean_low", "fold_change", "t", "p")}
-    step = max(1, int(gene_chunk))
-    for g0 in range(0, n_genes, step):
-        if should_stop():
-            raise Cancelled()
-        g1 = min(n_genes, g0 + step)
-        xc = x_all[:, g0:g1].toarray() if is_sparse else x_all[:, g0:g1]
-        if not np.issubdtype(xc.dtype, np.floating):
-            xc = xc.astype(np.float64)
-        # shift: mean of up to 1,000 random cells, rounded to the data's dtype (x − shift is exact)
-        shift = np.asarray(xc[ref_cells], np.float64).mean(axis=0).astype(xc.dtype).astype(np.float64)
-        s1, s2 = group_sums(xc, shift, cell_ptr, row_idx, n_rows, tile=tile)
-        p1, p2 = prefix_sums(xc, shift, groups.order, stops, tile=tile)
+    for c in chunk_sums(expression, groups, gene_chunk=gene_chunk, tile=tile, progress=progress,
+                         should_stop=should_stop):
         # df goes into out["p"] first, then becomes the p-value
-        _welch_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, FC_EPS, out["mean_high"],
-                     out["mean_low"], out["fold_change"], out["t"], out["p"])
-        out["p"][:, g0:g1] = t_two_sided(out["t"][:, g0:g1], out["p"][:, g0:g1])
-        progress(g1, n_genes, f"DE of {n_feat} features: {g1}/{n_genes} genes")
+        _welch_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, FC_EPS,
+                     out["mean_high"], out["mean_low"], out["fold_change"], out["t"], out["p"])
+        out["p"][:, c.g0:c.g1] = t_two_sided(out["t"][:, c.g0:c.g1], out["p"][:, c.g0:c.g1])
     q = bh(out["p"], axis=1) if n_feat else np.empty((0, n_genes))
     sig, rule = significant_genes(q, out["fold_change"], q_strict=q_strict, min_fold=min_fold,
                                   q_fallback=q_fallback)
     params = {"q_strict": q_strict, "min_fold": min_fold, "q_fallback": q_fallback, "fc_eps": FC_EPS}
     return DEResult(groups.feature.copy(), groups.n_high.copy(), groups.n_low.copy(), out["mean_high"],
                     out["mean_low"], out["fold_change"], out["t"], out["p"], q, sig, rule, params)
+

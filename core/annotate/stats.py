@@ -318,6 +318,42 @@ def _welch_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, fc_eps, 
                 df_out[f, g0 + j] = np.nan
 
 
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
+@njit(parallel=True, cache=True)
+def _moments_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, mean_high, mean_low, ss_high, ss_low):
+    """Group means and sums of squared deviations of one gene chunk of F features (in place), from the
+    same shifted sums as :func:`_welch_chunk` (sums of squares at float rounding level become 0)."""
+    n_feat = n1.size
+    w = shift.size
+    eps = np.finfo(np.float64).eps
+    for f in prange(n_feat):
+        a = n1[f]
+        b = n2[f]
+        tol_a, tol_b = 2 * a * eps, 2 * b * eps
+        sr = skip_row[f]
+        k = stop_pos[f]
+        for j in range(w):
+            h1 = s1[f, j]
+            h2 = s2[f, j]
+            l1 = p1[k, j]
+            l2 = p2[k, j]
+            if sr >= 0:
+                l1 -= s1[sr, j]
+                l2 -= s2[sr, j]
+            mh = h1 / a
+            ml = l1 / b
+            q1 = h2 - h1 * mh
+            if q1 <= tol_a * h2:
+                q1 = 0.0
+            q2 = l2 - l1 * ml
+            if q2 <= tol_b * l2:
+                q2 = 0.0
+            mean_high[f, g0 + j] = mh + shift[j]
+            mean_low[f, g0 + j] = ml + shift[j]
+            ss_high[f, g0 + j] = q1
+            ss_low[f, g0 + j] = q2
+
+
 def t_two_sided(t: np.ndarray, df: np.ndarray, *, threads: int = 2) -> np.ndarray:
     """2·stdtr(df, −|t|) clipped to 1, and 1 where t or df is NaN; rows split over threads."""
     from scipy.special import stdtr
