@@ -6,11 +6,13 @@ analysis folder and writes ``annotations.parquet``, ``annotation_groups.parquet`
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..concept_map import ConceptMapConfig, concept_map
 from ..concepts import ConceptDB, load_go, read_gmt
@@ -18,9 +20,15 @@ from ..concepts.go import NAMESPACES, term_names
 from ..concepts.match import prepare_concepts
 from ..errors import InputError
 from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from ..concepts.dag import go_dag
+from .calibrated_de import KINDS, calibrated_de
+from .calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
 from .de import batched_de
 from .enrich import COLUMNS, enrich
 from .groups import select_groups
+from .moderated import term_correlation
+from .normalise import detected_matrix, log_normalise
+from .reported import is_reported, reported
 
 METHODS = ("calibrated", "paper")
 
@@ -47,6 +55,13 @@ class AnnotationConfig:
     q_fallback: float = 0.05
     binom_p_max: float = 0.01
     mwu_p_max: float = 0.01
+    # calibrated method (docs/method.md)
+    fdr: float = 0.05               # BH level for genes and for terms
+    min_detect: float = 0.1         # observed counts: detected in ≥ this fraction of high or low cells
+    min_lfc: float | None = None    # |Δ mean log1p| in log2 units; None: 0.5 observed, 1.0 predicted
+    min_hits: int = 2               # a reported term needs at least this many up-regulated genes
+    nominal_p: float = 0.01         # rows kept in the table (reported or not)
+    n_null: int = 100               # null features of the self-check (0: none)
     block_size: int = 256
     concept_map: ConceptMapConfig = field(default_factory=ConceptMapConfig)
 
@@ -65,6 +80,8 @@ class AnnotationConfig:
             raise InputError(f"percentile must lie in (0, 100), got {self.percentile}")
         if self.n_low < 1 or self.min_cells < 2:
             raise InputError("n_low must be ≥ 1 and min_cells ≥ 2")
+        if not 0 < self.fdr < 1 or not 0 <= self.min_detect < 1 or self.n_null < 0 or self.min_hits < 1:
+            raise InputError("fdr must lie in (0, 1), min_detect in [0, 1), n_null ≥ 0 and min_hits ≥ 1")
         if not 1 <= self.min_term_size <= self.max_term_size:
             raise InputError(f"term sizes must satisfy 1 ≤ min ({self.min_term_size}) ≤ max ({self.max_term_size})")
 
@@ -76,22 +93,27 @@ class AnnotationConfig:
 
 @dataclass
 class AnnotationResult:
-    annotations: pd.DataFrame   # feature × term rows (core.annotate.enrich.COLUMNS)
+    annotations: pd.DataFrame   # feature × term rows (COLUMNS or CALIBRATED_COLUMNS, with ``reported``)
     groups: pd.DataFrame        # per feature: threshold, n_active, n_high, n_low, reason, n_significant, de_rule
     concepts: ConceptDB
+    method: str = "calibrated"
+    null: dict = field(default_factory=dict)   # the self-check on random cell sets
 
     def summary(self, n_live: int | None = None) -> dict:
         ann = self.annotations
-        n_feat = int(ann["feature"].nunique()) if len(ann) else 0
-        per = ann.groupby("feature").size() if len(ann) else pd.Series(dtype=int)
-        out = {"features_tested": int((self.groups["reason"] == "").sum()),
+        rep = reported(ann) if len(ann) else ann
+        n_feat = int(rep["feature"].nunique()) if len(rep) else 0
+        per = rep.groupby("feature").size() if len(rep) else pd.Series(dtype=int)
+        out = {"method": self.method, "features_tested": int((self.groups["reason"] == "").sum()),
                "features_skipped": int((self.groups["reason"] != "").sum()),
-               "features_annotated": n_feat, "unique_terms": int(ann["term_id"].nunique()) if len(ann) else 0,
+               "features_annotated": n_feat, "unique_terms": int(rep["term_id"].nunique()) if len(rep) else 0,
                "terms_per_feature_mean": float(per.mean()) if len(per) else 0.0,
+               "terms_per_feature_median": float(per.median()) if len(per) else 0.0,
                "terms_per_feature_min": int(per.min()) if len(per) else 0,
                "terms_per_feature_max": int(per.max()) if len(per) else 0,
+               "rows_in_table": int(len(ann)),
                "concept_terms_tested": int(self.concepts.n_terms), "gene_match": self.concepts.match.describe()
-               if self.concepts.match else ""}
+               if self.concepts.match else "", **self.null}
         if n_live:
             out["annotated_fraction_of_live"] = n_feat / n_live
         return out
@@ -108,13 +130,16 @@ def load_concepts(config: AnnotationConfig, gene_names) -> ConceptDB:
 
 
 def annotate(activations, expression, gene_names, *, concepts: ConceptDB, seed: int,
-             config: AnnotationConfig = AnnotationConfig(), progress: Progress = no_progress,
-             should_stop: ShouldStop = never_stop) -> AnnotationResult:
+             config: AnnotationConfig = AnnotationConfig(), kind: str = "observed", workdir: Path | None = None,
+             progress: Progress = no_progress, should_stop: ShouldStop = never_stop) -> AnnotationResult:
     """Annotate every live feature of ``activations`` (cells × features, CSR ≥ 0).
 
     ``expression``: cells × genes (dense, memmap or sparse) of the same cells; ``gene_names``: its
-    columns; ``concepts``: from :func:`load_concepts`. Dead features and features with too few
-    high/low cells are skipped with a reason in ``groups``.
+    columns; ``concepts``: from :func:`load_concepts`; ``kind``: "observed" (counts) or "predicted"
+    (a decoder's means; calibrated method only). ``workdir``: where the calibrated method may write its
+    log-normalised copy of dense expression (default: in memory). Dead features and features with
+    too few high/low cells are skipped with a reason in ``groups``. Both methods end with the null
+    self-check (``config.n_null`` random cell sets through the same pipeline).
     """
     if expression.shape[0] != activations.shape[0]:
         raise InputError(f"expression has {expression.shape[0]} cells, activations {activations.shape[0]}",
@@ -124,8 +149,11 @@ def annotate(activations, expression, gene_names, *, concepts: ConceptDB, seed: 
     progress(0, 1, "selecting high and low cells")
     groups = select_groups(activations, seed=seed, percentile=config.percentile, n_low=config.n_low,
                            min_cells=config.min_cells, should_stop=should_stop)
+    runner = _Runner(expression, concepts, config=config, kind=kind, seed=seed, workdir=workdir, progress=progress)
     summary = groups.summary()
     summary["n_significant"] = 0
+    summary["n_up"] = 0
+    summary["n_down"] = 0
     summary["de_rule"] = ""
     tables = []
     row_of = {f: i for i, f in enumerate(groups.feature.tolist())}
@@ -134,17 +162,93 @@ def annotate(activations, expression, gene_names, *, concepts: ConceptDB, seed: 
     for block in groups.blocks(config.block_size):
         if should_stop():
             raise Cancelled("annotation cancelled")
-        de = batched_de(expression, block, q_strict=config.q_strict, min_fold=config.min_fold,
-                        q_fallback=config.q_fallback, should_stop=should_stop)
-        tables.append(enrich(de, concepts, binom_p_max=config.binom_p_max, mwu_p_max=config.mwu_p_max,
-                             should_stop=should_stop))
+        de, table = runner.run(block, should_stop=should_stop)
+        tables.append(table)
         rows = [row_of[f] for f in de.feature.tolist()]
         summary.loc[rows, "n_significant"] = de.n_significant
+        if hasattr(de, "up"):
+            summary.loc[rows, "n_up"] = de.up.sum(axis=1)
+            summary.loc[rows, "n_down"] = de.down.sum(axis=1)
         summary.loc[rows, "de_rule"] = de.rule
         done += len(block)
         progress(done, max(n_test, 1), f"annotated {done}/{n_test} features")
-    ann = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
-    return AnnotationResult(annotations=ann, groups=summary, concepts=concepts)
+    cols = CALIBRATED_COLUMNS if config.method == "calibrated" else PAPER_COLUMNS
+    ann = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=cols)
+    null = {}
+    if config.n_null and n_test:
+        progress(0, 1, f"self-check: annotating {config.n_null} null features (random cells)")
+        null = runner.null_check(groups, should_stop=should_stop)
+    return AnnotationResult(annotations=ann, groups=summary, concepts=concepts, method=config.method, null=null)
+
+
+PAPER_COLUMNS = COLUMNS + ["de_direction", "reported", "redundant_with"]
+
+
+class _Runner:
+    """DE + enrichment of blocks of features with one method; prepared once per annotation run."""
+
+    def __init__(self, expression, concepts: ConceptDB, *, config: AnnotationConfig, kind: str, seed: int,
+                 workdir: Path | None, progress: Progress):
+        self.config, self.concepts, self.seed = config, concepts, seed
+        self.n_cells = expression.shape[0]
+        if config.method == "paper":
+            self.expression = expression
+            return
+        if kind not in KINDS:
+            raise InputError(f"expression kind must be one of {KINDS}, got {kind!r}")
+        self.kind = kind
+        progress(0, 1, "normalising expression (library size, log1p)")
+        out = Path(workdir) / "log_normalised.npy" if workdir is not None and not sp.issparse(expression) else None
+        self.expression = log_normalise(expression, out=out)
+        self.detected = None
+        if kind == "observed":
+            self.detected = detected_matrix(expression if sp.issparse(expression) else sp.csr_matrix(np.asarray(expression)))
+        progress(0, 1, "inter-gene correlation of each term")
+        rng = np.random.default_rng([int(seed), 7])
+        cells = rng.choice(self.n_cells, min(self.n_cells, 2000), replace=False)
+        self.correlation = term_correlation(self.expression, concepts.matrix, cells=cells)
+        ids = concepts.terms["id"].astype(str)
+        self.dag = go_dag() if ids.str.startswith("GO:").any() else None
+
+    def run(self, block, *, should_stop: ShouldStop = never_stop):
+        cfg = self.config
+        if cfg.method == "paper":
+            de = batched_de(self.expression, block, q_strict=cfg.q_strict, min_fold=cfg.min_fold,
+                            q_fallback=cfg.q_fallback, should_stop=should_stop)
+            table = enrich(de, self.concepts, binom_p_max=cfg.binom_p_max, mwu_p_max=cfg.mwu_p_max,
+                           should_stop=should_stop)
+            table["de_direction"] = "pooled"
+            table["reported"] = True
+            table["redundant_with"] = ""
+            return de, table
+        de = calibrated_de(self.expression, block, kind=self.kind, detected=self.detected,
+                           min_detect=cfg.min_detect, q_max=cfg.fdr, min_lfc=cfg.min_lfc, should_stop=should_stop)
+        table = enrich_calibrated(de, self.concepts, correlation=self.correlation, dag=self.dag, q_max=cfg.fdr,
+                                  min_hits=cfg.min_hits, nominal_p=cfg.nominal_p, should_stop=should_stop)
+        return de, table
+
+    def null_check(self, groups, *, should_stop: ShouldStop = never_stop) -> dict:
+        """Annotate ``n_null`` random cell sets sized like the real features (their n_active drawn from
+        the testable features, random activations), with the same groups rule, DE and enrichment."""
+        cfg = self.config
+        rng = np.random.default_rng([int(self.seed), 99])
+        n_active = rng.choice(groups.n_active[groups.testable], cfg.n_null)
+        cols, rows, vals = [], [], []
+        for j, k in enumerate(n_active):
+            cells = rng.choice(self.n_cells, int(k), replace=False)
+            rows.append(cells)
+            cols.append(np.full(cells.size, j))
+            vals.append(rng.random(cells.size) + 1e-3)
+        acts = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(self.n_cells, cfg.n_null))
+        null_groups = select_groups(acts, seed=rng.integers(2 ** 31), percentile=cfg.percentile, n_low=cfg.n_low,
+                                    min_cells=cfg.min_cells, should_stop=should_stop)
+        tables = [self.run(b, should_stop=should_stop)[1] for b in null_groups.blocks(cfg.block_size)]
+        ann = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["feature"])
+        n_tested = int(null_groups.testable.sum())
+        hit = int(reported(ann)["feature"].nunique()) if len(ann) else 0
+        return {"null_features_tested": n_tested, "null_features_annotated": hit,
+                "false_annotation_rate": hit / n_tested if n_tested else 0.0}
 
 
 def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig(), progress: Progress = no_progress,
@@ -168,11 +272,13 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
                          "are dead), so there is nothing to annotate",
                          fix="re-train with a smaller --l1, or with --arch topk --k K so that latents fire")
     concepts = load_concepts(config, expr.gene_names)
-    result = annotate(acts, expr.matrix, expr.gene_names, concepts=concepts, seed=analysis.seed, config=config,
-                      progress=progress, should_stop=should_stop)
+    kind = "predicted" if expr.label.startswith("predicted") else "observed"
+    with tempfile.TemporaryDirectory(dir=analysis.path, prefix=".annotate-") as work:
+        result = annotate(acts, expr.matrix, expr.gene_names, concepts=concepts, seed=analysis.seed, config=config,
+                          kind=kind, workdir=Path(work), progress=progress, should_stop=should_stop)
     summary = {**result.summary(n_live=n_live), "expression": expr.label}
     cmap = None
-    if len(result.annotations):
+    if bool(is_reported(result.annotations).any()) if len(result.annotations) else False:
         progress(0, 1, "building the concept map (UMAP)")
         level1 = dict(zip(concepts.terms["id"], concepts.terms["level1"]))
         cmap = concept_map(result.annotations, level1=level1, names=term_names(), config=config.concept_map)

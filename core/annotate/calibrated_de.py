@@ -1,0 +1,206 @@
+"""Calibrated DE of high vs low cells for a block of features (the default method; docs/method.md).
+
+Input: log-normalised expression (:func:`core.annotate.normalise.log_normalise`: counts per cell
+scaled to the median library size, then log1p). Per feature and gene:
+
+- **tested genes**: non-zero pooled variance and, for observed counts, detected (x > 0) in at
+  least ``min_detect`` (10 %) of the high or of the low cells (Seurat's ``min.pct``): a gene seen
+  in a handful of cells carries no information about the feature, and its t is the least normal;
+- **moderated t**: pooled variance s² (df d = n₁ + n₂ − 2) shrunk towards a trend in average
+  expression by limma's empirical Bayes (:func:`core.annotate.moderated.squeeze_variances`), fitted
+  per feature over its tested genes; t = Δ / √(s̃²(1/n₁ + 1/n₂)) with d + d₀ degrees of freedom.
+  A group that is all zeros no longer makes the test one-sample (Welch's failure on sparse counts);
+- **BH** across the tested genes of the feature;
+- **effect size** ``lfc`` = (mean_high − mean_low)/ln 2 of the log-normalised values (log2 units;
+  close to log2 fold change for expressed genes, shrunk towards 0 near zero);
+- **significant**: q < ``q_max`` and |lfc| ≥ ``min_lfc``; ``up`` = significant with t > 0 (higher
+  in the feature's high cells), ``down`` = t < 0. Observed counts: min_lfc 0.5; predicted expression
+  (noise-free, so tiny differences get tiny q): effect size first, min_lfc 1.0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import special
+
+from ..errors import InputError
+from ..progress import Progress, ShouldStop, never_stop, no_progress
+from .groups import Groups
+from .moderated import bh_masked, squeeze_variances, trend_basis
+from .moments import check_inputs, chunk_sums
+from .stats import _moments_chunk
+
+__all__ = ["CalibratedDE", "calibrated_de", "KINDS", "DEFAULT_MIN_LFC"]
+
+KINDS = ("observed", "predicted")
+DEFAULT_MIN_LFC = {"observed": 0.5, "predicted": 1.0}
+
+
+@dataclass
+class CalibratedDE:
+    """Calibrated DE of F features × G genes; arrays (F, G) unless noted.
+
+    ``mean_high``/``mean_low``: means of log-normalised expression; ``lfc`` (log2 units); ``t``
+    moderated (NaN where not tested), ``df`` (F,) = d + d₀; ``p``, ``q`` (1 where not tested);
+    ``tested``, ``up``, ``down`` bool; ``detect_high``/``detect_low``: fraction of cells with x > 0
+    (None without a detection filter); ``d0`` (F,) prior df.
+    """
+
+    feature: np.ndarray
+    n_high: np.ndarray
+    n_low: np.ndarray
+    mean_high: np.ndarray
+    mean_low: np.ndarray
+    lfc: np.ndarray
+    t: np.ndarray
+    df: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    tested: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    d0: np.ndarray
+    detect_high: np.ndarray | None = None
+    detect_low: np.ndarray | None = None
+    kind: str = "observed"
+    params: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.feature.size)
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.p.shape[1])
+
+    @property
+    def significant(self) -> np.ndarray:
+        return self.up | self.down
+
+    @property
+    def n_significant(self) -> np.ndarray:
+        return self.significant.sum(axis=1)
+
+    @property
+    def rule(self) -> np.ndarray:
+        """Per feature, the rule's name ("calibrated-observed" / "calibrated-predicted")."""
+        return np.full(len(self), f"calibrated-{self.kind}", dtype=object)
+
+    def position(self, feature: int) -> int:
+        hit = np.flatnonzero(self.feature == feature)
+        if hit.size == 0:
+            raise InputError(f"feature {feature} is not in this DE block")
+        return int(hit[0])
+
+    def table(self, feature: int, *, genes=None) -> pd.DataFrame:
+        """One feature's DE table in gene order: gene, mean_high, mean_low, lfc, t, p, q, tested,
+        direction ("up"/"down"/""), detect_high, detect_low."""
+        i = self.position(feature)
+        genes = pd.Index(genes if genes is not None else np.arange(self.n_genes))
+        if len(genes) != self.n_genes:
+            raise InputError(f"{len(genes)} gene names for {self.n_genes} genes")
+        direction = np.where(self.up[i], "up", np.where(self.down[i], "down", ""))
+        out = {"gene": genes, "mean_high": self.mean_high[i], "mean_low": self.mean_low[i], "lfc": self.lfc[i],
+               "t": self.t[i], "p": self.p[i], "q": self.q[i], "tested": self.tested[i], "direction": direction}
+        if self.detect_high is not None:
+            out["detect_high"], out["detect_low"] = self.detect_high[i], self.detect_low[i]
+        return pd.DataFrame(out)
+
+
+def detection(detected: sp.csr_matrix, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
+    """Fractions (F, G) of high and of low cells with x > 0, from the binary cells × genes ``detected``."""
+    hi = np.asarray((groups.selection("high") @ detected).todense()) / groups.n_high[:, None]
+    lo = np.asarray((groups.selection("low") @ detected).todense()) / groups.n_low[:, None]
+    return hi, lo
+
+
+def calibrated_de(
+    expression,
+    groups: Groups,
+    *,
+    kind: str = "observed",
+    detected: sp.spmatrix | None = None,
+    min_detect: float = 0.1,
+    q_max: float = 0.05,
+    min_lfc: float | None = None,
+    gene_chunk: int = 1024,
+    tile: int = 256,
+    progress: Progress = no_progress,
+    should_stop: ShouldStop = never_stop,
+) -> CalibratedDE:
+    """Calibrated high-vs-low DE of every (testable) feature in ``groups`` (module docstring).
+
+    ``expression``: (n_cells, G) log-normalised, dense/memmap or sparse. ``kind``: "observed" or
+    "predicted" (sets the default ``min_lfc``). ``detected``: (n_cells, G) sparse x > 0 of the
+    observed counts for the detection filter (None: no filter, as for predicted expression).
+    """
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+    check_inputs(expression, groups)
+    if not 0 <= min_detect < 1:
+        raise InputError(f"min_detect must lie in [0, 1), got {min_detect}")
+    min_lfc = DEFAULT_MIN_LFC[kind] if min_lfc is None else float(min_lfc)
+    n_feat, n_genes = len(groups), expression.shape[1]
+    n1 = groups.n_high.astype(np.float64)
+    n2 = groups.n_low.astype(np.float64)
+    mh, ml, ssh, ssl = (np.empty((n_feat, n_genes)) for _ in range(4))
+    level = np.empty(n_genes)
+    for c in chunk_sums(expression, groups, gene_chunk=gene_chunk, tile=tile, progress=progress,
+                        should_stop=should_stop):
+        _moments_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, mh, ml, ssh, ssl)
+        level[c.g0:c.g1] = c.shift   # average expression of ~1,000 random cells: the trend's covariate
+    d = n1 + n2 - 2
+    s2 = (ssh + ssl) / d[:, None]
+    tested = np.isfinite(s2) & (s2 > 0) & np.isfinite(mh) & np.isfinite(ml)
+    det_h = det_l = None
+    if detected is not None:
+        if detected.shape != expression.shape:
+            raise InputError(f"detected has shape {detected.shape}, expression {expression.shape}")
+        det_h, det_l = detection(sp.csr_matrix(detected), groups)
+        tested &= (det_h >= min_detect) | (det_l >= min_detect)
+    diff = mh - ml
+    p = np.ones((n_feat, n_genes))
+    d0 = np.zeros(n_feat)
+    enough = tested.sum(axis=1) >= 20  # a prior needs genes to be fitted on; fewer: no shrinkage (d0 = 0)
+    if n_feat:
+        basis = trend_basis(level)
+        _, d0_fit, s0 = squeeze_variances(np.where(tested, s2, 1.0), d, tested & enough[:, None], basis)
+        d0 = np.where(enough, d0_fit, 0.0)
+    else:
+        s0 = np.ones((0, n_genes))
+    t, df_tot = _moderated_welch(diff, ssh, ssl, n1, n2, d0, s0, tested)
+    del ssh, ssl
+    for i in range(n_feat):
+        m = tested[i]
+        ti, di = -np.abs(t[i, m]), df_tot[i, m]
+        p[i, m] = np.minimum(2 * np.where(np.isfinite(di), special.stdtr(np.where(np.isfinite(di), di, 1.0), ti),
+                                          special.ndtr(ti)), 1.0)
+    q = bh_masked(p, tested)
+    lfc = diff / np.log(2)
+    sig = tested & (q < q_max) & (np.abs(lfc) >= min_lfc)
+    params = {"kind": kind, "min_detect": float(min_detect) if detected is not None else None,
+              "q_max": float(q_max), "min_lfc": float(min_lfc)}
+    return CalibratedDE(groups.feature.copy(), groups.n_high.copy(), groups.n_low.copy(), mh, ml, lfc, t, df_tot,
+                        p, q, tested, sig & (t > 0), sig & (t < 0), d0, det_h, det_l, kind, params)
+
+
+def _moderated_welch(diff, ss_high, ss_low, n1, n2, d0, s0, tested):
+    """Welch's t with each group's variance shrunk towards the prior s0² with d0 df (F, G each):
+    v = (d0·s0² + ss)/(d0 + n − 1); t = Δ/√(v_h/n₁ + v_l/n₂), Welch–Satterthwaite df from d0 + n − 1
+    per group. An all-zero group keeps a variance of d0·s0²/(d0 + n − 1) > 0; a group with a few
+    large values keeps its own large variance (the self-correction Welch has and a pooled t lacks)."""
+    fin = np.isfinite(d0)
+    d0c = np.where(fin, d0, 0.0)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = (n1 - 1)[:, None]
+        b = (n2 - 1)[:, None]
+        vh = np.where(fin[:, None], (d0c * s0 + ss_high) / (d0c + a), s0) / n1[:, None]
+        vl = np.where(fin[:, None], (d0c * s0 + ss_low) / (d0c + b), s0) / n2[:, None]
+        se2 = vh + vl
+        t = np.where(tested & (se2 > 0), diff / np.sqrt(se2), np.nan)
+        dfh = np.where(fin[:, None], d0c + a, np.inf)
+        dfl = np.where(fin[:, None], d0c + b, np.inf)
+        df = se2 ** 2 / (vh ** 2 / dfh + vl ** 2 / dfl)
+    return t, np.where(np.isfinite(t), df, np.nan)
