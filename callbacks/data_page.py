@@ -17,7 +17,7 @@ from dash import Input, Output, State, callback, clientside_callback, no_update
 from dash.exceptions import PreventUpdate
 
 from components import ids
-from components.data_page import ANNOTATE, FIT, TRAIN, dims_of, summary_body
+from components.data_page import ANNOTATE, FIT, TRAIN, annotation_method_text, dims_of, summary_body
 from components.training_chart import empty_training_figure, training_figure
 from core.catalog import list_sources, resolve_source
 from core.errors import FeatureLensError, InputError
@@ -186,17 +186,19 @@ def _hidden_of(request: TrainRequest, sae_cfg) -> int | None:
         return None  # the job reports the size problem itself
 
 
-def annotate_job(progress, name, concepts, expression, percentile, n_low):
-    """Annotate analysis ``name`` with the chosen concept databases."""
+def annotate_job(progress, name, concepts, expression, percentile, n_low, method=None):
+    """Annotate analysis ``name`` with the chosen method and concept databases."""
     from core.annotate.pipeline import AnnotationConfig
 
-    config = AnnotationConfig(concepts=tuple(concepts or ()), expression=expression or "auto",
+    config = AnnotationConfig(method=method or "calibrated", concepts=tuple(concepts or ()),
+                              expression=expression or "auto",
                               percentile=_number(percentile, what="percentile") or 99.0,
                               n_low=_number(n_low, what="low cells", integer=True) or 1000)
     ov = annotate_named((name or "").strip(), config=config, progress=progress)
     ann = ov.get("annotation") or {}
+    checks = annotation_method_text(ann)
     msg = (f"{ann.get('features_annotated', 0):,} features annotated with {ann.get('unique_terms', 0):,} unique "
-           f"terms ({ann.get('expression', '')}).")
+           f"terms ({ann.get('expression', '')})." + (f" {checks[0].upper()}{checks[1:]}." if checks else ""))
     return success_alert(msg, title="Annotated."), summary_body(ov)
 
 
@@ -255,8 +257,9 @@ register_job(TRAIN, train_job,
                      State(ids.DATA_SPARSITY, "value"), State(ids.DATA_EPOCHS, "value"),
                      State(ids.DATA_SEED, "value")],
              live_outputs=[(Output(ids.DATA_TRAIN_LIVE_CHART, "figure"), empty_training_figure())])
-register_job(ANNOTATE, annotate_job,
-             outputs=[Output(ids.DATA_SUMMARY, "children", allow_duplicate=True)],
-             states=[State(ids.DATA_ANALYSIS_NAME, "value"), State(ids.DATA_ANN_CONCEPTS, "value"),
-                     State(ids.DATA_ANN_EXPRESSION, "value"), State(ids.DATA_ANN_PERCENTILE, "value"),
-                     State(ids.DATA_ANN_NLOW, "value")])
+# annotate_job's arguments after progress, in order
+ANNOTATE_FORM = [State(ids.DATA_ANALYSIS_NAME, "value"), State(ids.DATA_ANN_CONCEPTS, "value"),
+                 State(ids.DATA_ANN_EXPRESSION, "value"), State(ids.DATA_ANN_PERCENTILE, "value"),
+                 State(ids.DATA_ANN_NLOW, "value"), State(ids.DATA_ANN_METHOD, "value")]
+register_job(ANNOTATE, annotate_job, outputs=[Output(ids.DATA_SUMMARY, "children", allow_duplicate=True)],
+             states=ANNOTATE_FORM)

@@ -19,8 +19,8 @@ from .job_panel import JobIds, job_panel
 from .shell import PAGE_BY_SLUG
 from .training_chart import empty_training_figure, training_figure
 
-__all__ = ["layout", "FIT", "TRAIN", "ANNOTATE", "summary_body", "embedding_option", "dims_of",
-           "upload_cap_bytes", "PRESET_CHOICES", "ARCH_CHOICES", "CONCEPT_CHOICES"]
+__all__ = ["layout", "FIT", "TRAIN", "ANNOTATE", "summary_body", "annotation_method_text", "embedding_option",
+           "dims_of", "upload_cap_bytes", "PRESET_CHOICES", "ARCH_CHOICES", "CONCEPT_CHOICES", "METHOD_CHOICES"]
 
 FIT = JobIds(ids.DATA_FIT_JOB)
 TRAIN = JobIds(ids.DATA_TRAIN_JOB)
@@ -37,6 +37,12 @@ ARCH_CHOICES = [
     {"label": "TopK (exactly k active per cell)", "value": "topk"},
     {"label": "BatchTopK (k per cell on average)", "value": "batchtopk"},
 ]
+METHOD_CHOICES = [  # the values of core.annotate.pipeline.METHODS (a test checks)
+    {"label": "Calibrated (recommended)", "value": "calibrated"},
+    {"label": "Paper (the published method)", "value": "paper"},
+]
+METHOD_HELP = ("calibrated: FDR-controlled, up-regulated, most specific terms — recommended; "
+               "paper: the published method, reproduces its numbers.")
 CONCEPT_CHOICES = [
     {"label": "GO biological process", "value": "go-bp"},
     {"label": "GO molecular function", "value": "go-mf"},
@@ -208,6 +214,8 @@ def _annotate_card(opts: SourceOptions) -> dbc.Card:
         dbc.CardHeader(html.H5("3 · Annotate features with concepts", className="mb-0")),
         dbc.CardBody([
             dbc.Row([
+                _field("Method", dbc.RadioItems(id=ids.DATA_ANN_METHOD, options=METHOD_CHOICES, value="calibrated",
+                                                inline=True), METHOD_HELP),
                 _field("Concept databases", dbc.Checklist(id=ids.DATA_ANN_CONCEPTS, options=CONCEPT_CHOICES,
                                                           value=["go-bp", "go-mf"]), width=6),
                 _field("Expression", dbc.RadioItems(id=ids.DATA_ANN_EXPRESSION, options=EXPRESSION_CHOICES,
@@ -219,8 +227,8 @@ def _annotate_card(opts: SourceOptions) -> dbc.Card:
             ]),
             html.Small(hint, className="text-muted d-block mb-2"),
             job_panel(ANNOTATE, start_label="Annotate", disabled=not bool(opts.analysis_name),
-                      help="Differential expression of each feature's high vs low cells, then GO enrichment "
-                           "(binomial and Mann–Whitney tests) and the concept map."),
+                      help="Differential expression of each feature's high vs low cells, then concept enrichment "
+                           "by the chosen method, and the concept map."),
         ]),
     ], className="mb-3 h-100")
 
@@ -304,8 +312,10 @@ def summary_body(overview: dict) -> list:
         + (f"; best validation loss at epoch {sae['best_epoch']:g}" if sae.get("best_epoch") else "") + ").",
         className="text-muted d-block mt-1"))
     if ann:
+        method = annotation_method_text(ann)
         out.append(html.Small(
-            f"Annotation: {ann.get('terms_per_feature_mean', 0):,.1f} terms per annotated feature; "
+            f"Annotation: {method + '; ' if method else ''}"
+            f"{ann.get('terms_per_feature_mean', 0):,.1f} terms per annotated feature; "
             f"expression: {ann.get('expression', '?')}; {ann.get('gene_match', '')}.",
             className="text-muted d-block"))
     if overview.get("annotation_stale"):
@@ -315,3 +325,18 @@ def summary_body(overview: dict) -> list:
         out.append(dcc.Graph(figure=training_figure(overview["history"], hidden=hidden, height=240),
                              config={"displayModeBar": False}, className="mt-2"))
     return out
+
+
+def annotation_method_text(annotation: dict) -> str:
+    """The method and the null self-check of an annotation summary, e.g. "method: calibrated; null
+    features annotated: 1 of 100 (false annotation rate 1.0 %)"; "" for an analysis annotated
+    before these were recorded."""
+    parts = []
+    if annotation.get("method"):
+        parts.append(f"method: {annotation['method']}")
+    tested, annotated = annotation.get("null_features_tested"), annotation.get("null_features_annotated")
+    if tested is not None and annotated is not None:
+        rate = annotation.get("false_annotation_rate")
+        parts.append(f"null features annotated: {int(annotated):,} of {int(tested):,}"
+                     + (f" (false annotation rate {_pct(rate)})" if rate is not None else ""))
+    return "; ".join(parts)

@@ -53,6 +53,7 @@ DATA_EPOCHS = "data-epochs-input"
 DATA_SEED = "data-seed-input"
 DATA_TRAIN_JOB = "data-train"                  # job panel prefix
 DATA_TRAIN_LIVE_CHART = "data-train-live-chart"
+DATA_ANN_METHOD = "data-annotate-method"        # calibrated | paper (AnnotationConfig.method)
 DATA_ANN_CONCEPTS = "data-annotate-concepts"
 DATA_ANN_EXPRESSION = "data-annotate-expression"
 DATA_ANN_PERCENTILE = "data-annotate-percentile"

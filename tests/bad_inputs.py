@@ -578,17 +578,53 @@ def _(ws):
     return _annotate_gmt(ws, "# only a comment\n\n", ("holds no gene sets",))
 
 
+def _annotate_app(ws, **config) -> Callable[[], str]:
+    """The Data page's Annotate job on the existing analysis (``annotate_named``, as the job calls it)."""
+    def call() -> str:
+        from core.annotate.pipeline import AnnotationConfig
+        from core.workflows import annotate_named
+
+        return raised(annotate_named, ws.analysis.name, config=AnnotationConfig(**config))()
+    return call
+
+
+def _unmatched_gmt(ws, name: str, genes: Callable[[int, int], str], expect, *extra) -> Bad:
+    path = ws.data / name
+    path.write_text("".join(f"SET{i}\td\t" + "\t".join(genes(i, j) for j in range(12)) + "\n" for i in range(3)))
+    argv = ["annotate", str(ws.analysis), "--concepts", "", "--gmt", str(path), *extra]
+    return Bad(argv, _annotate_app(ws, concepts=(), gmt=(str(path),)), expect)
+
+
 @case("genes matching no concept")
 def _(ws):
-    from core.concepts import read_gmt
-    from core.concepts.match import prepare_concepts
+    return _unmatched_gmt(ws, "mouse.gmt", lambda i, j: f"Mus{i}_{j}",
+                          ("gene-set file mouse.gmt matches none of the data's 40 genes", "its 36 genes",
+                           "gene symbols (e.g. GENE0, GENE1, GENE2)", "capitalised like mouse genes",
+                           "Fix: use a gene-set file of the data's species"))
 
-    path = ws.data / "mouse.gmt"
-    path.write_text("".join(f"SET{i}\td\t" + "\t".join(f"Mus{i}_{j}" for j in range(12)) + "\n" for i in range(3)))
-    argv = ["annotate", str(ws.analysis), "--concepts", "", "--gmt", str(path)]
-    genes = [f"GENE{j}" for j in range(N_GENES)]
-    return Bad(argv, raised(lambda: prepare_concepts([read_gmt(path)], genes)),
-               ("none of the 40 genes matches a concept", "GENE0"))
+
+@case("GMT of Ensembl IDs on data with symbols")
+def _(ws):
+    return _unmatched_gmt(ws, "ensembl.gmt", lambda i, j: f"ENSG{i * 100 + j:011d}",
+                          ("gene-set file ensembl.gmt matches none", "look like Ensembl IDs (e.g. ENSG00000000000",
+                           "the data's identifiers look like gene symbols", "convert the file's identifiers"))
+
+
+@case("GMT with no set in the term-size range")
+def _(ws):
+    path = ws.data / "pairs.gmt"
+    path.write_text("".join(f"PAIR{i}\td\tGENE{2 * i}\tGENE{2 * i + 1}\n" for i in range(3)))
+    argv = ["annotate", str(ws.analysis), "--concepts", "", "--gmt", str(path), "--min-term-size", "3"]
+    return Bad(argv, _annotate_app(ws, concepts=(), gmt=(str(path),), min_term_size=3),
+               ("gene-set file pairs.gmt: none of its 3 gene sets has 3–500 of the data's genes",
+                "lower the minimum term size to 2 (--min-term-size)"))
+
+
+@case("GO matching none of the data's genes")
+def _(ws):
+    return Bad(["annotate", str(ws.analysis), "--concepts", "go-bp"], _annotate_app(ws, concepts=("go-bp",)),
+               ("none of the 40 genes matches a concept in go-bp", "(e.g. GENE0, GENE1, GENE2)",
+                "human gene symbols, Ensembl or Entrez IDs"))
 
 
 @case("unknown concept database")

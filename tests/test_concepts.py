@@ -101,8 +101,80 @@ def test_prepare_restricts_and_filters(bp):
 
 
 def test_prepare_no_match_names_the_id_type(bp):
-    with pytest.raises(InputError, match="identifiers look like unknown"):
+    with pytest.raises(InputError, match="none of the 3 genes matches a concept in go-bp") as exc:
         prepare_concepts([bp], ["???1", "###2", "!!3"])
+    assert "the data's identifiers are not recognised (e.g. ???1, ###2, !!3)" in exc.value.message
+    assert "human gene symbols, Ensembl or Entrez IDs" in exc.value.fix
+    with pytest.raises(InputError, match="capitalised like mouse genes") as exc:  # mouse data on the human GO
+        prepare_concepts([bp], [f"Gene{i}" for i in range(40)])
+    assert "20," in exc.value.message and "human genes" in exc.value.message
+
+
+HUMAN = ["HBB", "HBA1", "HBA2", "CD19", "MS4A1", "CD79A", "ACTB"]
+
+
+@pytest.mark.parametrize("genes,theirs,hint", [
+    (["ENSG00000244734", "ENSG00000206172", "ENSG00000177455"], "Ensembl IDs (e.g. ENSG00000177455", None),
+    (["Hbb-bs", "Hba-a1", "Cd19", "Ms4a1"], "gene symbols (e.g. Cd19, Hba-a1, Hbb-bs)",
+     "the file's symbols are capitalised like mouse genes (Cd3e), the data's are upper-case like human genes"),
+    (["9606", "9607", "9608"], "Entrez IDs (e.g. 9606, 9607, 9608)", None),
+])
+def test_gmt_matching_no_data_gene_is_an_error_naming_the_file(tmp_path, bp, genes, theirs, hint):
+    """A GMT whose genes are none of the data's is refused even when GO matches (it used to be dropped)."""
+    p = tmp_path / "other.gmt"
+    p.write_text("SET_A\td\t" + "\t".join(genes[:2]) + "\nSET_B\td\t" + "\t".join(genes[2:]) + "\n")
+    with pytest.raises(InputError) as exc:
+        prepare_concepts([bp, read_gmt(p)], HUMAN, min_size=1)
+    msg = exc.value.message
+    assert msg.startswith(f"gene-set file other.gmt matches none of the data's 7 genes: its {len(genes)} genes look "
+                          f"like {theirs}")
+    assert "the data's identifiers look like gene symbols (e.g. HBB, HBA1, HBA2)" in msg
+    assert (hint in msg) if hint else ("capitalised" not in msg)
+    assert exc.value.fix == ("use a gene-set file of the data's species with gene symbols, or convert the file's "
+                             "identifiers to gene symbols (e.g. with BioMart or mygene)")
+
+
+def test_gmt_with_the_data_ids_matches_data_of_another_type(tmp_path):
+    """Ensembl data and a symbol GMT: matched through the gene table, no error."""
+    p = tmp_path / "sets.gmt"
+    p.write_text("ERY\td\tHBB\tHBA1\n")
+    db = prepare_concepts([read_gmt(p)], ["ENSG00000244734", "ENSG00000206172", "ENSG00000075624"], min_size=1)
+    assert list(db.sizes) == [2] and db.match.by["ensembl"] == 2
+
+
+@pytest.mark.parametrize("min_size,max_size,fix", [
+    (3, 500, "lower the minimum term size to 2 (--min-term-size), or use"),
+    (1, 1, None),  # set B (1 gene) is in range: no error
+])
+def test_gmt_with_no_set_in_the_size_range(tmp_path, bp, min_size, max_size, fix):
+    p = tmp_path / "small.gmt"
+    p.write_text("A\td\tHBB\tHBA1\tNOT_A_GENE\nB\td\tCD19\n")
+    if fix is None:
+        assert prepare_concepts([bp, read_gmt(p)], HUMAN, min_size=min_size, max_size=max_size).n_terms >= 1
+        return
+    with pytest.raises(InputError) as exc:
+        prepare_concepts([bp, read_gmt(p)], HUMAN, min_size=min_size, max_size=max_size)
+    assert exc.value.message == ("gene-set file small.gmt: none of its 2 gene sets has 3–500 of the data's genes "
+                                 "(3 of the data's genes are in the file; its sets hold 1–2 of them)")
+    assert exc.value.fix.startswith(fix)
+
+
+def test_gmt_sets_too_large_suggest_a_larger_maximum(tmp_path):
+    p = tmp_path / "big.gmt"
+    p.write_text("A\td\t" + "\t".join(HUMAN) + "\n")
+    with pytest.raises(InputError, match="has 1–5 of the data's genes") as exc:
+        prepare_concepts([read_gmt(p)], HUMAN, min_size=1, max_size=5)
+    assert exc.value.fix.startswith("raise the maximum term size to 7 (--max-term-size)")
+
+
+def test_symbol_case_and_id_labels():
+    from core.genes import detect_gene_ids, symbol_case
+
+    assert symbol_case(["CD3E", "HBB", "MT-CO1", "CD19", "C1orf112"]) == "upper"
+    assert symbol_case(["Cd3e", "Hbb-bs", "mt-Co1", "Ms4a1", "Cd19"]) == "capitalised"
+    assert symbol_case(["CD3E", "Cd3e"]) == "mixed" and symbol_case(["123"]) == "mixed"
+    assert [detect_gene_ids(n).label for n in (["HBB"], ["ENSG00000244734"], ["3043"], ["?"])] == [
+        "gene symbols", "Ensembl IDs", "Entrez IDs", "unrecognised identifiers"]
 
 
 def test_gmt_round_trip_and_matching(tmp_path, bp):

@@ -380,3 +380,107 @@ def test_train_sae_on_eval_sees_every_history_row(rng):
     assert rows == res.history and len(rows) == 4
     rows[0]["val_loss"] = -1.0  # a copy: the caller cannot change the history
     assert res.history[0]["val_loss"] != -1.0
+
+
+# ----------------------------------------------------------------------------- annotation method
+def test_method_control_defaults_to_calibrated_and_lists_the_pipeline_methods(folders):
+    from test_callbacks import _ids
+
+    from components import data_page, ids
+    from core.annotate.pipeline import METHODS
+
+    assert [c["value"] for c in data_page.METHOD_CHOICES] == list(METHODS)
+    page = data_page.layout(source="shipped:pbmc68k", query={})
+    assert ids.DATA_ANN_METHOD in _ids(page)
+    control = _find(page, ids.DATA_ANN_METHOD)
+    assert control.value == "calibrated" and control.options == data_page.METHOD_CHOICES
+    assert "calibrated: FDR-controlled, up-regulated, most specific terms — recommended; paper: the published " \
+           "method, reproduces its numbers" in str(page)
+
+
+def _find(component, component_id):
+    """The component with ``component_id`` inside ``component`` (depth first), or None."""
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = _find(child, component_id)
+            if found is not None:
+                return found
+    return None
+
+
+def test_annotate_job_passes_the_method_and_reports_the_null_check(monkeypatch):
+    """The job's states end with the method; it reaches AnnotationConfig; the message shows the self-check."""
+    import inspect
+
+    import callbacks.data_page as cb
+    from components import ids
+
+    params = list(inspect.signature(cb.annotate_job).parameters)[1:]
+    assert [s.component_id for s in cb.ANNOTATE_FORM] == [ids.DATA_ANALYSIS_NAME, ids.DATA_ANN_CONCEPTS,
+                                                          ids.DATA_ANN_EXPRESSION, ids.DATA_ANN_PERCENTILE,
+                                                          ids.DATA_ANN_NLOW, ids.DATA_ANN_METHOD]
+    assert len(params) == len(cb.ANNOTATE_FORM) and params[-1] == "method"
+    seen = []
+    annotation = {"features_annotated": 40, "unique_terms": 12, "expression": "observed counts (.X)"}
+
+    def fake_annotate_named(name, *, config, progress):
+        seen.append((name, config))
+        return {"name": name, "exists": True, "sae": {"hidden": 50, "live": 45}, "annotation": annotation}
+
+    monkeypatch.setattr(cb, "annotate_named", fake_annotate_named)
+    alert, summary = cb.annotate_job(FakeProgress(), " a ", ["go-bp"], "auto", 90, 30, "paper")
+    assert seen[-1][0] == "a" and seen[-1][1].method == "paper" and seen[-1][1].concepts == ("go-bp",)
+    assert "40 features annotated with 12 unique terms" in _text(alert) and "method" not in _text(alert)
+    cb.annotate_job(FakeProgress(), "a", ["go-bp"], "auto", 90, 30, None)
+    assert seen[-1][1].method == "calibrated"                  # a blank control: the default
+    annotation.update(method="calibrated", null_features_tested=100, null_features_annotated=1,
+                      false_annotation_rate=0.01)
+    alert, summary = cb.annotate_job(FakeProgress(), "a", ["go-bp"], "auto", 90, 30, "calibrated")
+    assert ("Method: calibrated; null features annotated: 1 of 100 (false annotation rate 1.0 %)."
+            in _text(alert))
+    assert "Annotation: method: calibrated; null features annotated: 1 of 100" in _text(summary)
+    with pytest.raises(InputError, match="unknown annotation method 'best'"):
+        cb.annotate_job(FakeProgress(), "a", ["go-bp"], "auto", 90, 30, "best")
+
+
+@pytest.mark.parametrize("extra,shown,hidden", [
+    ({}, [], ["method", "null features"]),                                   # annotated before these were kept
+    ({"method": "paper"}, ["method: paper;"], ["null features"]),
+    ({"method": "calibrated", "null_features_tested": 100, "null_features_annotated": 0},
+     ["method: calibrated; null features annotated: 0 of 100;"], ["false annotation rate"]),
+    ({"null_features_tested": 2000, "null_features_annotated": 25, "false_annotation_rate": 0.0125},
+     ["null features annotated: 25 of 2,000 (false annotation rate 1.2 %)"], ["method"]),
+])
+def test_summary_shows_the_method_and_null_check_when_recorded(extra, shown, hidden):
+    from components.data_page import summary_body
+
+    ov = {"name": "a", "exists": True, "sae": {"hidden": 50, "live": 45},
+          "annotation": {"features_annotated": 40, "unique_terms": 12, "terms_per_feature_mean": 3.0,
+                         "expression": "observed counts (.X)", "gene_match": "40/40 genes", **extra}}
+    text = _text(summary_body(ov))
+    assert "Annotation: " in text and "3.0 terms per annotated feature" in text
+    for s in shown:
+        assert s in text, s
+    line = text[text.index("Annotation: "):]
+    for s in hidden:
+        assert s not in line, s
+
+
+@pytest.mark.slow
+def test_annotate_job_shows_why_no_gene_matches(folders, small_in_data):
+    """Genes named GENE0… match none of GO's: the Annotate job's alert says so, as the CLI does."""
+    from callbacks.data_page import annotate_job
+    from callbacks.jobs import JobProgress, run_job
+    from core.cli import main
+
+    assert main(["train", str(small_in_data), "--embedding", "X_emb", "--out", str(folders[1] / "small-run"),
+                 "--hidden", "10", "--epochs", "1"]) == 0
+    alert, out = run_job(annotate_job, JobProgress(None), ["small-run", ["go-bp"], "auto", 90, 30, "calibrated"],
+                         n_outputs=1)
+    text = _text(alert)
+    assert "danger" in text and out is no_update
+    assert "none of the 40 genes matches a concept in go-bp" in text and "(e.g. GENE0, GENE1, GENE2)" in text
+    assert "use human gene symbols, Ensembl or Entrez IDs as var_names" in text

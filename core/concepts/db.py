@@ -1,7 +1,7 @@
 """The concept database data structure and its operations (restrict to data genes, size filter)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,8 @@ class ConceptDB:
 
     ``matrix``: bool CSR (n_terms, n_genes). ``terms``: DataFrame with columns ``id``, ``name``,
     ``namespace``, ``source``, ``level1`` (tuple of level-1 ancestor ids), one row per term in
-    matrix order. ``genes``: gene names of the columns (symbols for GO).
+    matrix order. ``genes``: gene names of the columns (symbols for GO). ``file``: the name of the
+    gene-set file it was read from (None for the shipped GO), for messages.
     """
 
     matrix: sp.csr_matrix
@@ -45,6 +46,7 @@ class ConceptDB:
     genes: pd.Index
     name: str = "concepts"
     match: GeneMatch | None = None
+    file: str | None = None
 
     def __post_init__(self):
         if self.matrix.shape != (len(self.terms), len(self.genes)):
@@ -67,8 +69,7 @@ class ConceptDB:
 
     def subset_terms(self, mask: np.ndarray) -> "ConceptDB":
         idx = np.flatnonzero(mask)
-        return ConceptDB(self.matrix[idx], self.terms.iloc[idx].reset_index(drop=True), self.genes, self.name,
-                         self.match)
+        return replace(self, matrix=self.matrix[idx], terms=self.terms.iloc[idx].reset_index(drop=True))
 
     def filter_size(self, *, min_size: int = 10, max_size: int = 500) -> "ConceptDB":
         """Keep terms with ``min_size ≤ size ≤ max_size`` genes (after restricting to the data's genes)."""
@@ -83,7 +84,7 @@ class ConceptDB:
                             shape=(self.matrix.shape[1], len(columns)))
         m = (self.matrix.astype(np.int32) @ sel.astype(np.int32)).astype(bool).tocsr()
         m.eliminate_zeros()
-        return ConceptDB(m, self.terms, pd.Index(gene_names), self.name, self.match)
+        return replace(self, matrix=m, genes=pd.Index(gene_names))
 
 
 def concat(dbs: list[ConceptDB]) -> ConceptDB:

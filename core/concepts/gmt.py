@@ -53,4 +53,4 @@ def read_gmt(path: str | os.PathLike, *, name: str | None = None) -> ConceptDB:
     db_name = name or path.stem
     terms = pd.DataFrame({"id": [s[0] for s in sets], "name": [s[1] or s[0] for s in sets],
                           "namespace": db_name, "source": db_name, "level1": [() for _ in sets]})
-    return ConceptDB(matrix, terms, genes, db_name)
+    return ConceptDB(matrix, terms, genes, db_name, file=path.name)
