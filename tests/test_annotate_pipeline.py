@@ -56,11 +56,28 @@ def test_planted_terms_are_top_hits(planted_analysis):
     summary = annotate_analysis(a, config=AnnotationConfig(concepts=("go-bp",), expression="observed"))
     ann = a.read_parquet("annotations.parquet")
     assert summary["features_tested"] == 6 and summary["expression"].startswith("observed")
+    assert summary["method"] == "calibrated" and summary["null_features_tested"] > 0
+    rep = ann[ann["reported"]]
+    for f, term in PLANTED.items():
+        top = rep[rep["feature"] == f].sort_values("hyper_p").iloc[0]
+        assert top["term_id"] == term and top["de_direction"] == "up"
+    assert set(rep["feature"]) == set(PLANTED)  # features 3-5 fire at random: nothing reported
+    assert (ann.loc[ann["de_direction"] == "down", "reported"] == False).all()  # noqa: E712
+    cmap = a.read_parquet("concept_map.parquet")
+    assert set(cmap["feature"]) == set(rep["feature"]) and cmap["category"].notna().all()
+
+
+def test_paper_method_keeps_the_papers_rule(planted_analysis):
+    a = planted_analysis
+    summary = annotate_analysis(a, config=AnnotationConfig(method="paper", concepts=("go-bp",),
+                                                           expression="observed"), force=True)
+    ann = a.read_parquet("annotations.parquet")
+    assert summary["method"] == "paper" and ann["reported"].all() and (ann["de_direction"] == "pooled").all()
     for f, term in PLANTED.items():
         top = ann[ann["feature"] == f].sort_values("binom_p").iloc[0]
         assert top["term_id"] == term and top["direction"] == "over"
-    cmap = a.read_parquet("concept_map.parquet")
-    assert set(cmap["feature"]) == set(ann["feature"]) and cmap["category"].notna().all()
+    kept = (ann["binom_p"] < 0.01) | (ann["mwu_p_two_sided"] < 0.01)
+    assert kept.all()
     groups = a.read_parquet("annotation_groups.parquet")
     assert (groups["n_low"] <= 1000).all() and (groups.loc[groups["reason"] == "", "n_significant"] >= 0).all()
 
@@ -79,8 +96,25 @@ def test_annotation_is_cached_and_seeded(planted_analysis):
 def test_cli_de_matches_annotation_groups(planted_analysis, tmp_path, capsys):
     a = planted_analysis
     out, cells = tmp_path / "de.csv", tmp_path / "cells.csv"
+    annotate_analysis(a, config=AnnotationConfig(concepts=("go-bp",), expression="observed"))
     assert main(["de", str(a.path), "--feature", "0", "--out", str(out), "--cells", str(cells),
                  "--expression", "observed"]) == 0
+    de = pd.read_csv(out)
+    assert {"lfc", "tested", "direction", "detect_high"} <= set(de.columns)
+    groups = a.read_parquet("annotation_groups.parquet").set_index("feature")
+    assert de["significant"].sum() == groups.loc[0, "n_significant"] > 0
+    assert (de["direction"] == "up").sum() == groups.loc[0, "n_up"]
+    # the calibrated means are of log1p(counts × median library size / library size) of the recorded cells
+    X = load_dataset(a.config["dataset"]["path"]).adata.X.toarray().astype(np.float64)
+    lib = X.sum(1)
+    L = np.log1p(X * (np.median(lib) / lib)[:, None])
+    c = pd.read_csv(cells)
+    hi = c.loc[c["group"] == "high", "cell_index"].to_numpy()
+    np.testing.assert_allclose(de["mean_high"], L[hi].mean(0), rtol=1e-5, atol=1e-6)
+
+    annotate_analysis(a, config=AnnotationConfig(method="paper", concepts=("go-bp",), expression="observed"))
+    assert main(["de", str(a.path), "--feature", "0", "--out", str(out), "--cells", str(cells),
+                 "--expression", "observed", "--method", "paper"]) == 0
     de = pd.read_csv(out)
     assert list(de.columns) == ["gene", "mean_high", "mean_low", "fold_change", "t", "p", "q", "significant"]
     groups = a.read_parquet("annotation_groups.parquet").set_index("feature")

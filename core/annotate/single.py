@@ -1,19 +1,28 @@
 """One feature's DE table and cell groups, exactly as the batched annotation computes them."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import InputError
+from .calibrated_de import calibrated_de
 from .de import batched_de
+from .normalise import detected_matrix, log_normalise
 from .groups import select_groups
 
 __all__ = ["feature_de"]
 
 
-def feature_de(analysis, feature: int, *, expression: str = "auto", percentile: float = 99.0,
-               n_low: int = 1000, min_cells: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(de_table, cells)``: gene, mean_high, mean_low, fold_change, t, p, q, significant; and the
-    cells used (feature, group, cell_index, cell). Same seed and rule as ``annotate``."""
+def feature_de(analysis, feature: int, *, method: str = "calibrated", expression: str = "auto",
+               percentile: float = 99.0, n_low: int = 1000, min_cells: int = 3, min_detect: float = 0.1,
+               fdr: float = 0.05, min_lfc: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(de_table, cells)`` of one feature, with the same seed, groups and rule as ``annotate``.
+
+    Paper method: gene, mean_high, mean_low, fold_change, t, p, q, significant. Calibrated method
+    (:class:`core.annotate.calibrated_de.CalibratedDE` table): gene, mean_high, mean_low (log-normalised),
+    lfc, t (moderated), p, q, tested, direction, detect_high, detect_low, and ``significant``.
+    ``cells``: feature, group, cell_index, cell."""
     from ..expression import load_analysis_dataset, resolve_expression
 
     acts = analysis.read_npz_sparse("activations.npz")
@@ -24,8 +33,18 @@ def feature_de(analysis, feature: int, *, expression: str = "auto", percentile: 
     if not groups.testable[0]:
         raise InputError(f"feature {feature} cannot be tested: {groups.reason[0]}")
     expr = resolve_expression(analysis, mode=expression)
-    de = batched_de(expr.matrix, groups)
-    table = de.table(feature, genes=expr.gene_names)
+    if method == "paper":
+        table = batched_de(expr.matrix, groups).table(feature, genes=expr.gene_names)
+    elif method == "calibrated":
+        kind = "predicted" if expr.label.startswith("predicted") else "observed"
+        detected = detected_matrix(expr.matrix if sp.issparse(expr.matrix) else sp.csr_matrix(np.asarray(expr.matrix))) \
+            if kind == "observed" else None
+        de = calibrated_de(log_normalise(expr.matrix), groups, kind=kind, detected=detected, min_detect=min_detect,
+                           q_max=fdr, min_lfc=min_lfc)
+        table = de.table(feature, genes=expr.gene_names)
+        table["significant"] = table["direction"] != ""
+    else:
+        raise InputError(f"unknown method {method!r}", fix="use calibrated or paper")
     cells = groups.to_frame()
     names = load_analysis_dataset(analysis, check_hash=False).obs_names
     cells["cell"] = names[cells["cell_index"].to_numpy()]

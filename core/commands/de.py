@@ -11,6 +11,8 @@ def configure(parser) -> None:
     parser.add_argument("--feature", type=int, required=True)
     parser.add_argument("--out", help="CSV file (default: print the top genes)")
     parser.add_argument("--cells", metavar="CSV", help="also write the high and low cell IDs to this CSV")
+    parser.add_argument("--method", choices=["calibrated", "paper"], default="calibrated",
+                        help="calibrated (default: log-normalised, moderated t, detection filter) or paper (Welch on raw values)")
     parser.add_argument("--expression", choices=["auto", "predicted", "observed"], default="auto")
     parser.add_argument("--percentile", type=float, default=99.0)
     parser.add_argument("--n-low", type=int, default=1000)
@@ -22,7 +24,7 @@ def run(args) -> int:
     from ..annotate.single import feature_de
 
     analysis = Analysis.open(args.analysis)
-    table, cells = feature_de(analysis, args.feature, expression=args.expression, percentile=args.percentile,
+    table, cells = feature_de(analysis, args.feature, method=args.method, expression=args.expression, percentile=args.percentile,
                               n_low=args.n_low)
     if args.out:
         with io.atomic_path(args.out) as tmp:
