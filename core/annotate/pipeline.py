@@ -58,7 +58,8 @@ class AnnotationConfig:
     # calibrated method (docs/method.md)
     fdr: float = 0.05               # BH level for genes and for terms
     min_detect: float = 0.1         # observed counts: detected in ≥ this fraction of high or low cells
-    min_lfc: float | None = None    # |Δ mean log1p| in log2 units; None: 0.5 observed, 1.0 predicted
+    min_lfc: float = 0.5            # |Δ mean log1p| in log2 units (a 1.4-fold change)
+    min_effect: float | None = None  # |Cohen's d|; None: 0 for observed counts, 0.5 for predicted expression
     min_hits: int = 2               # a reported term needs at least this many up-regulated genes
     nominal_p: float = 0.01         # rows kept in the table (reported or not)
     n_null: int = 100               # null features of the self-check (0: none)
@@ -222,7 +223,7 @@ class _Runner:
             table["redundant_with"] = ""
             return de, table
         de = calibrated_de(self.expression, block, kind=self.kind, detected=self.detected,
-                           min_detect=cfg.min_detect, q_max=cfg.fdr, min_lfc=cfg.min_lfc, should_stop=should_stop)
+                           min_detect=cfg.min_detect, q_max=cfg.fdr, min_lfc=cfg.min_lfc, min_effect=cfg.min_effect, should_stop=should_stop)
         table = enrich_calibrated(de, self.concepts, correlation=self.correlation, dag=self.dag, q_max=cfg.fdr,
                                   min_hits=cfg.min_hits, nominal_p=cfg.nominal_p, should_stop=should_stop)
         return de, table

@@ -16,7 +16,7 @@ __all__ = ["feature_de"]
 
 def feature_de(analysis, feature: int, *, method: str = "calibrated", expression: str = "auto",
                percentile: float = 99.0, n_low: int = 1000, min_cells: int = 3, min_detect: float = 0.1,
-               fdr: float = 0.05, min_lfc: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+               fdr: float = 0.05, min_lfc: float = 0.5, min_effect: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(de_table, cells)`` of one feature, with the same seed, groups and rule as ``annotate``.
 
     Paper method: gene, mean_high, mean_low, fold_change, t, p, q, significant. Calibrated method
@@ -40,7 +40,7 @@ def feature_de(analysis, feature: int, *, method: str = "calibrated", expression
         detected = detected_matrix(expr.matrix if sp.issparse(expr.matrix) else sp.csr_matrix(np.asarray(expr.matrix))) \
             if kind == "observed" else None
         de = calibrated_de(log_normalise(expr.matrix), groups, kind=kind, detected=detected, min_detect=min_detect,
-                           q_max=fdr, min_lfc=min_lfc)
+                           q_max=fdr, min_lfc=min_lfc, min_effect=min_effect)
         table = de.table(feature, genes=expr.gene_names)
         table["significant"] = table["direction"] != ""
     else:

@@ -27,8 +27,10 @@ def configure(parser) -> None:
     parser.add_argument("--fdr", type=float, default=0.05, help="calibrated: FDR for genes and terms (0.05)")
     parser.add_argument("--min-detect", type=float, default=0.1,
                         help="calibrated, observed counts: test genes detected in ≥ this fraction of high or low cells (0.1)")
-    parser.add_argument("--min-lfc", type=float, default=None,
-                        help="calibrated: least |log2 fold change| of a significant gene (default 0.5 observed, 1.0 predicted)")
+    parser.add_argument("--min-lfc", type=float, default=0.5,
+                        help="calibrated: least |log2 fold change| of a significant gene (0.5)")
+    parser.add_argument("--min-effect", type=float, default=None,
+                        help="calibrated: least |Cohen's d| of a significant gene (default 0 observed, 0.5 predicted)")
     parser.add_argument("--n-null", type=int, default=100, help="null features of the self-check (100; 0 to skip)")
     parser.add_argument("--force", action="store_true", help="recompute even if cached")
 
@@ -37,7 +39,7 @@ def config_from_args(args):
     from ..annotate.pipeline import AnnotationConfig
 
     concepts = tuple(c.strip().lower() for c in args.concepts.split(",") if c.strip())
-    return AnnotationConfig(method=args.method, fdr=args.fdr, min_detect=args.min_detect, min_lfc=args.min_lfc,
+    return AnnotationConfig(method=args.method, fdr=args.fdr, min_detect=args.min_detect, min_lfc=args.min_lfc, min_effect=args.min_effect,
                             n_null=args.n_null, concepts=concepts, gmt=tuple(args.gmt), propagate=not args.direct_only,
                             expression=args.expression, percentile=args.percentile, n_low=args.n_low,
                             min_term_size=args.min_term_size, max_term_size=args.max_term_size,
