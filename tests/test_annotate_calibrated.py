@@ -255,3 +255,23 @@ def test_ancestors_are_explained_by_their_most_specific_descendant():
     explained = ann[ann["term_id"].isin(anc) & (ann["redundant_with"] != "")]
     assert len(explained) > 0 and not explained["reported"].any()
     assert set(explained["term_id"]) <= set(findable(ann)["term_id"])
+
+
+def test_de_of_one_features_cells_equals_the_batched_de():
+    """The Explorer's card recomputes one feature's DE from its cells only: the same numbers."""
+    from core.annotate.calibrated_de import de_of_cells
+
+    rng = np.random.default_rng(10)
+    Xs = sp.csc_matrix(_nb_counts(rng, 2500, 300))
+    L, D = log_normalise(Xs), detected_matrix(Xs)
+    g = select_groups(_random_features(rng, 2500, 4), seed=4)
+    de = calibrated_de(L, g, detected=D)
+    Ld, Dd = L.toarray(), D.toarray().astype(bool)
+    ref = np.sort(g.order[:1000])
+    level = Ld[ref].astype(np.float64).mean(0).astype(np.float32)
+    for i in range(4):
+        hi, lo = g.high_cells(i), g.low_cells(i)
+        one = de_of_cells(Ld[hi], Ld[lo], level, detected_high=Dd[hi], detected_low=Dd[lo])
+        np.testing.assert_allclose(one.p[0], de.p[i], rtol=1e-7, atol=1e-300)
+        np.testing.assert_array_equal(one.up[0], de.up[i])
+        np.testing.assert_array_equal(one.tested[0], de.tested[i])

@@ -36,7 +36,7 @@ from .moderated import bh_masked, squeeze_variances, trend_basis
 from .moments import check_inputs, chunk_sums
 from .stats import _moments_chunk
 
-__all__ = ["CalibratedDE", "calibrated_de", "KINDS", "DEFAULT_MIN_LFC", "DEFAULT_MIN_EFFECT"]
+__all__ = ["CalibratedDE", "calibrated_de", "de_of_cells", "KINDS", "DEFAULT_MIN_LFC", "DEFAULT_MIN_EFFECT"]
 
 KINDS = ("observed", "predicted")
 DEFAULT_MIN_LFC = 0.5
@@ -144,10 +144,6 @@ def calibrated_de(
     if kind not in KINDS:
         raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
     check_inputs(expression, groups)
-    if not 0 <= min_detect < 1:
-        raise InputError(f"min_detect must lie in [0, 1), got {min_detect}")
-    min_lfc = float(min_lfc)
-    min_effect = DEFAULT_MIN_EFFECT[kind] if min_effect is None else float(min_effect)
     n_feat, n_genes = len(groups), expression.shape[1]
     n1 = groups.n_high.astype(np.float64)
     n2 = groups.n_low.astype(np.float64)
@@ -157,14 +153,50 @@ def calibrated_de(
                         should_stop=should_stop):
         _moments_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, mh, ml, ssh, ssl)
         level[c.g0:c.g1] = c.shift   # average expression of ~1,000 random cells: the trend's covariate
-    d = n1 + n2 - 2
-    s2 = (ssh + ssl) / d[:, None]
-    tested = np.isfinite(s2) & (s2 > 0) & np.isfinite(mh) & np.isfinite(ml)
     det_h = det_l = None
     if detected is not None:
         if detected.shape != expression.shape:
             raise InputError(f"detected has shape {detected.shape}, expression {expression.shape}")
         det_h, det_l = detection(sp.csr_matrix(detected), groups)
+    return _from_moments(groups.feature.copy(), n1, n2, mh, ml, ssh, ssl, level, det_h, det_l, kind=kind,
+                         min_detect=min_detect, q_max=q_max, min_lfc=min_lfc, min_effect=min_effect)
+
+
+def de_of_cells(high: np.ndarray, low: np.ndarray, level: np.ndarray, *, feature: int = 0,
+                detected_high: np.ndarray | None = None, detected_low: np.ndarray | None = None,
+                kind: str = "observed", min_detect: float = 0.1, q_max: float = 0.05,
+                min_lfc: float = DEFAULT_MIN_LFC, min_effect: float | None = None) -> CalibratedDE:
+    """:func:`calibrated_de` of one feature from its cells' log-normalised values, high (n₁, G) and
+    low (n₂, G), with the trend covariate ``level`` (G,) (the float32-rounded mean of the same 1,000
+    reference cells the batched DE uses: the first 1,000 of the groups' random order) and, for the
+    detection filter, the cells' x > 0 (bool, same shapes). Same numbers as the batched DE."""
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+    high, low = np.asarray(high, np.float64), np.asarray(low, np.float64)
+    n1, n2 = np.array([high.shape[0]], np.float64), np.array([low.shape[0]], np.float64)
+    mh, ml = high.mean(axis=0)[None], low.mean(axis=0)[None]
+    ssh = ((high - mh) ** 2).sum(axis=0)[None]
+    ssl = ((low - ml) ** 2).sum(axis=0)[None]
+    det_h = det_l = None
+    if detected_high is not None:
+        det_h = np.asarray(detected_high).mean(axis=0)[None]
+        det_l = np.asarray(detected_low).mean(axis=0)[None]
+    return _from_moments(np.array([feature]), n1, n2, mh, ml, ssh, ssl, np.asarray(level, np.float64), det_h, det_l,
+                         kind=kind, min_detect=min_detect, q_max=q_max, min_lfc=min_lfc, min_effect=min_effect)
+
+
+def _from_moments(feature, n1, n2, mh, ml, ssh, ssl, level, det_h, det_l, *, kind, min_detect, q_max, min_lfc,
+                  min_effect) -> CalibratedDE:
+    """The tests and the rule from group moments (F,) sizes, (F, G) means and sums of squared deviations."""
+    if not 0 <= min_detect < 1:
+        raise InputError(f"min_detect must lie in [0, 1), got {min_detect}")
+    min_lfc = float(min_lfc)
+    min_effect = DEFAULT_MIN_EFFECT[kind] if min_effect is None else float(min_effect)
+    n_feat, n_genes = mh.shape
+    d = n1 + n2 - 2
+    s2 = (ssh + ssl) / d[:, None]
+    tested = np.isfinite(s2) & (s2 > 0) & np.isfinite(mh) & np.isfinite(ml)
+    if det_h is not None:
         tested &= (det_h >= min_detect) | (det_l >= min_detect)
     diff = mh - ml
     p = np.ones((n_feat, n_genes))
@@ -177,7 +209,6 @@ def calibrated_de(
     else:
         s0 = np.ones((0, n_genes))
     t, df_tot = _moderated_welch(diff, ssh, ssl, n1, n2, d0, s0, tested)
-    del ssh, ssl
     for i in range(n_feat):
         m = tested[i]
         ti, di = -np.abs(t[i, m]), df_tot[i, m]
@@ -188,11 +219,10 @@ def calibrated_de(
     with np.errstate(divide="ignore", invalid="ignore"):
         effect = np.abs(diff) / np.sqrt(s2)
     sig = tested & (q < q_max) & (np.abs(lfc) >= min_lfc) & (effect >= min_effect)
-    params = {"kind": kind, "min_detect": float(min_detect) if detected is not None else None,
-              "q_max": float(q_max), "min_lfc": min_lfc,
-              "min_effect": min_effect}
-    return CalibratedDE(groups.feature.copy(), groups.n_high.copy(), groups.n_low.copy(), mh, ml, lfc, t, df_tot,
-                        p, q, tested, sig & (t > 0), sig & (t < 0), d0, det_h, det_l, kind, params)
+    params = {"kind": kind, "min_detect": float(min_detect) if det_h is not None else None, "q_max": float(q_max),
+              "min_lfc": min_lfc, "min_effect": min_effect}
+    return CalibratedDE(feature, n1.astype(np.int64), n2.astype(np.int64), mh, ml, lfc, t, df_tot, p, q, tested,
+                        sig & (t > 0), sig & (t < 0), d0, det_h, det_l, kind, params)
 
 
 def _moderated_welch(diff, ss_high, ss_low, n1, n2, d0, s0, tested):
