@@ -1,5 +1,5 @@
 """Characterise SAE features by their activations: live/dead, cell-type profile, local vs global,
-trajectory features (REFERENCE.md §3).
+trajectory features (docs/method.md §3).
 
 Local/global rule (paper appendix B 2.5): feature f is significantly higher in cell type t when
 ``mean_t − mean_rest > 1.96 · (SE_t + SE_rest)`` with ``SE = sd / sqrt(n)`` (sample sd, ddof=1).

@@ -74,7 +74,7 @@ def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings
                                              percentile=90.0, n_low=300))
     from .simulate.demo_data import DemoDataConfig
 
-    # L1 is averaged over latents (REFERENCE.md §1), so 1e-3 leaves 320 latents on 20 dims dense
+    # L1 is averaged over latents (docs/method.md §1), so 1e-3 leaves 320 latents on 20 dims dense
     # (measured on this dataset: L0 167, every feature "global", 16/17 planted programs); l1 = 10
     # gives L0 ≈ 48, ~30 local features, FVU ≈ 0.04 and 17/17 (README, "Demo dataset").
     return DemoSettings(dataset, ModelConfig(seed=seed), VanillaConfig(expansion=16, l1=10.0),

@@ -1,6 +1,6 @@
 """The expression matrix annotation runs on: predicted (decoder × library size) or observed counts.
 
-REFERENCE.md §4 step 2: the model's predicted expression when it has a decoder; observed counts
+docs/method.md §4 step 2: the model's predicted expression when it has a decoder; observed counts
 otherwise (as the paper did for Geneformer).
 """
 from __future__ import annotations

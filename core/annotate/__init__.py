@@ -1,15 +1,29 @@
-"""Automated feature annotation (REFERENCE.md §4): high/low cell groups, batched DE, batched enrichment.
+"""Automated feature annotation (docs/method.md §4, §4b): high/low cell groups, batched DE, enrichment.
+
+Two methods share the groups and the batched group moments (:mod:`.moments`):
+
+- calibrated (default): :func:`log_normalise` → :func:`calibrated_de` → :func:`enrich_calibrated`
+  (up/down over-representation, correlation-adjusted rank test, most specific terms, ``reported``);
+- paper: :func:`batched_de` → :func:`enrich`, the paper's statistics unchanged.
 
     groups = select_groups(activations, seed=seed)
-    for block in groups.blocks(1000):
-        de = batched_de(expression, block)
-        table = enrich(de, concepts)
+    for block in groups.blocks(256):
+        de = calibrated_de(log_normalise(counts), block, detected=detected_matrix(counts))
+        table = enrich_calibrated(de, concepts, correlation=rho, dag=go_dag())
+
+:func:`core.annotate.pipeline.annotate` runs either, with the null self-check.
 """
+from .calibrated_de import CalibratedDE, calibrated_de, de_of_cells
+from .calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
 from .de import DEResult, batched_de, significant_genes
 from .enrich import COLUMNS, enrich, enrichment_stats
 from .groups import Groups, select_groups
+from .normalise import detected_matrix, library_sizes, log_normalise
+from .reported import findable, headline_p, is_reported, ordered, reported
 from .stats import binom_two_sided, bh, mwu_from_rank_sums, rank_rows, welch_from_moments
 
 __all__ = ["Groups", "select_groups", "DEResult", "batched_de", "significant_genes", "enrich",
            "enrichment_stats", "COLUMNS", "bh", "welch_from_moments", "binom_two_sided", "rank_rows",
-           "mwu_from_rank_sums"]
+           "mwu_from_rank_sums", "CalibratedDE", "calibrated_de", "de_of_cells", "CALIBRATED_COLUMNS",
+           "enrich_calibrated", "log_normalise", "library_sizes", "detected_matrix", "reported", "findable",
+           "is_reported", "headline_p", "ordered"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 HELP = "Steer a feature in chosen cells, re-decode, and report what changes."
 
-DESCRIPTION = """Steer SAE features in chosen cells (REFERENCE.md §6): set each feature to a target,
+DESCRIPTION = """Steer SAE features in chosen cells (docs/method.md §6): set each feature to a target,
 decode the steered embedding with the SAE and the expression model's decoder (× library size),
 and compare steered with normal expression cell by cell (paired DE per gene, BH), then enrich the
 up- and down-regulated genes with GO terms and report how the cells moved between cell types.

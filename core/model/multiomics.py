@@ -1,4 +1,4 @@
-"""A second modality (e.g. chromatin accessibility) and the paper's high-vs-low comparison (REFERENCE.md §7).
+"""A second modality (e.g. chromatin accessibility) and the paper's high-vs-low comparison (docs/method.md §7).
 
 Where a second modality lives in an AnnData (``get_modality(adata, spec)``):
 
@@ -235,7 +235,7 @@ def compare_modality(
     progress: Progress = no_progress,
     should_stop: ShouldStop = never_stop,
 ) -> pd.DataFrame:
-    """High-vs-low comparison of a second modality for every feature (REFERENCE.md §7).
+    """High-vs-low comparison of a second modality for every feature (docs/method.md §7).
 
     activations: cells × features (scipy CSR from the SAE engine, or dense); modality: a
     :class:`Modality` or a cells × peaks matrix. Returns a DataFrame indexed by ``feature``

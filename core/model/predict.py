@@ -1,4 +1,4 @@
-"""Predicted expression for annotation (REFERENCE.md §4 step 2) and blocks for the annotation engine.
+"""Predicted expression for annotation (docs/method.md §4 step 2) and blocks for the annotation engine.
 
 Expression source of the annotation: the decoder's output × library size when the model has a
 decoder, else the observed counts (as the paper did for Geneformer). Predicted expression is

@@ -7,7 +7,7 @@ Typical use::
     metrics, features = sae_metrics(result.sae, embedding)
     acts = encode_activations(result.sae, embedding)   # CSR cells × features
 
-Reference method: REFERENCE.md §1. ``preset("paper")`` reproduces the paper's case study.
+Reference method: docs/method.md §1. ``preset("paper")`` reproduces the paper's case study.
 """
 from .config import (
     DECODER_NORMS,

@@ -1,6 +1,6 @@
 """Simulation lab: the paper's hierarchical generative process and its experiments.
 
-``simulate(SmallSimConfig(), seed=0)`` draws a dataset with ground truth (REFERENCE.md §2);
+``simulate(SmallSimConfig(), seed=0)`` draws a dataset with ground truth (docs/method.md §2);
 the experiments (``run_superposition``, ``run_sae_sweep``, ``run_recovery``,
 ``run_structure``) measure what autoencoders and SAEs recover of it.
 """

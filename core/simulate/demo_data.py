@@ -1,6 +1,6 @@
 """The simulated haematopoietic demo dataset: counts with a known generative ground truth.
 
-The process follows the paper's hierarchical model (REFERENCE.md §2), with the connectivity
+The process follows the paper's hierarchical model (docs/method.md §2), with the connectivity
 built from real Gene Ontology gene sets (the shipped GO, ``core.concepts.load_go``):
 
 1. **programs X** (cells × K): per-cell intensities of K gene programs, each named after a

@@ -1,4 +1,4 @@
-"""The paper's hierarchical simulation (REFERENCE.md §2; paper §4 and appendix A.1.2).
+"""The paper's hierarchical simulation (docs/method.md §2; paper §4 and appendix A.1.2).
 
 Programs ``X`` are shifted by batch noise ``B`` into ``X′ = max(X + B, 0)``, scaled by the
 cell type's activity ``A`` into ``X″ = X′ ⊙ A``, and reach the genes through the

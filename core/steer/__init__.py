@@ -1,4 +1,4 @@
-"""Steering experiments (REFERENCE.md §6): set SAE features in chosen cells, re-decode, compare.
+"""Steering experiments (docs/method.md §6): set SAE features in chosen cells, re-decode, compare.
 
     from core.steer import SteerConfig, steer, save_steering_run
     result = steer(analysis, features=[12], cells="cell_type=Proerythroblast", config=SteerConfig(target="max"))

@@ -16,7 +16,7 @@ TESTS = ("paired-log", "nb-glm")
 
 @dataclass(frozen=True)
 class SteerConfig:
-    """How to steer, test and enrich (REFERENCE.md §6).
+    """How to steer, test and enrich (docs/method.md §6).
 
     ``target``: one spec for every steered feature, or a tuple with one per feature (forms in
     :mod:`core.steer.targets`: ``max``, ``x2``, ``p99``, ``mean:B cellx1.5``, ``off``, a number).

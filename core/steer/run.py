@@ -1,4 +1,4 @@
-"""Steering experiments (REFERENCE.md §6): set SAE features in chosen cells, re-decode, compare.
+"""Steering experiments (docs/method.md §6): set SAE features in chosen cells, re-decode, compare.
 
 For the selected cells x (n, d) of the embedding the SAE gives latents z = encode(x). Each steered
 feature f is set to its target t_f: Δz = t − z_F (n, k). The steered embedding is

@@ -1,4 +1,4 @@
-"""Steering targets: what value a steered feature is set to (REFERENCE.md §6).
+"""Steering targets: what value a steered feature is set to (docs/method.md §6).
 
 A target is written as text (the CLI, the app and ``SteerConfig`` use the same forms):
 
