@@ -23,7 +23,7 @@ from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_
 
 from components import ids
 from components.explorer_page import PLACEHOLDERS, initial_state, selection_chips
-from components.feature_card import card_header, de_rows, term_link, terms_rows
+from components.feature_card import card_header, de_rows, term_link, terms_note, terms_rows
 from components.figures import (activation_histogram_figure, cell_type_profile_figure, concept_map_figure,
                                 empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
                                 selected_trace, volcano_figure)
@@ -257,13 +257,13 @@ def show_selection(state):
 
 # ----------------------------------------------------------------------------- feature card
 def render_card(state, source):
-    """Header, alert, histogram, profile, term rows, term note, export-terms disabled, export-DE disabled,
-    body style (hidden until a feature is chosen)."""
+    """Header, alert, histogram, profile, export-DE disabled, body style (hidden until a feature is
+    chosen). The terms grid is :func:`render_terms`."""
     feature = (state or {}).get("feature")
     blank = empty_figure()
     hidden, shown = {"display": "none"}, {"display": "block"}
     if feature is None:
-        return (no_update, None, blank, blank, [], "", True, True, hidden)
+        return (no_update, None, blank, blank, True, hidden)
     try:
         data = load(source)
         summary = explore.feature_summary(data, feature)
@@ -278,13 +278,27 @@ def render_card(state, source):
                                                                "significantly higher)", height=None)
         except FeatureLensError as exc:
             prof_fig = empty_figure(f"no cell-type profile: {exc.message}")
-        terms = explore.feature_terms(data.annotations, summary["feature"])
-        note = (f"{len(terms)} terms; sort or filter any column; names link to QuickGO" if len(terms)
-                else "no enriched terms" + ("" if data.annotations is not None else " (the analysis is not annotated)"))
-        return (card_header(summary, source=source), None, hist_fig, prof_fig, terms_rows(terms), note,
-                terms.empty, False, shown)
+        return card_header(summary, source=source), None, hist_fig, prof_fig, False, shown
     except Exception as exc:  # noqa: BLE001
-        return (no_update, error_alert(exc, what=f"Feature {feature}:"), blank, blank, [], "", True, True, hidden)
+        return no_update, error_alert(exc, what=f"Feature {feature}:"), blank, blank, True, hidden
+
+
+def render_terms(state, show_all, source):
+    """Term rows, term note, export-terms disabled: the feature's reported terms, or every nominal
+    row with its status when ``show_all`` is on."""
+    feature = (state or {}).get("feature")
+    if feature is None:
+        return [], "", True
+    try:
+        data = load(source)
+        terms = explore.feature_terms(data.annotations, data.check_feature(feature), show_all=bool(show_all))
+        note = terms_note(terms, show_all=bool(show_all), annotated=data.annotations is not None)
+        return terms_rows(terms), note, terms.empty
+    except Exception as exc:  # noqa: BLE001
+        msg = exc.message if isinstance(exc, FeatureLensError) else f"unexpected error: {exc}"
+        if not isinstance(exc, FeatureLensError):
+            log.exception("terms of feature %s failed", feature)
+        return [], f"no terms: {msg}", True
 
 
 def render_de(state, source):
@@ -307,11 +321,12 @@ def render_de(state, source):
         return empty_figure(f"no DE table: {msg}"), [], ""
 
 
-def export_terms(n_clicks, state, source):
+def export_terms(n_clicks, state, source, show_all=False):
+    """The terms the grid lists (reported, or every nominal row), with all statistics, as CSV."""
     feature = (state or {}).get("feature")
     if not n_clicks or feature is None:
         return no_update
-    terms = explore.feature_terms(load(source).annotations, feature)
+    terms = explore.feature_terms(load(source).annotations, feature, show_all=bool(show_all))
     return dcc.send_data_frame(terms.to_csv, f"feature{int(feature)}_terms.csv", index=False)
 
 
@@ -477,14 +492,18 @@ callback(Output(ids.EXPLORER_STATE, "data"),
          prevent_initial_call=True)(select_features)
 callback(Output(ids.EXPLORER_SELECTION, "children"), Input(ids.EXPLORER_STATE, "data"))(show_selection)
 callback(Output(ids.CARD_HEADER, "children"), Output(ids.CARD_ALERT, "children"),
-         Output(ids.CARD_HISTOGRAM, "figure"), Output(ids.CARD_PROFILE, "figure"), Output(ids.CARD_TERMS, "rowData"),
-         Output(ids.CARD_TERMS_NOTE, "children"), Output(ids.CARD_EXPORT_TERMS, "disabled"),
+         Output(ids.CARD_HISTOGRAM, "figure"), Output(ids.CARD_PROFILE, "figure"),
          Output(ids.CARD_EXPORT_DE, "disabled"), Output(ids.CARD_BODY, "style"),
          Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_card)
+callback(Output(ids.CARD_TERMS, "rowData"), Output(ids.CARD_TERMS_NOTE, "children"),
+         Output(ids.CARD_EXPORT_TERMS, "disabled"),
+         Input(ids.EXPLORER_STATE, "data"), Input(ids.CARD_TERMS_ALL, "value"),
+         State(ids.EXPLORER_SOURCE, "data"))(render_terms)
 callback(Output(ids.CARD_VOLCANO, "figure"), Output(ids.CARD_DE, "rowData"), Output(ids.CARD_DE_NOTE, "children"),
          Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_de)
 callback(Output(ids.CARD_DOWNLOAD, "data"), Input(ids.CARD_EXPORT_TERMS, "n_clicks"),
-         State(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"), prevent_initial_call=True)(export_terms)
+         State(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"), State(ids.CARD_TERMS_ALL, "value"),
+         prevent_initial_call=True)(export_terms)
 callback(Output(ids.CARD_DOWNLOAD, "data", allow_duplicate=True), Input(ids.CARD_EXPORT_DE, "n_clicks"),
          State(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"), prevent_initial_call=True)(export_de)
 callback(Output(ids.EXPLORER_LOOKUP_FEATURES, "rowData"), Output(ids.EXPLORER_LOOKUP_TERMS, "rowData"),

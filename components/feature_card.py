@@ -1,8 +1,10 @@
 """The feature card: header (badges, steer link, exports), activation histogram, cell-type
-profile, enriched terms (sortable, filterable, linked to GO) and the top DE genes (volcano + table).
+profile, the feature's reported terms (sortable, filterable, linked to GO; a switch shows every
+nominal row with its status) and the top DE genes (volcano + table).
 
 :func:`card_layout` is the empty frame the Explorer renders once; the callbacks fill it through
-:func:`card_header`, :func:`terms_rows` and :func:`de_rows` (pure functions, unit-tested).
+:func:`card_header`, :func:`terms_rows`, :func:`terms_note` and :func:`de_rows` (pure functions,
+unit-tested).
 """
 from __future__ import annotations
 
@@ -37,11 +39,18 @@ TERM_COLUMNS = [
     {"field": "term", "headerName": "term", "cellRenderer": "markdown", "cellRendererParams": {"linkTarget": "_blank"},
      "minWidth": 380, "flex": 2,
      "filter": "agTextColumnFilter", "tooltipField": "term_name"},
+    {"field": "status", "headerName": "status", "width": 170, "filter": "agTextColumnFilter", "tooltipField": "status",
+     "headerTooltip": "reported: one of the feature's concepts; nominal only: nominally enriched, not reported; "
+                      "down in high cells: its genes are down in the high cells (it describes the low cells); "
+                      "explained by …: a GO ancestor of that reported term"},
     {"field": "namespace", "headerName": "db", "width": 80, "filter": "agTextColumnFilter"},
+    {"field": "de_direction", "headerName": "DE genes", "width": 95, "filter": "agTextColumnFilter",
+     "headerTooltip": "which of the feature's DE genes the test used: up or down in its high cells, or both (pooled)"},
     {"field": "hits", "headerName": "hits", "width": 75, **_NUM},
     {"field": "n_term_genes", "headerName": "size", "width": 75, **_NUM},
     _fix("expected", "expected", ".2f", 90), _fix("fold_enrichment", "fold enr.", ".2f", 95),
     {"field": "direction", "headerName": "dir.", "width": 80, "filter": "agTextColumnFilter"},
+    _sci("hyper_p", "hypergeom. p"), _sci("hyper_q", "hypergeom. q"),
     _sci("binom_p", "binom p"), _sci("binom_q", "binom q"), _fix("mwu_z", "MWU z", ".2f", 85),
     _sci("mwu_p_up", "MWU p up"), _sci("mwu_p_two_sided", "MWU p 2-s."), _sci("mwu_q", "MWU q"),
     _fix("effect_size", "effect", ".3f", 85),
@@ -81,8 +90,13 @@ def card_layout() -> dbc.Card:
             html.Div([
                 html.H6("Enriched terms", className="d-inline me-2"),
                 html.Small(id=ids.CARD_TERMS_NOTE, className="text-muted me-2"),
+                html.Span(dbc.Switch(id=ids.CARD_TERMS_ALL, label="show all nominal", value=False,
+                                     className="d-inline-block me-2 small mb-0"),
+                          title="Also list the nominally enriched rows that are not reported: GO ancestors "
+                                "explained by a reported term, terms of the genes down in the high cells, "
+                                "and pairs that miss the FDR"),
                 dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_TERMS, size="sm", color="secondary", outline=True,
-                           disabled=True, title="Download every enriched term with all statistics"),
+                           disabled=True, title="Download the terms listed, with all statistics"),
             ], className="mt-3 mb-1"),
             grid(ids.CARD_TERMS, TERM_COLUMNS, height="320px", row_id="term_id"),
             html.Div([
@@ -123,7 +137,7 @@ def card_header(summary: dict, *, source: str) -> html.Div:
     if summary.get("redundant"):
         badges.append(dbc.Badge("redundant", color="warning", text_color="dark", className="me-1"))
     facts = (f"active in {summary['n_cells']:,} cells ({100 * summary['frequency']:.1f}%) · "
-             f"max {summary['max_activation']:.3g} · {summary['n_terms']} enriched terms")
+             f"max {summary['max_activation']:.3g} · {summary['n_terms']} reported terms")
     return html.Div([
         html.Div([
             html.H4(f"Feature {f}", className="d-inline me-2 mb-0", id="card-title"),
@@ -156,6 +170,21 @@ def terms_rows(terms: pd.DataFrame) -> list[dict]:
     df = terms.copy()
     df.insert(0, "term", [term_link(t, n) for t, n in zip(df["term_id"], df["term_name"])])
     return _records(df)
+
+
+def terms_note(terms: pd.DataFrame, *, show_all: bool, annotated: bool = True) -> str:
+    """The line beside the terms grid: how many rows it lists and what they are."""
+    if not annotated:
+        return "no enriched terms (the analysis is not annotated)"
+    n_rep = int(terms["status"].astype(str).str.startswith("reported").sum()) if "status" in terms else len(terms)
+    if show_all:
+        if terms.empty:
+            return "no nominally enriched terms"
+        return (f"{len(terms)} nominal rows, {n_rep} reported; the status column says what the others are; "
+                "names link to QuickGO")
+    if terms.empty:
+        return "no reported terms"
+    return f"{n_rep} reported terms; sort or filter any column; names link to QuickGO"
 
 
 def de_rows(de: pd.DataFrame, *, limit: int = DE_ROWS) -> list[dict]:

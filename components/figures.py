@@ -88,7 +88,7 @@ def _map_hover(df: pd.DataFrame) -> list[str]:
 
 def concept_map_figure(cmap: pd.DataFrame, *, colour_by: str = "category", highlight=(), selected=(),
                        uirevision=None, height: int = 460) -> go.Figure:
-    """The concept map: one point per annotated feature at (x, y), coloured by level-1 ``category``
+    """The concept map: one point per annotated feature at (x, y), coloured by its GO ``category``
     (or ``locality``), sized by activation frequency; hover shows the feature's facts.
 
     ``cmap`` columns: feature, x, y, category, n_terms, frequency, locality, top_terms. Traces: one

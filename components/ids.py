@@ -102,6 +102,7 @@ CARD_HISTOGRAM = "card-histogram-graph"
 CARD_PROFILE = "card-profile-graph"
 CARD_TERMS = "card-terms-grid"
 CARD_TERMS_NOTE = "card-terms-note"
+CARD_TERMS_ALL = "card-terms-all-switch"        # on: every nominal row, not only the reported terms
 CARD_VOLCANO = "card-volcano-graph"
 CARD_DE = "card-de-grid"
 CARD_DE_NOTE = "card-de-note"

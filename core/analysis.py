@@ -8,7 +8,7 @@ Layout (stable names, documented in README):
     features.parquet     one row per feature
     activations.npz      sparse cells × features activations (CSR)
     annotations.parquet  feature × term with all statistics
-    concept_map.parquet  feature, x, y, level-1 category
+    concept_map.parquet  feature, x, y, n_terms, GO category (reported terms)
 
 Every step writes into a staging folder; only when the step succeeds are its files renamed
 into place and its input hash recorded in ``analysis.json``. A failed step leaves every

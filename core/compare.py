@@ -1,4 +1,5 @@
-"""Compare two annotated analyses (e.g. two models of the same cells) by their concepts (REFERENCE.md §5)."""
+"""Compare two annotated analyses (e.g. two models of the same cells) by their concepts (docs/method.md §5):
+the reported rows of each annotation table (:func:`core.annotate.reported.reported`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ import scipy.sparse as sp
 from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
+from .annotate.reported import reported
 from .errors import InputError
 
 __all__ = ["Comparison", "compare_annotations"]
@@ -41,7 +43,9 @@ def _binary(ann: pd.DataFrame, terms: pd.Index) -> tuple[sp.csr_matrix, np.ndarr
 
 def compare_annotations(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     """Optimal bipartite matching of features by Jaccard similarity of their term sets, plus term overlap
-    and the correlation of concept counts (how many features carry each term) between the two."""
+    and the correlation of concept counts (how many features carry each term) between the two.
+    ``a``, ``b``: annotation tables; only their reported rows count."""
+    a, b = reported(a), reported(b)
     if a.empty or b.empty:
         raise InputError("both analyses need annotations to be compared", fix="run `featurelens annotate` on both")
     terms = pd.Index(sorted(set(a["term_id"].astype(str)) | set(b["term_id"].astype(str))))

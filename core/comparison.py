@@ -1,7 +1,8 @@
 """Two analyses side by side, by name (the app's Compare page, and Python).
 
-:func:`compare_analyses` runs :func:`core.compare.compare_annotations` on the annotations of two
-analyses in the analyses folder and adds what the page shows: the matched feature pairs with
+:func:`compare_analyses` runs :func:`core.compare.compare_annotations` on the reported annotation
+rows (:func:`core.annotate.reported.reported`) of two analyses in the analyses folder and adds what
+the page shows: the matched feature pairs with
 their best shared terms, and one row per term with how many features of each analysis carry it
 (shared, only in A, only in B). Results are kept in a small in-process cache keyed by the two
 annotation files' paths, sizes and modification times, so re-asking (sorting, exporting, a second
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .annotate.reported import headline_p, reported
 from .errors import InputError
 
 __all__ = ["AnalysisComparison", "comparable_analyses", "compare_analyses", "term_counts", "describe_matches",
@@ -86,19 +88,21 @@ def term_counts(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 def describe_matches(matches: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
     """``matches`` plus each feature's number of terms and the names of the ``top`` shared terms
-    (those most significant in both: smallest of the two binomial p-values' maximum)."""
+    (those most significant in both: smallest of the two headline p-values' maximum,
+    :func:`core.annotate.reported.headline_p`). ``a``, ``b``: the annotation tables (reported rows)."""
     pairs = matches.reset_index(drop=True).rename_axis("pair").reset_index()
     n_a = a.groupby("feature")["term_id"].nunique()
     n_b = b.groupby("feature")["term_id"].nunique()
-    cols = ["feature", "term_id", "term_name", "binom_p"]
-    ta = a[cols].assign(term_id=a["term_id"].astype(str))
-    tb = b[cols[:2] + ["binom_p"]].assign(term_id=b["term_id"].astype(str))
+    ta = pd.DataFrame({"feature": a["feature"].to_numpy(), "term_id": a["term_id"].astype(str).to_numpy(),
+                       "term_name": a["term_name"].to_numpy(), "p": headline_p(a).to_numpy()})
+    tb = pd.DataFrame({"feature": b["feature"].to_numpy(), "term_id": b["term_id"].astype(str).to_numpy(),
+                       "p": headline_p(b).to_numpy()})
     left = pairs[["pair", "feature_a"]].merge(ta, left_on="feature_a", right_on="feature")[
-        ["pair", "term_id", "term_name", "binom_p"]]
+        ["pair", "term_id", "term_name", "p"]]
     right = pairs[["pair", "feature_b"]].merge(tb, left_on="feature_b", right_on="feature")[
-        ["pair", "term_id", "binom_p"]]
+        ["pair", "term_id", "p"]]
     both = left.merge(right, on=["pair", "term_id"], suffixes=("_a", "_b"))
-    both["worse_p"] = np.maximum(both["binom_p_a"], both["binom_p_b"])
+    both["worse_p"] = np.maximum(both["p_a"], both["p_b"])
     both = both.sort_values(["pair", "worse_p", "term_id"], kind="stable")
     names = both.groupby("pair", sort=False).head(top).groupby("pair")["term_name"].agg(" | ".join)
     out = matches.reset_index(drop=True).copy()
@@ -138,8 +142,8 @@ def compare_analyses(a: str, b: str) -> AnalysisComparison:
             _cache.move_to_end(key)
             return _cache[key]
     t0 = time.perf_counter()
-    ann_a = Analysis.open(fa.parent).read_parquet(ANNOTATIONS)
-    ann_b = Analysis.open(fb.parent).read_parquet(ANNOTATIONS)
+    ann_a = reported(Analysis.open(fa.parent).read_parquet(ANNOTATIONS))
+    ann_b = reported(Analysis.open(fb.parent).read_parquet(ANNOTATIONS))
     cmp = compare_annotations(ann_a, ann_b)
     matches = describe_matches(cmp.matches, ann_a, ann_b)
     terms = term_counts(ann_a, ann_b)

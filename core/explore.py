@@ -27,6 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .analysis import Analysis
+from .annotate.reported import findable, headline_p, is_reported, ordered, reported
 from .characterise import Z_CRIT
 from .errors import InputError
 from .progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
@@ -34,7 +35,7 @@ from .search import ConceptIndex, characteristic_features
 
 __all__ = [
     "LATENT_FILE", "CELLS_FILE", "TOP_GENES_FILE", "pca_2d", "ensure_latent", "ExplorerData", "explorer_data", "ConceptSearch",
-    "feature_cells", "cell_type_profile", "activation_histogram", "feature_summary", "feature_terms",
+    "feature_cells", "cell_type_profile", "activation_histogram", "feature_summary", "term_status", "feature_terms",
     "feature_de_table", "top_de_genes", "build_top_genes", "GeneIndex", "parse_feature_ids", "search_features",
     "search_hits", "suggestions",
     "reverse_lookup", "annotation_settings",
@@ -127,8 +128,10 @@ class ExplorerData:
 
     ``acts``: CSC float32 (n_cells, n_features); ``features``: features.parquet indexed by feature;
     ``concept_map``: one row per mapped feature with x, y, category, n_terms, frequency, locality,
-    top_cell_type, top_terms (None before annotation); ``annotations``: annotations.parquet (None
-    before annotation); ``index``: a :class:`ConceptIndex` over them.
+    top_cell_type, top_terms (None before annotation); ``annotations``: annotations.parquet, every
+    nominal row, ordered by feature then :func:`~core.annotate.reported.headline_p` (None before
+    annotation); ``reported``: its reported rows (a feature's concepts); ``index``: a
+    :class:`ConceptIndex` over the findable rows.
     """
 
     def __init__(self, analysis: Analysis):
@@ -142,8 +145,8 @@ class ExplorerData:
         self.features = feats.set_index("feature") if "feature" in feats else feats
         self.annotations = analysis.read_parquet("annotations.parquet") if analysis.has("annotations.parquet") else None
         if self.annotations is not None:
-            self.annotations = self.annotations.sort_values(["feature", "binom_p"], kind="stable",
-                                                            ignore_index=True)
+            self.annotations = ordered(self.annotations).reset_index(drop=True)
+        self.reported = reported(self.annotations) if self.annotations is not None else None
         self.index = ConceptIndex(self.annotations) if self.annotations is not None else None
         self.concepts = ConceptSearch(self.index, self.annotations) if self.index is not None else None
         self.concept_map = self._map_table() if analysis.has("concept_map.parquet") else None
@@ -159,7 +162,7 @@ class ExplorerData:
         cmap["frequency"] = f["frequency"].to_numpy() if "frequency" in f else np.nan
         cmap["locality"] = f["locality"].fillna("unknown").to_numpy() if "locality" in f else "unknown"
         cmap["top_cell_type"] = f["top_cell_type"].fillna("").to_numpy() if "top_cell_type" in f else ""
-        ann = self.annotations
+        ann = self.reported
         if ann is not None and len(ann):
             top = ann.groupby("feature", sort=False)["term_name"].agg(lambda t: "; ".join(t.iloc[:2]))
             cmap["top_terms"] = top.reindex(cmap["feature"]).fillna("").to_numpy()
@@ -225,7 +228,7 @@ class ExplorerData:
         return table
 
     def categories(self, features) -> np.ndarray:
-        """Level-1 category of each feature ("not annotated" off the concept map)."""
+        """GO category of each feature ("not annotated" off the concept map)."""
         feats = np.asarray(features, dtype=np.int64)
         if self.concept_map is None:
             return np.full(feats.size, "not annotated", dtype=object)
@@ -274,17 +277,18 @@ def explorer_data(path) -> ExplorerData:
 # ----------------------------------------------------------------------------- concept search
 class ConceptSearch:
     """Keyword search over an annotation table, ranked exactly as :meth:`core.search.ConceptIndex.search`
-    (best p of the matching terms, then more matching terms first), but with a term → rows index so
-    that a query costs time in proportion to the rows of the matching terms, not to the whole table
-    (a few ms for 10,000 features × 95 terms). The last 64 queries are remembered."""
+    (best p of the matching terms, then more matching terms first; findable rows only), but with a
+    term → rows index so that a query costs time in proportion to the rows of the matching terms,
+    not to the whole table (a few ms for 10,000 features × 95 terms). The last 64 queries are
+    remembered."""
 
     def __init__(self, index: ConceptIndex, annotations: pd.DataFrame):
         self.index = index
+        annotations = findable(annotations)
         n_terms = len(index.terms)
         self.term = pd.Index(index.terms["term_id"]).get_indexer(annotations["term_id"].astype(str))
         self.feature = annotations["feature"].to_numpy(np.int64)
-        pcols = [c for c in ("binom_p", "mwu_p_up", "p") if c in annotations]
-        self.p = annotations[pcols].min(axis=1).to_numpy(float) if pcols else np.ones(len(annotations))
+        self.p = index.rank_p(annotations)
         self.rows_by_term = np.argsort(self.term, kind="stable")
         self.term_count = np.bincount(self.term, minlength=n_terms)
         self.indptr = np.concatenate([[0], np.cumsum(self.term_count)])
@@ -424,23 +428,52 @@ def feature_summary(data: ExplorerData, feature: int) -> dict:
         hit = data.concept_map.loc[data.concept_map["feature"] == f]
         if len(hit):
             out["category"] = str(hit["category"].iloc[0])
-    if data.annotations is not None:
-        out["n_terms"] = int((data.annotations["feature"].to_numpy() == f).sum())
+    if data.reported is not None:
+        out["n_terms"] = int((data.reported["feature"].to_numpy() == f).sum())
     return out
 
 
-TERM_COLUMNS = ["term_id", "term_name", "namespace", "n_term_genes", "hits", "n_significant", "expected",
-                "fold_enrichment", "direction", "binom_p", "binom_q", "mwu_z", "mwu_p_up", "mwu_p_two_sided",
-                "mwu_q", "effect_size"]
+TERM_COLUMNS = ["term_id", "term_name", "namespace", "status", "de_direction", "n_term_genes", "hits", "n_significant",
+                "expected", "fold_enrichment", "direction", "hyper_p", "hyper_q", "binom_p", "binom_q", "mwu_z",
+                "mwu_p_up", "mwu_p_two_sided", "mwu_q", "effect_size", "redundant_with", "reported"]
 
 
-def feature_terms(annotations: pd.DataFrame | None, feature: int) -> pd.DataFrame:
-    """The enriched terms of one feature with all their statistics, best binomial p first."""
+def term_status(rows: pd.DataFrame) -> pd.Series:
+    """What each annotation row is, for people (str per row): "reported" or "nominal only", with
+    "down in high cells" when its genes are down in the feature's high cells (it describes the
+    low cells) and "explained by NAME" when it is a GO ancestor of the reported term NAME
+    (``redundant_with``), e.g. "down in high cells; explained by NAME"."""
+    n = len(rows)
+    rep = is_reported(rows).to_numpy()
+    down = rows["de_direction"].astype(str).to_numpy() == "down" if "de_direction" in rows else np.zeros(n, bool)
+    by = rows["redundant_with"].fillna("").astype(str).to_numpy() if "redundant_with" in rows else np.full(n, "")
+    names = dict(zip(rows["term_id"].astype(str), rows["term_name"].astype(str)))
+    out = []
+    for r, d, b in zip(rep, down, by):
+        parts = ["reported"] if r else []
+        if d:
+            parts.append("down in high cells")
+        if b and not r:
+            parts.append("explained by " + names.get(b, b))
+        out.append("; ".join(parts) or "nominal only")
+    return pd.Series(out, index=rows.index, dtype=object)
+
+
+def feature_terms(annotations: pd.DataFrame | None, feature: int, *, show_all: bool = False) -> pd.DataFrame:
+    """The terms of one feature with all their statistics and a ``status`` (:func:`term_status`).
+
+    Default: its reported terms (its concepts), best :func:`~core.annotate.reported.headline_p`
+    first. ``show_all``: every nominal row of the feature, the reported ones first."""
     if annotations is None or annotations.empty:
         return pd.DataFrame(columns=TERM_COLUMNS)
     rows = annotations.loc[annotations["feature"].to_numpy() == int(feature)]
+    rows = rows.assign(status=term_status(rows).to_numpy(), _rep=~is_reported(rows).to_numpy(),
+                       _p=headline_p(rows).to_numpy())
+    rows = rows.sort_values(["_rep", "_p"], kind="stable") if show_all else rows[~rows["_rep"]].sort_values(
+        "_p", kind="stable")
+    rows = rows.drop(columns=["_rep", "_p"])
     cols = [c for c in TERM_COLUMNS if c in rows] + [c for c in rows if c not in TERM_COLUMNS and c != "feature"]
-    return rows.sort_values("binom_p", kind="stable")[cols].reset_index(drop=True)
+    return rows[cols].reset_index(drop=True)
 
 
 def annotation_settings(analysis: Analysis) -> dict:
@@ -698,7 +731,7 @@ def reverse_lookup(data: ExplorerData, cells, *, top: int = 15, top_terms: int =
 
     Features: :func:`core.search.characteristic_features` (z of mean inside vs outside) with each
     feature's category and top terms. Concepts: the terms of the significant features among them,
-    ranked by how many of those features carry the term, then by best binomial p. Columns
+    ranked by how many of those features carry the term (reported terms only), then by best headline p. Columns
     feature, z, mean_in, mean_out, significant, category, top_terms; and term_id, term_name,
     n_features, features, best_p."""
     feats = characteristic_features(data.acts_csr, cells, top=top)
@@ -710,16 +743,16 @@ def reverse_lookup(data: ExplorerData, cells, *, top: int = 15, top_terms: int =
         feats["category"], feats["top_terms"] = "not annotated", ""
     term_cols = ["term_id", "term_name", "n_features", "features", "best_p"]
     sig = feats.loc[feats["significant"], "feature"].to_numpy()
-    ann = data.annotations
+    ann = data.reported
     if ann is None or sig.size == 0:
         return feats, pd.DataFrame(columns=term_cols)
     rows = ann.loc[np.isin(ann["feature"].to_numpy(), sig)]
     if rows.empty:
         return feats, pd.DataFrame(columns=term_cols)
-    rows = rows.assign(term_id=rows["term_id"].astype(str))
+    rows = rows.assign(term_id=rows["term_id"].astype(str), _p=headline_p(rows).to_numpy())
     g = rows.groupby("term_id", sort=False)
     terms = pd.DataFrame({"term_name": g["term_name"].first(), "n_features": g["feature"].nunique(),
                           "features": g["feature"].agg(lambda s: ", ".join(map(str, sorted(set(s))))),
-                          "best_p": g["binom_p"].min()})
+                          "best_p": g["_p"].min()})
     terms = terms.sort_values(["n_features", "best_p"], ascending=[False, True], kind="stable").head(top_terms)
     return feats, terms.rename_axis("term_id").reset_index()[term_cols]

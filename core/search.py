@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .annotate.reported import findable, headline_p
 from .characterise import Z_CRIT
 from .errors import InputError
 
@@ -14,11 +15,14 @@ __all__ = ["ConceptIndex", "characteristic_features"]
 class ConceptIndex:
     """Keyword search over an annotation table, built once per analysis.
 
-    ``annotations``: rows feature × term with at least ``feature``, ``term_id``, ``term_name`` and
-    p-value columns (``binom_p``/``mwu_p_up``/``p``); the best of them ranks matches.
+    ``annotations``: rows feature × term with at least ``feature``, ``term_id``, ``term_name`` and a
+    p-value (``hyper_p`` or ``binom_p``: :func:`~core.annotate.reported.headline_p`; else ``p``),
+    which ranks matches. Only the findable rows are indexed: the reported ones and the ancestors
+    they explain (``redundant_with``), so a search for a general term still finds the feature.
     """
 
     def __init__(self, annotations: pd.DataFrame):
+        annotations = findable(annotations)
         if annotations.empty:
             self._feat = np.zeros(0, np.int64)
             self._term = np.zeros(0, np.int64)
@@ -32,8 +36,14 @@ class ConceptIndex:
         self.terms["haystack"] = (self.terms["term_id"] + " " + self.terms["term_name"]).str.lower()
         self._feat = annotations["feature"].to_numpy()
         self._term = codes
-        pcols = [c for c in ("binom_p", "mwu_p_up", "p") if c in annotations]
-        self._p = annotations[pcols].min(axis=1).to_numpy() if pcols else np.ones(len(annotations))
+        self._p = self.rank_p(annotations)
+
+    @staticmethod
+    def rank_p(annotations: pd.DataFrame) -> np.ndarray:
+        """The p-value that ranks each row, float (n_rows,): the headline p, else ``p``, else 1."""
+        if "hyper_p" in annotations or "binom_p" in annotations:
+            return headline_p(annotations).to_numpy(float)
+        return annotations["p"].to_numpy(float) if "p" in annotations else np.ones(len(annotations))
 
     def matching_terms(self, query: str) -> np.ndarray:
         q = (query or "").strip().lower()

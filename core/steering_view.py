@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import Analysis
+from .annotate.reported import ordered, reported
 from .errors import InputError
 
 __all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
@@ -100,7 +101,7 @@ def _stamp(analysis: Analysis, names) -> tuple:
 
 def feature_choices(analysis: Analysis) -> pd.DataFrame:
     """The live features to steer, one row each: ``feature``, ``n_cells`` (cells where it fires),
-    ``top_term`` (best enriched term, "" without annotation), ``top_cell_type`` and ``label``
+    ``top_term`` (best reported term, "" without one), ``top_cell_type`` and ``label``
     (``"12 · oxygen transport"``, or the top cell type without annotation), ordered by feature.
     Cached in memory until features.parquet or annotations.parquet change."""
     key = _stamp(analysis, ("features.parquet", "annotations.parquet"))
@@ -118,9 +119,9 @@ def feature_choices(analysis: Analysis) -> pd.DataFrame:
                        if "top_cell_type" in feats else ""})
     df["top_term"] = ""
     if analysis.has("annotations.parquet"):
-        ann = analysis.read_parquet("annotations.parquet")
+        ann = reported(analysis.read_parquet("annotations.parquet"))
         if len(ann):
-            best = ann.sort_values(["feature", "binom_p"], kind="stable").drop_duplicates("feature")
+            best = ordered(ann).drop_duplicates("feature")
             df["top_term"] = df["feature"].map(best.set_index("feature")["term_name"].astype(str)).fillna("")
     what = np.where(df["top_term"] != "", df["top_term"],
                     np.where(df["top_cell_type"] != "", "top cell type " + df["top_cell_type"], ""))

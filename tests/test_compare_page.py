@@ -102,6 +102,30 @@ def test_top_shared_terms_are_the_most_significant_in_both():
     assert out.loc[0, "top_shared"] == "Z | Y"
 
 
+def test_compare_uses_reported_rows_ranked_by_headline_p(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(tmp_path))
+    comparison.clear_cache()
+    a, b = annotations(A_TERMS, seed=0), annotations(B_TERMS, seed=1)
+    # not reported: A's t9 (feature 3) and a nominal-only term t8 on A's feature 0; B's t1
+    a = pd.concat([a, pd.DataFrame({"feature": [0], "term_id": ["t8"], "term_name": ["name of t8"],
+                                    "namespace": "BP", "binom_p": [1e-12]})], ignore_index=True)
+    a["reported"] = ~(((a["feature"] == 3) & (a["term_id"] == "t9")) | (a["term_id"] == "t8"))
+    b["reported"] = b["term_id"] != "t1"
+    a["hyper_p"] = np.where(a["term_id"] == "t2", 1e-20, 1e-3)
+    b["hyper_p"] = np.where(b["term_id"] == "t2", 1e-20, 1e-3)
+    make_analysis(tmp_path, "alpha", a)
+    make_analysis(tmp_path, "beta", b)
+    res = comparison.compare_analyses("alpha", "beta")
+    m = res.matches.set_index("feature_a")
+    assert m.loc[3, "feature_b"] == 13 and m.loc[3, "jaccard"] == 1.0        # t9 is not one of A's concepts
+    assert m.loc[0, "terms_a"] == 3 and m.loc[0, "shared_terms"] == 2       # t0, t2 (t1 not reported in B)
+    assert m.loc[0, "top_shared"].split(" | ")[0] == "name of t2"          # by hyper_p, not binom_p
+    terms = res.terms.set_index("term_id")
+    assert "t9" not in terms.index and terms.loc["t8", "where"] == "only B"  # t8: B's feature 20 only
+    assert terms.loc["t1", "where"] == "only A"
+    comparison.clear_cache()
+
+
 def test_cached_until_an_annotation_file_changes(folder):
     first = comparison.compare_analyses("alpha", "beta")
     assert comparison.compare_analyses("alpha", "beta") is first

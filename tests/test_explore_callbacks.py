@@ -60,14 +60,15 @@ def test_typed_array_round_trip():
 
 def test_concept_map_figure_groups_overlays_and_customdata(data):
     cmap = data.concept_map
-    fig = figures.concept_map_figure(cmap, colour_by="category", highlight=[3, 5], selected=[7])
+    a, b, c = sorted(cmap["feature"].tolist())[:3]          # features on the map
+    fig = figures.concept_map_figure(cmap, colour_by="category", highlight=[a, b], selected=[c])
     groups = figures.map_groups(cmap, "category")
     assert len(fig.data) == len(groups) + 2
     assert sum(len(t.x) for t in fig.data[:len(groups)]) == len(cmap)
     feats = np.concatenate([decode(t.customdata) for t in fig.data[:len(groups)]])
     assert sorted(feats.tolist()) == sorted(cmap["feature"].tolist())
-    assert sorted(decode(fig.data[-2].customdata).tolist()) == [3, 5] and fig.data[-2].hoverinfo == "skip"
-    assert decode(fig.data[-1].customdata).tolist() == [7]
+    assert sorted(decode(fig.data[-2].customdata).tolist()) == [a, b] and fig.data[-2].hoverinfo == "skip"
+    assert decode(fig.data[-1].customdata).tolist() == [c]
     # customdata stays a JSON list: dcc.Graph reads clickData/selectedData customdata from the figure as is
     assert all(isinstance(t["customdata"], list) for t in fig.to_plotly_json()["data"])
     # biggest category first; sizes grow with frequency
@@ -140,13 +141,14 @@ def test_update_map_full_then_patches_only_the_overlays(source, data):
     k = len(figures.map_groups(data.concept_map, "category"))
     assert alert is None and meta == {"source": source, "colour_by": "category", "overlay": k}
     assert len(fig.data) == k + 2
-    patch, m2, a2 = cb.update_map("category", [4, 9], {"feature": 4}, source, meta, triggered={ids.EXPLORER_HITS})
+    a, b = sorted(data.concept_map["feature"].tolist())[:2]   # features on the map
+    patch, m2, a2 = cb.update_map("category", [a, b], {"feature": a}, source, meta, triggered={ids.EXPLORER_HITS})
     assert isinstance(patch, Patch) and m2 is no_update and a2 is no_update
     ops = operations(patch)
     assert list(ops) == [("data", k)]
-    assert sorted(decode(ops[("data", k)]["customdata"]).tolist()) == [4, 9]
-    ops = operations(cb.update_map("category", [4, 9], {"feature": 4}, source, meta, triggered=STATE)[0])
-    assert list(ops) == [("data", k + 1)] and decode(ops[("data", k + 1)]["customdata"]).tolist() == [4]
+    assert sorted(decode(ops[("data", k)]["customdata"]).tolist()) == [a, b]
+    ops = operations(cb.update_map("category", [a, b], {"feature": a}, source, meta, triggered=STATE)[0])
+    assert list(ops) == [("data", k + 1)] and decode(ops[("data", k + 1)]["customdata"]).tolist() == [a]
     # colour change or another source: a full figure again
     full, meta2, _ = cb.update_map("locality", [], {}, source, meta, triggered={ids.EXPLORER_MAP_COLOUR})
     assert isinstance(full, go.Figure) and meta2["colour_by"] == "locality"
@@ -243,12 +245,12 @@ def test_select_features_from_every_input():
 
 # ----------------------------------------------------------------------------- card, exports, lookup
 def test_render_card_fills_every_part(source, data):
-    header, alert, hist, prof, rows, note, no_terms_export, no_de_export, style = cb.render_card(
-        {"feature": 5, "features": [5]}, source)
+    header, alert, hist, prof, no_de_export, style = cb.render_card({"feature": 5, "features": [5]}, source)
     assert alert is None and style == {"display": "block"} and not no_de_export
     text = text_of(header)
     assert "Feature 5" in text and data.features.loc[5, "locality"] in text
     assert "/steering?source=analysis%3Apbmc-small&feature=5" in text
+    rows, note, no_terms_export = cb.render_terms({"feature": 5, "features": [5]}, False, source)
     terms = explore.feature_terms(data.annotations, 5)
     assert len(rows) == len(terms) == int(note.split()[0]) and no_terms_export == terms.empty
     assert rows[0]["term"].startswith("[") and "QuickGO/term/GO:" in rows[0]["term"]
@@ -257,6 +259,9 @@ def test_render_card_fills_every_part(source, data):
     json.dumps(rows)
     blank = cb.render_card({"feature": None}, source)
     assert blank[0] is no_update and blank[-1] == {"display": "none"}
+    assert cb.render_terms({"feature": None}, False, source) == ([], "", True)
+    rows, note, disabled = cb.render_terms({"feature": 9999}, False, source)
+    assert rows == [] and disabled and "does not exist" in note
 
 
 def test_render_de_and_exports(source, data):
@@ -272,8 +277,10 @@ def test_render_de_and_exports(source, data):
     np.testing.assert_allclose(got["q"], de["q"], rtol=1e-9)
     out = cb.export_terms(1, {"feature": 7}, source)
     got = pd.read_csv(io.StringIO(out["content"]))
-    assert out["filename"] == "feature7_terms.csv" and len(got) == (data.annotations["feature"] == 7).sum()
-    assert {"binom_p", "mwu_p_two_sided", "fold_enrichment", "term_name"} <= set(got.columns)
+    assert out["filename"] == "feature7_terms.csv" and len(got) == len(explore.feature_terms(data.annotations, 7))
+    assert {"binom_p", "fold_enrichment", "term_name", "status"} <= set(got.columns)
+    every = pd.read_csv(io.StringIO(cb.export_terms(1, {"feature": 7}, source, True)["content"]))
+    assert len(every) == (data.annotations["feature"] == 7).sum()
     assert cb.export_terms(None, {"feature": 7}, source) is no_update
 
 
@@ -378,4 +385,74 @@ def test_an_analysis_without_annotation_still_explores(source, tmp_path_factory,
     fig, meta, alert = cb.update_latent("feature", {"feature": 2}, plain, None, triggered=set())
     assert alert is None and "feature 2: active in" in fig.layout.title.text
     out = cb.render_card({"feature": 2}, plain)
-    assert out[1] is None and "not annotated" in out[5] and out[4] == []
+    assert out[1] is None and out[-1] == {"display": "block"}
+    rows, note, disabled = cb.render_terms({"feature": 2}, True, plain)
+    assert rows == [] and "not annotated" in note and disabled
+
+
+def _calibrate(ann: pd.DataFrame) -> pd.DataFrame:
+    """The new contract on an old table: per feature, its 3 best rows reported, the 4th explained by
+    the best one, the 5th of the down genes, the rest nominal only."""
+    from core.annotate.reported import ordered
+
+    ann = ordered(ann).reset_index(drop=True)
+    rank = ann.groupby("feature").cumcount().to_numpy()
+    best = ann.groupby("feature")["term_id"].transform("first").astype(str).to_numpy()
+    return ann.assign(reported=rank < 3, redundant_with=np.where(rank == 3, best, ""),
+                      de_direction=np.where(rank == 4, "down", "up"))
+
+
+def test_the_explorer_shows_reported_terms_and_the_switch_every_row(tmp_path_factory, monkeypatch):
+    import shutil
+
+    from core.steering_view import feature_choices
+
+    src = small_analysis_path(tmp_path_factory)
+    root = tmp_path_factory.mktemp("calibrated-analyses")
+    shutil.copytree(src, root / "cal")
+    ann = _calibrate(pd.read_parquet(root / "cal" / "annotations.parquet"))
+    ann.to_parquet(root / "cal" / "annotations.parquet")
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(root))
+    cal = "analysis:cal"
+    data = cb.load(cal)
+    f = int(ann.groupby("feature").size().idxmax())
+    mine = ann[ann["feature"] == f]
+    assert len(mine) > 5
+    rows, note, _ = cb.render_terms({"feature": f}, False, cal)
+    assert [r["term_id"] for r in rows] == mine["term_id"].head(3).astype(str).tolist()
+    assert note.startswith("3 reported terms") and {r["status"] for r in rows} == {"reported"}
+    assert explore.feature_summary(data, f)["n_terms"] == 3 and "3 reported terms" in text_of(
+        cb.render_card({"feature": f}, cal)[0])
+    rows, note, _ = cb.render_terms({"feature": f}, True, cal)
+    assert len(rows) == len(mine) and note.startswith(f"{len(mine)} nominal rows, 3 reported")
+    status = [r["status"] for r in rows]
+    best_name = mine["term_name"].iloc[0]
+    assert status[:3] == ["reported"] * 3 and f"explained by {best_name}" in status
+    assert "down in high cells" in status and "nominal only" in status
+    assert {r["de_direction"] for r in rows} == {"up", "down"}
+    csv = pd.read_csv(io.StringIO(cb.export_terms(1, {"feature": f}, cal, False)["content"]))
+    assert len(csv) == 3 and csv["reported"].all()
+    assert len(pd.read_csv(io.StringIO(cb.export_terms(1, {"feature": f}, cal, True)["content"]))) == len(mine)
+    # the map's top terms and the steering page's labels are reported terms
+    cmap = data.concept_map.set_index("feature")
+    rep = ann[ann["reported"]]
+    assert cmap.loc[f, "top_terms"] == "; ".join(mine["term_name"].head(2))
+    choices = feature_choices(data.analysis).set_index("feature")
+    assert choices.loc[f, "top_term"] == best_name
+    assert set(choices["top_term"]) - {""} <= set(rep["term_name"])
+    # search: reported and explained rows are found, the others are not
+    findable = ann[ann["reported"] | (ann["redundant_with"] != "")]
+    hidden = sorted(set(ann["term_id"].astype(str)) - set(findable["term_id"].astype(str)))
+    assert hidden
+    res = explore.search_features(data, hidden[0], mode="concept")
+    assert res.empty
+    explained = ann.loc[ann["redundant_with"] != ""].iloc[0]
+    hits = explore.search_hits(data, str(explained["term_id"]))
+    assert int(explained["feature"]) in hits.tolist()
+    assert set(hits.tolist()) == set(findable.loc[findable["term_id"] == explained["term_id"], "feature"])
+    # reverse lookup: concepts of the reported rows only
+    lat = data.latent()
+    cells = np.flatnonzero(lat.labels == lat.types[0])
+    feats, terms = explore.reverse_lookup(data, cells)
+    if len(terms):
+        assert set(terms["term_id"]) <= set(rep["term_id"].astype(str))

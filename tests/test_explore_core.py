@@ -131,14 +131,49 @@ def test_feature_summary_and_terms(data):
     assert s["feature"] == 5 and s["n_cells"] == data.acts.indptr[6] - data.acts.indptr[5]
     assert s["frequency"] == pytest.approx(s["n_cells"] / 700)
     assert s["locality"] == data.features.loc[5, "locality"]
+    from core.annotate.reported import headline_p, reported
+
     terms = explore.feature_terms(data.annotations, 5)
-    assert len(terms) == s["n_terms"] == (data.annotations["feature"] == 5).sum()
-    assert terms["binom_p"].is_monotonic_increasing and "feature" not in terms
-    assert list(terms.columns[:3]) == ["term_id", "term_name", "namespace"]
+    assert len(terms) == s["n_terms"] == (reported(data.annotations)["feature"] == 5).sum()
+    assert headline_p(terms).is_monotonic_increasing and "feature" not in terms
+    assert list(terms.columns[:3]) == ["term_id", "term_name", "namespace"] and (terms["status"] == "reported").all()
+    every = explore.feature_terms(data.annotations, 5, show_all=True)
+    assert len(every) == (data.annotations["feature"] == 5).sum()
     with pytest.raises(InputError, match="does not exist"):
         explore.feature_summary(data, 10_000)
     with pytest.raises(InputError, match="not a feature number"):
         explore.feature_summary(data, "x")
+
+
+def _calibrated_rows():
+    """One feature's rows of the new contract: 2 reported, 1 explained ancestor, 1 down, 1 nominal only."""
+    return pd.DataFrame({
+        "feature": [4, 4, 4, 4, 4, 9], "term_id": ["GO:b", "GO:a", "GO:anc", "GO:down", "GO:nom", "GO:a"],
+        "term_name": ["beta", "alpha", "ancestor", "down term", "nominal", "alpha"], "namespace": "BP",
+        "hyper_p": [1e-5, 1e-8, 1e-9, 1e-12, 1e-3, 1e-2], "hyper_q": [1e-3, 1e-6, 1e-7, 1e-10, 0.2, 0.1],
+        "binom_p": [1e-9, 1e-3, 1e-9, 1e-9, 1e-9, 1e-9], "reported": [True, True, False, False, False, True],
+        "redundant_with": ["", "", "GO:a", "", "", ""], "de_direction": ["up", "up", "up", "down", "up", "up"]})
+
+
+def test_feature_terms_reported_by_headline_p_and_all_nominal_with_status():
+    ann = _calibrated_rows()
+    terms = explore.feature_terms(ann, 4)
+    assert terms["term_id"].tolist() == ["GO:a", "GO:b"]            # by hyper_p, not binom_p
+    assert (terms["status"] == "reported").all() and "feature" not in terms
+    every = explore.feature_terms(ann, 4, show_all=True)
+    assert every["term_id"].tolist() == ["GO:a", "GO:b", "GO:down", "GO:anc", "GO:nom"]  # reported first
+    status = dict(zip(every["term_id"], every["status"]))
+    assert status["GO:anc"] == "explained by alpha" and status["GO:down"] == "down in high cells"
+    assert status["GO:nom"] == "nominal only"
+    both = ann.assign(de_direction="down", redundant_with=["", "", "GO:a", "", "", ""])
+    assert explore.term_status(both).tolist()[1:3] == ["reported; down in high cells",
+                                                       "down in high cells; explained by alpha"]
+    assert {"de_direction", "redundant_with", "hyper_p", "reported"} <= set(every.columns)
+    # old tables: every row is reported, best binomial p first
+    old = ann.drop(columns=["hyper_p", "hyper_q", "reported", "redundant_with", "de_direction"])
+    t = explore.feature_terms(old, 4)
+    assert len(t) == 5 and t["binom_p"].is_monotonic_increasing and (t["status"] == "reported").all()
+    assert explore.feature_terms(None, 4).empty and explore.feature_terms(ann, 7).empty
 
 
 def test_feature_de_table_equals_annotation_de_and_scipy(data):
@@ -235,7 +270,11 @@ def test_search_features_three_modes(data):
     ref = ConceptIndex(data.annotations).search("antigen processing", limit=50)
     assert res["feature"].tolist() == ref["feature"].tolist() and len(res) > 3
     assert res["match"].str.contains("antigen processing").all()
-    assert set(res["category"]) <= set(data.concept_map["category"])
+    from core.annotate.reported import reported
+
+    on_map = res["feature"].isin(reported(data.annotations)["feature"])
+    assert set(res.loc[on_map, "category"]) <= set(data.concept_map["category"])
+    assert set(res.loc[~on_map, "category"]) <= {"not annotated"}  # found through an explained ancestor only
     hits = explore.search_hits(data, "antigen processing")
     assert set(res["feature"]) <= set(hits) and hits[: len(res)].tolist() == res["feature"].tolist()
     explore.build_top_genes(data.analysis)
@@ -264,12 +303,16 @@ def test_reverse_lookup_of_one_cell_type_finds_its_local_features(data):
     top = feats.iloc[0]
     assert top["significant"] and t in str(data.features.loc[top["feature"], "significant_types"]).split("|")
     # concepts: counted over the significant features' terms
+    from core.annotate.reported import headline_p, reported
+
     sig = feats.loc[feats["significant"], "feature"]
-    ann = data.annotations[data.annotations["feature"].isin(sig)]
+    rep = reported(data.annotations)
+    ann = rep[rep["feature"].isin(sig)]
+    assert set(terms["term_id"]) <= set(ann["term_id"].astype(str))   # reported terms only
     for _, row in terms.iterrows():
         on = ann[ann["term_id"] == row["term_id"]]
         assert row["n_features"] == on["feature"].nunique()
-        assert row["best_p"] == on["binom_p"].min()
+        assert row["best_p"] == headline_p(on).min()
     assert terms["n_features"].is_monotonic_decreasing
     with pytest.raises(InputError, match="select at least"):
         explore.reverse_lookup(data, [1])

@@ -41,6 +41,17 @@ def test_enriched_terms_keep_up_terms_best_first():
     assert enriched_terms(ann, 2).empty
 
 
+def test_enriched_terms_are_the_reported_rows_by_headline_p():
+    ann = _rows(0, [("A", "a", 1e-9, 0.5, 1.0), ("B", "b", 1e-9, 1e-4, -4.0), ("C", "c", 1e-3, 1e-6, 5.0),
+                    ("D", "d", 1e-5, 0.2, 0.3), ("E", "e", 1e-2, 1e-8, 2.0)])
+    ann["hyper_p"] = [1e-3, 1e-12, 1e-6, 1e-4, 1e-6]
+    ann["reported"] = [True, False, True, False, True]     # B: down genes; D: explained by a descendant
+    e = enriched_terms(ann, 0)
+    assert e["term_id"].tolist() == ["E", "C", "A"]         # hyper_p, ties by MWU p; not binom_p, no z filter
+    assert "_p" not in e and e.index.tolist() == [0, 1, 2]
+    assert enriched_terms(ann.assign(reported=False), 0).empty
+
+
 def _truth(gene_names, terms, activity):
     programs = pd.DataFrame({"key": [f"p{i}" for i in range(len(terms))], "term_id": [t for t, _ in terms],
                              "term_name": [n for _, n in terms], "scope": "local", "cell_types": "x"})

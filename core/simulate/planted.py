@@ -5,11 +5,14 @@ For every planted program k (a real GO term, ground truth of :mod:`core.simulate
 1. **best-matching feature**: the live SAE feature whose activation has the highest Pearson
    correlation, over all cells, with the program's activity X″_k (the ground-truth variable
    that drives the program's genes);
-2. **its enriched terms**: the feature's rows of ``annotations.parquet`` (kept pairs: binomial
-   p < 0.01 or Mann–Whitney p < 0.01) whose genes are *up* in the feature's high cells
-   (Mann–Whitney z > 0; the binomial test counts significant genes of either direction, so a
-   term of genes that are *down* in the high cells can have a small binomial p too), ranked by
-   binomial p, ties by Mann–Whitney p;
+2. **its enriched terms**: the feature's reported rows of ``annotations.parquet``
+   (:func:`core.annotate.reported.reported`: up-regulated genes, FDR 5 %, most specific terms),
+   ranked by :func:`~core.annotate.reported.headline_p`, ties by Mann–Whitney p. Tables without
+   the ``reported`` column (written before it, kept pairs: binomial p < 0.01 or Mann–Whitney
+   p < 0.01) keep the rows whose genes are *up* in the feature's high cells (Mann–Whitney z > 0;
+   the binomial test counts significant genes of either direction, so a term of genes that are
+   *down* in the high cells can have a small binomial p too), ranked by binomial p, ties by
+   Mann–Whitney p;
 3. **found**: the program's own GO term is among the first ``top`` (default 10) of them.
 
 The score is the fraction of programs found. Because annotation uses propagated GO, a parent
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..annotate.reported import headline_p, reported
 from ..errors import InputError
 from ..progress import Progress, no_progress
 
@@ -95,10 +99,16 @@ def best_matching_features(activations, activity: np.ndarray) -> tuple[np.ndarra
 
 
 def enriched_terms(annotations: pd.DataFrame, feature: int) -> pd.DataFrame:
-    """The feature's enriched terms whose genes are up in its high cells (Mann–Whitney z > 0), best
-    first (binomial p, then Mann–Whitney p)."""
+    """The feature's reported terms, best first (headline p, then Mann–Whitney p). Tables without
+    a ``reported`` column: its terms whose genes are up in its high cells (Mann–Whitney z > 0), by
+    binomial p, then Mann–Whitney p."""
     rows = annotations[annotations["feature"] == feature]
-    return rows[rows["mwu_z"] > 0].sort_values(["binom_p", "mwu_p_two_sided"], kind="stable", ignore_index=True)
+    if "reported" not in rows:
+        return rows[rows["mwu_z"] > 0].sort_values(["binom_p", "mwu_p_two_sided"], kind="stable", ignore_index=True)
+    rows = reported(rows)
+    rows = rows.assign(_p=headline_p(rows).to_numpy())
+    keys = ["_p", "mwu_p_two_sided"] if "mwu_p_two_sided" in rows else ["_p"]
+    return rows.sort_values(keys, kind="stable", ignore_index=True).drop(columns="_p")
 
 
 def _gene_sets(term_ids, gene_names) -> dict[str, frozenset]:
