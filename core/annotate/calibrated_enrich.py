@@ -83,7 +83,7 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
         fi, ti = np.nonzero(keep)
         elim_p = np.full(fi.size, np.nan)
         redundant = np.full(fi.size, "", dtype=object)
-        for f in np.unique(fi[passes[fi, ti]]):
+        for f in np.unique(fi[passes[fi, ti]]) if direction == "up" else ():  # down rows are never reported
             rows = np.flatnonzero((fi == f) & passes[fi, ti])
             cutoff = float(hyper_p[f, ti[rows]].max())
             ep, red = eliminate(ti[rows], term_genes=term_genes, term_ids=term_ids, universe=universe[f],

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit, prange
 
 from ..errors import InputError
+from ..parallel import one_at_a_time
 
 __all__ = ["library_sizes", "log_normalise", "detected_matrix"]
 
-_ROWS = 4096
+_ROWS = 2048
 
 
 def library_sizes(x) -> np.ndarray:
@@ -29,7 +31,7 @@ def library_sizes(x) -> np.ndarray:
         return np.asarray(x.sum(axis=1), np.float64).ravel()
     out = np.empty(x.shape[0])
     for r in range(0, x.shape[0], _ROWS):
-        out[r:r + _ROWS] = np.asarray(x[r:r + _ROWS], np.float64).sum(axis=1)
+        out[r:r + _ROWS] = _row_sums(np.asarray(x[r:r + _ROWS]))
     return out
 
 
@@ -59,13 +61,33 @@ def log_normalise(x, *, out: Path | None = None):
     else:
         res = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=x.shape)
     for r in range(0, x.shape[0], _ROWS):
-        blk = np.asarray(x[r:r + _ROWS], np.float64)
-        res[r:r + _ROWS] = np.log1p(blk * scale[r:r + _ROWS, None])
+        _log1p_scaled(np.asarray(x[r:r + _ROWS]), scale[r:r + _ROWS].astype(np.float32), res[r:r + _ROWS])
     if out is not None:
         res.flush()
         del res
         return np.load(out, mmap_mode="r")
     return res
+
+
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
+@njit(parallel=True, cache=True)
+def _row_sums(x):
+    out = np.zeros(x.shape[0])
+    for i in prange(x.shape[0]):
+        acc = 0.0
+        for j in range(x.shape[1]):
+            acc += x[i, j]
+        out[i] = acc
+    return out
+
+
+@one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
+@njit(parallel=True, cache=True)
+def _log1p_scaled(x, scale, out):
+    for i in prange(x.shape[0]):
+        s = scale[i]
+        for j in range(x.shape[1]):
+            out[i, j] = np.log1p(np.float32(x[i, j] * s))  # float32 result: float32 arithmetic
 
 
 def detected_matrix(x) -> sp.csr_matrix | None:

@@ -22,10 +22,13 @@ def is_reported(annotations: pd.DataFrame) -> pd.Series:
 
 
 def is_findable(annotations: pd.DataFrame) -> pd.Series:
-    """Bool per row: reported, or an ancestor explained by a reported descendant (search finds both)."""
+    """Bool per row: reported, or an up-regulated term explained by a reported one (search finds both)."""
     mask = is_reported(annotations)
     if "redundant_with" in annotations:
-        mask = mask | (annotations["redundant_with"].astype(str) != "")
+        explained = annotations["redundant_with"].astype(str) != ""
+        if "de_direction" in annotations:
+            explained &= annotations["de_direction"].astype(str) != "down"
+        mask = mask | explained
     return mask
 
 

@@ -355,14 +355,14 @@ def _moments_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, mean_h
 
 
 def t_two_sided(t: np.ndarray, df: np.ndarray, *, threads: int = 2) -> np.ndarray:
-    """2·stdtr(df, −|t|) clipped to 1, and 1 where t or df is NaN; rows split over threads."""
+    """2·stdtr(df, −|t|) clipped to 1 (df = ∞: the normal), and 1 where t or df is NaN; rows split over threads."""
     from scipy.special import stdtr
 
     out = np.empty(t.shape)
 
     def work(sl):
         tt, dd = t[sl], df[sl]
-        ok = np.isfinite(tt) & np.isfinite(dd)
+        ok = np.isfinite(tt) & ~np.isnan(dd)  # df = ∞ is the normal limit
         r = np.ones(tt.shape)
         r[ok] = np.minimum(2.0 * stdtr(dd[ok], -np.abs(tt[ok])), 1.0)
         out[sl] = r
