@@ -17,6 +17,7 @@ files' modification times), so a click only slices arrays that are already in me
 from __future__ import annotations
 
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -477,42 +478,36 @@ def feature_terms(annotations: pd.DataFrame | None, feature: int, *, show_all: b
 
 
 def annotation_settings(analysis: Analysis) -> dict:
-    """The group and DE settings the analysis was annotated with (defaults before annotation)."""
+    """The group and DE settings the analysis was annotated with (defaults before annotation).
+    ``method``: "paper" for analyses annotated before the calibrated method existed."""
     from .annotate.pipeline import AnnotationConfig
 
-    cfg = analysis.config.get("steps", {}).get("annotate", {}).get("inputs", {}).get("config", {})
+    cfg = analysis.config.get("steps", {}).get("annotate", {}).get("inputs", {}).get("config")
     d = AnnotationConfig()
-    keys = ("expression", "percentile", "n_low", "min_cells", "q_strict", "min_fold", "q_fallback")
-    return {k: cfg.get(k, getattr(d, k)) for k in keys}
+    keys = ("expression", "percentile", "n_low", "min_cells", "q_strict", "min_fold", "q_fallback", "fdr",
+            "min_detect", "min_lfc", "min_effect")
+    out = {k: (cfg or {}).get(k, getattr(d, k)) for k in keys}
+    out["method"] = (cfg or {}).get("method", "paper" if cfg is not None else d.method)
+    return out
 
 
-def _welch(high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Welch's t-test per column (as ``scipy.stats.ttest_ind(equal_var=False)``): means, t, p.
-    Columns with zero standard error get t = NaN and p = 1 (as the annotation does)."""
-    from scipy import special
+def cell_scale_of(data: "ExplorerData") -> np.ndarray:
+    """The calibrated method's per-cell normalisation factors (n_cells,) of the analysis, once."""
+    with data._lock:
+        if getattr(data, "_cell_scale", None) is None:
+            from .annotate.normalise import cell_scale
 
-    n1, n2 = high.shape[0], low.shape[0]
-    m1, m2 = high.mean(axis=0), low.mean(axis=0)
-    v1, v2 = high.var(axis=0, ddof=1), low.var(axis=0, ddof=1)
-    a, b = v1 / n1, v2 / n2
-    se2 = a + b
-    ok = np.isfinite(se2) & (se2 > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.where(ok, (m1 - m2) / np.sqrt(se2), np.nan)
-        df = se2 ** 2 / (a ** 2 / (n1 - 1) + b ** 2 / (n2 - 1))
-        p = np.where(ok, 2.0 * special.stdtr(df, -np.abs(t)), 1.0)
-    return m1, m2, t, np.clip(p, 0.0, 1.0)
+            data._cell_scale = cell_scale(data.expression().matrix)
+        return data._cell_scale
 
 
 def feature_de_table(data: ExplorerData, feature: int) -> pd.DataFrame:
-    """One feature's DE table, exactly as the annotation computed it (same high/low cells, Welch
-    t-test, BH q, fold change, significance rule): gene, mean_high, mean_low, fold_change,
-    log2_fold_change, t, p, q, significant; sorted by t (most up-regulated first).
-
-    Only the feature's high and low cells are read from the expression matrix."""
-    from .annotate.de import FC_EPS, significant_genes
+    """One feature's DE table, exactly as the annotation computed it (same high/low cells, method,
+    test and significance rule): gene, mean_high, mean_low, fold_change, log2_fold_change, t, p, q,
+    significant (calibrated method also: direction, tested, detect_high, detect_low); sorted by t
+    (most up-regulated first). Only the feature's high and low cells (and, for the calibrated method,
+    its 1,000 reference cells) are read from the expression matrix."""
     from .annotate.groups import select_groups
-    from .annotate.stats import bh
 
     f = data.check_feature(feature)
     s = annotation_settings(data.analysis)
@@ -520,41 +515,84 @@ def feature_de_table(data: ExplorerData, feature: int) -> pd.DataFrame:
                            n_low=s["n_low"], min_cells=s["min_cells"])
     if not groups.testable[0]:
         raise InputError(f"feature {f} has no DE table: {groups.reason[0]}")
-    cells = groups.to_frame()
-    high = cells.loc[cells["group"] == "high", "cell_index"].to_numpy()
-    low = cells.loc[cells["group"] == "low", "cell_index"].to_numpy()
+    high, low = groups.high_cells(0), groups.low_cells(0)
     expr = data.expression()
-    rows = np.concatenate([high, low])
-    sub = expr.matrix[rows]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    sub = sub.astype(np.float64)
-    m1, m2, t, p = _welch(sub[:high.size], sub[high.size:])
+    genes = np.asarray(expr.gene_names, dtype=str)
+    if s["method"] == "calibrated":
+        out = _calibrated_table(data, groups, high, low, s, genes)
+    else:
+        out = _paper_table(expr.matrix, high, low, s, genes)
+    return out.sort_values("t", ascending=False, na_position="last", kind="stable", ignore_index=True)
+
+
+def _rows(matrix, rows: np.ndarray) -> np.ndarray:
+    sub = matrix[rows]
+    return sub.toarray() if sp.issparse(sub) else np.asarray(sub)
+
+
+def _paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
+    """Welch's t on raw values (as ``scipy.stats.ttest_ind(equal_var=False)``), the paper's rule."""
+    from .annotate.de import FC_EPS, significant_genes
+    from .annotate.stats import bh, welch_from_moments
+
+    sub = _rows(matrix, np.concatenate([high, low])).astype(np.float64)
+    a, b = sub[:high.size], sub[high.size:]
+    m1, m2 = a.mean(axis=0), b.mean(axis=0)
+    t, _, p = welch_from_moments(high.size, m1, ((a - m1) ** 2).sum(axis=0), low.size, m2,
+                                 ((b - m2) ** 2).sum(axis=0))
     q = bh(p[None, :], axis=1)[0]
     fc = m1 / (m2 + FC_EPS)
     sig, _ = significant_genes(q[None, :], fc[None, :], q_strict=s["q_strict"], min_fold=s["min_fold"],
                                q_fallback=s["q_fallback"])
     with np.errstate(divide="ignore", invalid="ignore"):
         lfc = np.log2((m1 + FC_EPS) / (m2 + FC_EPS))
-    out = pd.DataFrame({"gene": np.asarray(expr.gene_names, dtype=str), "mean_high": m1, "mean_low": m2,
-                        "fold_change": fc, "log2_fold_change": lfc, "t": t, "p": p, "q": q,
-                        "significant": sig[0]})
-    return out.sort_values("t", ascending=False, na_position="last", kind="stable", ignore_index=True)
+    return pd.DataFrame({"gene": genes, "mean_high": m1, "mean_low": m2, "fold_change": fc, "log2_fold_change": lfc,
+                         "t": t, "p": p, "q": q, "significant": sig[0]})
+
+
+def _calibrated_table(data: ExplorerData, groups, high, low, s: dict, genes) -> pd.DataFrame:
+    """The calibrated DE of one feature (:func:`core.annotate.calibrated_de.de_of_cells`)."""
+    from .annotate.calibrated_de import de_of_cells
+    from .annotate.normalise import log_normalise
+
+    expr = data.expression()
+    scale = cell_scale_of(data)
+    ref = np.sort(groups.order[:min(groups.n_cells, 1000)])
+    rows = np.concatenate([high, low, ref])
+    raw = _rows(expr.matrix, rows)
+    norm = log_normalise(raw, scale=scale[rows])
+    level = norm[high.size + low.size:].astype(np.float64).mean(axis=0).astype(np.float32)
+    kind = "predicted" if expr.label.startswith("predicted") else "observed"
+    det = raw > 0 if kind == "observed" else None
+    de = de_of_cells(norm[:high.size], norm[high.size:high.size + low.size], level, kind=kind, feature=int(groups.feature[0]),
+                     detected_high=None if det is None else det[:high.size],
+                     detected_low=None if det is None else det[high.size:high.size + low.size],
+                     min_detect=s["min_detect"], q_max=s["fdr"], min_lfc=s["min_lfc"], min_effect=s["min_effect"])
+    table = de.table(int(groups.feature[0]), genes=genes)
+    table.insert(3, "fold_change", np.exp2(table["lfc"]))
+    table = table.rename(columns={"lfc": "log2_fold_change"})
+    table["significant"] = table["direction"] != ""
+    return table
 
 
 # ----------------------------------------------------------------------------- gene search
 def top_de_genes(de, genes, *, n_top: int = 20) -> pd.DataFrame:
-    """The top up-regulated significant genes of every feature of a :class:`core.annotate.de.DEResult`:
-    significant with fold change > 1, ranked by t. Columns feature, rank (1 = top), gene,
-    fold_change, t, q."""
+    """The top up-regulated significant genes of every feature of a DE block (paper
+    :class:`core.annotate.de.DEResult`: significant with fold change > 1; calibrated
+    :class:`core.annotate.calibrated_de.CalibratedDE`: its up genes), ranked by t. Columns feature,
+    rank (1 = top), gene, fold_change, t, q."""
     genes = np.asarray(genes, dtype=str)
     parts = []
+    calibrated = hasattr(de, "up")
+    fold = np.exp2(de.lfc) if calibrated else getattr(de, "fold_change", None)
     for i, f in enumerate(de.feature.tolist()):
-        ok = np.flatnonzero(de.significant[i] & (de.fold_change[i] > 1) & np.isfinite(de.t[i]))
+        up = de.up[i] if calibrated else de.significant[i] & (de.fold_change[i] > 1)
+        ok = np.flatnonzero(up & np.isfinite(de.t[i]))
         if ok.size == 0:
             continue
         top = ok[np.argsort(-de.t[i, ok], kind="stable")[:n_top]]
         parts.append(pd.DataFrame({"feature": f, "rank": np.arange(1, top.size + 1), "gene": genes[top],
-                                   "fold_change": de.fold_change[i, top], "t": de.t[i, top], "q": de.q[i, top]}))
+                                   "fold_change": fold[i, top], "t": de.t[i, top], "q": de.q[i, top]}))
     if not parts:
         return pd.DataFrame({"feature": pd.Series(dtype=np.int64), "rank": pd.Series(dtype=np.int64),
                              "gene": pd.Series(dtype=str), "fold_change": pd.Series(dtype=float),
@@ -567,8 +605,10 @@ def build_top_genes(analysis: Analysis, *, n_top: int = 20, block_size: int = 25
     """Top DE genes of every testable feature (step ``top_genes``, ``top_genes.parquet``), with
     the annotation's groups, expression and rule. Cached; re-running with the same inputs reads it."""
     from . import io
+    from .annotate.calibrated_de import calibrated_de
     from .annotate.de import batched_de
     from .annotate.groups import select_groups
+    from .annotate.normalise import prepare
     from .expression import resolve_expression
 
     s = annotation_settings(analysis)
@@ -585,7 +625,21 @@ def build_top_genes(analysis: Analysis, *, n_top: int = 20, block_size: int = 25
                            min_cells=s["min_cells"], should_stop=should_stop)
     n_test = int(groups.testable.sum())
     parts, done = [], 0
-    for block in groups.blocks(block_size):
+    if s["method"] == "calibrated":
+        kind = "predicted" if expr.label.startswith("predicted") else "observed"
+        with tempfile.TemporaryDirectory(dir=analysis.path, prefix=".top-genes-") as work:
+            norm, detected = prepare(expr.matrix, kind=kind, out=Path(work) / "log_normalised.npy")
+            for block in groups.blocks(block_size):
+                if should_stop():
+                    raise Cancelled("building the gene index was cancelled")
+                de = calibrated_de(norm, block, kind=kind, detected=detected, min_detect=s["min_detect"],
+                                   q_max=s["fdr"], min_lfc=s["min_lfc"], min_effect=s["min_effect"], exact_p=False,
+                                   should_stop=should_stop)
+                parts.append(top_de_genes(de, expr.gene_names, n_top=n_top))
+                done += len(block)
+                progress(done, max(n_test, 1), f"top DE genes of {done}/{n_test} features")
+            del norm
+    for block in groups.blocks(block_size) if s["method"] != "calibrated" else ():
         if should_stop():
             raise Cancelled("building the gene index was cancelled")
         de = batched_de(expr.matrix, block, q_strict=s["q_strict"], min_fold=s["min_fold"],

@@ -27,7 +27,7 @@ from .de import batched_de
 from .enrich import COLUMNS, enrich
 from .groups import select_groups
 from .moderated import term_correlation
-from .normalise import detected_matrix, log_normalise
+from .normalise import prepare
 from .reported import is_reported, reported
 
 METHODS = ("calibrated", "paper")
@@ -199,11 +199,8 @@ class _Runner:
             raise InputError(f"expression kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
         progress(0, 1, "normalising expression (library size, log1p)")
-        out = Path(workdir) / "log_normalised.npy" if workdir is not None and not sp.issparse(expression) else None
-        self.expression = log_normalise(expression, out=out)
-        self.detected = None
-        if kind == "observed":
-            self.detected = detected_matrix(expression if sp.issparse(expression) else sp.csr_matrix(np.asarray(expression)))
+        out = Path(workdir) / "log_normalised.npy" if workdir is not None else None
+        self.expression, self.detected = prepare(expression, kind=kind, out=out)
         progress(0, 1, "inter-gene correlation of each term")
         rng = np.random.default_rng([int(seed), 7])
         cells = rng.choice(self.n_cells, min(self.n_cells, 2000), replace=False)

@@ -1,14 +1,12 @@
 """One feature's DE table and cell groups, exactly as the batched annotation computes them."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ..errors import InputError
 from .calibrated_de import calibrated_de
 from .de import batched_de
-from .normalise import detected_matrix, log_normalise
+from .normalise import prepare
 from .groups import select_groups
 
 __all__ = ["feature_de"]
@@ -37,9 +35,8 @@ def feature_de(analysis, feature: int, *, method: str = "calibrated", expression
         table = batched_de(expr.matrix, groups).table(feature, genes=expr.gene_names)
     elif method == "calibrated":
         kind = "predicted" if expr.label.startswith("predicted") else "observed"
-        detected = detected_matrix(expr.matrix if sp.issparse(expr.matrix) else sp.csr_matrix(np.asarray(expr.matrix))) \
-            if kind == "observed" else None
-        de = calibrated_de(log_normalise(expr.matrix), groups, kind=kind, detected=detected, min_detect=min_detect,
+        norm, detected = prepare(expr.matrix, kind=kind)
+        de = calibrated_de(norm, groups, kind=kind, detected=detected, min_detect=min_detect,
                            q_max=fdr, min_lfc=min_lfc, min_effect=min_effect)
         table = de.table(feature, genes=expr.gene_names)
         table["significant"] = table["direction"] != ""
