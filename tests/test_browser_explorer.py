@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 
+import pandas as pd
 import pytest
 from browser_helpers import lasso_left_half
 from conftest import ARTIFACTS, start_server, stop_server
@@ -173,16 +174,18 @@ def test_bx003_gene_search_feature_ids_and_export(server, page, screenshot):
     page.locator("label", has_text="feature id").click()
     page.fill("#search-query-input", "abc")
     expect(page.locator("#search-results-status .alert")).to_contain_text("not a feature number", timeout=15000)
-    page.fill("#search-query-input", "4, 6")
+    ann = pd.read_parquet(server.analyses / "pbmc-small" / "annotations.parquet")
+    f1, f2 = sorted(set(ann.loc[ann["reported"], "feature"].tolist()))[:2]  # features with reported terms
+    page.fill("#search-query-input", f"{f1}, {f2}")
     expect(page.locator("#search-results-status")).to_contain_text("2 features match", timeout=15000)
     page.locator("#search-results-grid .ag-center-cols-container .ag-row").first.locator("[col-id=match]").click()
-    expect(page.locator("#card-title")).to_have_text("Feature 4", timeout=15000)
+    expect(page.locator("#card-title")).to_have_text(f"Feature {f1}", timeout=15000)
     expect(page).to_have_url(re.compile(r"mode=feature"))
     expect(page.locator("#card-export-terms-button")).to_be_enabled(timeout=15000)
     with page.expect_download() as dl:
         page.locator("#card-export-terms-button").click()
     text = open(dl.value.path()).read()
-    assert dl.value.suggested_filename == "feature4_terms.csv" and text.startswith("term_id,term_name")
+    assert dl.value.suggested_filename == f"feature{f1}_terms.csv" and text.startswith("term_id,term_name")
     screenshot("ids")
 
 

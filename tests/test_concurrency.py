@@ -288,7 +288,7 @@ def assert_own_selection(page, feature: int, n_cells: dict[int, int], n_total: i
     state = latent_state(page)
     assert state["title"].startswith(f"feature {feature}: active in {n_cells[feature]:,} of {n_total:,} cells"), state
     assert state["n"] == n_cells[feature], state
-    assert re.search(rf"[?&]feature={feature}(&|$)", page.url), page.url
+    expect(page).to_have_url(re.compile(rf"[?&]feature={feature}(&|$)"), timeout=30_000)  # written after the view
 
 
 # ----------------------------------------------------------------------------- fixtures

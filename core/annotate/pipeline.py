@@ -219,8 +219,8 @@ class _Runner:
             table["reported"] = True
             table["redundant_with"] = ""
             return de, table
-        de = calibrated_de(self.expression, block, kind=self.kind, detected=self.detected,
-                           min_detect=cfg.min_detect, q_max=cfg.fdr, min_lfc=cfg.min_lfc, min_effect=cfg.min_effect, exact_p=False,
+        de = calibrated_de(self.expression, block, kind=self.kind, detected=self.detected, min_detect=cfg.min_detect,
+                           q_max=cfg.fdr, min_lfc=cfg.min_lfc, min_effect=cfg.min_effect, exact_p=False,
                            should_stop=should_stop)
         table = enrich_calibrated(de, self.concepts, correlation=self.correlation, dag=self.dag, q_max=cfg.fdr,
                                   min_hits=cfg.min_hits, nominal_p=cfg.nominal_p, should_stop=should_stop)
