@@ -27,6 +27,7 @@ from ..progress import Cancelled, ShouldStop, never_stop
 from .calibrated_de import CalibratedDE
 from .moderated import bh_masked, hypergeom_over, rank_sum_correlated
 from .specific import eliminate
+from .enrich import term_column
 from .stats import binom_two_sided, rank_rows, term_sums
 
 __all__ = ["enrich_calibrated", "CALIBRATED_COLUMNS"]
@@ -51,7 +52,7 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
     annotated = np.diff(matrix.tocsc().indptr) > 0
     universe = de.tested & annotated[None, :]
     n_univ = universe.sum(axis=1).astype(np.float64)
-    size, = (term_sums(matrix, universe),)
+    size = term_sums(matrix, universe)           # term sizes inside each feature's universe
     rho = np.clip(np.asarray(correlation, np.float64), 0.0, 1.0)
     key = np.where(universe, de.t, np.nan)
     ranks, ties = rank_rows(key)
@@ -83,8 +84,9 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
         fi, ti = np.nonzero(keep)
         elim_p = np.full(fi.size, np.nan)
         redundant = np.full(fi.size, "", dtype=object)
+        bounds = np.searchsorted(fi, np.arange(n_feat + 1))   # fi is sorted: feature f owns [bounds[f], bounds[f+1])
         for f in np.unique(fi[passes[fi, ti]]) if direction == "up" else ():  # down rows are never reported
-            rows = np.flatnonzero((fi == f) & passes[fi, ti])
+            rows = bounds[f] + np.flatnonzero(passes[f, ti[bounds[f]:bounds[f + 1]]])
             cutoff = float(hyper_p[f, ti[rows]].max())
             ep, red = eliminate(ti[rows], term_genes=term_genes, term_ids=term_ids, universe=universe[f],
                                 significant=s[f], cutoff=cutoff, min_hits=min_hits, dag=dag)
@@ -101,11 +103,10 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
         expected = nf * kk / np.maximum(nu, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             fold = k / expected
-        table = {"feature": de.feature[fi], "term_id": [term_ids[t] for t in ti],
-                 "term_name": concepts.terms["name"].astype(str).to_numpy()[ti],
-                 "namespace": concepts.terms["namespace"].astype(str).to_numpy()[ti] if "namespace" in concepts.terms
-                 else "", "source": concepts.terms["source"].astype(str).to_numpy()[ti] if "source" in concepts.terms
-                 else "", "de_direction": direction, "n_universe": nu.astype(np.int64),
+        table = {"feature": de.feature[fi], "term_id": term_column(concepts.terms, "id", ti),
+                 "term_name": term_column(concepts.terms, "name", ti),
+                 "namespace": term_column(concepts.terms, "namespace", ti),
+                 "source": term_column(concepts.terms, "source", ti), "de_direction": direction, "n_universe": nu.astype(np.int64),
                  "n_term_genes": kk.astype(np.int64), "hits": k.astype(np.int64), "n_significant": nf.astype(np.int64),
                  "expected": expected, "fold_enrichment": fold,
                  "direction": np.where(k > expected, "over", np.where(k < expected, "under", "none")),
@@ -115,8 +116,7 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
                  "redundant_with": redundant, "de_rule": de.rule[fi] if fi.size else np.zeros(0, object)}
         parts.append(pd.DataFrame(table, columns=CALIBRATED_COLUMNS))
     df = pd.concat(parts, ignore_index=True)
-    for col in ("term_id", "term_name", "namespace", "source", "de_direction", "direction", "redundant_with",
-                "de_rule"):
+    for col in ("de_direction", "direction", "redundant_with", "de_rule"):
         df[col] = df[col].astype(str)
     df["reported"] = df["reported"].astype(bool)
     return df.sort_values(["feature", "de_direction", "hyper_p", "rank_p"], ascending=[True, False, True, True],

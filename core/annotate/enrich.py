@@ -31,7 +31,7 @@ from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from .de import DEResult
 from .stats import _binom_two_sided_unique, bh, mwu_from_rank_sums, rank_rows, term_sums
 
-__all__ = ["enrich", "enrichment_stats", "COLUMNS"]
+__all__ = ["enrich", "enrichment_stats", "COLUMNS", "term_column"]
 
 COLUMNS = ["feature", "term_id", "term_name", "namespace", "source", "n_term_genes", "hits", "n_significant",
            "expected", "fold_enrichment", "direction", "binom_p", "binom_q", "mwu_u", "mwu_z", "mwu_p_up",
@@ -112,7 +112,7 @@ def enrich(
     fi, ti = np.nonzero(mask)
     table = {"feature": de.feature[fi]}
     for col, src in (("term_id", "id"), ("term_name", "name"), ("namespace", "namespace"), ("source", "source")):
-        table[col] = _categorical(concepts.terms, src, ti)
+        table[col] = term_column(concepts.terms, src, ti)
     for col in COLUMNS[5:-1]:
         table[col] = s[col][fi, ti]
     for col in ("hits", "n_term_genes", "n_significant"):
@@ -124,7 +124,7 @@ def enrich(
     return df.sort_values(["feature", "binom_p"], kind="stable").reset_index(drop=True)
 
 
-def _categorical(terms: pd.DataFrame, col: str, rows: np.ndarray):
+def term_column(terms: pd.DataFrame, col: str, rows: np.ndarray):
     """Column ``col`` of the term table at ``rows`` as a Categorical over all the database's values
     (identical categories in every block, so blocks concatenate without turning into objects)."""
     if col not in terms:
