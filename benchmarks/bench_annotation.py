@@ -557,7 +557,7 @@ def run_scanpy(data_dir: Path, *, n_features: int, seed: int = 0) -> dict:
     from scipy import stats
 
     from core.annotate import select_groups
-    from core.annotate.normalise import _scale, library_sizes
+    from core.annotate.normalise import cell_scale, log_normalise
     from core.annotate.pipeline import AnnotationConfig
 
     sc.settings.verbosity = 0
@@ -566,7 +566,7 @@ def run_scanpy(data_dir: Path, *, n_features: int, seed: int = 0) -> dict:
     cfg = AnnotationConfig()
     groups = select_groups(acts, seed=seed, percentile=cfg.percentile, n_low=cfg.n_low, min_cells=cfg.min_cells)
     t0 = time.perf_counter()
-    scale = _scale(library_sizes(expr))  # exactly log_normalise's per-cell factors (median library size)
+    scale = cell_scale(expr)  # exactly log_normalise's per-cell factors (median library size)
     t_lib = time.perf_counter() - t0
     rows = np.flatnonzero(groups.testable)
     chosen = rows[np.unique(np.linspace(0, rows.size - 1, min(n_features, rows.size)).round().astype(int))]
@@ -585,7 +585,7 @@ def run_scanpy(data_dir: Path, *, n_features: int, seed: int = 0) -> dict:
             high, low = groups.high_cells(i), groups.low_cells(i)
             cells = np.concatenate([high, low])
             t0 = time.perf_counter()
-            x = np.log1p(np.asarray(expr[cells], np.float64) * scale[cells, None]).astype(np.float32)
+            x = log_normalise(np.asarray(expr[cells]), scale=scale[cells])
             t_gather = time.perf_counter() - t0
             t0 = time.perf_counter()
             obs = pd.DataFrame({"group": pd.Categorical(["high"] * high.size + ["low"] * low.size,

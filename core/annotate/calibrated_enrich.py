@@ -26,7 +26,7 @@ import pandas as pd
 from ..progress import Cancelled, ShouldStop, never_stop
 from .calibrated_de import CalibratedDE
 from .moderated import bh_masked, hypergeom_over, rank_sum_correlated
-from .specific import eliminate
+from .specific import Hierarchy, eliminate, hierarchy
 from .enrich import term_column
 from .stats import binom_two_sided, rank_rows, term_sums
 
@@ -44,8 +44,8 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
     """Calibrated enrichment rows (columns :data:`CALIBRATED_COLUMNS`) of a calibrated DE block.
 
     ``concepts``: a ConceptDB restricted to the DE's genes; ``correlation``: (T,) mean inter-gene
-    correlation per term (:func:`core.annotate.moderated.term_correlation`); ``dag``: the GO DAG for
-    elimination (None: no elimination).
+    correlation per term (:func:`core.annotate.moderated.term_correlation`); ``dag``: the GO DAG, or
+    its :func:`core.annotate.specific.hierarchy` over the database (None: no DAG elimination).
     """
     matrix = concepts.matrix.tocsr()
     n_feat, n_genes = de.p.shape
@@ -65,6 +65,8 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
     ptr, idx = matrix.indptr, matrix.indices
     term_genes = [idx[ptr[t]:ptr[t + 1]] for t in range(matrix.shape[0])]
     term_ids = concepts.terms["id"].astype(str).tolist()
+    if dag is not None and not isinstance(dag, Hierarchy):
+        dag = hierarchy(term_ids, dag)
     parts = []
     for direction, sig, rank_p in (("up", de.up, p_up), ("down", de.down, p_down)):
         if should_stop():

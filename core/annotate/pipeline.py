@@ -29,6 +29,7 @@ from .groups import select_groups
 from .moderated import term_correlation
 from .normalise import prepare
 from .reported import is_reported, reported
+from .specific import hierarchy
 
 METHODS = ("calibrated", "paper")
 
@@ -206,7 +207,7 @@ class _Runner:
         cells = rng.choice(self.n_cells, min(self.n_cells, 2000), replace=False)
         self.correlation = term_correlation(self.expression, concepts.matrix, cells=cells)
         ids = concepts.terms["id"].astype(str)
-        self.dag = go_dag() if ids.str.startswith("GO:").any() else None
+        self.dag = hierarchy(ids.tolist(), go_dag()) if ids.str.startswith("GO:").any() else None
 
     def run(self, block, *, should_stop: ShouldStop = never_stop):
         cfg = self.config

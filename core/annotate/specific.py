@@ -15,77 +15,153 @@ Every ``redundant_with`` names a term that is kept in the end (chains are follow
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from .moderated import hypergeom_over
+from .moderated import hypergeom_over_one
 
-__all__ = ["eliminate"]
+__all__ = ["Hierarchy", "hierarchy", "eliminate"]
+
+
+class Hierarchy:
+    """The DAG restricted to a database's term rows: ``ancestors[t]`` (rows, int array) and ``depth[t]``."""
+
+    def __init__(self, ancestors: list, depth: np.ndarray):
+        self.ancestors, self.depth = ancestors, depth
+
+
+def hierarchy(term_ids: list, dag) -> Hierarchy:
+    """Ancestor rows and depths of every term row of a database (no DAG: none)."""
+    row = {t: i for i, t in enumerate(term_ids)}
+    if dag is None:
+        return Hierarchy([np.zeros(0, np.int64)] * len(term_ids), np.zeros(len(term_ids), np.int64))
+    anc = [np.array(sorted(row[a] for a in dag.ancestors(t) if a in row), np.int64) for t in term_ids]
+    return Hierarchy(anc, np.array([dag.depth.get(t, 0) for t in term_ids], np.int64))
 
 
 def eliminate(candidates: np.ndarray, *, term_genes: list, term_ids: list, universe: np.ndarray,
-              significant: np.ndarray, cutoff: float, min_hits: int, dag=None) -> tuple[np.ndarray, list]:
+              significant: np.ndarray, cutoff: float, min_hits: int, dag: Hierarchy | None = None
+              ) -> tuple[np.ndarray, list]:
     """One feature's elimination over ``candidates`` (term rows that passed, (C,) int).
 
     ``term_genes[t]``: gene columns of term row t (all data genes); ``term_ids[t]``: its id;
     ``universe``, ``significant``: (G,) bool; ``cutoff``: the p a term must stay at or below;
-    ``dag``: a :class:`core.concepts.dag.GODag` (None: only the second pass).
+    ``dag``: the database's :class:`Hierarchy` (None: only the second pass).
     Returns ``(elim_p (C,), redundant_with (C,) list of term ids or "")``.
     """
-    n_univ = int(universe.sum())
-    n_sig = int((significant & universe).sum())
     c = np.asarray(candidates, np.int64)
     genes = [term_genes[t][universe[term_genes[t]]] for t in c]
-    hit = [significant[g] for g in genes]
-    size = np.array([g.size for g in genes])
-    depth = np.array([dag.depth.get(term_ids[t], 0) if dag is not None else 0 for t in c])
-    pos_of = {term_ids[t]: i for i, t in enumerate(c)}
-    removed = [None] * c.size            # per candidate: bool over its genes, removed by descendants
-    took: list = [None] * c.size         # per candidate: {descendant: hits it removed}
-    mark = np.zeros(universe.size, bool)
-    elim_p = np.ones(c.size)
-    redundant = [""] * c.size
-
-    def test(i, keep):
-        hits = int(hit[i][keep].sum())
-        return hits, (float(hypergeom_over(hits, n_univ, int(keep.sum()), n_sig)) if hits else 1.0)
-
-    for i in np.lexsort((-depth, size)):
-        keep = ~removed[i] if removed[i] is not None else np.ones(size[i], bool)
-        hits, p = test(i, keep)
-        elim_p[i] = p
-        if hits >= min_hits and p <= cutoff:
-            if dag is None:
-                continue
-            mark[genes[i]] = True
-            for a in dag.ancestors(term_ids[c[i]]):
-                j = pos_of.get(a)
-                if j is None or j == i:
-                    continue
-                inside = mark[genes[j]]
-                removed[j] = inside if removed[j] is None else removed[j] | inside
-                took[j] = took[j] or {}
-                took[j][i] = int((inside & hit[j]).sum())
-            mark[genes[i]] = False
-        elif took[i]:
-            redundant[i] = max(took[i], key=lambda k: (took[i][k], -elim_p[k]))
-    # second pass on the survivors, most significant first
-    covered = np.zeros(universe.size, bool)
-    kept: list = []
-    for i in sorted((i for i in range(c.size) if redundant[i] == ""), key=lambda i: (elim_p[i], size[i])):
-        hits, p = test(i, ~covered[genes[i]])
-        if hits >= min_hits and p <= cutoff:
-            kept.append(i)
-            covered[genes[i]] = True
-        else:
-            elim_p[i] = max(elim_p[i], p)
-            own = genes[i][hit[i]]
-            mark[own] = True
-            redundant[i] = max(kept, key=lambda k: (int(mark[genes[k]].sum()), -elim_p[k]))
-            mark[own] = False
+    size = np.array([g.size for g in genes], np.int64)
+    gene_ptr = np.zeros(c.size + 1, np.int64)
+    gene_ptr[1:] = np.cumsum(size)
+    gene_idx = np.concatenate(genes).astype(np.int64) if c.size else np.zeros(0, np.int64)
+    hit = significant[gene_idx]
+    pos = np.full(len(term_ids), -1, np.int64)
+    pos[c] = np.arange(c.size)
+    if dag is not None:
+        ups = [pos[dag.ancestors[t]] for t in c]
+        ups = [u[u >= 0] for u in ups]
+        depth = dag.depth[c]
+    else:
+        ups = [np.zeros(0, np.int64)] * c.size
+        depth = np.zeros(c.size, np.int64)
+    anc_ptr = np.zeros(c.size + 1, np.int64)
+    anc_ptr[1:] = np.cumsum([u.size for u in ups])
+    anc_idx = np.concatenate(ups).astype(np.int64) if c.size else np.zeros(0, np.int64)
+    n_univ, n_sig = float(universe.sum()), float((significant & universe).sum())
+    order = np.lexsort((-depth, size)).astype(np.int64)
+    elim_p, redundant = _elim_pass(order, gene_ptr, gene_idx, hit, anc_ptr, anc_idx, universe.size, n_univ,
+                                   n_sig, float(cutoff), int(min_hits))
+    alive = np.flatnonzero(redundant < 0)
+    order2 = alive[np.lexsort((size[alive], elim_p[alive]))].astype(np.int64)
+    _conditional_pass(order2, gene_ptr, gene_idx, hit, universe.size, n_univ, n_sig, float(cutoff), int(min_hits),
+                      elim_p, redundant)
     # follow chains to a kept term (a pass-1 descendant may have been explained in pass 2)
     names = [""] * c.size
     for i in range(c.size):
-        j, seen = redundant[i], 0
-        while j != "" and redundant[j] != "" and seen <= c.size:
-            j, seen = redundant[j], seen + 1
-        names[i] = term_ids[c[j]] if j != "" else ""
+        j, seen = int(redundant[i]), 0
+        while j >= 0 and redundant[j] >= 0 and seen <= c.size:
+            j, seen = int(redundant[j]), seen + 1
+        names[i] = term_ids[c[j]] if j >= 0 else ""
     return elim_p, names
+
+
+@njit(cache=True)
+def _elim_pass(order, gene_ptr, gene_idx, hit, anc_ptr, anc_idx, n_genes, n_univ, n_sig, cutoff, min_hits):
+    """topGO elim over candidates in ``order`` (most specific first); genes as CSR (gene_ptr, gene_idx,
+    hit), candidate ancestors as CSR (anc_ptr, anc_idx). Returns (elim_p, redundant position or −1)."""
+    n = order.size
+    removed = np.zeros(gene_idx.size, np.bool_)
+    mark = np.zeros(n_genes, np.bool_)
+    took = np.zeros(n, np.int64) - 1          # hits the best descendant removed (−1: none removed)
+    best = np.full(n, -1, np.int64)
+    elim_p = np.ones(n)
+    redundant = np.full(n, -1, np.int64)
+    for i in order:
+        size = 0
+        hits = 0
+        for h in range(gene_ptr[i], gene_ptr[i + 1]):
+            if not removed[h]:
+                size += 1
+                if hit[h]:
+                    hits += 1
+        p = hypergeom_over_one(float(hits), n_univ, float(size), n_sig) if hits > 0 else 1.0
+        elim_p[i] = p
+        if hits >= min_hits and p <= cutoff:
+            if anc_ptr[i] == anc_ptr[i + 1]:
+                continue
+            for h in range(gene_ptr[i], gene_ptr[i + 1]):
+                mark[gene_idx[h]] = True
+            for a in range(anc_ptr[i], anc_ptr[i + 1]):
+                j = anc_idx[a]
+                cnt = 0
+                for h in range(gene_ptr[j], gene_ptr[j + 1]):
+                    if mark[gene_idx[h]]:
+                        removed[h] = True
+                        if hit[h]:
+                            cnt += 1
+                if cnt > took[j] or (cnt == took[j] and best[j] >= 0 and elim_p[i] < elim_p[best[j]]):
+                    took[j] = cnt
+                    best[j] = i
+            for h in range(gene_ptr[i], gene_ptr[i + 1]):
+                mark[gene_idx[h]] = False
+        elif took[i] >= 0:
+            redundant[i] = best[i]
+    return elim_p, redundant
+
+
+@njit(cache=True)
+def _conditional_pass(order, gene_ptr, gene_idx, hit, n_genes, n_univ, n_sig, cutoff, min_hits, elim_p, redundant):
+    """Survivors, most significant first, must stay significant on genes no kept term covers (in place)."""
+    owner = np.full(n_genes, -1, np.int64)
+    count = np.zeros(elim_p.size, np.int64)
+    for i in order:
+        size = 0
+        hits = 0
+        for h in range(gene_ptr[i], gene_ptr[i + 1]):
+            if owner[gene_idx[h]] < 0:
+                size += 1
+                if hit[h]:
+                    hits += 1
+        p = hypergeom_over_one(float(hits), n_univ, float(size), n_sig) if hits > 0 else 1.0
+        if hits >= min_hits and p <= cutoff:
+            for h in range(gene_ptr[i], gene_ptr[i + 1]):
+                if owner[gene_idx[h]] < 0:
+                    owner[gene_idx[h]] = i
+            continue
+        elim_p[i] = max(elim_p[i], p)
+        top, top_n, first = -1, 0, -1
+        for h in range(gene_ptr[i], gene_ptr[i + 1]):
+            o = owner[gene_idx[h]]
+            if o < 0:
+                continue
+            if first < 0:
+                first = o
+            if hit[h]:
+                count[o] += 1
+                if count[o] > top_n:
+                    top, top_n = o, count[o]
+        for h in range(gene_ptr[i], gene_ptr[i + 1]):
+            o = owner[gene_idx[h]]
+            if o >= 0:
+                count[o] = 0
+        redundant[i] = top if top >= 0 else first
