@@ -316,13 +316,13 @@ class _PhaseClock:
     """Wall time per phase of ``core.annotate.pipeline.annotate`` (calibrated method), cheaply.
 
     Timing wrappers around the functions the pipeline calls by module-global name (select_groups,
-    log_normalise, term_correlation, go_dag, calibrated_de, enrich_calibrated) and around
+    prepare (log-normalisation), term_correlation, go_dag, calibrated_de, enrich_calibrated) and around
     ``_Runner.null_check``; calls made inside the null check are booked under ``null_*``. The
     progress callback prints one line per block. Nothing in core/ is changed: the wrappers are
     installed for the duration of the ``with`` block only.
     """
 
-    TIMED = (("select_groups", "groups"), ("log_normalise", "normalise"), ("term_correlation", "correlation"),
+    TIMED = (("select_groups", "groups"), ("prepare", "normalise"), ("term_correlation", "correlation"),
              ("go_dag", "go_dag"), ("calibrated_de", "de"), ("enrich_calibrated", "enrich"))
 
     def __init__(self):
