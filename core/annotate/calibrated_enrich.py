@@ -26,7 +26,7 @@ import pandas as pd
 from ..progress import Cancelled, ShouldStop, never_stop
 from .calibrated_de import CalibratedDE
 from .moderated import bh_masked, hypergeom_over, rank_sum_correlated
-from .specific import Hierarchy, eliminate, hierarchy
+from .specific import Hierarchy, eliminate, hierarchy, ontology_codes
 from .enrich import term_column
 from .stats import binom_two_sided, rank_rows, term_sums
 
@@ -67,6 +67,7 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
     term_ids = concepts.terms["id"].astype(str).tolist()
     if dag is not None and not isinstance(dag, Hierarchy):
         dag = hierarchy(term_ids, dag)
+    ontology = ontology_codes(concepts.terms)
     parts = []
     for direction, sig, rank_p in (("up", de.up, p_up), ("down", de.down, p_down)):
         if should_stop():
@@ -91,7 +92,7 @@ def enrich_calibrated(de: CalibratedDE, concepts, *, correlation: np.ndarray, da
             rows = bounds[f] + np.flatnonzero(passes[f, ti[bounds[f]:bounds[f + 1]]])
             cutoff = float(hyper_p[f, ti[rows]].max())
             ep, red = eliminate(ti[rows], term_genes=term_genes, term_ids=term_ids, universe=universe[f],
-                                significant=s[f], cutoff=cutoff, min_hits=min_hits, dag=dag)
+                                significant=s[f], cutoff=cutoff, min_hits=min_hits, dag=dag, ontology=ontology)
             elim_p[rows] = ep
             redundant[rows] = red
         nf = n[fi]

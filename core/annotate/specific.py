@@ -10,6 +10,8 @@ universe genes, n significant genes) is unchanged, as in topGO. Terms outside th
 A second pass removes overlap between siblings and cousins: the surviving terms, most significant
 first, must each stay significant on the genes not in a term already kept (a greedy conditional
 test); a term explained this way is ``redundant_with`` the kept term sharing most of its hits.
+Both passes work within one ontology (GO BP, MF, CC, or one gene-set file), as topGO does: a
+process and the molecular function of the same genes are both kept.
 Every ``redundant_with`` names a term that is kept in the end (chains are followed).
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from numba import njit
 
 from .moderated import hypergeom_over_one
 
-__all__ = ["Hierarchy", "hierarchy", "eliminate"]
+__all__ = ["Hierarchy", "hierarchy", "ontology_codes", "eliminate"]
 
 
 class Hierarchy:
@@ -38,14 +40,24 @@ def hierarchy(term_ids: list, dag) -> Hierarchy:
     return Hierarchy(anc, np.array([dag.depth.get(t, 0) for t in term_ids], np.int64))
 
 
+def ontology_codes(terms) -> np.ndarray:
+    """An int code per term row: its ontology (GO namespace, or the gene-set file it came from)."""
+    cols = [terms[c].astype(str) for c in ("source", "namespace") if c in terms]
+    if not cols:
+        return np.zeros(len(terms), np.int64)
+    key = cols[0] + "|" + cols[1] if len(cols) == 2 else cols[0]
+    return np.unique(key.to_numpy(), return_inverse=True)[1].astype(np.int64).ravel()
+
+
 def eliminate(candidates: np.ndarray, *, term_genes: list, term_ids: list, universe: np.ndarray,
-              significant: np.ndarray, cutoff: float, min_hits: int, dag: Hierarchy | None = None
-              ) -> tuple[np.ndarray, list]:
+              significant: np.ndarray, cutoff: float, min_hits: int, dag: Hierarchy | None = None,
+              ontology: np.ndarray | None = None) -> tuple[np.ndarray, list]:
     """One feature's elimination over ``candidates`` (term rows that passed, (C,) int).
 
     ``term_genes[t]``: gene columns of term row t (all data genes); ``term_ids[t]``: its id;
     ``universe``, ``significant``: (G,) bool; ``cutoff``: the p a term must stay at or below;
-    ``dag``: the database's :class:`Hierarchy` (None: only the second pass).
+    ``dag``: the database's :class:`Hierarchy` (None: only the second pass); ``ontology``: an int
+    code per term row (the second pass runs within each; None: one ontology).
     Returns ``(elim_p (C,), redundant_with (C,) list of term ids or "")``.
     """
     c = np.asarray(candidates, np.int64)
@@ -72,9 +84,12 @@ def eliminate(candidates: np.ndarray, *, term_genes: list, term_ids: list, unive
     elim_p, redundant = _elim_pass(order, gene_ptr, gene_idx, hit, anc_ptr, anc_idx, universe.size, n_univ,
                                    n_sig, float(cutoff), int(min_hits))
     alive = np.flatnonzero(redundant < 0)
-    order2 = alive[np.lexsort((size[alive], elim_p[alive]))].astype(np.int64)
-    _conditional_pass(order2, gene_ptr, gene_idx, hit, universe.size, n_univ, n_sig, float(cutoff), int(min_hits),
-                      elim_p, redundant)
+    code = ontology[c] if ontology is not None else np.zeros(c.size, np.int64)
+    for o in np.unique(code[alive]):
+        group = alive[code[alive] == o]
+        order2 = group[np.lexsort((size[group], elim_p[group]))].astype(np.int64)
+        _conditional_pass(order2, gene_ptr, gene_idx, hit, universe.size, n_univ, n_sig, float(cutoff),
+                          int(min_hits), elim_p, redundant)
     # follow chains to a kept term (a pass-1 descendant may have been explained in pass 2)
     names = [""] * c.size
     for i in range(c.size):
