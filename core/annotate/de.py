@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from ..progress import Progress, ShouldStop, never_stop, no_progress
 from .groups import Groups
 from .moments import check_inputs, chunk_sums
 from .stats import _welch_chunk, bh, t_two_sided

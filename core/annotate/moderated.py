@@ -19,7 +19,6 @@ from numba import njit, prange
 from scipy import special
 
 from ..parallel import one_at_a_time
-from .stats import argsort_rows
 
 __all__ = ["trigamma_inverse", "squeeze_variances", "bh_masked", "rank_sum_correlated", "hypergeom_over",
            "term_correlation", "trend_basis", "hypergeom_over_one"]

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from ..concept_map import ConceptMapConfig, concept_map
 from ..concepts import ConceptDB, load_go, read_gmt
-from ..concepts.go import NAMESPACES, term_names
+from ..concepts.go import NAMESPACES
 from ..concepts.match import prepare_concepts
 from ..errors import InputError
 from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
@@ -280,8 +280,7 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
     cmap = None
     if bool(is_reported(result.annotations).any()) if len(result.annotations) else False:
         progress(0, 1, "building the concept map (UMAP)")
-        level1 = dict(zip(concepts.terms["id"], concepts.terms["level1"]))
-        cmap = concept_map(result.annotations, level1=level1, names=term_names(), config=config.concept_map)
+        cmap = concept_map(result.annotations, dag=go_dag(), config=config.concept_map)
     with analysis.step("annotate", inputs=inputs) as w:
         w.write_parquet("annotations.parquet", result.annotations)
         w.write_parquet("annotation_groups.parquet", result.groups)
