@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -141,6 +142,7 @@ def main(argv=None) -> int:
         _run(["fit-model", path, "--key", "X_model", "--overwrite"])
         for emb in ("X_noise", "X_planted", "X_model"):
             out = work / f"{spec[0]}-{emb}"
+            shutil.rmtree(out, ignore_errors=True)  # a fresh analysis of the data just generated
             _run(["train", path, "--embedding", emb, "--out", out, "--force"])
             expression = "predicted" if emb == "X_model" else "observed"
             for method in ("calibrated", "paper"):
