@@ -32,6 +32,7 @@ from scipy import special
 
 from ..errors import InputError
 from ..progress import Progress, ShouldStop, never_stop, no_progress
+from .de import FeatureBlock
 from .groups import Groups
 from .moderated import bh_masked, squeeze_variances, trend_basis
 from .moments import check_inputs, chunk_sums
@@ -46,7 +47,7 @@ DEFAULT_MIN_EFFECT = {"observed": 0.0, "predicted": 0.5}
 
 
 @dataclass
-class CalibratedDE:
+class CalibratedDE(FeatureBlock):
     """Calibrated DE of F features × G genes; arrays (F, G) unless noted.
 
     ``mean_high``/``mean_low``: means of log-normalised expression; ``lfc`` (log2 units); ``t``
@@ -74,31 +75,14 @@ class CalibratedDE:
     kind: str = "observed"
     params: dict = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return int(self.feature.size)
-
-    @property
-    def n_genes(self) -> int:
-        return int(self.p.shape[1])
-
     @property
     def significant(self) -> np.ndarray:
         return self.up | self.down
 
     @property
-    def n_significant(self) -> np.ndarray:
-        return self.significant.sum(axis=1)
-
-    @property
     def rule(self) -> np.ndarray:
         """Per feature, the rule's name ("calibrated-observed" / "calibrated-predicted")."""
         return np.full(len(self), f"calibrated-{self.kind}", dtype=object)
-
-    def position(self, feature: int) -> int:
-        hit = np.flatnonzero(self.feature == feature)
-        if hit.size == 0:
-            raise InputError(f"feature {feature} is not in this DE block")
-        return int(hit[0])
 
     def table(self, feature: int, *, genes=None) -> pd.DataFrame:
         """One feature's DE table in gene order: gene, mean_high, mean_low, lfc, t, p, q, tested,

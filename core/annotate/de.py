@@ -33,13 +33,35 @@ from .groups import Groups
 from .moments import check_inputs, chunk_sums
 from .stats import _welch_chunk, bh, t_two_sided
 
-__all__ = ["DEResult", "batched_de", "significant_genes"]
+__all__ = ["FeatureBlock", "DEResult", "batched_de", "significant_genes"]
 
 FC_EPS = 1e-8
 
 
+class FeatureBlock:
+    """What both DE results share: ``feature`` (F,), ``p`` (F, G) and ``significant`` (F, G)."""
+
+    def __len__(self) -> int:
+        return int(self.feature.size)
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.p.shape[1])
+
+    @property
+    def n_significant(self) -> np.ndarray:
+        """Significant genes per feature, (F,)."""
+        return self.significant.sum(axis=1)
+
+    def position(self, feature: int) -> int:
+        hit = np.flatnonzero(self.feature == feature)
+        if hit.size == 0:
+            raise InputError(f"feature {feature} is not in this DE block")
+        return int(hit[0])
+
+
 @dataclass
-class DEResult:
+class DEResult(FeatureBlock):
     """DE of F features × G genes. Arrays are (F, G) float64 unless noted.
 
     ``feature``, ``n_high``, ``n_low``: (F,). ``mean_high``, ``mean_low``, ``fold_change``,
@@ -60,23 +82,6 @@ class DEResult:
     rule: np.ndarray
     params: dict = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return int(self.feature.size)
-
-    @property
-    def n_genes(self) -> int:
-        return int(self.p.shape[1])
-
-    @property
-    def n_significant(self) -> np.ndarray:
-        """Significant genes per feature, (F,)."""
-        return self.significant.sum(axis=1)
-
-    def position(self, feature: int) -> int:
-        hit = np.flatnonzero(self.feature == feature)
-        if hit.size == 0:
-            raise InputError(f"feature {feature} is not in this DE block")
-        return int(hit[0])
 
     def table(self, feature: int, *, genes=None) -> pd.DataFrame:
         """One feature's full DE table in gene order: gene, mean_high, mean_low, fold_change, t, p, q,
