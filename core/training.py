@@ -31,11 +31,13 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
 
     Writes ``sae.pt``, ``sae.json``, ``metrics.json``, ``features.parquet`` (activation statistics
     + cell-type characterisation) and ``activations.npz`` as step ``sae``. ``seeds``: train one SAE
-    per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept).
+    per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept),
+    and each feature's ``stability`` (:mod:`core.sae.stability`) in ``features.parquet``.
     ``on_eval(row)``: called with each validation row of a single-seed run (see ``train_sae``).
     """
     from .sae import encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
+    from .sae.stability import seed_stability
 
     inputs = sae_step_inputs(x, sae_config=sae_config, train_config=train_config, seeds=seeds,
                              data_ref=data_ref, cell_types=cell_types)
@@ -75,6 +77,9 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
                                    val_loss={r.train_config.seed: r.best.get("val_loss") for r in results},
                                    characterise=local_global if cell_types is not None else None)
         metrics["robustness"] = report.to_dict()
+        stab, metrics["robustness"]["stability"] = seed_stability(
+            [r.sae for r in results], [measured[r.train_config.seed][1]["live"].to_numpy(bool) for r in results])
+        features = features.assign(**{c: stab[c].to_numpy()[features["feature"].to_numpy()] for c in stab})
     with analysis.step("sae", inputs=inputs) as w:
         save_sae(primary.sae, w, extra={"train": train_config.to_dict(),
                                         "data": {"n_cells": int(x.shape[0]), **data_ref}})
