@@ -22,6 +22,7 @@ from components.training_chart import empty_training_figure, training_figure
 from core.catalog import list_sources, resolve_source
 from core.errors import FeatureLensError, InputError
 from core.paths import data_dir
+from core.sae.stability import describe_stability
 from core.source_options import default_analysis_name
 from core.workflows import (TrainRequest, analysis_overview, annotate_named, fit_model_for_source,
                             preset_form_values, train_for_source)
@@ -144,8 +145,10 @@ def fit_model_job(progress, source, latent, seed):
             _picker_options(), out.source)
 
 
-def train_job(progress, source, name, embedding, cell_type, decoder, preset, arch, expansion, sparsity, epochs, seed):
-    """Train the SAE into analysis ``name``; the live chart follows every evaluation."""
+def train_job(progress, source, name, embedding, cell_type, decoder, preset, arch, expansion, sparsity, epochs, seed,
+              seeds=1):
+    """Train the SAE into analysis ``name``; the live chart follows every evaluation (of the first
+    seed when ``seeds`` > 1; the progress message names the seed in training)."""
     uses_k = arch in ("topk", "batchtopk")
     request = TrainRequest(
         source=source or "", analysis=(name or "").strip(), embedding=embedding, cell_type=cell_type or "auto",
@@ -153,7 +156,8 @@ def train_job(progress, source, name, embedding, cell_type, decoder, preset, arc
         expansion=_number(expansion, what="expansion"),
         l1=None if uses_k else _number(sparsity, what="L1 weight"),
         k=_number(sparsity, what="k", integer=True) if uses_k else None,
-        epochs=_number(epochs, what="epochs", integer=True), seed=_number(seed, what="seed", integer=True) or 0)
+        epochs=_number(epochs, what="epochs", integer=True), seed=_number(seed, what="seed", integer=True) or 0,
+        seeds=_number(seeds, what="seeds", integer=True) or 1)
     sae_cfg, _ = request.configs()
     n_hidden = _hidden_of(request, sae_cfg)
     rows: list[dict] = []
@@ -169,6 +173,9 @@ def train_job(progress, source, name, embedding, cell_type, decoder, preset, arc
     sae = ov.get("sae") or {}
     msg = (f"{sae.get('live', 0):,} of {sae.get('hidden', 0):,} features live, "
            f"L0 {sae.get('l0', 0):,.1f} per cell, FVU {sae.get('fvu', 0):.4f}.")
+    if ov.get("stability"):
+        line = describe_stability(ov["stability"])
+        msg += f" {line[:1].upper()}{line[1:]}."
     return success_alert(msg, title=f"Trained {request.analysis}."), summary_body(ov), _picker_options(), False, False
 
 
@@ -245,17 +252,19 @@ register_job(FIT, fit_model_job,
                       Output(ids.PICKER_DROPDOWN, "value", allow_duplicate=True)],
              states=[State(ids.DATA_SOURCE, "data"), State(ids.DATA_FIT_LATENT, "value"),
                      State(ids.DATA_SEED, "value")])
+# train_job's arguments after progress, in order
+TRAIN_FORM = [State(ids.DATA_SOURCE, "data"), State(ids.DATA_ANALYSIS_NAME, "value"),
+              State(ids.DATA_EMBEDDING, "value"), State(ids.DATA_CELL_TYPE, "value"),
+              State(ids.DATA_DECODER, "value"), State(ids.DATA_PRESET, "value"),
+              State(ids.DATA_ARCH, "value"), State(ids.DATA_EXPANSION, "value"),
+              State(ids.DATA_SPARSITY, "value"), State(ids.DATA_EPOCHS, "value"),
+              State(ids.DATA_SEED, "value"), State(ids.DATA_SEEDS, "value")]
 register_job(TRAIN, train_job,
              outputs=[Output(ids.DATA_SUMMARY, "children", allow_duplicate=True),
                       Output(ids.PICKER_DROPDOWN, "options", allow_duplicate=True),
                       Output(ids.DATA_OPEN_ANALYSIS, "disabled", allow_duplicate=True),
                       Output(ANNOTATE.start, "disabled", allow_duplicate=True)],
-             states=[State(ids.DATA_SOURCE, "data"), State(ids.DATA_ANALYSIS_NAME, "value"),
-                     State(ids.DATA_EMBEDDING, "value"), State(ids.DATA_CELL_TYPE, "value"),
-                     State(ids.DATA_DECODER, "value"), State(ids.DATA_PRESET, "value"),
-                     State(ids.DATA_ARCH, "value"), State(ids.DATA_EXPANSION, "value"),
-                     State(ids.DATA_SPARSITY, "value"), State(ids.DATA_EPOCHS, "value"),
-                     State(ids.DATA_SEED, "value")],
+             states=TRAIN_FORM,
              live_outputs=[(Output(ids.DATA_TRAIN_LIVE_CHART, "figure"), empty_training_figure())])
 # annotate_job's arguments after progress, in order
 ANNOTATE_FORM = [State(ids.DATA_ANALYSIS_NAME, "value"), State(ids.DATA_ANN_CONCEPTS, "value"),

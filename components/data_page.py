@@ -31,6 +31,7 @@ PRESET_CHOICES = [
     {"label": "Fast: the paper's objective in minutes", "value": "fast"},
     {"label": "Paper: the case study exactly (slow)", "value": "paper"},
 ]
+SEEDS_CHOICES = [{"label": "1", "value": 1}, {"label": "3 (measure each feature's stability)", "value": 3}]
 ARCH_CHOICES = [
     {"label": "Vanilla (L1 penalty; the paper's SAE)", "value": "vanilla"},
     {"label": "ReLU with pre-encoder bias (L1)", "value": "relu"},
@@ -195,6 +196,9 @@ def _train_card(opts: SourceOptions) -> dbc.Card:
                        "Passes over the cells.", width=4),
                 _field("Seed", dbc.Input(id=ids.DATA_SEED, type="number", min=0, step=1, value=0),
                        "Same seed, same SAE.", width=4),
+                _field("Seeds", dbc.RadioItems(id=ids.DATA_SEEDS, options=SEEDS_CHOICES, value=1, inline=True),
+                       "3 trains seeds s, s+1, s+2 and keeps the first: each feature gets its stability "
+                       "across seeds (best-matched decoder cosine); 3× the training time."),
             ]),
             job_panel(TRAIN, start_label="Train the SAE", disabled=not ok,
                       help="Re-training with the same data and settings reuses the stored SAE.",

@@ -146,7 +146,35 @@ def card_header(summary: dict, *, source: str) -> html.Div:
                        color="primary", outline=True, className="float-end"),
         ]),
         html.Small(facts, className="text-muted"),
+        stability_line(summary),
     ])
+
+
+def stability_line(summary: dict) -> html.Div:
+    """"stable across seeds: 0.97 (…)" with a tooltip; a warning below the analysis's
+    ``stability_warn_below`` (0.7, :data:`core.sae.stability.UNSTABLE_BELOW`); "train with 3 seeds
+    to measure" for a one-seed run."""
+    value, n = summary.get("stability"), summary.get("stability_seeds", 0)
+    if not summary.get("stability_measured"):
+        return html.Div(html.Small("stability across seeds: not measured (train with 3 seeds to measure)",
+                                   className="text-muted"), id=ids.CARD_STABILITY,
+                        title="Choose 3 seeds on the Data & training page (or `featurelens train --seeds 0,1,2`)")
+    if value is None:
+        return html.Div(html.Small("stability across seeds: none (a dead feature)", className="text-muted"),
+                        id=ids.CARD_STABILITY)
+    chance = summary.get("stability_chance")
+    low = summary.get("stability_min")
+    tip = ("For each other seed: the highest cosine between this feature's decoder direction and any live "
+           "feature of that seed's SAE; shown is the mean over seeds"
+           + (f" (lowest {low:.2f})" if low is not None and n > 1 else "") + ". 1 = found again exactly"
+           + (f"; unrelated random directions would score about {chance:.2f} here" if chance is not None else "")
+           + ".")
+    text = f"stable across seeds: {value:.2f} (best-matched decoder cosine in {n} other seed{'s' if n != 1 else ''})"
+    parts = [html.Small(text, className="text-muted")]
+    warn = summary.get("stability_warn_below")
+    if warn is not None and value < warn:
+        parts.append(dbc.Badge("may be a seed artefact", color="warning", text_color="dark", className="ms-2"))
+    return html.Div(parts, id=ids.CARD_STABILITY, title=tip)
 
 
 def term_link(term_id: str, name: str) -> str:

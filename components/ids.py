@@ -51,6 +51,7 @@ DATA_SPARSITY_LABEL = "data-sparsity-label"
 DATA_SPARSITY_HELP = "data-sparsity-help"
 DATA_EPOCHS = "data-epochs-input"
 DATA_SEED = "data-seed-input"
+DATA_SEEDS = "data-seeds-radio"                # 1 or 3 SAEs (TrainRequest.seeds)
 DATA_TRAIN_JOB = "data-train"                  # job panel prefix
 DATA_TRAIN_LIVE_CHART = "data-train-live-chart"
 DATA_ANN_METHOD = "data-annotate-method"        # calibrated | paper (AnnotationConfig.method)
@@ -110,6 +111,7 @@ CARD_EXPORT_TERMS = "card-export-terms-button"
 CARD_EXPORT_DE = "card-export-de-button"
 CARD_DOWNLOAD = "card-download"
 CARD_STEER = "card-steer-link"
+CARD_STABILITY = "card-stability"                # the card's "stable across seeds" line
 
 
 def explorer_pick(feature: int) -> dict:

@@ -237,6 +237,15 @@ class ExplorerData:
             self._category = self.concept_map.set_index("feature")["category"].astype(str)
         return self._category.reindex(feats).fillna("not annotated").to_numpy(object)
 
+    def stability_info(self) -> dict:
+        """``metrics.json``'s seed-stability summary (:func:`core.sae.stability.stability_summary`),
+        ``{}`` for a one-seed run."""
+        with self._lock:
+            if not hasattr(self, "_stability"):
+                m = self.analysis.read_json("metrics.json") if self.analysis.has("metrics.json") else {}
+                self._stability = (m.get("robustness") or {}).get("stability") or {}
+            return self._stability
+
     def check_feature(self, feature) -> int:
         try:
             f = int(feature)
@@ -409,7 +418,9 @@ def activation_histogram(values: np.ndarray, *, n_cells: int, bins: int = 40) ->
 
 
 def feature_summary(data: ExplorerData, feature: int) -> dict:
-    """Headline facts of one feature (JSON-able): frequency, cells, locality, top cell type, … ."""
+    """Headline facts of one feature (JSON-able): frequency, cells, locality, top cell type, …, and
+    its ``stability`` across seeds (``stability_seeds`` other seeds; ``stability_measured`` False
+    for a one-seed run; ``stability_chance``: what random directions would score)."""
     f = data.check_feature(feature)
     row = data.features.loc[f] if f in data.features.index else pd.Series(dtype=object)
 
@@ -419,12 +430,20 @@ def feature_summary(data: ExplorerData, feature: int) -> dict:
 
     n_active = int(data.acts.indptr[f + 1] - data.acts.indptr[f])
     sig = str(get("significant_types", "") or "")
+    stability = get("stability")
     out = {"feature": f, "n_cells": n_active, "frequency": n_active / max(data.n_cells, 1),
            "max_activation": float(get("max_activation", 0.0) or 0.0),
            "mean_active": float(get("mean_active", 0.0) or 0.0),
            "locality": str(get("locality", "unknown")), "top_cell_type": str(get("top_cell_type", "") or ""),
            "significant_types": [t for t in sig.split("|") if t], "redundant": bool(get("redundant", False)),
-           "category": None, "n_terms": 0}
+           "category": None, "n_terms": 0,
+           # across seeds (core.sae.stability); None when not measured (one seed) or for a dead feature
+           "stability_measured": "stability" in data.features,
+           "stability": None if stability is None else float(stability),
+           "stability_min": None if get("stability_min") is None else float(get("stability_min")),
+           "stability_seeds": int(get("stability_seeds", 0) or 0),
+           "stability_chance": data.stability_info().get("chance_median"),
+           "stability_warn_below": data.stability_info().get("unstable_below")}
     if data.concept_map is not None:
         hit = data.concept_map.loc[data.concept_map["feature"] == f]
         if len(hit):

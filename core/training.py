@@ -33,7 +33,7 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     + cell-type characterisation) and ``activations.npz`` as step ``sae``. ``seeds``: train one SAE
     per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept),
     and each feature's ``stability`` (:mod:`core.sae.stability`) in ``features.parquet``.
-    ``on_eval(row)``: called with each validation row of a single-seed run (see ``train_sae``).
+    ``on_eval(row)``: called with each validation row (of the first seed's run; see ``train_sae``).
     """
     from .sae import encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
@@ -45,7 +45,7 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
         return analysis.read_json("metrics.json")
     if seeds:
         results = train_seeds(x, config=sae_config, train=train_config, seeds=seeds, progress=progress,
-                              should_stop=should_stop)
+                              should_stop=should_stop, on_eval=on_eval)
     else:
         results = [train_sae(x, config=sae_config, train=train_config, progress=progress, should_stop=should_stop,
                              on_eval=on_eval)]

@@ -26,6 +26,7 @@ __all__ = ["TrainRequest", "preset_form_values", "FitOutcome", "fit_model_for_so
            "analysis_overview", "fitted_file_name"]
 
 ARCHS = ("vanilla", "relu", "topk", "batchtopk")
+MAX_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ class TrainRequest:
     ``source``: picker value; ``cell_type``: a column, ``"auto"`` (detect) or ``"none"``;
     ``decoder``: a :func:`core.source_options.decoder_choices` value (ignored for an existing
     analysis: its decoder is fixed when it is created). SAE settings left ``None`` take the
-    preset's value, exactly as the options of ``featurelens train`` do.
+    preset's value, exactly as the options of ``featurelens train`` do. ``seeds``: how many SAEs
+    to train (1–5); with more than one, seeds ``seed, seed + 1, …`` are trained, the first is kept
+    (the same SAE a one-seed run gives) and each feature gets its stability across the others.
     """
 
     source: str
@@ -50,6 +53,7 @@ class TrainRequest:
     k: int | None = None
     epochs: int | None = None
     seed: int = 0
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -63,9 +67,16 @@ class TrainRequest:
             raise InputError(f"epochs must be a positive whole number (got {self.epochs})", fix="e.g. 30")
         if int(self.seed) != self.seed or self.seed < 0:
             raise InputError(f"seed must be a whole number ≥ 0 (got {self.seed})", fix="e.g. 0")
+        if int(self.seeds) != self.seeds or not 1 <= self.seeds <= MAX_SEEDS:
+            raise InputError(f"seeds must be a whole number from 1 to {MAX_SEEDS} (got {self.seeds})",
+                             fix="1, or 3 to measure each feature's stability across seeds")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def seed_list(self) -> list[int] | None:
+        """The seeds to train (``seed, seed + 1, …``), or None for a one-seed run."""
+        return None if self.seeds == 1 else [int(self.seed) + i for i in range(int(self.seeds))]
 
     def configs(self):
         """``(sae_config, train_config)``: the preset with these overrides (same rules as the CLI)."""
@@ -195,8 +206,8 @@ def train_for_source(request: TrainRequest, *, progress: Progress = no_progress,
     sae_cfg.hidden_size(x.shape[1])   # fail fast, before creating anything
     train_cfg.split_sizes(x.shape[0])
     analysis = Analysis.open_or_create(analysis_path(request.analysis), dataset=ref, seed=train_cfg.seed)
-    train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, data_ref=ref,
-                        cell_types=ds.cell_types if use_cell_types else None, progress=progress,
+    train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=request.seed_list(),
+                        data_ref=ref, cell_types=ds.cell_types if use_cell_types else None, progress=progress,
                         should_stop=should_stop, on_eval=on_eval)
     return analysis_overview(request.analysis)
 
@@ -221,10 +232,11 @@ def analysis_overview(name: str) -> dict[str, Any]:
 
     Keys: ``name``, ``exists``, ``error``/``fix``, ``dataset``, ``embedding``, ``cell_type``,
     ``decoder``, ``n_cells``, ``sae`` (headline metrics or None), ``history`` (validation rows),
-    ``annotation`` (summary or None), ``annotation_stale`` (the SAE was retrained after it).
+    ``annotation`` (summary or None), ``annotation_stale`` (the SAE was retrained after it),
+    ``stability`` (:func:`core.sae.stability.stability_summary` of a several-seed run, or None).
     """
     out: dict[str, Any] = {"name": name, "exists": False, "error": None, "fix": None, "sae": None,
-                           "history": [], "annotation": None, "annotation_stale": False}
+                           "history": [], "annotation": None, "annotation_stale": False, "stability": None}
     try:
         path = analysis_path(name)
         if not (path / "analysis.json").is_file():
@@ -250,6 +262,7 @@ def analysis_overview(name: str) -> dict[str, Any]:
                           "epochs": (m.get("history") or [{}])[-1].get("epoch"),
                           "trained": (steps.get("sae") or {}).get("completed")}
             out["history"] = [{k: r.get(k) for k in _HISTORY_KEYS} for r in m.get("history", [])]
+            out["stability"] = (m.get("robustness") or {}).get("stability")
         if a.has("annotation.json"):
             out["annotation"] = a.read_json("annotation.json")
             done_sae = (steps.get("sae") or {}).get("completed") or ""

@@ -484,3 +484,53 @@ def test_annotate_job_shows_why_no_gene_matches(folders, small_in_data):
     assert "danger" in text and out is no_update
     assert "none of the 40 genes matches a concept in go-bp" in text and "(e.g. GENE0, GENE1, GENE2)" in text
     assert "use human gene symbols, Ensembl or Entrez IDs as var_names" in text
+
+
+def test_the_three_seed_option_reaches_the_train_request(monkeypatch, folders):
+    """The form offers 1 or 3 seeds; the job's last state is that control; 3 → seeds s, s+1, s+2."""
+    import inspect
+
+    import callbacks.data_page as cb
+    from components import data_page, ids
+    from core.workflows import TrainRequest
+
+    radio = _find(data_page.layout(source="shipped:pbmc68k", query={}), ids.DATA_SEEDS)
+    assert radio is not None and radio.value == 1 and [o["value"] for o in radio.options] == [1, 3]
+    params = list(inspect.signature(cb.train_job).parameters)[1:]
+    assert len(params) == len(cb.TRAIN_FORM) and params[-1] == "seeds"
+    assert [s.component_id for s in cb.TRAIN_FORM[-2:]] == [ids.DATA_SEED, ids.DATA_SEEDS]
+    seen = []
+    stability = {"median": 0.93, "fraction_stable": 0.61, "n_features": 120, "n_other_seeds": 2, "stable_at": 0.9,
+                 "chance_median": 0.55}
+
+    def fake_train(request, *, progress, on_eval):
+        seen.append(request)
+        return {"name": request.analysis, "exists": True, "sae": {"hidden": 200, "live": 120, "l0": 4.0, "fvu": 0.1},
+                "stability": stability if request.seeds > 1 else None, "history": []}
+
+    monkeypatch.setattr(cb, "train_for_source", fake_train)
+    form = ["shipped:pbmc68k", "a", "X_pca", "auto", "none", "default", "vanilla", 4, 1e-3, 2, 5]
+    alert, *_ = cb.train_job(FakeProgress(), *form, 3)
+    assert seen[-1].seeds == 3 and seen[-1].seed_list() == [5, 6, 7]
+    assert "Stability across 2 other seeds: median 0.93, 61.0 % of 120 live features ≥ 0.9" in _text(alert)
+    alert, *_ = cb.train_job(FakeProgress(), *form, None)       # a blank control: one seed
+    assert seen[-1].seeds == 1 and seen[-1].seed_list() is None and "tability" not in _text(alert)
+    for bad in (0, 6, 2.5):
+        with pytest.raises(InputError, match="seeds must be"):
+            TrainRequest(source="shipped:pbmc68k", analysis="a", seeds=bad)
+
+
+@pytest.mark.slow
+def test_train_for_source_with_three_seeds_stores_stability(folders, small_in_data):
+    from core.analysis import Analysis
+    from core.workflows import TrainRequest, train_for_source
+
+    progress = FakeProgress()
+    ov = train_for_source(TrainRequest(source="file:small.h5ad", analysis="three", embedding="X_emb", decoder="none",
+                                       expansion=4, epochs=3, seed=4, seeds=3), progress=progress)
+    assert ov["stability"]["n_other_seeds"] == 2 and 0 < ov["stability"]["median"] <= 1
+    messages = [m for _, _, m in progress.calls]
+    assert any(m.startswith("seed 4 (1/3)") for m in messages) and any(m.startswith("seed 6 (3/3)") for m in messages)
+    a = Analysis.open(folders[1] / "three")
+    assert [r["seed"] for r in a.read_json("metrics.json")["robustness"]["per_seed"]] == [4, 5, 6]
+    assert "stability" in a.read_parquet("features.parquet")

@@ -456,3 +456,42 @@ def test_the_explorer_shows_reported_terms_and_the_switch_every_row(tmp_path_fac
     feats, terms = explore.reverse_lookup(data, cells)
     if len(terms):
         assert set(terms["term_id"]) <= set(rep["term_id"].astype(str))
+
+
+def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, data):
+    """One seed: "train with 3 seeds to measure". Several: the value, its seed count, a tooltip,
+    and a warning below 0.7 (the values are set by hand here; tests/test_sae_stability.py checks
+    what training writes)."""
+    import shutil
+
+    one = text_of(cb.render_card({"feature": 0}, SOURCE)[0])
+    assert "train with 3 seeds to measure" in one and "stable across seeds:" not in one
+    assert explore.feature_summary(data, 0)["stability_measured"] is False
+    src = small_analysis_path(tmp_path_factory)
+    root = tmp_path_factory.mktemp("stability-analyses")
+    shutil.copytree(src, root / "seeds")
+    feats = pd.read_parquet(root / "seeds" / "features.parquet")
+    live = np.flatnonzero(feats["live"].to_numpy(bool))
+    stable, shaky = int(live[0]), int(live[1])
+    value = np.full(len(feats), np.nan)
+    value[live] = 0.8
+    value[[stable, shaky]] = [0.973, 0.41]
+    feats = feats.assign(stability=value, stability_min=value - 0.02,
+                         stability_seeds=np.where(np.isfinite(value), 2, 0))
+    feats.to_parquet(root / "seeds" / "features.parquet")
+    m = json.loads((root / "seeds" / "metrics.json").read_text())
+    m["robustness"] = {"stability": {"median": 0.8, "chance_median": 0.55, "unstable_below": 0.7}}
+    (root / "seeds" / "metrics.json").write_text(json.dumps(m))
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(root))
+    s = explore.feature_summary(cb.load("analysis:seeds"), stable)
+    assert (s["stability"], s["stability_seeds"], s["stability_chance"]) == (pytest.approx(0.973), 2, 0.55)
+    line = feature_card.stability_line(s)
+    assert line.id == ids.CARD_STABILITY
+    text = text_of(cb.render_card({"feature": stable}, "analysis:seeds")[0])
+    assert "stable across seeds: 0.97 (best-matched decoder cosine in 2 other seeds)" in text
+    assert "seed artefact" not in text and "random directions would score about 0.55" in line.title
+    assert "lowest 0.95" in line.title
+    text = text_of(cb.render_card({"feature": shaky}, "analysis:seeds")[0])
+    assert "stable across seeds: 0.41" in text and "may be a seed artefact" in text
+    dead = feature_card.stability_line({"stability_measured": True, "stability": None, "stability_seeds": 0})
+    assert "a dead feature" in text_of(dead)   # NaN: the kept SAE's dead features

@@ -11,8 +11,13 @@ from scipy import stats
 
 from core.analysis import Analysis
 from core.sae import TopKConfig, TrainConfig, VanillaConfig, build_sae, planted_sparse_data
-from core.sae.stability import (STABILITY_COLUMNS, best_match_cosine, chance_best_cosine, feature_stability,
-                                seed_stability)
+from core.sae.stability import (
+    STABILITY_COLUMNS,
+    best_match_cosine,
+    chance_best_cosine,
+    feature_stability,
+    seed_stability,
+)
 from core.training import train_into_analysis
 
 

@@ -184,6 +184,7 @@ def test_cli_train_writes_the_analysis(tmp_path, planted, capsys):
     assert sae.arch == "topk" and sae.hidden == 48 and sae.config.k == 2
     metrics = a.read_json("metrics.json")
     assert metrics["summary"]["hidden"] == 48 and len(metrics["robustness"]["pairs"]) == 1
+    assert f"per feature, stability across 1 other seed: median {metrics['robustness']['stability']['median']:.2f}" in text
     acts = a.read_npz_sparse("activations.npz")
     assert acts.shape == (1500, 48) and acts.dtype == np.float32
     features = a.read_parquet("features.parquet")

@@ -191,3 +191,7 @@ def _print_summary(metrics: dict[str, Any]) -> None:
             frac = p["matched_fraction"]
             print(f"    seeds {p['seed_a']}–{p['seed_b']}: {p['matched']} features match (cosine ≥ {rob['threshold']:g})"
                   + (f", {100 * frac:.1f} % of the smaller live set" if frac is not None else ""))
+        if rob.get("stability"):
+            from core.sae.stability import describe_stability
+
+            print(f"  per feature, {describe_stability(rob['stability'])} (features.parquet: stability)")

@@ -95,8 +95,10 @@ def _unit(w: np.ndarray) -> np.ndarray:
 
 def train_seeds(data: Any, *, config: SAEConfig, train: TrainConfig, seeds: Sequence[int],
                 progress: Callable[[float, float, str], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[TrainResult]:
-    """Train one SAE per seed (same data and configs, ``train.seed`` replaced)."""
+                should_stop: Callable[[], bool] | None = None,
+                on_eval: Callable[[dict], None] | None = None) -> list[TrainResult]:
+    """Train one SAE per seed (same data and configs, ``train.seed`` replaced). Progress messages
+    name the seed (``"seed 42 (2/3): …"``); ``on_eval`` follows the first (kept) seed's evaluations."""
     x = as_matrix(data)
     results = []
     for i, seed in enumerate(seeds):
@@ -105,7 +107,7 @@ def train_seeds(data: Any, *, config: SAEConfig, train: TrainConfig, seeds: Sequ
                 progress(_i * total + done, len(seeds) * total, f"seed {_s} ({_i + 1}/{len(seeds)}): {message}")
 
         results.append(train_sae(x, config=config, train=train.replace(seed=int(seed)), progress=sub,
-                                 should_stop=should_stop))
+                                 should_stop=should_stop, on_eval=on_eval if i == 0 else None))
         if results[-1].stop_reason == "should_stop":
             break
     return results

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["best_match_cosine", "feature_stability", "stability_summary", "chance_best_cosine", "seed_stability",
+           "describe_stability",
            "STABILITY_COLUMNS", "STABLE_AT", "UNSTABLE_BELOW"]
 
 STABILITY_COLUMNS = ("stability", "stability_min", "stability_seeds")
@@ -121,3 +122,14 @@ def seed_stability(saes: Sequence[Any], live: Sequence[np.ndarray], *,
     others = [d[m] for d, m in zip(dirs[1:], masks[1:])]
     table = feature_stability(dirs[0], masks[0], others, block_rows=block_rows)
     return table, stability_summary(table, d=dirs[0].shape[1], other_live=[len(o) for o in others])
+
+
+def describe_stability(summary: dict[str, Any] | None) -> str:
+    """One line for people from :func:`stability_summary` (``""`` when there is none)."""
+    if not summary or summary.get("median") is None:
+        return ""
+    n = summary["n_other_seeds"]
+    chance = summary.get("chance_median")
+    return (f"stability across {n} other seed{'s' if n != 1 else ''}: median {summary['median']:.2f}, "
+            f"{100 * summary['fraction_stable']:.1f} % of {summary['n_features']:,} live features ≥ "
+            f"{summary['stable_at']:g}" + (f" (random directions: {chance:.2f})" if chance is not None else ""))
