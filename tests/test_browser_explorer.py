@@ -90,6 +90,7 @@ def test_bx001_search_highlight_click_recolour_card_and_reload(server, page, scr
     expect(terms).to_contain_text("antigen processing", timeout=15000)
     expect(page.locator("#card-de-grid .ag-row").first).to_be_visible(timeout=20000)
     expect(page.locator("#card-feature-header")).to_contain_text(re.compile(r"local|global"))
+    expect(page.locator("#card-stability")).to_contain_text("train with 3 seeds to measure")  # a one-seed SAE
     steer = page.locator("#card-steer-link")
     assert steer.get_attribute("href") == f"/steering?source=analysis%3Apbmc-small&feature={first}"
     expect(page).to_have_url(re.compile(rf"feature={first}\b"))
