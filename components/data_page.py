@@ -92,6 +92,22 @@ def _fmt_int(n) -> str:
     return "?" if n is None else f"{int(n):,}"
 
 
+def _fmt_regional(sae: dict) -> str:
+    """Regional count; "–" for an analysis trained before regional features existed."""
+    return "–" if sae.get("regional") is None and sae.get("local") is not None else _fmt_int(sae.get("regional"))
+
+
+def _locality_note(sae: dict) -> str:
+    if sae.get("local") is None:
+        return "no cell types"
+    k = sae.get("max_regional_types")
+    if sae.get("regional") is None:
+        return "by cell type (trained before regional features: retrain to split them out of global)"
+    if not k or k < 2:
+        return "by cell type"
+    return f"by cell type; regional = {'2' if k == 2 else f'2–{k}'} types"
+
+
 # ----------------------------------------------------------------------------- cards
 def _upload_area(cap: int) -> html.Div:
     cap_file = int(cap * 3 / 4)  # the browser sends files base64-encoded (4 bytes per 3)
@@ -130,7 +146,7 @@ def _data_card(opts: SourceOptions, cap: int) -> dbc.Card:
     emb_opts = [embedding_option(e["key"], e.get("dims")) for e in opts.embeddings]
     ct_opts = ([{"label": "detect automatically", "value": "auto"}] if not opts.locked else []) + \
         [{"label": c, "value": c} for c in opts.cell_type_columns] + \
-        [{"label": "none (no local/global characterisation)", "value": "none"}]
+        [{"label": "none (no local/regional/global characterisation)", "value": "none"}]
     ct_value = opts.default_cell_type if any(o["value"] == opts.default_cell_type for o in ct_opts) else "auto"
     dec_opts = opts.decoders or [{"label": "Automatic", "value": "auto"}]
     locked = opts.locked or not ok
@@ -155,7 +171,7 @@ def _data_card(opts: SourceOptions, cap: int) -> dbc.Card:
                        "The model's cell embedding the SAE learns to decompose."),
                 _field("Cell-type column", dbc.Select(id=ids.DATA_CELL_TYPE, options=ct_opts, value=ct_value,
                                                       disabled=locked),
-                       "Used to call features local (one cell type) or global."),
+                       "Used to call features local (one cell type), regional (a few types) or global."),
                 _field("Decoder", dbc.Select(id=ids.DATA_DECODER, options=dec_opts, value=opts.default_decoder,
                                              disabled=locked),
                        "Turns embeddings back into expression: annotation then uses predicted expression. "
@@ -298,8 +314,9 @@ def summary_body(overview: dict) -> list:
     stats = [
         _stat("live features", f"{live:,} of {hidden:,}", f"dead {_pct(sae.get('dead_fraction'))}"),
         _stat("active per cell (L0)", f"{sae.get('l0', 0):,.1f}", f"FVU {sae.get('fvu', 0):.4f}"),
-        _stat("local / global", f"{_fmt_int(sae.get('local'))} / {_fmt_int(sae.get('global'))}",
-              "by cell type" if sae.get("local") is not None else "no cell types"),
+        _stat("local / regional / global",
+              f"{_fmt_int(sae.get('local'))} / {_fmt_regional(sae)} / {_fmt_int(sae.get('global'))}",
+              _locality_note(sae)),
     ]
     if ann:
         frac = ann.get("annotated_fraction_of_live")

@@ -176,7 +176,7 @@ def _graph_card(*, title: str, hint: str, colour_id: str, colours: list[tuple[st
 def map_card() -> dbc.Card:
     return _graph_card(title="Concept map", hint="features by their concepts · click, or drag a box",
                        colour_id=ids.EXPLORER_MAP_COLOUR,
-                       colours=[("GO category", "category"), ("local/global", "locality")],
+                       colours=[("GO category", "category"), ("local/regional/global", "locality")],
                        alert_id=ids.EXPLORER_MAP_ALERT, graph_id=ids.EXPLORER_MAP, loading="loading the concept map…")
 
 

@@ -120,18 +120,20 @@ def steer_href(source: str, feature: int) -> str:
 
 
 def card_header(summary: dict, *, source: str) -> html.Div:
-    """Title, badges (local/global, category, frequency) and the 'steer this feature' link."""
+    """Title, badges (local/regional/global, category, frequency) and the 'steer this feature' link."""
     f = summary["feature"]
     loc = summary.get("locality", "unknown")
-    colour = {"local": "danger", "global": "primary", "dead": "secondary"}.get(loc, "secondary")
+    colour = {"local": "danger", "regional": "warning", "global": "primary", "dead": "secondary"}.get(loc, "secondary")
     badges = [dbc.Badge(loc, color=colour, className="me-1", id="card-locality-badge",
-                        title="local = significantly higher in exactly one cell type (z > 1.96); global = any "
-                              "other live feature")]
+                        text_color="dark" if loc == "regional" else None,
+                        title="local = significantly higher (z > 1.96) in exactly one cell type; regional = in a "
+                              "few (2 to k) types; global = in more than k, or in none")]
     if loc == "local" and summary.get("significant_types"):
         badges.append(dbc.Badge(summary["significant_types"][0], color="light", text_color="dark", className="me-1"))
     elif summary.get("significant_types"):
-        badges.append(dbc.Badge(f"higher in {len(summary['significant_types'])} cell types", color="light",
-                                text_color="dark", className="me-1"))
+        types = summary["significant_types"]
+        badges.append(dbc.Badge(f"higher in {len(types)} cell types", color="light", text_color="dark",
+                                className="me-1", title=", ".join(map(str, types))))
     if summary.get("category"):
         badges.append(dbc.Badge(summary["category"], color="info", className="me-1"))
     if summary.get("redundant"):

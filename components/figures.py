@@ -24,7 +24,9 @@ __all__ = [
 CATEGORY_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
                     "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c")
-LOCALITY_COLOURS = {"local": "#d62728", "global": "#1f77b4", "dead": "#bbbbbb", "unknown": "#7f7f7f"}
+LOCALITY_COLOURS = {"local": "#d62728", "regional": "#ff7f0e", "global": "#1f77b4", "dead": "#bbbbbb",
+                    "unknown": "#7f7f7f"}
+LOCALITY_ORDER = tuple(LOCALITY_COLOURS)  # legend order of the concept map coloured by locality
 BACKGROUND_CELL = "#d9d9d9"
 ACTIVATION_SCALE = "Viridis"
 _DTYPES = {np.dtype("float32"): "f4", np.dtype("float64"): "f8", np.dtype("int32"): "i4",
@@ -76,7 +78,7 @@ def map_groups(cmap: pd.DataFrame, colour_by: str) -> list[str]:
     categories most frequent first; localities in a fixed order."""
     if colour_by == "locality":
         present = set(cmap["locality"].astype(str))
-        return [g for g in ("local", "global", "dead", "unknown") if g in present]
+        return [g for g in LOCALITY_ORDER if g in present]
     return cmap["category"].astype(str).value_counts(sort=True).index.tolist()
 
 

@@ -59,8 +59,10 @@ def _analysis_results(a: Analysis) -> dict:
     if a.has("metrics.json"):
         m = a.read_json("metrics.json").get("summary", {})
         out["live features"] = f"{m.get('live')} of {m.get('hidden')} (L0 {m.get('l0', 0):.1f} per cell)"
-        if m.get("local") is not None:
-            out["local / global"] = f"{m.get('local')} / {m.get('global')}"
+        if m.get("local") is not None:  # analyses trained before regional existed have no "regional"
+            regional = m.get("regional")
+            out["local / regional / global"] = f"{m.get('local')} / {'–' if regional is None else regional} / " \
+                                               f"{m.get('global')}"
     if a.has("annotation.json"):
         s = a.read_json("annotation.json")
         frac = s.get("annotated_fraction_of_live")

@@ -1,13 +1,22 @@
-"""Characterise SAE features by their activations: live/dead, cell-type profile, local vs global,
-trajectory features (docs/method.md §3).
+"""Characterise SAE features by their activations: live/dead, cell-type profile, locality
+(local / regional / global), trajectory features (docs/method.md §3).
 
-Local/global rule (paper appendix B 2.5): feature f is significantly higher in cell type t when
+Significance rule (paper appendix B 2.5): feature f is significantly higher in cell type t when
 ``mean_t − mean_rest > 1.96 · (SE_t + SE_rest)`` with ``SE = sd / sqrt(n)`` (sample sd, ddof=1).
-**Local**: significant for exactly one cell type. **Global**: every other live feature.
+Locality of a live feature, from the number m of such types:
+
+- **local**: m = 1 (the paper's local features);
+- **regional**: 2 ≤ m ≤ k, a few related types (a lineage, e.g. MEP → ProEry → Ery);
+- **global**: m > k, or m = 0 (live but higher in no type: not specific to any part of the tissue).
+
+The paper names only local and global (its "global" is everything not local); it does not state
+where regional ends, so k is an option, by default :func:`default_max_regional_types` (a quarter
+of the cell types, rounded up, at least 2). ``max_regional_types=1`` gives the paper's two-way split.
 All statistics are computed for all features at once from sparse group sums.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +25,12 @@ import scipy.sparse as sp
 
 from .errors import InputError
 
-__all__ = ["CellTypeStats", "cell_type_stats", "characterise", "find_trajectory_features", "Z_CRIT"]
+__all__ = ["CellTypeStats", "cell_type_stats", "characterise", "check_max_regional_types",
+           "default_max_regional_types", "find_trajectory_features", "locality_counts", "LOCALITIES", "Z_CRIT"]
 
 Z_CRIT = 1.96
+#: Locality labels in display order ("unknown": live, but no cell types to judge by).
+LOCALITIES = ("local", "regional", "global", "dead", "unknown")
 
 
 @dataclass(frozen=True)
@@ -72,14 +84,36 @@ def cell_type_stats(activations, cell_types) -> CellTypeStats:
     return CellTypeStats(types, n.ravel(), mean, se, mean_r, se_r)
 
 
-def characterise(activations, cell_types=None) -> pd.DataFrame:
+def default_max_regional_types(n_types: int) -> int:
+    """k for ``n_types`` cell types: ``max(2, ceil(n_types / 4))`` (22 types → 6, 14 → 4, 8 → 2).
+
+    A regional feature marks a part of the tissue (a lineage or a few related types); once a
+    feature is higher in more than a quarter of the types it marks most of the tissue, i.e. it is
+    global. At least 2, so that "regional" exists whenever there are two or more types."""
+    return max(2, math.ceil(n_types / 4))
+
+
+def check_max_regional_types(k) -> int:
+    """``k`` as an int; InputError unless it is a whole number ≥ 1."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"max_regional_types must be a whole number ≥ 1 (got {k!r})",
+                         fix="e.g. 6 (regional = 2–6 cell types); 1 = the paper's local/global split only")
+    return int(k)
+
+
+def characterise(activations, cell_types=None, *, max_regional_types: int | None = None) -> pd.DataFrame:
     """Cell-type characterisation, one row per feature (index ``feature``).
 
-    Columns: ``locality`` (local / global / dead; "unknown" without cell types), and with cell
-    types the per-type means ``mean[<type>]``, ``n_significant_types``, ``significant_types``
-    ("|"-joined) and ``top_cell_type``. Activation statistics (live, frequency, …) come from
-    :func:`core.sae.activation_stats`.
+    ``activations``: (n_cells, n_features), dense or sparse; ``cell_types``: length n_cells.
+    ``max_regional_types``: k, the most significant types a regional feature may have (``None``:
+    :func:`default_max_regional_types` of the number of types).
+    Columns: ``locality`` (local / regional / global / dead; "unknown" without cell types), and
+    with cell types the per-type means ``mean[<type>]``, ``n_significant_types``,
+    ``significant_types`` ("|"-joined) and ``top_cell_type``. ``df.attrs["max_regional_types"]``:
+    the k used. Activation statistics (live, frequency, …) come from :func:`core.sae.activation_stats`.
     """
+    if max_regional_types is not None:
+        max_regional_types = check_max_regional_types(max_regional_types)
     A = _as_csr(activations)
     n_feat = A.shape[1]
     live = np.diff(A.tocsc().indptr) > 0
@@ -94,10 +128,20 @@ def characterise(activations, cell_types=None) -> pd.DataFrame:
         df[f"mean[{t}]"] = st.mean[i]
     df["n_significant_types"] = n_sig
     df["significant_types"] = ["|".join(str(st.types[i]) for i in np.flatnonzero(sig[:, j])) for j in range(n_feat)]
-    df["locality"] = np.where(~live, "dead", np.where(n_sig == 1, "local", "global"))
+    k = max_regional_types if max_regional_types is not None else default_max_regional_types(len(st.types))
+    df["locality"] = np.select([~live, n_sig == 1, (n_sig >= 2) & (n_sig <= k)], ["dead", "local", "regional"],
+                               default="global")
     top = np.argmax(st.mean, axis=0)
     df["top_cell_type"] = [str(st.types[i]) if ok else "" for i, ok in zip(top, live)]
+    df.attrs["max_regional_types"] = k
     return df
+
+
+def locality_counts(locality) -> dict[str, int]:
+    """``{"local", "regional", "global"}`` counts of a ``locality`` column (old tables without
+    regional features count 0 regional)."""
+    loc = pd.Series(locality).astype(str)
+    return {name: int((loc == name).sum()) for name in ("local", "regional", "global")}
 
 
 def find_trajectory_features(activations, cell_types, lineage: list, *, strict: bool = True) -> pd.DataFrame:

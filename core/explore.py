@@ -381,7 +381,7 @@ def feature_cells(acts: sp.csc_matrix, features) -> tuple[np.ndarray, np.ndarray
 
 def cell_type_profile(cells: np.ndarray, values: np.ndarray, codes: np.ndarray, types: list[str]) -> pd.DataFrame:
     """Per cell type: n, mean activation (zeros included), SE, fraction active, mean of the other
-    cells and whether the type is significantly higher (the local/global rule, z > 1.96).
+    cells and whether the type is significantly higher (the locality rule, z > 1.96).
 
     ``cells``/``values``: the feature's active cells; ``codes`` (n_cells,): cell-type codes."""
     k = len(types)

@@ -88,7 +88,7 @@ def characteristic_features(activations, cells, *, top: int = 20, min_cells: int
 
     ``cells``: bool mask or integer indices into the rows of ``activations`` (cells × features).
     For every feature: mean in the selection vs the rest and ``z = (mean_in − mean_out) /
-    (SE_in + SE_out)``; ``significant`` uses the local/global rule (z > 1.96). Returns the ``top``
+    (SE_in + SE_out)``; ``significant`` uses the locality rule (z > 1.96). Returns the ``top``
     features by z with columns feature, mean_in, mean_out, z, significant.
     """
     A = activations if sp.issparse(activations) else sp.csr_matrix(np.asarray(activations))

@@ -8,25 +8,32 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .characterise import characterise
+from .characterise import characterise, check_max_regional_types, locality_counts
 from .io import content_hash
 from .progress import Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["train_into_analysis", "sae_step_inputs"]
 
 
-def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref: dict, cell_types=None) -> dict:
+#: Version of the characterisation rule stored in the cache key: analyses characterised with the
+#: old local/global rule are re-characterised (retrained) the next time ``train`` runs.
+CHARACTERISE_RULE = "local/regional/global"
+
+
+def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref: dict, cell_types=None,
+                    max_regional_types: int | None = None) -> dict:
     """What the ``sae`` step depends on (its cache key)."""
     return {"data": {"sha256": data_ref.get("sha256"), "embedding": data_ref.get("embedding"),
                      "values": content_hash(np.ascontiguousarray(x))},
             "cell_types": content_hash(np.asarray(cell_types).astype(str)) if cell_types is not None else None,
-            "sae": sae_config.to_dict(), "train": train_config.to_dict(), "seeds": list(seeds) if seeds else None}
+            "sae": sae_config.to_dict(), "train": train_config.to_dict(), "seeds": list(seeds) if seeds else None,
+            "characterise": {"rule": CHARACTERISE_RULE, "max_regional_types": max_regional_types}}
 
 
 def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, seeds: Sequence[int] | None = None,
                         data_ref: dict, cell_types=None, progress: Progress = no_progress,
                         should_stop: ShouldStop = never_stop, force: bool = False,
-                        on_eval=None) -> dict[str, Any]:
+                        on_eval=None, max_regional_types: int | None = None) -> dict[str, Any]:
     """Train (or reuse) the SAE of ``analysis`` on ``x`` (n_cells, d); returns ``metrics.json``'s content.
 
     Writes ``sae.pt``, ``sae.json``, ``metrics.json``, ``features.parquet`` (activation statistics
@@ -34,13 +41,19 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept),
     and each feature's ``stability`` (:mod:`core.sae.stability`) in ``features.parquet``.
     ``on_eval(row)``: called with each validation row (of the first seed's run; see ``train_sae``).
+    ``max_regional_types``: k of the locality rule (:func:`core.characterise.characterise`).
+    Raises InputError before anything is trained or written when ``x`` cannot train an SAE
+    (:func:`core.sae.check_trainable`).
     """
-    from .sae import encode_activations, sae_metrics, save_sae, train_sae
+    from .sae import check_trainable, encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
     from .sae.stability import seed_stability
 
+    check_trainable(x, what=f"embedding {data_ref.get('embedding') or ''}".strip())
+    if max_regional_types is not None:
+        max_regional_types = check_max_regional_types(max_regional_types)
     inputs = sae_step_inputs(x, sae_config=sae_config, train_config=train_config, seeds=seeds,
-                             data_ref=data_ref, cell_types=cell_types)
+                             data_ref=data_ref, cell_types=cell_types, max_regional_types=max_regional_types)
     if not force and analysis.cached("sae", inputs=inputs):
         return analysis.read_json("metrics.json")
     if seeds:
@@ -62,16 +75,19 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     primary = results[0]
     acts = acts_by_seed[primary.train_config.seed]
     summary, features = measured[primary.train_config.seed]
-    char = characterise(acts, cell_types)
+    char = characterise(acts, cell_types, max_regional_types=max_regional_types)
     features = features.join(char, on="feature") if "feature" in features else features.join(char)
-    summary = {**summary, "local": int((char["locality"] == "local").sum()),
-               "global": int((char["locality"] == "global").sum())}
+    if cell_types is not None:
+        summary = {**summary, **locality_counts(char["locality"]),
+                   "max_regional_types": char.attrs["max_regional_types"]}
+    else:
+        summary = {**summary, "local": 0, "regional": 0, "global": 0}
     metrics: dict[str, Any] = {"summary": summary, "training": primary.summary(), "history": primary.history,
                                "val_cells": int(len(primary.val_index)), "robustness": None}
     if seeds and len(results) >= 2:
         def local_global(_sae, a) -> dict:
-            loc = characterise(a, cell_types)["locality"]
-            return {"n_local": int((loc == "local").sum()), "n_global": int((loc == "global").sum())}
+            counts = locality_counts(characterise(a, cell_types, max_regional_types=max_regional_types)["locality"])
+            return {f"n_{name}": n for name, n in counts.items()}
 
         report = robustness_report({r.train_config.seed: r.sae for r in results}, x, metrics=measured,
                                    val_loss={r.train_config.seed: r.best.get("val_loss") for r in results},

@@ -195,14 +195,14 @@ def train_for_source(request: TrainRequest, *, progress: Progress = no_progress,
     the analysis (refused if it belongs to another dataset), train → encode → metrics →
     characterise as one atomic step (reused when data and settings are unchanged).
     """
-    from .sae import as_matrix
+    from .sae import check_trainable
     from .training import train_into_analysis
 
     sae_cfg, train_cfg = request.configs()
     ds, ref, use_cell_types = _dataset_for(request)
     if ds.embedding is None:
         raise InputError(f"{Path(ref['path']).name} has no embedding to train on", fix="choose an embedding")
-    x = as_matrix(ds.embedding, what=f"embedding {ds.embedding_key}")
+    x = check_trainable(ds.embedding, what=f"embedding {ds.embedding_key}")  # finite, ≥ 2 varying dimensions
     sae_cfg.hidden_size(x.shape[1])   # fail fast, before creating anything
     train_cfg.split_sizes(x.shape[0])
     analysis = Analysis.open_or_create(analysis_path(request.analysis), dataset=ref, seed=train_cfg.seed)
@@ -256,7 +256,8 @@ def analysis_overview(name: str) -> dict[str, Any]:
             out["sae"] = {"arch": sae.get("arch"), "d_in": t.get("d_in", s.get("d_in")), "hidden": s.get("hidden"),
                           "live": s.get("live"), "dead_fraction": s.get("dead_fraction"), "l0": s.get("l0"),
                           "fvu": s.get("fvu"), "mse": s.get("mse"), "local": s.get("local"),
-                          "global": s.get("global"), "redundant": s.get("redundant"),
+                          "regional": s.get("regional"), "global": s.get("global"),
+                          "max_regional_types": s.get("max_regional_types"), "redundant": s.get("redundant"),
                           "elapsed_s": t.get("elapsed_s"), "stop_reason": t.get("stop_reason"),
                           "device": t.get("device"), "best_epoch": (t.get("best") or {}).get("epoch"),
                           "epochs": (m.get("history") or [{}])[-1].get("epoch"),

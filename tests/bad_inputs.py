@@ -197,6 +197,51 @@ def _(ws):
                ("NaN/Inf", "row 7"))
 
 
+def _train_app(ws: Workspace, source: str, analysis: str = "fresh") -> Callable[[], str]:
+    """The Data page's "Train" job on ``source`` (its alert shows the raised message)."""
+    def call() -> str:
+        from core.workflows import TrainRequest, train_for_source
+
+        return raised(train_for_source, TrainRequest(source=source, analysis=analysis, embedding="X_emb",
+                                                     cell_type="none", epochs=1))()
+    return call
+
+
+def _constant_obsm(columns):
+    """Make the embedding's ``columns`` (None: all) the same value in every cell."""
+    def change(a):
+        e = a.obsm["X_emb"].copy()
+        cols = range(e.shape[1]) if columns is None else columns
+        for j in cols:
+            e[:, j] = 0.0 if columns is None else 1.5
+        a.obsm["X_emb"] = e
+    return change
+
+
+@case("all-zero embedding")
+def _(ws):
+    path = _broken_h5ad(ws, _constant_obsm(None))
+    return Bad(_train(ws, path, "--embedding", "X_emb"), _train_app(ws, "file:bad.h5ad"),
+               ("embedding X_emb is constant", "none of its 5 dimensions varies", "featurelens fit-model"))
+
+
+@case("embedding with one varying dimension")
+def _(ws):
+    path = _broken_h5ad(ws, _constant_obsm([0, 2, 3, 4]))
+    return Bad(_train(ws, path, "--embedding", "X_emb"), _train_app(ws, "file:bad.h5ad"),
+               ("1 non-constant dimension of 5", "dimensions 0, 2–4 are constant", "at least 2 dimensions",
+                "the .obsm key is the embedding"))
+
+
+@case("1-dimensional embedding")
+def _(ws):
+    def change(a):
+        a.obsm["X_emb"] = a.obsm["X_emb"][:, :1].copy()
+    path = _broken_h5ad(ws, change)
+    return Bad(_train(ws, path, "--embedding", "X_emb"), _train_app(ws, "file:bad.h5ad", "base"),
+               ("has only 1 dimension", "at least 2 dimensions"))
+
+
 # --- counts -------------------------------------------------------------------
 @case("negative counts")
 def _(ws):

@@ -84,6 +84,49 @@ def test_real_process(name, ws):
     assert "Traceback" not in out.stderr and bad.expect[0] in out.stderr
 
 
+def test_constant_embedding_is_refused_before_anything_is_written(ws, capsys):
+    """A zero-variance embedding: the library, the analysis step and the CLI refuse it before
+    training, name the constant dimensions and the fix, and neither create nor change a folder."""
+    import numpy as np
+
+    from bad_inputs import N_CELLS
+
+    from core.analysis import Analysis
+    from core.errors import InputError
+    from core.sae import TrainConfig, VanillaConfig, check_trainable, train_sae
+    from core.training import train_into_analysis
+
+    rng = np.random.default_rng(0)
+    zeros = np.zeros((N_CELLS, 6), np.float32)
+    one = np.c_[np.full((N_CELLS, 3), 2.0), rng.normal(size=(N_CELLS, 1)), np.full((N_CELLS, 2), -1.0)]
+    with pytest.raises(InputError, match="none of its 6 dimensions varies") as err:
+        train_sae(zeros, config=VanillaConfig(hidden=12), train=TrainConfig(epochs=1))
+    assert "featurelens fit-model" in err.value.fix
+    with pytest.raises(InputError, match=r"1 non-constant dimension of 6 \(dimensions 0–2, 4–5 are constant\)"):
+        train_sae(one, config=VanillaConfig(hidden=12), train=TrainConfig(epochs=1))
+    near = np.c_[np.full(N_CELLS, 3.0) + rng.normal(scale=1e-9, size=N_CELLS), rng.normal(size=(N_CELLS, 2))]
+    assert check_trainable(near).shape == (N_CELLS, 3)  # 2 varying dimensions are enough
+    with pytest.raises(InputError, match="1 non-constant dimension of 3"):  # float32 rounding noise is constant
+        check_trainable(np.c_[near[:, :2], np.full(N_CELLS, 3.0)])
+
+    before = snapshot(ws.root)
+    with pytest.raises(InputError, match="embedding X_emb is constant"):
+        train_into_analysis(Analysis.open(ws.analysis), zeros, sae_config=VanillaConfig(hidden=12),
+                            train_config=TrainConfig(epochs=1), data_ref={"embedding": "X_emb"}, force=True)
+    assert snapshot(ws.root) == before
+
+    a = ws.adata()
+    a.obsm["X_emb"] = np.zeros_like(a.obsm["X_emb"])
+    path = ws.write(a, "zeros.h5ad")
+    before = snapshot(ws.root)
+    new = ws.analyses / "new"
+    code = main(["train", str(path), "--embedding", "X_emb", "--out", str(new), "--hidden", "10", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "embedding X_emb is constant: none of its 5 dimensions varies" in err and "Fix: " in err
+    assert not new.exists() and snapshot(ws.root) == before
+
+
 # ----------------------------------------------------------------------------- writes that fail
 def _train_argv(ws, *extra):
     return ["train", str(ws.h5ad), "--embedding", "X_emb", "--out", str(ws.analysis), "--hidden", "10", "--epochs",

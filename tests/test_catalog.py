@@ -45,7 +45,7 @@ def test_describe_analysis_with_results(folders):
         w.write_json("annotation.json", {"features_annotated": 5, "annotated_fraction_of_live": 5 / 7,
                                          "unique_terms": 42})
     f = catalog.describe_source("analysis:first")["facts"]
-    assert f["live features"] == "7 of 10 (L0 2.5 per cell)" and f["local / global"] == "3 / 4"
+    assert f["live features"] == "7 of 10 (L0 2.5 per cell)" and f["local / regional / global"] == "3 / – / 4"
     assert f["annotated features"] == "5 (71% of live)" and f["unique terms"] == 42
 
 

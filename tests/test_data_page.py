@@ -262,7 +262,7 @@ def test_train_job_writes_analysis_and_reuses_it(folders, small_in_data):
     live_fig = progress.live()[0]                                   # the live chart has every epoch
     assert len(live_fig.data) == 3 and list(live_fig.data[0].x) == [r["epoch"] for r in metrics["history"]]
     s = metrics["summary"]
-    assert f"{s['live']} of 20" in _text(summary) and f"{s['local']} / {s['global']}" in _text(summary)
+    assert f"{s['live']} of 20" in _text(summary) and f"{s['local']} / {s['regional']} / {s['global']}" in _text(summary)
     assert small_in_data.read_bytes() == before                     # the data file is never touched
     done = a.config["steps"]["sae"]["completed"]
     alert, *_ = train_job(FakeProgress(), *args.values())           # same settings: reused, not retrained
@@ -349,7 +349,8 @@ def test_summary_for_missing_bad_and_trained_analyses(folders):
                          "terms_per_feature_mean": 95.04, "expression": "observed counts (.X)", "gene_match": "x"},
           "annotation_stale": True}
     text = _text(summary_body(ov))
-    for s in ("9,876 of 10,000", "dead 1.2 %", "12.3", "FVU 0.0123", "80 / 9,796", "9,800", "99.2 % of live",
+    for s in ("9,876 of 10,000", "dead 1.2 %", "12.3", "FVU 0.0123", "80 / – / 9,796", "retrain to split them",
+              "9,800", "99.2 % of live",
               "1,234 unique terms", "retrained after this annotation", "60 epochs in 161.2 s",
               "best validation loss at epoch 55"):
         assert s in text, s

@@ -33,7 +33,7 @@ def test_default_demo_is_the_simulated_dataset(demo_analysis):
     ann_cfg = cfg["steps"]["annotate"]["inputs"]["config"]
     assert ann_cfg["percentile"] == 99.0 and ann_cfg["n_low"] == 1000       # the paper's defaults
     metrics = a.read_json("metrics.json")["summary"]
-    assert metrics["live"] > 0 and metrics["local"] + metrics["global"] == metrics["live"]
+    assert metrics["live"] > 0 and metrics["local"] + metrics["regional"] + metrics["global"] == metrics["live"]
     summary = a.read_json("annotation.json")
     assert summary["expression"].startswith("predicted") and summary["features_annotated"] > 0.8 * metrics["live"]
     groups = a.read_parquet("annotation_groups.parquet")

@@ -495,3 +495,31 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
     assert "stable across seeds: 0.41" in text and "may be a seed artefact" in text
     dead = feature_card.stability_line({"stability_measured": True, "stability": None, "stability_seeds": 0})
     assert "a dead feature" in text_of(dead)   # NaN: the kept SAE's dead features
+
+
+def test_locality_legend_and_card_for_regional_and_old_tables():
+    """Regional features get their own colour, legend entry and badge; a table written before
+    regional features existed (local / global / dead only) still draws and renders."""
+    def cmap(localities):
+        n = len(localities)
+        return pd.DataFrame({"feature": range(n), "x": np.arange(n, dtype=float), "y": np.zeros(n),
+                             "category": ["c"] * n, "n_terms": [1] * n, "frequency": [0.1] * n,
+                             "locality": localities, "top_terms": [""] * n})
+
+    new = cmap(["global", "dead", "regional", "local", "regional"])
+    assert figures.map_groups(new, "locality") == ["local", "regional", "global", "dead"]
+    fig = figures.concept_map_figure(new, colour_by="locality")
+    assert fig.data[1].name == "regional (2)" and fig.data[1].marker.color == figures.LOCALITY_COLOURS["regional"]
+    assert len(set(figures.LOCALITY_COLOURS.values())) == len(figures.LOCALITY_COLOURS)
+    old = cmap(["global", "local", "dead"])
+    assert figures.map_groups(old, "locality") == ["local", "global", "dead"]
+    assert len(figures.concept_map_figure(old, colour_by="locality").data) == 3 + 2
+    base = {"feature": 3, "n_cells": 10, "frequency": 0.1, "max_activation": 1.0, "n_terms": 0, "category": None,
+            "redundant": False}
+    regional = feature_card.card_header({**base, "locality": "regional", "significant_types": ["B", "Mono"]},
+                                        source=SOURCE)
+    badge = regional.children[0].children[1]
+    assert badge.children == "regional" and badge.color == "warning" and "regional = in a few" in badge.title
+    assert "higher in 2 cell types" in text_of(regional)
+    local = feature_card.card_header({**base, "locality": "local", "significant_types": ["B"]}, source=SOURCE)
+    assert local.children[0].children[1].color == "danger" and "B" in text_of(local)

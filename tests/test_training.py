@@ -1,4 +1,4 @@
-"""Training into an analysis: files, characterisation, caching, seed robustness with local/global counts."""
+"""Training into an analysis: files, characterisation, caching, seed robustness with locality counts."""
 from __future__ import annotations
 
 from helpers import gen_adata
@@ -21,8 +21,11 @@ def test_train_into_analysis(tmp_path, rng):
     feats = a.read_parquet("features.parquet")
     assert len(feats) == 20 and {"locality", "top_cell_type", "mean[type_0]", "live", "frequency"} <= set(feats)
     s = m["summary"]
-    assert s["local"] + s["global"] == s["live"] == int(feats["live"].sum())
-    assert [r["n_local"] for r in m["robustness"]["per_seed"]][0] == s["local"]
+    assert s["local"] + s["regional"] + s["global"] == s["live"] == int(feats["live"].sum())
+    assert s["regional"] == int((feats["locality"] == "regional").sum())
+    assert s["max_regional_types"] == 2  # gen_adata has ≤ 8 cell types: max(2, ceil(n / 4))
+    first = m["robustness"]["per_seed"][0]
+    assert (first["n_local"], first["n_regional"], first["n_global"]) == (s["local"], s["regional"], s["global"])
     stamp = a.config["steps"]["sae"]["completed"]
     assert train_into_analysis(a, ds.embedding, seeds=[0, 1], **kw) == a.read_json("metrics.json")
     assert a.config["steps"]["sae"]["completed"] == stamp
@@ -33,7 +36,8 @@ def test_cli_train_then_annotate_bad_genes(tmp_path, rng, capsys):
     gen_adata(n_cells=300, rng=rng).write_h5ad(path)
     assert main(["train", str(path), "--embedding", "X_emb", "--out", str(tmp_path / "an"), "--expansion", "4",
                  "--epochs", "3"]) == 0
-    assert "local" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "local " in out and " / regional " in out and "regional = 2 types" in out
     # synthetic gene names match no concept: a clear message naming the identifier type, exit 2
     assert main(["annotate", str(tmp_path / "an"), "--expression", "observed"]) == 2
     err = capsys.readouterr().err

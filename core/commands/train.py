@@ -31,7 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding", metavar="KEY", help=".obsm key of the embedding (for .h5ad input)")
     parser.add_argument("--out", required=True, metavar="ANALYSIS", help="analysis folder (created if missing)")
     parser.add_argument("--cell-type", metavar="COL",
-                        help=".obs column of cell types for local/global characterisation (default: auto-detect)")
+                        help=".obs column of cell types for local/regional/global characterisation "
+                             "(default: auto-detect)")
+    parser.add_argument("--max-regional-types", type=int, metavar="K",
+                        help="a feature higher in 2..K cell types is regional, in more is global "
+                             "(default: a quarter of the cell types, at least 2; 1 = local/global only)")
     parser.add_argument("--preset", choices=("default", "fast", "paper"), default="default",
                         help="starting settings; the options below override them (default: default)")
     parser.add_argument("--arch", choices=ARCHS, help="SAE architecture (default: the preset's, vanilla)")
@@ -133,11 +137,15 @@ def run(args: argparse.Namespace) -> int:
     if ds.embedding is None:
         raise InputError(f"{args.data} has no embedding to train on",
                          fix="pass --embedding KEY (an .obsm key); `featurelens validate DATA` lists them")
-    from core.sae import as_matrix
+    from core.sae import check_trainable
 
-    x = as_matrix(ds.embedding, what=f"embedding {args.embedding or args.data}")
+    # refused before the analysis folder is created or touched: finite, ≥ 2 varying dimensions
+    x = check_trainable(ds.embedding, what=f"embedding {args.embedding or args.data}")
     sae_cfg.hidden_size(x.shape[1])  # fail fast on hidden < input
     train_cfg.split_sizes(x.shape[0])
+    if args.max_regional_types is not None and args.max_regional_types < 1:
+        raise InputError(f"--max-regional-types must be at least 1 (got {args.max_regional_types})",
+                         fix="e.g. --max-regional-types 6; 1 gives the paper's local/global split")
 
     from core.analysis import Analysis
 
@@ -146,12 +154,12 @@ def run(args: argparse.Namespace) -> int:
     from core.training import sae_step_inputs, train_into_analysis
 
     inputs = sae_step_inputs(x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds, data_ref=ds.source,
-                             cell_types=ds.cell_types)
+                             cell_types=ds.cell_types, max_regional_types=args.max_regional_types)
     if not args.force and analysis.cached("sae", inputs=inputs):
         print(f"{analysis.path}: SAE already trained with these data and settings (use --force to re-train)")
     metrics = train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds,
                                   data_ref=ds.source, cell_types=ds.cell_types, progress=ProgressBar("training"),
-                                  force=args.force)
+                                  force=args.force, max_regional_types=args.max_regional_types)
     _print_summary(metrics)
     print(f"wrote {analysis.path}/{{sae.pt, sae.json, metrics.json, features.parquet, activations.npz}}")
     return 0
@@ -160,6 +168,15 @@ def run(args: argparse.Namespace) -> int:
 def _threads_note(training: dict[str, Any]) -> str:
     n = training.get("threads")
     return f", {n} thread{'s' if n != 1 else ''}" if n and training.get("device") == "cpu" else ""
+
+
+def _count(n) -> str:
+    """A count, or "–" when an older analysis did not record it."""
+    return "–" if n is None else str(n)
+
+
+def _span(k: int) -> str:
+    return "2" if k == 2 else f"2–{k}"
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
@@ -176,8 +193,10 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     print(f"  all {s['n_cells']} cells: MSE {s['mse']:.5g}, FVU {s['fvu']:.4f}, L0 {s['l0']:.1f} latents per cell")
     print(f"  live {s['live']} / {s['hidden']} (dead {100 * s['dead_fraction']:.1f} %), "
           f"redundant (Pearson > {s['redundancy_threshold']:g}) {s['redundant']}")
-    if s.get("local") is not None and (s.get("local") or s.get("global")):
-        print(f"  local {s['local']} / global {s['global']} features (by cell type)")
+    if s.get("local") is not None and (s.get("local") or s.get("regional") or s.get("global")):
+        k = s.get("max_regional_types")
+        print(f"  local {s['local']} / regional {_count(s.get('regional'))} / global {s['global']} features "
+              f"(by cell type{f'; regional = {_span(k)} types' if k and k >= 2 else ''})")
     rob = metrics.get("robustness")
     if rob:
         sm = rob["summary"]
@@ -185,8 +204,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         print(f"  seeds {seeds}: live {sm['live']['mean']:.0f} ± {sm['live']['std']:.0f} "
               f"(CV {100 * (sm['live']['cv'] or 0):.1f} %), L0 {sm['l0']['mean']:.1f} ± {sm['l0']['std']:.1f}")
         if all(r.get("n_local") is not None for r in rob["per_seed"]):
-            print("  local / global per seed: " + ", ".join(f"{r['n_local']} / {r['n_global']}"
-                                                            for r in rob["per_seed"]))
+            print("  local / regional / global per seed: " + ", ".join(
+                f"{r['n_local']} / {_count(r.get('n_regional'))} / {r['n_global']}" for r in rob["per_seed"]))
         for p in rob["pairs"]:
             frac = p["matched_fraction"]
             print(f"    seeds {p['seed_a']}–{p['seed_b']}: {p['matched']} features match (cosine ≥ {rob['threshold']:g})"

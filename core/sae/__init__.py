@@ -22,7 +22,7 @@ from .config import (
     VanillaConfig,
     preset,
 )
-from .data import as_matrix, resolve_device
+from .data import as_matrix, check_trainable, resolve_device
 from .encode import encode_activations, reconstruct
 from .metrics import (
     activation_metrics,
@@ -48,7 +48,7 @@ __all__ = [
     "register_architecture", "get_architecture", "available_architectures", "build_sae", "config_from_dict",
     # training and inference
     "train_sae", "TrainResult", "split_indices", "encode_activations", "reconstruct",
-    "as_matrix", "resolve_device",
+    "as_matrix", "check_trainable", "resolve_device",
     # metrics
     "sae_metrics", "activation_metrics", "reconstruction_metrics", "activation_stats", "redundant_latents",
     "frequency_histogram",

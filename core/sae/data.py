@@ -8,7 +8,11 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["as_matrix", "resolve_device"]
+__all__ = ["as_matrix", "check_trainable", "constant_dimensions", "resolve_device"]
+
+#: A dimension is constant when its range is at most this fraction of its largest |value|
+#: (float32 rounding of a constant column stays far below it).
+CONSTANT_RTOL = 1e-6
 
 
 def as_matrix(data: Any, *, what: str = "SAE input") -> np.ndarray:
@@ -38,6 +42,51 @@ def as_matrix(data: Any, *, what: str = "SAE input") -> np.ndarray:
             fix="remove or impute those cells before training (e.g. adata = adata[np.isfinite(emb).all(1)])",
         )
     return arr
+
+
+def constant_dimensions(x: np.ndarray) -> np.ndarray:
+    """Indices of the columns of ``x`` (n_cells, d) that do not vary across cells: range ≤
+    :data:`CONSTANT_RTOL` × the column's largest |value| (an all-zero column is constant)."""
+    x = np.asarray(x)
+    if x.shape[0] == 0:
+        return np.arange(x.shape[1])
+    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    scale = np.maximum(np.abs(lo), np.abs(hi))
+    return np.flatnonzero(hi - lo <= CONSTANT_RTOL * scale)
+
+
+def _ranges(idx) -> str:
+    """``0, 2–9, 12``: sorted indices written as runs."""
+    runs: list[list[int]] = []
+    for i in map(int, idx):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in runs)
+
+
+def check_trainable(data: Any, *, what: str = "SAE input") -> np.ndarray:
+    """``as_matrix(data)``, refused (InputError) unless at least 2 of its dimensions vary
+    across cells: a constant or zero-variance embedding (or one with a single varying
+    dimension) trains into an SAE of dead latents with an undefined FVU."""
+    x = as_matrix(data, what=what)
+    const = constant_dimensions(x)
+    d, n_var = x.shape[1], x.shape[1] - len(const)
+    if n_var >= 2:
+        return x
+    if n_var == 0:
+        head = (f"{what} is constant: none of its {d} dimensions varies across cells (all zero or zero-variance)"
+                if d > 1 else f"{what} has a single dimension and it is constant")
+    elif not const.size:
+        head = f"{what} has only 1 dimension"
+    else:
+        head = (f"{what} has 1 non-constant dimension of {d} (dimension{'s' if len(const) > 1 else ''} "
+                f"{_ranges(const)} {'are' if len(const) > 1 else 'is'} constant)")
+    raise InputError(f"{head}: an SAE needs at least 2 dimensions that vary across cells",
+                     fix="check that the .obsm key is the embedding (`featurelens validate DATA` lists the keys), "
+                         "or fit the built-in model on the counts (`featurelens fit-model DATA`) and train on its "
+                         "embedding")
 
 
 def _to_numpy(data: Any, *, what: str) -> np.ndarray:

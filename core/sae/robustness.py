@@ -1,7 +1,7 @@
 """Seed robustness (paper Table S6): train one SAE per seed, compare what they learn.
 
 Per seed: live and dead counts, L0, reconstruction (and, once feature characterisation
-exists, local/global counts through the ``characterise`` hook). Per pair of seeds: how many
+exists, local/regional/global counts through the ``characterise`` hook). Per pair of seeds: how many
 live features match — optimal one-to-one matching of decoder directions by cosine
 (:func:`scipy.optimize.linear_sum_assignment`), counting pairs with cosine ≥ 0.9.
 """
@@ -27,13 +27,14 @@ __all__ = ["RobustnessReport", "match_features", "robustness_report", "train_see
            "parse_seeds"]
 
 Characterise = Callable[[SparseAutoencoder, Any], dict[str, Any]]
-SEED_COLUMNS = ("seed", "live", "dead", "l0", "mse", "fvu", "redundant", "val_loss", "n_local", "n_global")
+SEED_COLUMNS = ("seed", "live", "dead", "l0", "mse", "fvu", "redundant", "val_loss", "n_local", "n_regional",
+                "n_global")
 
 
 @dataclass
 class RobustnessReport:
-    """``per_seed``: one row per seed (:data:`SEED_COLUMNS`; ``n_local``/``n_global`` stay
-    empty until a ``characterise`` hook fills them). ``pairs``: one row per pair of seeds
+    """``per_seed``: one row per seed (:data:`SEED_COLUMNS`; ``n_local``/``n_regional``/``n_global``
+    stay empty until a ``characterise`` hook fills them). ``pairs``: one row per pair of seeds
     (``matched`` live features with cosine ≥ ``threshold``, as a fraction of the smaller live
     count, and their mean cosine). ``summary``: mean, standard deviation and coefficient of
     variation of the live count and L0 across seeds, and the mean matched fraction."""
@@ -125,8 +126,8 @@ def robustness_report(
     """Compare SAEs trained with different seeds on the same ``data``.
 
     ``metrics``: already computed :func:`~core.sae.metrics.sae_metrics` results per seed,
-    ``(summary, features)`` (computed here otherwise). ``characterise(sae, activations) -> {"n_local", "n_global"}``
-    fills those columns (feature characterisation is a later step)."""
+    ``(summary, features)`` (computed here otherwise). ``characterise(sae, activations) -> {"n_local", "n_regional",
+    "n_global"}`` fills those columns (feature characterisation is a later step)."""
     x = as_matrix(data)
     rows, live_dirs, notes = [], {}, []
     for seed, sae in saes.items():
@@ -139,11 +140,11 @@ def robustness_report(
             "seed": int(seed), "live": int(m["live"]), "dead": int(m["dead"]), "l0": float(m["l0"]),
             "mse": float(m["mse"]), "fvu": float(m["fvu"]), "redundant": int(m["redundant"]),
             "val_loss": float((val_loss or {}).get(seed, np.nan)),
-            "n_local": extra.get("n_local"), "n_global": extra.get("n_global"),
+            "n_local": extra.get("n_local"), "n_regional": extra.get("n_regional"), "n_global": extra.get("n_global"),
         })
         live_dirs[seed] = sae.feature_directions().cpu().numpy()[live]
     if characterise is None:
-        notes.append("n_local / n_global: filled in once features are characterised (local/global)")
+        notes.append("n_local / n_regional / n_global: filled in once features are characterised by cell type")
     per_seed = pd.DataFrame(rows, columns=list(SEED_COLUMNS))
     pair_rows = []
     for sa, sb in combinations(list(saes), 2):

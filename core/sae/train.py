@@ -17,7 +17,7 @@ import torch
 
 from ..threads import auto_threads, torch_threads
 from .config import SAEConfig, TrainConfig, VanillaConfig
-from .data import as_matrix, resolve_device
+from .data import check_trainable, resolve_device
 from .encode import iter_encoded
 from .models import SparseAutoencoder, count_active
 from .registry import build_sae
@@ -128,7 +128,7 @@ def train_sae(
     """
     config = config or VanillaConfig()
     train = train or TrainConfig()
-    x = as_matrix(data)
+    x = check_trainable(data)  # finite, and at least 2 dimensions that vary
     d = x.shape[1]
     hidden = config.hidden_size(d)  # validates hidden vs input before any work
     if threads is None:
