@@ -23,6 +23,20 @@ def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref:
             "sae": sae_config.to_dict(), "train": train_config.to_dict(), "seeds": list(seeds) if seeds else None}
 
 
+def _fidelity(analysis, x: np.ndarray, result) -> dict | None:
+    """Expression-space fidelity of ``result``'s SAE on its validation cells (:mod:`core.model.fidelity`):
+    None without a decoder; ``{"unavailable": reason}`` when the decoder cannot score these data."""
+    from .errors import InputError
+    from .model.fidelity import analysis_fidelity
+    from .sae import reconstruct
+
+    try:
+        return analysis_fidelity(analysis, x, result.val_index, reconstruct=lambda rows: reconstruct(result.sae, rows),
+                                 seed=result.train_config.seed)
+    except InputError as exc:
+        return {"unavailable": exc.message}
+
+
 def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, seeds: Sequence[int] | None = None,
                         data_ref: dict, cell_types=None, progress: Progress = no_progress,
                         should_stop: ShouldStop = never_stop, force: bool = False,
@@ -33,6 +47,8 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     + cell-type characterisation) and ``activations.npz`` as step ``sae``. ``seeds``: train one SAE
     per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept).
     ``on_eval(row)``: called with each validation row of a single-seed run (see ``train_sae``).
+    ``summary["fidelity"]``: the expression model's log-likelihood of held-out cells' counts with the
+    SAE reconstruction in place of the embedding (None when the analysis has no decoder).
     """
     from .sae import encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
@@ -56,7 +72,7 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
         seed = res.train_config.seed
         progress(0, 1, f"encoding all cells (seed {seed})")
         acts_by_seed[seed] = encode_activations(res.sae, x)
-        measured[seed] = sae_metrics(res.sae, x, activations=acts_by_seed[seed])
+        measured[seed] = sae_metrics(res.sae, x, activations=acts_by_seed[seed], val_index=res.val_index)
     primary = results[0]
     acts = acts_by_seed[primary.train_config.seed]
     summary, features = measured[primary.train_config.seed]
@@ -64,6 +80,8 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     features = features.join(char, on="feature") if "feature" in features else features.join(char)
     summary = {**summary, "local": int((char["locality"] == "local").sum()),
                "global": int((char["locality"] == "global").sum())}
+    progress(0, 1, "expression fidelity on held-out cells")
+    summary["fidelity"] = _fidelity(analysis, x, primary)
     metrics: dict[str, Any] = {"summary": summary, "training": primary.summary(), "history": primary.history,
                                "val_cells": int(len(primary.val_index)), "robustness": None}
     if seeds and len(results) >= 2:

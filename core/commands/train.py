@@ -162,6 +162,30 @@ def _threads_note(training: dict[str, Any]) -> str:
     return f", {n} thread{'s' if n != 1 else ''}" if n and training.get("device") == "cpu" else ""
 
 
+def _quality_lines(s: dict[str, Any]) -> list[str]:
+    """SAEBench-style quality and expression fidelity of a metrics summary ([] for an old analysis)."""
+    if s.get("explained_variance") is None:
+        return []
+    val = s.get("validation") or {}
+    held = f" (held-out {val['explained_variance']:.3f})" if val.get("explained_variance") is not None else ""
+    dec = s.get("max_decoder_cosine")
+    lines = [f"quality: explained variance {s['explained_variance']:.3f}{held}, cos(x, x̂) {s['cossim']:.3f}, "
+             f"‖x̂‖/‖x‖ {s['l2_ratio']:.3f}, relative bias {s['relative_reconstruction_bias']:.3f}"
+             + (f", max decoder cosine {dec:.3f} (median per feature {s['median_max_decoder_cosine']:.3f})"
+                if dec is not None else "")]
+    fid = s.get("fidelity")
+    if fid is None:
+        lines.append("expression fidelity: no decoder")
+    elif fid.get("unavailable"):
+        lines.append(f"expression fidelity: not measured ({fid['unavailable']})")
+    else:
+        score = "undefined" if fid.get("fidelity") is None else f"{fid['fidelity']:.3f}"
+        lines.append(f"expression fidelity {score} on {fid['n_cells']} held-out cells (log-likelihood per cell: "
+                     f"embedding {fid['loglik_original']:.2f}, SAE reconstruction {fid['loglik_reconstruction']:.2f}, "
+                     f"mean embedding {fid['loglik_mean']:.2f})")
+    return lines
+
+
 def _print_summary(metrics: dict[str, Any]) -> None:
     s, t = metrics["summary"], metrics.get("training", {})
     final = t.get("final") or t.get("best") or {}
@@ -178,6 +202,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
           f"redundant (Pearson > {s['redundancy_threshold']:g}) {s['redundant']}")
     if s.get("local") is not None and (s.get("local") or s.get("global")):
         print(f"  local {s['local']} / global {s['global']} features (by cell type)")
+    for line in _quality_lines(s):
+        print("  " + line)
     rob = metrics.get("robustness")
     if rob:
         sm = rob["summary"]
