@@ -15,6 +15,7 @@ from dash import dcc, html
 from core.source_options import SourceOptions, source_options
 
 from . import ids
+from .figures import feature_density_figure
 from .job_panel import JobIds, job_panel
 from .shell import PAGE_BY_SLUG
 from .training_chart import empty_training_figure, training_figure
@@ -339,6 +340,8 @@ def summary_body(overview: dict) -> list:
             f"{ann.get('terms_per_feature_mean', 0):,.1f} terms per annotated feature; "
             f"expression: {ann.get('expression', '?')}; {ann.get('gene_match', '')}.",
             className="text-muted d-block"))
+    if sae.get("quality"):
+        out.append(quality_section(sae["quality"]))
     if overview.get("annotation_stale"):
         out.append(dbc.Alert("The SAE was retrained after this annotation: annotate again to match the new features.",
                              color="warning", className="py-1 mt-2 mb-0 small"))
@@ -346,6 +349,54 @@ def summary_body(overview: dict) -> list:
         out.append(dcc.Graph(figure=training_figure(overview["history"], hidden=hidden, height=240),
                              config={"displayModeBar": False}, className="mt-2"))
     return out
+
+
+_QUALITY_ROWS = (
+    ("explained variance", "explained_variance", "1 − FVU; 1 = perfect"),
+    ("cosine of x and x̂", "cossim", "mean over cells, raw embedding"),
+    ("norm ratio ‖x̂‖ / ‖x‖", "l2_ratio", "mean over cells; < 1 = shrunk"),
+    ("relative reconstruction bias", "relative_reconstruction_bias", "E‖x̂‖² / E[x·x̂]; 1 = unbiased"),
+)
+
+
+def _num(x, digits: int = 3) -> str:
+    return "–" if x is None else f"{float(x):.{digits}f}"
+
+
+def fidelity_text(fidelity) -> str:
+    """One line on the expression-space fidelity of a quality summary."""
+    if fidelity is None:
+        return "no decoder"
+    if fidelity.get("unavailable"):
+        return f"not measured: {fidelity['unavailable']}"
+    score = "undefined" if fidelity.get("fidelity") is None else f"{fidelity['fidelity']:.3f}"
+    return (f"{score} on {fidelity.get('n_cells', 0):,} held-out cells (log-likelihood per cell: embedding "
+            f"{fidelity['loglik_original']:,.1f}, SAE reconstruction {fidelity['loglik_reconstruction']:,.1f}, "
+            f"mean embedding {fidelity['loglik_mean']:,.1f})")
+
+
+def quality_section(quality: dict) -> html.Div:
+    """SAE quality (``analysis_overview(...)["sae"]["quality"]``): a small table and the feature density."""
+    val = quality.get("validation") or {}
+    held = f"held-out ({val['n_cells']:,})" if val.get("n_cells") else "held-out"
+    rows = [html.Tr([html.Td(label), html.Td(_num(quality.get(key))), html.Td(_num(val.get(key))),
+                     html.Td(note, className="text-muted")]) for label, key, note in _QUALITY_ROWS]
+    dec = quality.get("max_decoder_cosine")
+    rows.append(html.Tr([html.Td("max decoder cosine"), html.Td(_num(dec)), html.Td("–"),
+                         html.Td(f"largest |cos| of two live features; median per feature "
+                                 f"{_num(quality.get('median_max_decoder_cosine'))}", className="text-muted")]))
+    if "fidelity" in quality:
+        fid = quality["fidelity"]
+        rows.append(html.Tr([html.Td("expression fidelity"), html.Td("–"),
+                             html.Td(_num(fid.get("fidelity")) if fid and not fid.get("unavailable") else "–"),
+                             html.Td(fidelity_text(fid), className="text-muted")]))
+    table = dbc.Table([html.Thead(html.Tr([html.Th("SAE quality"), html.Th("all cells"), html.Th(held), html.Th("")])),
+                       html.Tbody(rows)], size="sm", bordered=False, className="small mb-0", id=ids.DATA_QUALITY)
+    hist = quality.get("frequency_histogram")
+    graph = (dcc.Graph(id=ids.DATA_QUALITY_DENSITY, figure=feature_density_figure(hist),
+                       config={"displayModeBar": False})
+             if hist else None)
+    return html.Div(dbc.Row([dbc.Col(table, lg=7), dbc.Col(graph, lg=5)], className="g-2"), className="mt-2")
 
 
 def annotation_method_text(annotation: dict) -> str:

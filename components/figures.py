@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 __all__ = [
     "CATEGORY_PALETTE", "LOCALITY_COLOURS", "typed_array", "empty_figure", "map_groups", "concept_map_figure",
     "highlight_trace", "selected_trace", "latent_figure", "latent_active_trace", "activation_histogram_figure",
-    "cell_type_profile_figure", "volcano_figure",
+    "cell_type_profile_figure", "volcano_figure", "feature_density_figure",
 ]
 
 CATEGORY_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -217,6 +217,24 @@ def activation_histogram_figure(hist: dict, *, title: str = "", height: int | No
     fig.update_layout(height=height, margin=dict(l=40, r=10, t=40, b=40),
                       title=dict(text=title, font=dict(size=13)), bargap=0.02,
                       xaxis_title="activation (cells where it is on)", yaxis_title="cells")
+    return fig
+
+
+def feature_density_figure(hist: dict, *, title: str = "Feature density", height: int | None = 200) -> go.Figure:
+    """Bars of live features per log10 firing frequency (``core.sae.metrics.frequency_histogram`` output);
+    the dead features are counted in the title."""
+    edges = np.asarray(hist.get("log10_edges") or [], np.float64)
+    counts = np.asarray(hist.get("counts") or [])
+    if counts.size == 0 or counts.sum() == 0:
+        return empty_figure("no live features", height=height)
+    dead = int(hist.get("dead") or 0)
+    fig = new_figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), marker_color="#3b6ea8",
+                           customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                           hovertemplate="fires in 10^%{customdata[0]:.2f}–10^%{customdata[1]:.2f} of cells"
+                                         "<br>%{y} features<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=40, r=10, t=34, b=40), bargap=0.05,
+                      title=dict(text=f"{title} ({dead:,} dead not shown)" if dead else title, font=dict(size=13)),
+                      xaxis_title="log10 fraction of cells where the feature fires", yaxis_title="features")
     return fig
 
 

@@ -61,6 +61,8 @@ DATA_ANN_PERCENTILE = "data-annotate-percentile"
 DATA_ANN_NLOW = "data-annotate-nlow"
 DATA_ANNOTATE_JOB = "data-annotate"            # job panel prefix
 DATA_SUMMARY = "data-summary"                  # the analysis summary card's body
+DATA_QUALITY = "data-quality-table"            # the summary's SAE-quality table
+DATA_QUALITY_DENSITY = "data-quality-density"  # the summary's feature-density histogram
 DATA_OPEN_ANALYSIS = "data-open-analysis"      # button: make the analysis the app's source
 
 # --- explorer page, feature card, search (explorer-*, card-*, search-*) ---

@@ -5,6 +5,7 @@ neither needs all counts in memory at once. Here the counts matrix (``.X`` or a 
 or dense in the file) is read in chunks of at most ``chunk_bytes`` straight from HDF5:
 
 - :func:`library_sizes`: per-cell totals over the chosen columns;
+- :func:`count_rows`: the counts of a few chosen cells (e.g. held-out cells for a likelihood);
 - :func:`write_csc`: a compressed-sparse-column copy as three ``.npy`` files (two passes over the
   file: non-zeros per gene, then placement), which :func:`load_csc` memory-maps. Column slices of
   it touch only those genes' pages, so memory stays bounded by the chunk size and the page cache.
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from .errors import InputError
 from .progress import Progress, ShouldStop, never_stop, no_progress, Cancelled
 
-__all__ = ["counts_location", "library_sizes", "write_csc", "load_csc", "CSC_FILES"]
+__all__ = ["counts_location", "library_sizes", "count_rows", "write_csc", "load_csc", "CSC_FILES"]
 
 CHUNK_BYTES = 64 * 2**20
 CSC_FILES = ("counts_data.npy", "counts_indices.npy", "counts_indptr.npy")
@@ -125,6 +126,38 @@ def library_sizes(path: str | os.PathLike, *, layer: str | None = None, columns=
                 sub = block if cols is None else block[:, cols]
                 out[i:j] = np.asarray(sub.sum(axis=1), dtype=np.float64).ravel()
         return out
+
+
+def count_rows(path: str | os.PathLike, rows, *, layer: str | None = None, columns=None,
+               chunk_bytes: int = CHUNK_BYTES) -> sp.csr_matrix:
+    """Counts of cells ``rows`` (sorted unique indices) over ``columns``, float32 CSR (len(rows), n_columns).
+
+    CSR and dense files are read row by row (runs of consecutive rows at once); a CSC file is
+    read in column chunks, keeping the chosen rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0):
+        raise InputError("count_rows needs sorted, unique, non-negative cell indices")
+    with _open(path, layer) as m:
+        if rows.size and rows[-1] >= m.shape[0]:
+            raise InputError(f"cell index {int(rows[-1])} out of range for {m.shape[0]} cells")
+        cols = _columns(columns, m.shape[1])
+        if m.encoding == "dense":
+            out = sp.csr_matrix(np.asarray(m.node[rows] if rows.size else np.zeros((0, m.shape[1]))))
+        elif m.encoding == "csr":
+            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+            parts = []
+            for run in np.split(rows, breaks) if rows.size else []:
+                a, b = m.indptr[run[0]], m.indptr[run[-1] + 1]
+                ptr = m.indptr[run[0]:run[-1] + 2] - a
+                parts.append(sp.csr_matrix((np.asarray(m.node["data"][a:b]),
+                                            np.asarray(m.node["indices"][a:b]).astype(np.int64), ptr),
+                                           shape=(run.size, m.shape[1])))
+            out = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, m.shape[1]))
+        else:
+            parts = [block[rows] for _, _, block in m.chunks(chunk_bytes=chunk_bytes)]
+            out = sp.hstack(parts, format="csr") if parts else sp.csr_matrix((rows.size, 0))
+        out = out if cols is None else out[:, cols]
+        return sp.csr_matrix(out, dtype=np.float32)
 
 
 def write_csc(path: str | os.PathLike, target: str | os.PathLike, *, layer: str | None = None, columns=None,

@@ -30,6 +30,20 @@ def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref:
             "characterise": {"rule": CHARACTERISE_RULE, "max_regional_types": max_regional_types}}
 
 
+def _fidelity(analysis, x: np.ndarray, result) -> dict | None:
+    """Expression-space fidelity of ``result``'s SAE on its validation cells (:mod:`core.model.fidelity`):
+    None without a decoder; ``{"unavailable": reason}`` when the decoder cannot score these data."""
+    from .errors import InputError
+    from .model.fidelity import analysis_fidelity
+    from .sae import reconstruct
+
+    try:
+        return analysis_fidelity(analysis, x, result.val_index, reconstruct=lambda rows: reconstruct(result.sae, rows),
+                                 seed=result.train_config.seed)
+    except InputError as exc:
+        return {"unavailable": exc.message}
+
+
 def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, seeds: Sequence[int] | None = None,
                         data_ref: dict, cell_types=None, progress: Progress = no_progress,
                         should_stop: ShouldStop = never_stop, force: bool = False,
@@ -44,6 +58,8 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     ``max_regional_types``: k of the locality rule (:func:`core.characterise.characterise`).
     Raises InputError before anything is trained or written when ``x`` cannot train an SAE
     (:func:`core.sae.check_trainable`).
+    ``summary["fidelity"]``: the expression model's log-likelihood of held-out cells' counts with the
+    SAE reconstruction in place of the embedding (None when the analysis has no decoder).
     """
     from .sae import check_trainable, encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
@@ -71,7 +87,7 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
         seed = res.train_config.seed
         progress(0, 1, f"encoding all cells (seed {seed})")
         acts_by_seed[seed] = encode_activations(res.sae, x)
-        measured[seed] = sae_metrics(res.sae, x, activations=acts_by_seed[seed])
+        measured[seed] = sae_metrics(res.sae, x, activations=acts_by_seed[seed], val_index=res.val_index)
     primary = results[0]
     acts = acts_by_seed[primary.train_config.seed]
     summary, features = measured[primary.train_config.seed]
@@ -82,6 +98,8 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
                    "max_regional_types": char.attrs["max_regional_types"]}
     else:
         summary = {**summary, "local": 0, "regional": 0, "global": 0}
+    progress(0, 1, "expression fidelity on held-out cells")
+    summary["fidelity"] = _fidelity(analysis, x, primary)
     metrics: dict[str, Any] = {"summary": summary, "training": primary.summary(), "history": primary.history,
                                "val_cells": int(len(primary.val_index)), "robustness": None}
     if seeds and len(results) >= 2:

@@ -227,11 +227,30 @@ _HISTORY_KEYS = ("epoch", "step", "elapsed_s", "train_loss", "val_loss", "val_ms
                  "val_live", "train_dead")
 
 
+_QUALITY_KEYS = ("explained_variance", "cossim", "l2_ratio", "relative_reconstruction_bias", "max_decoder_cosine",
+                 "median_max_decoder_cosine")
+
+
+def _quality(summary: dict) -> dict[str, Any] | None:
+    """The SAE-quality part of a metrics summary for the summary card; None for an analysis trained
+    before it was recorded. ``fidelity`` is None without a decoder, absent when not recorded."""
+    if summary.get("explained_variance") is None:
+        return None
+    val = summary.get("validation") or {}
+    out = {k: summary.get(k) for k in _QUALITY_KEYS}
+    out["validation"] = {k: val.get(k) for k in ("n_cells",) + _QUALITY_KEYS[:4]} if val else None
+    out["frequency_histogram"] = summary.get("frequency_histogram")
+    if "fidelity" in summary:
+        out["fidelity"] = summary["fidelity"]
+    return out
+
+
 def analysis_overview(name: str) -> dict[str, Any]:
     """Small JSON of what analysis ``name`` holds, for the summary card (never raises).
 
     Keys: ``name``, ``exists``, ``error``/``fix``, ``dataset``, ``embedding``, ``cell_type``,
-    ``decoder``, ``n_cells``, ``sae`` (headline metrics or None), ``history`` (validation rows),
+    ``decoder``, ``n_cells``, ``sae`` (headline metrics or None; ``sae["quality"]``: SAE quality and
+    expression fidelity, None for analyses trained before they were recorded), ``history`` (validation rows),
     ``annotation`` (summary or None), ``annotation_stale`` (the SAE was retrained after it),
     ``stability`` (:func:`core.sae.stability.stability_summary` of a several-seed run, or None).
     """
@@ -261,7 +280,7 @@ def analysis_overview(name: str) -> dict[str, Any]:
                           "elapsed_s": t.get("elapsed_s"), "stop_reason": t.get("stop_reason"),
                           "device": t.get("device"), "best_epoch": (t.get("best") or {}).get("epoch"),
                           "epochs": (m.get("history") or [{}])[-1].get("epoch"),
-                          "trained": (steps.get("sae") or {}).get("completed")}
+                          "trained": (steps.get("sae") or {}).get("completed"), "quality": _quality(s)}
             out["history"] = [{k: r.get(k) for k in _HISTORY_KEYS} for r in m.get("history", [])]
             out["stability"] = (m.get("robustness") or {}).get("stability")
         if a.has("annotation.json"):

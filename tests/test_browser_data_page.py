@@ -50,6 +50,8 @@ def test_brd001_train_small_sae_with_live_progress_then_annotate_and_reload(app_
     expect(summary).to_contain_text("of 200")
     expect(summary).to_contain_text("local / global")
     expect(summary).to_contain_text("not yet (step 3)")
+    expect(page.locator("#data-quality-table")).to_contain_text("explained variance")
+    expect(page.locator("#data-quality-table")).to_contain_text("expression fidelity")
     expect(page.locator("#data-train-start")).to_be_enabled()
     assert (app_server.analyses / "pbmc68k-X_pca" / "sae.pt").is_file()
     screenshot("trained")
@@ -65,7 +67,8 @@ def test_brd001_train_small_sae_with_live_progress_then_annotate_and_reload(app_
     # a reload (or a second tab) shows the same analysis, read from disk
     page.reload()
     expect(page.locator("#data-summary")).to_contain_text("unique terms", timeout=30_000)
-    expect(page.locator("#data-summary .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#data-summary .js-plotly-plot")).to_have_count(2)    # training curves, feature density
+    expect(page.locator("#data-quality-density .js-plotly-plot")).to_be_visible()
     screenshot("reloaded")
     # "Open in the other pages" makes the analysis the app's source
     page.click("#data-open-analysis")

@@ -263,6 +263,8 @@ def test_train_job_writes_analysis_and_reuses_it(folders, small_in_data):
     assert len(live_fig.data) == 3 and list(live_fig.data[0].x) == [r["epoch"] for r in metrics["history"]]
     s = metrics["summary"]
     assert f"{s['live']} of 20" in _text(summary) and f"{s['local']} / {s['regional']} / {s['global']}" in _text(summary)
+    assert "SAE quality" in _text(summary) and "no decoder" in _text(summary)          # decoder "none"
+    assert f"{s['explained_variance']:.3f}" in _text(summary)
     assert small_in_data.read_bytes() == before                     # the data file is never touched
     done = a.config["steps"]["sae"]["completed"]
     alert, *_ = train_job(FakeProgress(), *args.values())           # same settings: reused, not retrained
@@ -354,6 +356,47 @@ def test_summary_for_missing_bad_and_trained_analyses(folders):
               "1,234 unique terms", "retrained after this annotation", "60 epochs in 161.2 s",
               "best validation loss at epoch 55"):
         assert s in text, s
+
+
+_QUALITY = {"explained_variance": 0.91835, "cossim": 0.98209, "l2_ratio": 0.81108, "relative_reconstruction_bias": 0.84361,
+            "max_decoder_cosine": 0.96257, "median_max_decoder_cosine": 0.88413,
+            "validation": {"n_cells": 60, "explained_variance": 0.9138, "cossim": 0.98247, "l2_ratio": 0.80527,
+                           "relative_reconstruction_bias": 0.83521},
+            "frequency_histogram": {"log10_edges": [-2.0, -1.5, -1.0, -0.5, 0.0], "counts": [0, 3, 9, 4], "dead": 2}}
+
+
+@pytest.mark.parametrize("fidelity,shown,hidden", [
+    ({"n_cells": 60, "loglik_original": -193.24, "loglik_reconstruction": -193.21, "loglik_mean": -259.25,
+      "fidelity": 1.0004}, ["1.000 on 60 held-out cells", "embedding -193.2", "mean embedding -259.2"], ["no decoder"]),
+    (None, ["no decoder"], ["held-out cells ("]),
+    ({"unavailable": "the counts are not integers"}, ["not measured: the counts are not integers"], ["no decoder"]),
+    ("absent", [], ["expression fidelity", "no decoder"]),
+])
+def test_summary_shows_sae_quality_and_fidelity(fidelity, shown, hidden):
+    from components.data_page import summary_body
+
+    quality = dict(_QUALITY) if fidelity == "absent" else {**_QUALITY, "fidelity": fidelity}
+    ov = {"name": "a", "exists": True, "dataset": "d.h5ad", "embedding": "X", "cell_type": None, "decoder": "automatic",
+          "sae": {"arch": "vanilla", "d_in": 4, "hidden": 18, "live": 16, "dead_fraction": 0.11, "l0": 8.6,
+                  "fvu": 0.08165, "quality": quality}}
+    text = _text(summary_body(ov))
+    for s in ["SAE quality", "held-out (60)", "0.918", "0.914", "0.982", "0.811", "0.844", "0.963",
+              "median per feature 0.884", "Feature density (2 dead not shown)", *shown]:
+        assert s in text, s
+    for s in hidden:
+        assert s not in text, s
+    old = {**ov, "sae": {**ov["sae"], "quality": None}}                # trained before quality was recorded
+    assert "SAE quality" not in _text(summary_body(old)) and "16 of 18" in _text(summary_body(old))
+
+
+def test_feature_density_figure():
+    from components.figures import feature_density_figure
+
+    fig = feature_density_figure(_QUALITY["frequency_histogram"])
+    assert list(fig.data[0].y) == [0, 3, 9, 4] and list(fig.data[0].x) == [-1.75, -1.25, -0.75, -0.25]
+    assert "2 dead" in fig.layout.title.text
+    empty = feature_density_figure({"log10_edges": [-1.0, 0.0], "counts": [0], "dead": 5})
+    assert not empty.data and "no live features" in str(empty.layout.annotations[0].text)
 
 
 def test_receive_upload_callback(folders, small_h5ad):

@@ -14,7 +14,9 @@ from core.sae.metrics import (
     activation_metrics,
     activation_stats,
     frequency_histogram,
+    max_decoder_cosines,
     reconstruction_metrics,
+    reconstruction_quality,
     redundant_latents,
 )
 from core.sae.robustness import match_features, parse_seeds
@@ -100,6 +102,54 @@ def test_reconstruction_metrics_hand_computed():
     assert m["fvu"] == pytest.approx(sse / total)
 
 
+def _quality_by_hand(x, x_hat):
+    """SAEBench's definitions written out cell by cell (raw space)."""
+    ev = 1 - ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+    cos = [a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) for a, b in zip(x, x_hat)
+           if np.linalg.norm(a) > 0 and np.linalg.norm(b) > 0]
+    ratio = [np.linalg.norm(b) / np.linalg.norm(a) for a, b in zip(x, x_hat) if np.linalg.norm(a) > 0]
+    rrb = np.mean([b @ b for b in x_hat]) / np.mean([a @ b for a, b in zip(x, x_hat)])
+    return {"explained_variance": ev, "cossim": np.mean(cos), "l2_ratio": np.mean(ratio),
+            "relative_reconstruction_bias": rrb}
+
+
+def test_reconstruction_quality_matches_saebench_definitions():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 6)) + 1.0
+    x_hat = 0.8 * x + rng.normal(scale=0.3, size=x.shape)
+    x[4] = 0.0          # a zero input: left out of cossim and the norm ratio
+    x_hat[7] = 0.0      # a zero reconstruction: left out of cossim only
+    got = reconstruction_quality(x, x_hat)
+    for key, value in _quality_by_hand(x, x_hat).items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+    assert got["explained_variance"] == pytest.approx(1 - reconstruction_metrics(x, x_hat)["fvu"])
+    # invariants: a perfect reconstruction scores 1 everywhere; a uniform shrink by 0.5 keeps the
+    # cosine at 1 and halves the norm ratio and the relative bias
+    assert all(v == pytest.approx(1.0) for v in reconstruction_quality(x, x).values())
+    half = reconstruction_quality(x, 0.5 * x)
+    assert (half["cossim"], half["l2_ratio"], half["relative_reconstruction_bias"]) == pytest.approx((1, 0.5, 0.5))
+
+
+def test_max_decoder_cosines_match_the_full_matrix():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(5, 30))
+    w[:, 3] = -2.5 * w[:, 10]                   # anti-parallel: |cos| = 1
+    w[:, 20] = 0.0                              # a zero column
+    live = np.ones(30, bool)
+    live[[10, 25]] = False                      # latent 3's twin is dead: it does not count
+    unit = w / np.where(np.linalg.norm(w, axis=0) > 0, np.linalg.norm(w, axis=0), 1)
+    keep = live & (np.linalg.norm(w, axis=0) > 0)
+    cos = np.abs(unit.T @ unit)
+    np.fill_diagonal(cos, -1)
+    cos[:, ~keep] = -1
+    expected = np.where(keep, cos.max(axis=1), np.nan)
+    assert_allclose(max_decoder_cosines(w, live), expected, rtol=1e-6)
+    assert_allclose(max_decoder_cosines(w, live, block=4), expected, rtol=1e-6)
+    assert np.isnan(max_decoder_cosines(w, live)[[10, 20, 25]]).all()
+    assert max_decoder_cosines(w, np.ones(30, bool))[3] == pytest.approx(1.0)
+    assert np.isnan(max_decoder_cosines(w, np.eye(30, dtype=bool)[0])).all()   # one live latent: nothing to compare
+
+
 def test_sae_metrics_agree_with_the_model():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 8)).astype(np.float32) + 2.0
@@ -120,6 +170,20 @@ def test_sae_metrics_agree_with_the_model():
     assert_allclose(features["decoder_norm"], sae.decoder_norms().detach().numpy(), rtol=1e-6)
     again, _ = sae_metrics(sae, x)  # encodes itself
     assert again["mse"] == pytest.approx(metrics["mse"])
+    # SAEBench quality on all cells and on the held-out ones, against a direct computation
+    x_hat = reconstruct(sae, x).astype(np.float64)
+    val = np.arange(0, 300, 7)
+    metrics, features = sae_metrics(sae, x, activations=acts, val_index=val)
+    for key, value in _quality_by_hand(x.astype(np.float64), x_hat).items():
+        assert metrics[key] == pytest.approx(value, rel=1e-4), key
+    for key, value in _quality_by_hand(x[val].astype(np.float64), x_hat[val]).items():
+        assert metrics["validation"][key] == pytest.approx(value, rel=1e-4), key
+    assert metrics["validation"]["n_cells"] == val.size
+    per = max_decoder_cosines(sae.W_dec.detach().numpy(), features["live"].to_numpy())
+    assert_allclose(features["max_decoder_cosine"], per, rtol=1e-5)
+    assert metrics["max_decoder_cosine"] == pytest.approx(np.nanmax(per), rel=1e-5)
+    assert metrics["median_max_decoder_cosine"] == pytest.approx(np.nanmedian(per), rel=1e-5)
+    assert "validation" not in again
 
 
 def test_encode_refuses_wrong_width_and_bad_values():

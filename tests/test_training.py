@@ -26,9 +26,37 @@ def test_train_into_analysis(tmp_path, rng):
     assert s["max_regional_types"] == 2  # gen_adata has ≤ 8 cell types: max(2, ceil(n / 4))
     first = m["robustness"]["per_seed"][0]
     assert (first["n_local"], first["n_regional"], first["n_global"]) == (s["local"], s["regional"], s["global"])
+    assert s["fidelity"] is None                      # no expression model behind X_emb: no decoder
+    assert s["validation"]["n_cells"] == m["val_cells"] and 0 < s["explained_variance"] <= 1
+    assert "max_decoder_cosine" in feats
     stamp = a.config["steps"]["sae"]["completed"]
     assert train_into_analysis(a, ds.embedding, seeds=[0, 1], **kw) == a.read_json("metrics.json")
     assert a.config["steps"]["sae"]["completed"] == stamp
+
+
+def test_train_on_the_built_in_model_measures_expression_fidelity(tmp_path, capsys):
+    import numpy as np
+
+    from core.model import ModelConfig, fit_h5ad
+    from test_model_fit import FAST, planted_adata
+
+    path = tmp_path / "p.h5ad"
+    planted_adata(n_cells=400, n_genes=40).write_h5ad(path)
+    fit_h5ad(path, config=ModelConfig(latent=4, **FAST))
+    ds = load_dataset(path, embedding="X_featurelens", cell_type="cell_type")
+    a = Analysis.create(tmp_path / "an", dataset=ds.source)
+    m = train_into_analysis(a, ds.embedding, sae_config=VanillaConfig(expansion=4),
+                            train_config=TrainConfig(epochs=30, seed=0), data_ref=ds.source, cell_types=ds.cell_types)
+    fid = m["summary"]["fidelity"]
+    assert fid["decoder"] == "builtin" and fid["n_cells"] == m["val_cells"] == 40
+    assert fid["loglik_original"] > fid["loglik_mean"] and np.isfinite(fid["loglik_reconstruction"])
+    assert 0.5 < fid["fidelity"] <= 1.05
+    assert a.read_json("metrics.json")["summary"]["fidelity"] == fid
+    from core.commands.train import _print_summary
+
+    _print_summary(m)
+    out = capsys.readouterr().out
+    assert "quality:" in out and "expression fidelity" in out
 
 
 def test_cli_train_then_annotate_bad_genes(tmp_path, rng, capsys):

@@ -179,6 +179,30 @@ def _span(k: int) -> str:
     return "2" if k == 2 else f"2–{k}"
 
 
+def _quality_lines(s: dict[str, Any]) -> list[str]:
+    """SAEBench-style quality and expression fidelity of a metrics summary ([] for an old analysis)."""
+    if s.get("explained_variance") is None:
+        return []
+    val = s.get("validation") or {}
+    held = f" (held-out {val['explained_variance']:.3f})" if val.get("explained_variance") is not None else ""
+    dec = s.get("max_decoder_cosine")
+    lines = [f"quality: explained variance {s['explained_variance']:.3f}{held}, cos(x, x̂) {s['cossim']:.3f}, "
+             f"‖x̂‖/‖x‖ {s['l2_ratio']:.3f}, relative bias {s['relative_reconstruction_bias']:.3f}"
+             + (f", max decoder cosine {dec:.3f} (median per feature {s['median_max_decoder_cosine']:.3f})"
+                if dec is not None else "")]
+    fid = s.get("fidelity")
+    if fid is None:
+        lines.append("expression fidelity: no decoder")
+    elif fid.get("unavailable"):
+        lines.append(f"expression fidelity: not measured ({fid['unavailable']})")
+    else:
+        score = "undefined" if fid.get("fidelity") is None else f"{fid['fidelity']:.3f}"
+        lines.append(f"expression fidelity {score} on {fid['n_cells']} held-out cells (log-likelihood per cell: "
+                     f"embedding {fid['loglik_original']:.2f}, SAE reconstruction {fid['loglik_reconstruction']:.2f}, "
+                     f"mean embedding {fid['loglik_mean']:.2f})")
+    return lines
+
+
 def _print_summary(metrics: dict[str, Any]) -> None:
     s, t = metrics["summary"], metrics.get("training", {})
     final = t.get("final") or t.get("best") or {}
@@ -197,6 +221,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         k = s.get("max_regional_types")
         print(f"  local {s['local']} / regional {_count(s.get('regional'))} / global {s['global']} features "
               f"(by cell type{f'; regional = {_span(k)} types' if k and k >= 2 else ''})")
+    for line in _quality_lines(s):
+        print("  " + line)
     rob = metrics.get("robustness")
     if rob:
         sm = rob["summary"]

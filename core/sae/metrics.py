@@ -6,7 +6,12 @@
 - live / dead: live = fired on at least one cell;
 - redundant: a latent whose activations have Pearson correlation > threshold (0.9) with
   another latent's, across cells;
-- the histogram of log10 activation frequencies of live latents.
+- the histogram of log10 activation frequencies of live latents (the feature density);
+- SAEBench's reconstruction and shrinkage metrics, in the raw input space
+  (:func:`reconstruction_quality`): explained variance (1 − FVU), the mean cosine of x and x̂,
+  the mean norm ratio ‖x̂‖/‖x‖ and the relative reconstruction bias E‖x̂‖² / E[x·x̂];
+- decoder geometry: each live latent's largest |cosine| with another live latent's decoder
+  direction (:func:`max_decoder_cosines`).
 
 :func:`activation_metrics` works on any activation matrix (sparse or dense);
 :func:`sae_metrics` encodes data with an SAE and adds reconstruction and decoder norms.
@@ -24,6 +29,8 @@ from .models import SparseAutoencoder
 
 __all__ = [
     "reconstruction_metrics",
+    "reconstruction_quality",
+    "max_decoder_cosines",
     "activation_stats",
     "activation_metrics",
     "redundant_latents",
@@ -34,7 +41,7 @@ __all__ = [
 
 FEATURE_COLUMNS = (
     "feature", "live", "n_cells", "frequency", "mean_activation", "mean_active", "max_activation",
-    "decoder_norm", "max_corr", "redundant", "redundant_with",
+    "decoder_norm", "max_decoder_cosine", "max_corr", "redundant", "redundant_with",
 )
 
 
@@ -45,6 +52,52 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]
     sse = float(np.square(err).sum())
     total = float(np.square(x - x.mean(axis=0)).sum())
     return {"mse": sse / x.size, "fvu": sse / total if total > 0 else float("nan")}
+
+
+QUALITY_KEYS = ("explained_variance", "cossim", "l2_ratio", "relative_reconstruction_bias")
+
+
+def reconstruction_quality(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
+    """SAEBench's reconstruction and shrinkage metrics of ``x_hat`` for ``x``, both (n_cells, d), raw space.
+
+    ``explained_variance`` = 1 − FVU = 1 − Σ‖x − x̂‖² / Σ‖x − mean(x)‖² (pooled over cells);
+    ``cossim``: mean over cells of cos(x, x̂); ``l2_ratio``: mean over cells of ‖x̂‖ / ‖x‖
+    (cells with a zero vector are left out of both); ``relative_reconstruction_bias``:
+    E‖x̂‖² / E[x·x̂] (1 = unbiased, < 1 = shrunk; Rajamanoharan et al. 2024, eq. 10)."""
+    x = np.asarray(x, dtype=np.float64)
+    x_hat = np.asarray(x_hat, dtype=np.float64)
+    fvu = reconstruction_metrics(x, x_hat)["fvu"]
+    nx, nh = np.linalg.norm(x, axis=1), np.linalg.norm(x_hat, axis=1)
+    dot = (x * x_hat).sum(axis=1)
+    both, some = (nx > 0) & (nh > 0), nx > 0
+    mean_dot = float(dot.mean()) if dot.size else float("nan")
+    return {
+        "explained_variance": 1.0 - fvu,
+        "cossim": float((dot[both] / (nx[both] * nh[both])).mean()) if both.any() else float("nan"),
+        "l2_ratio": float((nh[some] / nx[some]).mean()) if some.any() else float("nan"),
+        "relative_reconstruction_bias": float(np.square(nh).mean()) / mean_dot if mean_dot > 0 else float("nan"),
+    }
+
+
+def max_decoder_cosines(w_dec: np.ndarray, live: np.ndarray, *, block: int = 1024) -> np.ndarray:
+    """Each live latent's largest |cosine| between its decoder direction and another live latent's.
+
+    ``w_dec``: (d, hidden) decoder columns; ``live``: (hidden,) bool. Returns (hidden,) float64,
+    NaN for dead latents, zero-norm columns, or when fewer than two latents qualify. Computed in
+    blocks of ``block`` latents (memory O(hidden × block))."""
+    w = np.asarray(w_dec, dtype=np.float64)
+    norms = np.linalg.norm(w, axis=0)
+    cols = np.flatnonzero(np.asarray(live, dtype=bool) & (norms > 0))
+    out = np.full(w.shape[1], np.nan)
+    if cols.size < 2:
+        return out
+    unit = (w[:, cols] / norms[cols]).astype(np.float32)                 # (d, k)
+    for j0 in range(0, cols.size, block):
+        j1 = min(j0 + block, cols.size)
+        cos = np.abs(unit.T @ unit[:, j0:j1])                            # (k, j1 - j0)
+        cos[np.arange(j0, j1), np.arange(j1 - j0)] = -1.0                # not with itself
+        out[cols[j0:j1]] = np.minimum(cos.max(axis=0), 1.0)
+    return out
 
 
 def _csr(acts: Any) -> sp.csr_matrix:
@@ -183,10 +236,14 @@ def sae_metrics(
     *,
     activations: sp.spmatrix | None = None,
     redundancy_threshold: float = 0.9,
+    val_index: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics of ``sae`` on ``data`` (n_cells, d_in): ``(metrics, features)``.
 
-    ``metrics``: :func:`activation_metrics` plus ``mse`` and ``fvu`` (raw units), ``d_in``.
+    ``metrics``: :func:`activation_metrics` plus ``mse`` and ``fvu`` (raw units), ``d_in``, the
+    :func:`reconstruction_quality` keys and ``max_decoder_cosine`` (the largest over live
+    latents) with ``median_max_decoder_cosine``; with ``val_index`` (the held-out cells),
+    ``validation`` holds ``n_cells``, ``mse``, ``fvu`` and the quality keys on those cells.
     ``features``: one row per feature with :data:`FEATURE_COLUMNS` (``decoder_norm`` is the
     norm of the decoder column in the SAE's normalised space). Pass ``activations`` (from
     :func:`~core.sae.encode.encode_activations`) to avoid encoding twice."""
@@ -202,7 +259,16 @@ def sae_metrics(
         b_dec = sae.b_dec.detach().cpu().double().numpy()
         mean = sae.input_mean.detach().cpu().double().numpy()
         scale = float(sae.input_scale)
-    xn_hat = np.asarray(sp.csr_matrix(acts, dtype=np.float64) @ w_dec.T) + b_dec
-    summary = {"d_in": sae.d_in, **reconstruction_metrics(x, xn_hat * scale + mean), **summary}
+    x_hat = (np.asarray(sp.csr_matrix(acts, dtype=np.float64) @ w_dec.T) + b_dec) * scale + mean
+    dec_cos = max_decoder_cosines(w_dec, table["live"].to_numpy())
+    finite = dec_cos[np.isfinite(dec_cos)]
+    summary = {"d_in": sae.d_in, **reconstruction_metrics(x, x_hat), **reconstruction_quality(x, x_hat),
+               "max_decoder_cosine": float(finite.max()) if finite.size else None,
+               "median_max_decoder_cosine": float(np.median(finite)) if finite.size else None, **summary}
+    if val_index is not None and len(val_index):
+        v = np.asarray(val_index)
+        summary["validation"] = {"n_cells": int(v.size), **reconstruction_metrics(x[v], x_hat[v]),
+                                 **reconstruction_quality(x[v], x_hat[v])}
     table.insert(table.columns.get_loc("max_corr"), "decoder_norm", np.linalg.norm(w_dec, axis=0))
+    table.insert(table.columns.get_loc("max_corr"), "max_decoder_cosine", dec_cos)
     return summary, table[list(FEATURE_COLUMNS)]
