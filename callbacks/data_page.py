@@ -55,6 +55,8 @@ def preset_fields(preset: str | None, arch: str | None):
     v = preset_form_values(preset or "default", arch or "vanilla")
     if v["sparsity_kind"] == "k":
         label, help_text = "k (active latents per cell)", "Each cell uses exactly k latents (TopK), or k on average."
+    elif preset == "auto":
+        label, help_text = "L1 weight", "Chosen from the data: a short sweep keeps the knee of FVU against L0."
     else:
         label, help_text = "L1 weight", "Higher → sparser features (fewer active per cell)."
     placeholder = f"{v['hidden']:,} latents (preset)" if v["hidden"] else "e.g. 16"

@@ -15,7 +15,7 @@ from dash import dcc, html
 from core.source_options import SourceOptions, source_options
 
 from . import ids
-from .figures import feature_density_figure
+from .figures import feature_density_figure, sparsity_frontier_figure
 from .job_panel import JobIds, job_panel
 from .shell import PAGE_BY_SLUG
 from .training_chart import empty_training_figure, training_figure
@@ -29,6 +29,7 @@ ANNOTATE = JobIds(ids.DATA_ANNOTATE_JOB)
 
 PRESET_CHOICES = [
     {"label": "Good practice (default)", "value": "default"},
+    {"label": "Auto: choose the L1 strength by a short sweep", "value": "auto"},
     {"label": "Fast: the paper's objective in minutes", "value": "fast"},
     {"label": "Paper: the case study exactly (slow)", "value": "paper"},
 ]
@@ -342,6 +343,13 @@ def summary_body(overview: dict) -> list:
             className="text-muted d-block"))
     if sae.get("quality"):
         out.append(quality_section(sae["quality"]))
+    if overview.get("sparsity_sweep"):
+        sweep = overview["sparsity_sweep"]
+        chosen = sweep["rows"][sweep["chosen"]]
+        out.append(html.Small(f"Auto preset: L1 {chosen['l1']:g} chosen from {len(sweep['rows'])} short runs "
+                              f"({sweep['rule']}).", className="text-muted d-block mt-2"))
+        out.append(dcc.Graph(id=ids.DATA_SWEEP_FRONTIER, figure=sparsity_frontier_figure(sweep),
+                             config={"displayModeBar": False}))
     if overview.get("annotation_stale"):
         out.append(dbc.Alert("The SAE was retrained after this annotation: annotate again to match the new features.",
                              color="warning", className="py-1 mt-2 mb-0 small"))

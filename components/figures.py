@@ -238,6 +238,29 @@ def feature_density_figure(hist: dict, *, title: str = "Feature density", height
     return fig
 
 
+def sparsity_frontier_figure(sweep: dict, *, height: int | None = 220) -> go.Figure:
+    """The auto preset's sweep (``metrics["sparsity_sweep"]``): validation FVU against L0 per
+    cell (log axis), one point per L1 strength, the chosen knee highlighted."""
+    rows = sweep.get("rows") or []
+    if not rows:
+        return empty_figure("no sweep", height=height)
+    l0 = [r["l0"] for r in rows]
+    fvu = [r["fvu"] for r in rows]
+    chosen = sweep.get("chosen")
+    fig = new_figure(go.Scatter(x=l0, y=fvu, mode="lines+markers+text", text=[f"L1 {r['l1']:g}" for r in rows],
+                                textposition="top right", marker=dict(size=7, color="#3b6ea8"),
+                                line=dict(color="#9aa5b1"), name="sweep",
+                                hovertemplate="L1 %{text}<br>L0 %{x:.1f}<br>FVU %{y:.3f}<extra></extra>"))
+    if chosen is not None and 0 <= chosen < len(rows):
+        fig.add_trace(go.Scatter(x=[l0[chosen]], y=[fvu[chosen]], mode="markers", name="chosen (knee)",
+                                 marker=dict(size=13, color="#d62728", symbol="star"),
+                                 hovertemplate="chosen: L1 %{text}<extra></extra>", text=[f"{rows[chosen]['l1']:g}"]))
+    fig.update_layout(height=height, margin=dict(l=40, r=10, t=34, b=40), showlegend=False,
+                      title=dict(text="Sparsity sweep: reconstruction against latents per cell", font=dict(size=13)),
+                      xaxis=dict(type="log", title="L0 (active latents per cell, log)"), yaxis_title="FVU")
+    return fig
+
+
 def cell_type_profile_figure(profile: pd.DataFrame, *, title: str = "", height: int | None = 260) -> go.Figure:
     """Mean activation per cell type (± standard error), significantly higher types highlighted.
 

@@ -63,6 +63,7 @@ DATA_ANNOTATE_JOB = "data-annotate"            # job panel prefix
 DATA_SUMMARY = "data-summary"                  # the analysis summary card's body
 DATA_QUALITY = "data-quality-table"            # the summary's SAE-quality table
 DATA_QUALITY_DENSITY = "data-quality-density"  # the summary's feature-density histogram
+DATA_SWEEP_FRONTIER = "data-sweep-frontier"  # the auto preset's FVU–L0 frontier
 DATA_OPEN_ANALYSIS = "data-open-analysis"      # button: make the analysis the app's source
 
 # --- explorer page, feature card, search (explorer-*, card-*, search-*) ---

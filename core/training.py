@@ -21,13 +21,15 @@ CHARACTERISE_RULE = "local/regional/global"
 
 
 def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref: dict, cell_types=None,
-                    max_regional_types: int | None = None) -> dict:
-    """What the ``sae`` step depends on (its cache key)."""
+                    max_regional_types: int | None = None, sweep=None) -> dict:
+    """What the ``sae`` step depends on (its cache key); ``sweep``: the ``auto`` preset's
+    :class:`core.sae.sweep.SweepConfig` (its chosen L1 replaces ``sae_config.l1``)."""
     return {"data": {"sha256": data_ref.get("sha256"), "embedding": data_ref.get("embedding"),
                      "values": content_hash(np.ascontiguousarray(x))},
             "cell_types": content_hash(np.asarray(cell_types).astype(str)) if cell_types is not None else None,
             "sae": sae_config.to_dict(), "train": train_config.to_dict(), "seeds": list(seeds) if seeds else None,
-            "characterise": {"rule": CHARACTERISE_RULE, "max_regional_types": max_regional_types}}
+            "characterise": {"rule": CHARACTERISE_RULE, "max_regional_types": max_regional_types},
+            **({"sweep": sweep.to_dict()} if sweep is not None else {})}
 
 
 def _fidelity(analysis, x: np.ndarray, result) -> dict | None:
@@ -47,7 +49,7 @@ def _fidelity(analysis, x: np.ndarray, result) -> dict | None:
 def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, seeds: Sequence[int] | None = None,
                         data_ref: dict, cell_types=None, progress: Progress = no_progress,
                         should_stop: ShouldStop = never_stop, force: bool = False,
-                        on_eval=None, max_regional_types: int | None = None) -> dict[str, Any]:
+                        on_eval=None, max_regional_types: int | None = None, sweep=None) -> dict[str, Any]:
     """Train (or reuse) the SAE of ``analysis`` on ``x`` (n_cells, d); returns ``metrics.json``'s content.
 
     Writes ``sae.pt``, ``sae.json``, ``metrics.json``, ``features.parquet`` (activation statistics
@@ -55,6 +57,8 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     per seed and store their stability in ``metrics["robustness"]`` (the first seed's SAE is kept),
     and each feature's ``stability`` (:mod:`core.sae.stability`) in ``features.parquet``.
     ``on_eval(row)``: called with each validation row (of the first seed's run; see ``train_sae``).
+    ``sweep``: a :class:`core.sae.sweep.SweepConfig` (the ``auto`` preset) first chooses the L1
+    strength from a short sweep; the sweep goes to ``metrics["sparsity_sweep"]``.
     ``max_regional_types``: k of the locality rule (:func:`core.characterise.characterise`).
     Raises InputError before anything is trained or written when ``x`` cannot train an SAE
     (:func:`core.sae.check_trainable`).
@@ -63,15 +67,22 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     """
     from .sae import check_trainable, encode_activations, sae_metrics, save_sae, train_sae
     from .sae.robustness import robustness_report, train_seeds
+    from .sae.sweep import sparsity_sweep
     from .sae.stability import seed_stability
 
     check_trainable(x, what=f"embedding {data_ref.get('embedding') or ''}".strip())
     if max_regional_types is not None:
         max_regional_types = check_max_regional_types(max_regional_types)
     inputs = sae_step_inputs(x, sae_config=sae_config, train_config=train_config, seeds=seeds,
-                             data_ref=data_ref, cell_types=cell_types, max_regional_types=max_regional_types)
+                             data_ref=data_ref, cell_types=cell_types, max_regional_types=max_regional_types,
+                             sweep=sweep)
     if not force and analysis.cached("sae", inputs=inputs):
         return analysis.read_json("metrics.json")
+    swept = None
+    if sweep is not None:
+        swept = sparsity_sweep(x, config=sae_config, train=train_config, sweep=sweep, progress=progress,
+                               should_stop=should_stop)
+        sae_config = sae_config.replace(l1=swept["chosen_l1"])
     if seeds:
         results = train_seeds(x, config=sae_config, train=train_config, seeds=seeds, progress=progress,
                               should_stop=should_stop, on_eval=on_eval)
@@ -101,7 +112,8 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     progress(0, 1, "expression fidelity on held-out cells")
     summary["fidelity"] = _fidelity(analysis, x, primary)
     metrics: dict[str, Any] = {"summary": summary, "training": primary.summary(), "history": primary.history,
-                               "val_cells": int(len(primary.val_index)), "robustness": None}
+                               "val_cells": int(len(primary.val_index)), "robustness": None,
+                               "sparsity_sweep": swept}
     if seeds and len(results) >= 2:
         def local_global(_sae, a) -> dict:
             counts = locality_counts(characterise(a, cell_types, max_regional_types=max_regional_types)["locality"])

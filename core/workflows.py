@@ -86,12 +86,23 @@ class TrainRequest:
         uses_k = (arch or "vanilla") in ("topk", "batchtopk")
         args = argparse.Namespace(
             preset=self.preset, arch=arch, hidden=None, expansion=self.expansion,
-            l1=None if uses_k else self.l1, k=int(self.k) if uses_k and self.k is not None else None,
+            l1=None if uses_k or self.preset == "auto" else self.l1, k=int(self.k) if uses_k and self.k is not None else None,
             decoder_norm=None, no_center=False, no_scale=False, epochs=int(self.epochs) if self.epochs else None,
             max_steps=None, lr=None, batch_size=None, val_fraction=None, seed=int(self.seed), device=None,
             no_shuffle=False, patience=None, seeds=None)
         sae_cfg, train_cfg, _ = build_configs(args)
         return sae_cfg, train_cfg
+
+    def sweep(self):
+        """The ``auto`` preset's :class:`core.sae.sweep.SweepConfig` (None for the other presets)."""
+        from .sae.sweep import SweepConfig
+
+        if self.preset != "auto":
+            return None
+        if (self.arch or "vanilla") not in ("vanilla", "relu"):
+            raise InputError(f"the Auto preset chooses the L1 strength; {self.arch} has none",
+                             fix="choose Vanilla or ReLU, or another preset with your own k")
+        return SweepConfig()
 
 
 def preset_form_values(preset: str, arch: str | None = None) -> dict[str, Any]:
@@ -106,7 +117,7 @@ def preset_form_values(preset: str, arch: str | None = None) -> dict[str, Any]:
     uses_k = hasattr(sae_cfg, "k")
     expansion = None if sae_cfg.hidden is not None else (sae_cfg.expansion or sae_cfg.DEFAULT_EXPANSION)
     return {"expansion": expansion, "hidden": sae_cfg.hidden, "sparsity_kind": "k" if uses_k else "l1",
-            "sparsity": sae_cfg.k if uses_k else sae_cfg.l1, "epochs": train_cfg.epochs,
+            "sparsity": sae_cfg.k if uses_k else (None if preset == "auto" else sae_cfg.l1), "epochs": train_cfg.epochs,
             "patience": train_cfg.patience, "description": PRESETS[preset][2]}
 
 
@@ -207,6 +218,7 @@ def train_for_source(request: TrainRequest, *, progress: Progress = no_progress,
     train_cfg.split_sizes(x.shape[0])
     analysis = Analysis.open_or_create(analysis_path(request.analysis), dataset=ref, seed=train_cfg.seed)
     train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=request.seed_list(),
+                        sweep=request.sweep(),
                         data_ref=ref, cell_types=ds.cell_types if use_cell_types else None, progress=progress,
                         should_stop=should_stop, on_eval=on_eval)
     return analysis_overview(request.analysis)
@@ -283,6 +295,7 @@ def analysis_overview(name: str) -> dict[str, Any]:
                           "trained": (steps.get("sae") or {}).get("completed"), "quality": _quality(s)}
             out["history"] = [{k: r.get(k) for k in _HISTORY_KEYS} for r in m.get("history", [])]
             out["stability"] = (m.get("robustness") or {}).get("stability")
+            out["sparsity_sweep"] = m.get("sparsity_sweep")
         if a.has("annotation.json"):
             out["annotation"] = a.read_json("annotation.json")
             done_sae = (steps.get("sae") or {}).get("completed") or ""

@@ -135,8 +135,9 @@ def test_loss_falls_on_repeated_data(arch):
 
 @pytest.mark.parametrize("arch", ["vanilla", "relu"])
 @pytest.mark.parametrize("decoder_norm", ["unit", "l1_weighted", "none"])
-def test_hand_written_gradients_equal_autograd(arch, decoder_norm):
-    cfg = ARCH_CONFIGS[arch].replace(decoder_norm=decoder_norm)
+@pytest.mark.parametrize("l1_scale", ["input", "mean"])
+def test_hand_written_gradients_equal_autograd(arch, decoder_norm, l1_scale):
+    cfg = ARCH_CONFIGS[arch].replace(decoder_norm=decoder_norm, l1_scale=l1_scale)
     sae = build_sae(cfg, d_in=7, seed=3)
     with torch.no_grad():  # move away from the symmetric init
         sae.b_dec.normal_(generator=torch.Generator().manual_seed(0))
@@ -257,3 +258,59 @@ def test_unit_decoder_norm_is_kept():
         opt.step()
         sae.constrain_()
     torch.testing.assert_close(sae.decoder_norms(), torch.ones(40))
+
+
+def test_l1_scales_match_their_definitions():
+    """"input": l1 · Σ_f z_f ‖d_f‖ / √d_in per cell; "mean": the reference's l1 · mean(z) over
+    batch × hidden. So the input scale does not change with the number of latents."""
+    x = torch.randn(32, 9, generator=torch.Generator().manual_seed(0))
+    for hidden in (20, 200):
+        for norm in ("unit", "l1_weighted"):
+            sae = build_sae(VanillaConfig(hidden=hidden, l1=0.3, decoder_norm=norm), d_in=9, seed=1)
+            with torch.no_grad():
+                sae.W_dec.mul_(torch.rand(hidden, generator=torch.Generator().manual_seed(2)) + 0.5)
+            z = sae.activate(sae.pre_activation(x))
+            w = sae.decoder_norms() if norm == "l1_weighted" else torch.ones(hidden)
+            expected = 0.3 * (z * w).sum(1).mean() / 3.0                      # √9 = 3
+            torch.testing.assert_close(sae.penalty(z), expected)
+        mean = build_sae(VanillaConfig(hidden=hidden, l1=0.3, l1_scale="mean"), d_in=9, seed=1)
+        z = mean.activate(mean.pre_activation(x))
+        torch.testing.assert_close(mean.penalty(z), 0.3 * z.mean())
+
+
+def test_configs_from_before_l1_scale_keep_the_reference_scale():
+    old = {"arch": "vanilla", "hidden": 100, "l1": 0.001, "center": True, "scale": True}
+    cfg = VanillaConfig.from_dict(old)
+    assert cfg.l1_scale == "mean" and cfg.resample_dead is False
+    new = VanillaConfig(hidden=100).to_dict()
+    assert VanillaConfig.from_dict(new) == VanillaConfig(hidden=100)
+    assert VanillaConfig().l1_scale == "input" and VanillaConfig().resample_dead is True
+    with pytest.raises(InputError, match="l1_scale must be"):
+        VanillaConfig(l1_scale="sum")
+
+
+def test_resampling_points_dead_latents_at_the_worst_reconstructed_cells():
+    """Every dead latent gets a unit decoder direction equal to the residual of one sampled cell,
+    an encoder row along it and a zero bias; live latents are untouched; cells the SAE already
+    reconstructs perfectly are never drawn."""
+    sae = build_sae(VanillaConfig(hidden=30), d_in=6, seed=0)
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(1))
+    x[:25] = 0.0                                    # the SAE reconstructs 0 as b_dec = 0 exactly
+    dead = torch.zeros(30, dtype=torch.bool)
+    dead[[2, 5, 11]] = True
+    before = {k: v.clone() for k, v in sae.state_dict().items()}
+    with torch.no_grad():
+        resid = x - sae.decode_normalized(sae.activate(sae.pre_activation(x)))
+        idx = sae.resample_dead_(dead, x, generator=torch.Generator().manual_seed(3))
+    assert idx.tolist() == [2, 5, 11]
+    dirs = resid / resid.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    for f in idx.tolist():
+        col = (sae.W_dec[:, f] / sae.W_dec[:, f].norm()).detach()
+        best = (dirs[25:] @ col).max()
+        assert float(best) == pytest.approx(1.0, abs=1e-5)          # one of the non-zero cells' residuals
+        assert float(sae.b_enc[f].detach()) == 0.0
+        assert float(torch.nn.functional.cosine_similarity(sae.W_enc[f].detach(), col, dim=0)) == pytest.approx(1.0, abs=1e-5)
+    live = ~dead
+    assert torch.equal(sae.W_dec[:, live], before["W_dec"][:, live]) and torch.equal(sae.W_enc[live], before["W_enc"][live])
+    none = sae.resample_dead_(torch.zeros(30, dtype=torch.bool), x, generator=torch.Generator().manual_seed(3))
+    assert none.numel() == 0

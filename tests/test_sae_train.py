@@ -35,8 +35,8 @@ def planted():
 
 
 RECOVERY = {
-    "vanilla": VanillaConfig(hidden=32, l1=3.0),
-    "relu": ReLUConfig(hidden=32, l1=3.0),
+    "vanilla": VanillaConfig(hidden=32, l1=0.3),
+    "relu": ReLUConfig(hidden=32, l1=0.3),
     "topk": TopKConfig(hidden=48, k=2),
     "batchtopk": BatchTopKConfig(hidden=48, k=2),
 }
@@ -63,14 +63,14 @@ def test_same_seed_same_weights(arch, planted):
 
 
 def test_autograd_engine_matches_hand_written_gradients(planted):
-    cfg = VanillaConfig(hidden=32, l1=3.0)
+    cfg = VanillaConfig(hidden=32, l1=0.3)
     a = train_sae(planted.x[:600], config=cfg, train=FAST)
     b = train_sae(planted.x[:600], config=cfg, train=FAST.replace(engine="autograd"))
     torch.testing.assert_close(a.sae.W_dec, b.sae.W_dec, rtol=1e-4, atol=1e-5)
 
 
 def test_history_split_and_normalisation(planted):
-    res = train_sae(planted.x, config=VanillaConfig(hidden=32, l1=3.0), train=FAST)
+    res = train_sae(planted.x, config=VanillaConfig(hidden=32, l1=0.3), train=FAST)
     assert len(res.history) == 3 and res.stop_reason == "completed"
     row = res.history[-1]
     for key in ("epoch", "step", "samples", "elapsed_s", "lr", "train_loss", "val_loss", "val_mse", "val_fvu",
@@ -207,8 +207,9 @@ def test_cli_presets_build_the_right_configs():
     parse = build_parser().parse_args
     sae, train, seeds = build_configs(parse(["train", "d.h5ad", "--out", "o", "--preset", "paper"]))
     assert (sae.arch, sae.hidden, sae.l1, sae.center, sae.decoder_norm) == ("vanilla", 10_000, 1e-3, False, "none")
+    assert (sae.l1_scale, sae.resample_dead) == ("mean", False)                 # the reference's L1, as published
     assert (train.lr, train.batch_size, train.epochs, train.patience) == (1e-4, 128, 500, None) and seeds is None
     sae, train, seeds = build_configs(parse(["train", "d.h5ad", "--out", "o", "--arch", "relu", "--expansion", "5",
                                              "--seeds", "3,4", "--patience", "0"]))
-    assert (sae.arch, sae.expansion, sae.hidden, sae.l1) == ("relu", 5.0, None, 1e-4)
+    assert (sae.arch, sae.expansion, sae.hidden, sae.l1, sae.l1_scale) == ("relu", 5.0, None, 0.2, "input")
     assert train.seed == 3 and seeds == [3, 4] and train.patience is None

@@ -19,11 +19,13 @@ examples:
   featurelens train data.h5ad --embedding X_scVI --out analyses/bm --arch topk --k 32 --expansion 50
   featurelens train data.h5ad --embedding X_scVI --out analyses/bm --seeds 0,42,9307
 
-presets: default (good practice: centred/scaled input, unit-norm decoder, early stopping),
-fast (the paper's objective reached in minutes), paper (the paper's case study exactly)."""
+presets: default (good practice: L1 independent of the number of latents, centred/scaled input,
+unit-norm decoder, dead latents resampled, early stopping), auto (the default with the L1 strength
+chosen by a short sweep: the knee of the FVU–L0 frontier), fast (the paper's objective reached in
+minutes), paper (the paper's case study exactly)."""
 
 ARCHS = ("vanilla", "relu", "topk", "batchtopk")
-SHARED_FIELDS = ("hidden", "expansion", "center", "scale", "decoder_norm", "init", "dead_window")
+SHARED_FIELDS = ("hidden", "expansion", "center", "scale", "decoder_norm", "init", "dead_window", "resample_dead")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,13 +38,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-regional-types", type=int, metavar="K",
                         help="a feature higher in 2..K cell types is regional, in more is global "
                              "(default: a quarter of the cell types, at least 2; 1 = local/global only)")
-    parser.add_argument("--preset", choices=("default", "fast", "paper"), default="default",
-                        help="starting settings; the options below override them (default: default)")
+    parser.add_argument("--preset", choices=("default", "auto", "fast", "paper"), default="default",
+                        help="starting settings; the options below override them (default: default; "
+                             "auto: choose the L1 strength by a short sweep, the knee of FVU against L0)")
+    parser.add_argument("--sweep-l1", metavar="W1,W2,...",
+                        help="L1 strengths the auto preset tries (default 0.03,0.1,0.2,0.3,0.6,1)")
     parser.add_argument("--arch", choices=ARCHS, help="SAE architecture (default: the preset's, vanilla)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--hidden", type=int, metavar="N", help="number of latents")
     size.add_argument("--expansion", type=float, metavar="F", help="latents = F × embedding dimension")
-    parser.add_argument("--l1", type=float, metavar="W", help="L1 weight on mean |z| (vanilla, relu)")
+    parser.add_argument("--l1", type=float, metavar="W",
+                        help="L1 strength (vanilla, relu): per unit of input norm (default 0.2); on mean |z| "
+                             "with the fast and paper presets")
     parser.add_argument("--k", type=int, metavar="K", help="active latents per cell (topk, batchtopk)")
     parser.add_argument("--decoder-norm", choices=("unit", "l1_weighted", "none"),
                         help="decoder-norm handling (default: the preset's)")
@@ -76,7 +83,7 @@ def build_configs(args: argparse.Namespace):
         cls = get_architecture(args.arch).config_class
         defaults = cls()
         shared = {f: getattr(sae_cfg, f) for f in SHARED_FIELDS}
-        if args.preset == "default":  # the architecture's own good-practice defaults
+        if args.preset in ("default", "auto"):  # the architecture's own good-practice defaults
             shared = {f: getattr(defaults, f) for f in SHARED_FIELDS}
         sae_cfg = cls(**shared)
     changes: dict[str, Any] = {}
@@ -124,6 +131,31 @@ def build_configs(args: argparse.Namespace):
     return sae_cfg, train_cfg, seeds
 
 
+def sweep_config(args: argparse.Namespace, sae_cfg):
+    """The auto preset's :class:`~core.sae.sweep.SweepConfig` (None for the other presets)."""
+    from core.errors import InputError
+    from core.sae.sweep import SweepConfig
+
+    text = getattr(args, "sweep_l1", None)
+    if args.preset != "auto":
+        if text:
+            raise InputError("--sweep-l1 applies only to --preset auto", fix="add --preset auto, or drop --sweep-l1")
+        return None
+    if getattr(args, "l1", None) is not None:
+        raise InputError("--preset auto chooses the L1 strength itself", fix="drop --l1, or use --preset default")
+    if not hasattr(sae_cfg, "l1"):
+        raise InputError(f"--preset auto tunes the L1 strength; the {sae_cfg.arch} architecture has none",
+                         fix="use --arch vanilla or relu, or --preset default with --k")
+    if not text:
+        return SweepConfig()
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--sweep-l1 must be comma-separated numbers (got {text!r})",
+                         fix="e.g. --sweep-l1 0.03,0.1,0.3,1") from None
+    return SweepConfig(l1=values)
+
+
 def run(args: argparse.Namespace) -> int:
     from core.data import load_dataset
     from core.errors import InputError
@@ -132,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads_override(args.threads)  # every later automatic choice uses it (core.threads)
     sae_cfg, train_cfg, seeds = build_configs(args)
+    sweep = sweep_config(args, sae_cfg)
 
     ds = load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type)
     if ds.embedding is None:
@@ -154,10 +187,10 @@ def run(args: argparse.Namespace) -> int:
     from core.training import sae_step_inputs, train_into_analysis
 
     inputs = sae_step_inputs(x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds, data_ref=ds.source,
-                             cell_types=ds.cell_types, max_regional_types=args.max_regional_types)
+                             sweep=sweep, cell_types=ds.cell_types, max_regional_types=args.max_regional_types)
     if not args.force and analysis.cached("sae", inputs=inputs):
         print(f"{analysis.path}: SAE already trained with these data and settings (use --force to re-train)")
-    metrics = train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds,
+    metrics = train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds, sweep=sweep,
                                   data_ref=ds.source, cell_types=ds.cell_types, progress=ProgressBar("training"),
                                   force=args.force, max_regional_types=args.max_regional_types)
     _print_summary(metrics)
@@ -203,7 +236,22 @@ def _quality_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sweep_lines(swept: dict[str, Any] | None) -> list[str]:
+    """The auto preset's sweep as a small table ([] without one)."""
+    if not swept:
+        return []
+    lines = [f"sparsity sweep ({swept['cells']:,} cells, {swept['epochs']} epochs each; chosen: {swept['rule']}):",
+             f"  {'L1':>6}  {'L0':>7}  {'L0 %':>6}  {'FVU':>6}  {'dead %':>6}"]
+    for i, r in enumerate(swept["rows"]):
+        mark = "  ← chosen" if i == swept["chosen"] else ""
+        lines.append(f"  {r['l1']:>6g}  {r['l0']:>7.1f}  {100 * r['l0_fraction']:>6.1f}  {r['fvu']:>6.3f}  "
+                     f"{100 * r['dead_fraction']:>6.1f}{mark}")
+    return lines
+
+
 def _print_summary(metrics: dict[str, Any]) -> None:
+    for line in sweep_lines(metrics.get("sparsity_sweep")):
+        print(line)
     s, t = metrics["summary"], metrics.get("training", {})
     final = t.get("final") or t.get("best") or {}
     sae = t.get("sae", {})

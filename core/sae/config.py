@@ -25,6 +25,7 @@ __all__ = [
     "BatchTopKConfig",
     "TrainConfig",
     "DECODER_NORMS",
+    "L1_SCALES",
     "INITS",
     "LR_SCHEDULES",
     "PRESETS",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 DECODER_NORMS = ("unit", "l1_weighted", "none")
+L1_SCALES = ("input", "mean")
 INITS = ("tied", "torch")
 LR_SCHEDULES = ("constant", "linear_decay")
 
@@ -63,7 +65,9 @@ class SAEConfig:
     reference) does neither. ``init``: ``"tied"`` (random unit decoder columns, encoder = its
     transpose, zero biases) or ``"torch"`` (``nn.Linear`` defaults, as the reference).
     ``dead_window``: a latent is dead during training when it has not fired for this many
-    training samples (``None``: one epoch).
+    training samples (``None``: one epoch). ``resample_dead``: at each evaluation in the first
+    half of training, dead latents are re-initialised towards badly reconstructed cells
+    (Bricken et al. 2023); the reference never does this.
     """
 
     arch: ClassVar[str] = ""
@@ -74,6 +78,7 @@ class SAEConfig:
     decoder_norm: str = "unit"
     init: str = "tied"
     dead_window: int | None = None
+    resample_dead: bool = True
 
     DEFAULT_EXPANSION: ClassVar[float] = 50.0
 
@@ -86,7 +91,8 @@ class SAEConfig:
                   f"expansion must be a positive number (got {self.expansion!r})", "e.g. --expansion 50")
         _need(self.hidden is None or self.expansion is None,
               "give either hidden or expansion, not both", "drop --hidden or --expansion")
-        _need(isinstance(self.center, bool) and isinstance(self.scale, bool), "center and scale must be true/false")
+        _need(isinstance(self.center, bool) and isinstance(self.scale, bool) and isinstance(self.resample_dead, bool),
+              "center, scale and resample_dead must be true/false")
         _need(self.decoder_norm in DECODER_NORMS,
               f"decoder_norm must be one of {', '.join(DECODER_NORMS)} (got {self.decoder_norm!r})")
         _need(self.init in INITS, f"init must be one of {', '.join(INITS)} (got {self.init!r})")
@@ -122,6 +128,9 @@ class SAEConfig:
             target = get_architecture(arch).config_class
         else:
             target = cls
+        if "l1" in d and "l1_scale" not in d:  # sae.json from before l1_scale: the reference's scale
+            d["l1_scale"] = "mean"
+        d.setdefault("resample_dead", False)   # nor did SAEs trained before resample_dead existed
         return config_from_dict(target, d, what=f"{arch} SAE")
 
     def replace(self, **changes: Any) -> "SAEConfig":
@@ -130,15 +139,29 @@ class SAEConfig:
 
 @dataclass(frozen=True)
 class VanillaConfig(SAEConfig):
-    """Vanilla SAE (paper §3): ``z = ReLU(W_enc x + b_enc)``, loss ``MSE + l1 · mean|z|``."""
+    """Vanilla SAE (paper §3): ``z = ReLU(W_enc x + b_enc)``, loss ``MSE + sparsity penalty``.
+
+    ``l1_scale`` says what ``l1`` multiplies (both in the normalised input space):
+
+    - ``"input"`` (default): ``l1 · Σ_f z_f ‖d_f‖ / √d_in`` per cell, averaged over cells —
+      the L1 of each latent's contribution to the reconstruction, in units of the input's RMS
+      cell norm. Its strength does not depend on the number of latents: a latent is worth
+      firing when its contribution is larger than about ``l1`` × a typical cell's norm.
+    - ``"mean"`` (the paper's reference code): ``l1 · mean|z|`` over all ``batch × hidden``
+      elements, which vanishes as ``hidden`` grows (``l1 = 1e-3`` on 10,000 latents of a 20-d
+      input equals ``"input"`` with ``l1 ≈ 4.5e-7``).
+    """
 
     arch: ClassVar[str] = "vanilla"
-    l1: float = 1e-3
+    l1: float = 0.2
+    l1_scale: str = "input"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _need(_is_number(self.l1) and self.l1 >= 0, f"l1 must be a number >= 0 (got {self.l1!r})",
-              "the paper uses --l1 0.001 for Vanilla and 0.0001 for ReLU")
+              "e.g. --l1 0.1 (the paper uses --l1 0.001 with --l1-scale mean)")
+        _need(self.l1_scale in L1_SCALES,
+              f"l1_scale must be one of {', '.join(L1_SCALES)} (got {self.l1_scale!r})")
 
 
 @dataclass(frozen=True)
@@ -146,7 +169,6 @@ class ReLUConfig(VanillaConfig):
     """ReLU SAE (Bricken et al.): as Vanilla with a pre-encoder bias, ``W_enc (x − b_dec)``."""
 
     arch: ClassVar[str] = "relu"
-    l1: float = 1e-4
 
 
 @dataclass(frozen=True)
@@ -303,7 +325,8 @@ def _valid_device(device: str) -> bool:
 # name -> (architecture config, training config, one-line description)
 PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
     "paper": (
-        VanillaConfig(hidden=10_000, l1=1e-3, center=False, scale=False, decoder_norm="none", init="torch"),
+        VanillaConfig(hidden=10_000, l1=1e-3, l1_scale="mean", center=False, scale=False, decoder_norm="none",
+                      init="torch", resample_dead=False),
         TrainConfig(lr=1e-4, batch_size=128, epochs=500, patience=None, lr_schedule="constant",
                     restore_best=False),
         "the paper's case study exactly: Vanilla, 10,000 latents, lr 1e-4, L1 1e-3 on mean|z|, "
@@ -312,7 +335,8 @@ PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
         "shuffled (--no-shuffle visits cells in file order, as the reference does)",
     ),
     "fast": (
-        VanillaConfig(hidden=10_000, l1=1e-3, center=True, scale=False, decoder_norm="none", init="torch"),
+        VanillaConfig(hidden=10_000, l1=1e-3, l1_scale="mean", center=True, scale=False, decoder_norm="none",
+                      init="torch", resample_dead=False),
         TrainConfig(lr=5e-3, batch_size=256, epochs=60, patience=None, lr_schedule="linear_decay",
                     decay_fraction=1.0, restore_best=False),
         "the paper's objective (same architecture, size and L1 on the same raw input) reached in "
@@ -322,14 +346,22 @@ PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
     "default": (
         VanillaConfig(),
         TrainConfig(),
-        "good practice: Vanilla, 50 × input latents, centred and scaled input, unit-norm decoder, "
-        "tied init, lr 1e-3 decaying linearly to 0, early stopping",
+        "good practice: Vanilla, 50 × input latents, L1 0.2 per unit of input norm (independent of "
+        "the number of latents), centred and scaled input, unit-norm decoder, tied init, dead latents "
+        "resampled, lr 1e-3 decaying linearly to 0, early stopping",
+    ),
+    "auto": (
+        VanillaConfig(),
+        TrainConfig(),
+        "the default, with the L1 strength chosen from the data: a short sweep of 6 strengths on up to "
+        "20,000 cells, keeping the knee of the FVU–L0 frontier (no ground truth needed)",
     ),
 }
 
 
 def preset(name: str) -> tuple[SAEConfig, TrainConfig]:
-    """``(sae_config, train_config)`` of a named preset (``paper``, ``fast``, ``default``)."""
+    """``(sae_config, train_config)`` of a named preset (``paper``, ``fast``, ``default``, ``auto``;
+    ``auto`` also runs :func:`core.sae.sweep.sparsity_sweep` before training)."""
     try:
         sae, train, _ = PRESETS[name]
     except KeyError:

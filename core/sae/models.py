@@ -5,9 +5,10 @@ Shapes: ``x`` (batch, d_in) raw input; ``xn`` the same after the stored centring
 ``W_dec`` (d_in, hidden), ``b_dec`` (d_in): decoder column ``W_dec[:, f]`` is feature f's
 direction. Buffers ``input_mean`` (d_in) and ``input_scale`` () hold the normalisation.
 
-All losses live in the normalised space and follow the reference's conventions: MSE is the
-mean over ``batch × d_in`` elements, the L1 term ``l1 · mean(z)`` the mean over
-``batch × hidden`` elements (``z ≥ 0``, so ``|z| = z``).
+All losses live in the normalised space. MSE is the mean over ``batch × d_in`` elements (the
+reference's convention); the L1 term (``z ≥ 0``, so ``|z| = z``) is scaled as
+``VanillaConfig.l1_scale`` says: per unit of input norm (default) or the reference's mean over
+``batch × hidden`` elements.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class SparseAutoencoder(nn.Module):
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     pre_bias: ClassVar[bool] = False  # encode W_enc (xn − b_dec) instead of W_enc xn
     has_fast_grads: ClassVar[bool] = False
+    RESAMPLE_ENCODER: ClassVar[float] = 0.2  # resampled encoder rows, relative to live ones
 
     def __init__(self, config: SAEConfig, *, d_in: int, generator: torch.Generator | None = None):
         super().__init__()
@@ -176,6 +178,32 @@ class SparseAutoencoder(nn.Module):
         return self.decode(z), z
 
     # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def resample_dead_(self, dead: Tensor, xn: Tensor, *, generator: torch.Generator) -> Tensor:
+        """Re-initialise dead latents towards what the SAE reconstructs worst (Bricken et al. 2023).
+
+        ``dead`` (hidden,) bool; ``xn`` (m, d_in) a sample of normalised training input. Each
+        dead latent gets the unit direction of a residual ``xn − x̂`` drawn with probability
+        ∝ its squared norm as its decoder column, the same direction × :attr:`RESAMPLE_ENCODER`
+        × the mean live encoder-row norm as its encoder row, and a zero bias. Returns the indices
+        re-initialised (empty when nothing is dead or nothing is left to explain)."""
+        idx = dead.nonzero().squeeze(1)
+        if idx.numel() == 0 or xn.shape[0] == 0:
+            return idx[:0]
+        resid = xn - self.decode_normalized(self.activate(self.pre_activation(xn)))
+        weight = resid.pow(2).sum(1).double().cpu()
+        if not float(weight.sum()) > 0:
+            return idx[:0]
+        pick = torch.multinomial(weight, idx.numel(), replacement=True, generator=generator).to(xn.device)
+        dirs = resid[pick]
+        dirs = dirs / dirs.pow(2).sum(1, keepdim=True).sqrt().clamp_min(1e-12)       # (n_dead, d_in)
+        live = ~dead
+        enc_norm = float(self.W_enc[live].pow(2).sum(1).sqrt().mean()) if bool(live.any()) else 1.0
+        self.W_dec[:, idx] = dirs.T * (self.decoder_norms()[live].mean() if bool(live.any()) else 1.0)
+        self.W_enc[idx] = dirs * (self.RESAMPLE_ENCODER * enc_norm)
+        self.b_enc[idx] = 0.0
+        return idx
+
     def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
         """The training objective on normalised input ``xn`` (autograd). ``dead`` (hidden,)
         bool marks latents dead in training (used by AuxK)."""
@@ -215,8 +243,8 @@ def _relu_backward(grad: Tensor, z: Tensor) -> Tensor:
 
 @register_architecture("vanilla")
 class VanillaSAE(SparseAutoencoder):
-    """``z = ReLU(W_enc xn + b_enc)``; loss ``MSE + l1 · mean(z · w)`` with ``w`` the decoder
-    norms when ``decoder_norm="l1_weighted"``, else 1."""
+    """``z = ReLU(W_enc xn + b_enc)``; loss ``MSE + c · Σ(z · w)`` with ``w`` the decoder norms
+    when ``decoder_norm="l1_weighted"``, else 1, and ``c`` from :meth:`l1_unit`."""
 
     config_class = VanillaConfig
     has_fast_grads = True
@@ -224,10 +252,17 @@ class VanillaSAE(SparseAutoencoder):
     def activate(self, pre: Tensor) -> Tensor:
         return torch.relu(pre)
 
+    def l1_unit(self, batch: int) -> float:
+        """What ``l1`` multiplies per unit of ``Σ z·w`` over a batch (see ``VanillaConfig.l1_scale``)."""
+        if self.config.l1_scale == "mean":
+            return self.config.l1 / (batch * self.hidden)
+        return self.config.l1 / (batch * math.sqrt(self.d_in))
+
     def penalty(self, z: Tensor) -> Tensor:
+        c = self.l1_unit(z.shape[0])
         if self.config.decoder_norm == "l1_weighted":
-            return self.config.l1 * (z * self.decoder_norms()).mean()
-        return self.config.l1 * z.mean()
+            return c * (z * self.decoder_norms()).sum()
+        return c * z.sum()
 
     @torch.no_grad()
     def fast_grads_(self, xn: Tensor) -> StepOut:
@@ -238,14 +273,13 @@ class VanillaSAE(SparseAutoencoder):
         """
         cfg = self.config
         b, d = xn.shape
-        h = self.hidden
         x_in = xn - self.b_dec if self.pre_bias else xn
         z = torch.addmm(self.b_enc, x_in, self.W_enc.T).relu_()          # (b, h)
         resid = torch.addmm(self.b_dec, z, self.W_dec.T).sub_(xn)       # (b, d)
         mse = resid.pow(2).mean()
         g = resid.mul_(2.0 / (b * d))                                     # dL/dx_hat
         zsum = z.sum(0)                                                   # (h,)
-        c = cfg.l1 / (b * h)
+        c = self.l1_unit(b)
         weighted = cfg.decoder_norm == "l1_weighted"
         if weighted:
             norms = self.decoder_norms()
@@ -294,6 +328,7 @@ class TopKSAE(SparseAutoencoder):
 
     config_class = TopKConfig
     pre_bias = True
+    RESAMPLE_ENCODER = 1.0
 
     def activate(self, pre: Tensor) -> Tensor:
         vals, idx = pre.topk(self.config.k, dim=1)

@@ -27,6 +27,8 @@ __all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
 Progress = Callable[[float, float, str], None]
 ShouldStop = Callable[[], bool]
 SMALL_LAYER = 100_000  # weights below which one torch thread is used (see core.threads)
+RESAMPLE_UNTIL = 0.5   # dead latents are resampled at evaluations in this first fraction of the steps
+RESAMPLE_CELLS = 4096  # training cells whose residuals the resampled directions are drawn from
 
 
 @dataclass
@@ -169,6 +171,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
     dead_window = getattr(config, "dead_window", None) or n_train
 
     shuffle_gen = torch.Generator().manual_seed(train.seed + 1)
+    resample_gen = torch.Generator().manual_seed(train.seed + 2)
     since_fired = torch.zeros(sae.hidden, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), device=device)
     loss_steps = 0
@@ -235,6 +238,9 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
                 if evaluate():
                     stop_reason = "early_stopping"
                     break
+                if config.resample_dead and step <= total_steps * RESAMPLE_UNTIL:
+                    since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired,
+                                            generator=resample_gen)
             if step >= total_steps:
                 stop_reason = "max_steps" if total_steps < train.epochs * steps_per_epoch else "completed"
                 break
@@ -258,6 +264,29 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
                        stop_reason=stop_reason, device=str(device),
                        elapsed_s=time.monotonic() - t_start, best=dict(best_row),
                        final=dict(best_row if restored else history[-1]))
+
+
+def _resample(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x_train: torch.Tensor,
+              since_fired: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+    """Re-initialise ``dead`` latents (see ``resample_dead_``), clear their Adam moments and
+    restart their dead clocks; returns the new ``since_fired``."""
+    if not bool(dead.any()):
+        return since_fired
+    sample = torch.randint(x_train.shape[0], (min(RESAMPLE_CELLS, x_train.shape[0]),), generator=generator)
+    idx = sae.resample_dead_(dead, x_train[sample.to(x_train.device)], generator=generator)
+    if idx.numel() == 0:
+        return since_fired
+    with torch.no_grad():
+        for param, rows in ((sae.W_enc, idx), (sae.b_enc, idx), (sae.W_dec, None)):
+            for moment in opt.state.get(param, {}).values():
+                if isinstance(moment, torch.Tensor) and moment.shape == param.shape:
+                    if rows is None:
+                        moment[:, idx] = 0
+                    else:
+                        moment[rows] = 0
+    since_fired = since_fired.clone()
+    since_fired[idx] = 0
+    return since_fired
 
 
 def _adam(sae: SparseAutoencoder, lr: float, device: torch.device) -> torch.optim.Adam:
