@@ -81,13 +81,17 @@ class TrainRequest:
     def configs(self):
         """``(sae_config, train_config)``: the preset with these overrides (same rules as the CLI)."""
         from .commands.train import build_configs
+        from .sae import preset
 
         arch = self.arch
+        # the form shows the preset's epochs: only a changed value is an override (which, as
+        # `--epochs` does, also drops the preset's floor on steps for small datasets)
+        epochs = int(self.epochs) if self.epochs and int(self.epochs) != preset(self.preset)[1].epochs else None
         uses_k = (arch or "vanilla") in ("topk", "batchtopk")
         args = argparse.Namespace(
             preset=self.preset, arch=arch, hidden=None, expansion=self.expansion,
             l1=None if uses_k or self.preset == "auto" else self.l1, k=int(self.k) if uses_k and self.k is not None else None,
-            decoder_norm=None, no_center=False, no_scale=False, epochs=int(self.epochs) if self.epochs else None,
+            decoder_norm=None, no_center=False, no_scale=False, epochs=epochs,
             max_steps=None, lr=None, batch_size=None, val_fraction=None, seed=int(self.seed), device=None,
             no_shuffle=False, patience=None, seeds=None)
         sae_cfg, train_cfg, _ = build_configs(args)

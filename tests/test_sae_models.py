@@ -135,9 +135,9 @@ def test_loss_falls_on_repeated_data(arch):
 
 @pytest.mark.parametrize("arch", ["vanilla", "relu"])
 @pytest.mark.parametrize("decoder_norm", ["unit", "l1_weighted", "none"])
-@pytest.mark.parametrize("l1_scale", ["input", "mean"])
-def test_hand_written_gradients_equal_autograd(arch, decoder_norm, l1_scale):
-    cfg = ARCH_CONFIGS[arch].replace(decoder_norm=decoder_norm, l1_scale=l1_scale)
+@pytest.mark.parametrize("penalty, l1_scale", [("tanh", "input"), ("l1", "input"), ("l1", "mean")])
+def test_hand_written_gradients_equal_autograd(arch, decoder_norm, penalty, l1_scale):
+    cfg = ARCH_CONFIGS[arch].replace(decoder_norm=decoder_norm, penalty=penalty, l1_scale=l1_scale)
     sae = build_sae(cfg, d_in=7, seed=3)
     with torch.no_grad():  # move away from the symmetric init
         sae.b_dec.normal_(generator=torch.Generator().manual_seed(0))
@@ -266,27 +266,48 @@ def test_l1_scales_match_their_definitions():
     x = torch.randn(32, 9, generator=torch.Generator().manual_seed(0))
     for hidden in (20, 200):
         for norm in ("unit", "l1_weighted"):
-            sae = build_sae(VanillaConfig(hidden=hidden, l1=0.3, decoder_norm=norm), d_in=9, seed=1)
+            sae = build_sae(VanillaConfig(hidden=hidden, l1=0.3, penalty="l1", decoder_norm=norm), d_in=9, seed=1)
             with torch.no_grad():
                 sae.W_dec.mul_(torch.rand(hidden, generator=torch.Generator().manual_seed(2)) + 0.5)
             z = sae.activate(sae.pre_activation(x))
             w = sae.decoder_norms() if norm == "l1_weighted" else torch.ones(hidden)
             expected = 0.3 * (z * w).sum(1).mean() / 3.0                      # √9 = 3
             torch.testing.assert_close(sae.penalty(z), expected)
-        mean = build_sae(VanillaConfig(hidden=hidden, l1=0.3, l1_scale="mean"), d_in=9, seed=1)
+        mean = build_sae(VanillaConfig(hidden=hidden, l1=0.3, penalty="l1", l1_scale="mean"), d_in=9, seed=1)
         z = mean.activate(mean.pre_activation(x))
         torch.testing.assert_close(mean.penalty(z), 0.3 * z.mean())
+
+
+def test_tanh_penalty_matches_its_definition():
+    """l1 · Σ_f tanh(10 z_f w_f / √d) per cell: about l1 per strongly active latent, L1-like
+    (slope 10 l1 w / √d) near zero."""
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
+    for norm in ("unit", "l1_weighted"):
+        sae = build_sae(VanillaConfig(hidden=50, l1=0.05, penalty="tanh", decoder_norm=norm), d_in=16, seed=1)
+        with torch.no_grad():
+            sae.W_dec.mul_(torch.rand(50, generator=torch.Generator().manual_seed(2)) + 0.5)
+        z = sae.activate(sae.pre_activation(x))
+        w = sae.decoder_norms() if norm == "l1_weighted" else torch.ones(50)
+        torch.testing.assert_close(sae.penalty(z), 0.05 * torch.tanh(10 * z * w / 4.0).sum(1).mean())
+    big = torch.zeros(1, 50)
+    big[0, :3] = 100.0
+    sae = build_sae(VanillaConfig(hidden=50, l1=0.05, penalty="tanh"), d_in=16, seed=1)
+    assert float(sae.penalty(big)) == pytest.approx(3 * 0.05, rel=1e-6)       # an L0 cost once saturated
 
 
 def test_configs_from_before_l1_scale_keep_the_reference_scale():
     old = {"arch": "vanilla", "hidden": 100, "l1": 0.001, "center": True, "scale": True}
     cfg = VanillaConfig.from_dict(old)
-    assert cfg.l1_scale == "mean" and cfg.resample_dead is False
+    assert (cfg.penalty, cfg.l1_scale, cfg.resample_dead) == ("l1", "mean", False)
     new = VanillaConfig(hidden=100).to_dict()
     assert VanillaConfig.from_dict(new) == VanillaConfig(hidden=100)
-    assert VanillaConfig().l1_scale == "input" and VanillaConfig().resample_dead is True
+    assert (VanillaConfig().penalty, VanillaConfig().l1_scale, VanillaConfig().resample_dead) == ("l1", "input", True)
     with pytest.raises(InputError, match="l1_scale must be"):
         VanillaConfig(l1_scale="sum")
+    with pytest.raises(InputError, match="penalty must be"):
+        VanillaConfig(penalty="l0")
+    with pytest.raises(InputError, match="per unit of input norm"):
+        VanillaConfig(penalty="tanh", l1_scale="mean")
 
 
 def test_resampling_points_dead_latents_at_the_worst_reconstructed_cells():

@@ -35,8 +35,9 @@ def planted():
 
 
 RECOVERY = {
-    "vanilla": VanillaConfig(hidden=32, l1=0.3),
-    "relu": ReLUConfig(hidden=32, l1=0.3),
+    "vanilla": VanillaConfig(hidden=32, l1=0.3, penalty="l1"),
+    "vanilla-default": VanillaConfig(hidden=32),                # the default penalty and strength (0.2)
+    "relu": ReLUConfig(hidden=32, l1=0.3, penalty="l1"),
     "topk": TopKConfig(hidden=48, k=2),
     "batchtopk": BatchTopKConfig(hidden=48, k=2),
 }
@@ -63,14 +64,14 @@ def test_same_seed_same_weights(arch, planted):
 
 
 def test_autograd_engine_matches_hand_written_gradients(planted):
-    cfg = VanillaConfig(hidden=32, l1=0.3)
+    cfg = VanillaConfig(hidden=32, l1=0.3, penalty="l1")
     a = train_sae(planted.x[:600], config=cfg, train=FAST)
     b = train_sae(planted.x[:600], config=cfg, train=FAST.replace(engine="autograd"))
     torch.testing.assert_close(a.sae.W_dec, b.sae.W_dec, rtol=1e-4, atol=1e-5)
 
 
 def test_history_split_and_normalisation(planted):
-    res = train_sae(planted.x, config=VanillaConfig(hidden=32, l1=0.3), train=FAST)
+    res = train_sae(planted.x, config=VanillaConfig(hidden=32, l1=0.3, penalty="l1"), train=FAST)
     assert len(res.history) == 3 and res.stop_reason == "completed"
     row = res.history[-1]
     for key in ("epoch", "step", "samples", "elapsed_s", "lr", "train_loss", "val_loss", "val_mse", "val_fvu",

@@ -116,6 +116,8 @@ def build_configs(args: argparse.Namespace):
         value = getattr(args, arg)
         if value is not None:
             tchanges[key] = value
+    if args.epochs is not None:
+        tchanges["min_steps"] = None  # the epochs asked for, exactly
     if args.no_shuffle:
         tchanges["shuffle"] = False
     if args.patience is not None:

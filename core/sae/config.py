@@ -26,6 +26,7 @@ __all__ = [
     "TrainConfig",
     "DECODER_NORMS",
     "L1_SCALES",
+    "PENALTIES",
     "INITS",
     "LR_SCHEDULES",
     "PRESETS",
@@ -34,6 +35,7 @@ __all__ = [
 
 DECODER_NORMS = ("unit", "l1_weighted", "none")
 L1_SCALES = ("input", "mean")
+PENALTIES = ("l1", "tanh")
 INITS = ("tied", "torch")
 LR_SCHEDULES = ("constant", "linear_decay")
 
@@ -128,7 +130,7 @@ class SAEConfig:
             target = get_architecture(arch).config_class
         else:
             target = cls
-        if "l1" in d and "l1_scale" not in d:  # sae.json from before l1_scale: the reference's scale
+        if "l1" in d and "l1_scale" not in d:  # sae.json from before l1_scale: the reference's L1
             d["l1_scale"] = "mean"
         d.setdefault("resample_dead", False)   # nor did SAEs trained before resample_dead existed
         return config_from_dict(target, d, what=f"{arch} SAE")
@@ -141,27 +143,38 @@ class SAEConfig:
 class VanillaConfig(SAEConfig):
     """Vanilla SAE (paper §3): ``z = ReLU(W_enc x + b_enc)``, loss ``MSE + sparsity penalty``.
 
-    ``l1_scale`` says what ``l1`` multiplies (both in the normalised input space):
+    ``penalty`` and ``l1`` (its strength), both in the normalised input space, where a typical
+    cell has squared norm ``d_in`` and MSE is per element:
 
-    - ``"input"`` (default): ``l1 · Σ_f z_f ‖d_f‖ / √d_in`` per cell, averaged over cells —
-      the L1 of each latent's contribution to the reconstruction, in units of the input's RMS
-      cell norm. Its strength does not depend on the number of latents: a latent is worth
-      firing when its contribution is larger than about ``l1`` × a typical cell's norm.
-    - ``"mean"`` (the paper's reference code): ``l1 · mean|z|`` over all ``batch × hidden``
-      elements, which vanishes as ``hidden`` grows (``l1 = 1e-3`` on 10,000 latents of a 20-d
-      input equals ``"input"`` with ``l1 ≈ 4.5e-7``).
+    - ``"l1"`` (default), scaled as ``l1_scale`` says: ``"input"`` (default),
+      ``l1 · Σ_f z_f ‖d_f‖ / √d_in`` per cell — the L1 of each latent's contribution to the
+      reconstruction, in units of the input's RMS cell norm, so its strength does not depend on
+      the number of latents (``l1 = 0.2`` here is Anthropic's λ = 5 for a 512-d input scaled to
+      ‖x‖ ≈ √d); ``"mean"`` (the paper's reference code), ``l1 · mean|z|`` over all
+      ``batch × hidden`` elements, which vanishes as ``hidden`` grows (``l1 = 1e-3`` on 10,000
+      latents of a 20-d input equals ``"input"`` with ``l1 ≈ 4.5e-7``).
+    - ``"tanh"``: ``l1 · Σ_f tanh(10 · z_f ‖d_f‖ / √d_in)`` per cell (Anthropic's tanh penalty):
+      about ``l1`` per strongly active latent, L1-like near zero, so large activations are not
+      shrunk. Sparser at the same reconstruction (try ``l1 = 0.02``), but in our measurements
+      it merges programs that co-occur in the same cells and recovers fewer planted directions
+      (benchmarks/sae_defaults.md).
     """
 
     arch: ClassVar[str] = "vanilla"
     l1: float = 0.2
+    penalty: str = "l1"
     l1_scale: str = "input"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _need(_is_number(self.l1) and self.l1 >= 0, f"l1 must be a number >= 0 (got {self.l1!r})",
-              "e.g. --l1 0.1 (the paper uses --l1 0.001 with --l1-scale mean)")
+              "e.g. --l1 0.2 (the paper's 0.001 is on mean|z|: --preset paper)")
+        _need(self.penalty in PENALTIES, f"penalty must be one of {', '.join(PENALTIES)} (got {self.penalty!r})")
         _need(self.l1_scale in L1_SCALES,
               f"l1_scale must be one of {', '.join(L1_SCALES)} (got {self.l1_scale!r})")
+        _need(self.penalty == "l1" or self.l1_scale == "input",
+              "the tanh penalty is defined per unit of input norm (l1_scale 'input')",
+              "use penalty 'l1' for the reference's mean scale")
 
 
 @dataclass(frozen=True)
@@ -224,7 +237,9 @@ class BatchTopKConfig(TopKConfig):
 class TrainConfig:
     """How to train: Adam with ``lr``, minibatches of ``batch_size`` cells for ``epochs``.
 
-    ``max_steps`` caps the optimiser steps (``None``: no cap). ``val_fraction`` of the cells
+    ``min_steps``: small datasets train for more epochs until this many optimiser steps are
+    planned (sparsity takes a number of steps to form, not a number of epochs; ``None``: exactly
+    ``epochs``). ``max_steps`` caps the optimiser steps (``None``: no cap). ``val_fraction`` of the cells
     (drawn with ``seed``) is held out; the validation loss is computed every ``eval_every``
     steps (``None``: once per epoch) and training stops when it has not improved by
     ``min_delta`` (relative) for ``patience`` evaluations (``None``: never stop early); the
@@ -239,6 +254,7 @@ class TrainConfig:
     lr: float = 1e-3
     batch_size: int = 128
     epochs: int = 30
+    min_steps: int | None = None
     max_steps: int | None = None
     val_fraction: float = 0.1
     eval_every: int | None = None
@@ -268,6 +284,9 @@ class TrainConfig:
         if self.max_steps is not None:
             need(_is_int(self.max_steps) and self.max_steps >= 1,
                  f"max_steps must be a positive integer (got {self.max_steps!r})")
+        if self.min_steps is not None:
+            need(_is_int(self.min_steps) and self.min_steps >= 1,
+                 f"min_steps must be a positive integer (got {self.min_steps!r})")
         need(_is_number(self.val_fraction) and 0 < self.val_fraction < 1,
              f"val_fraction must be between 0 and 1 (got {self.val_fraction!r})", "e.g. --val-fraction 0.1")
         if self.eval_every is not None:
@@ -287,6 +306,12 @@ class TrainConfig:
         need(isinstance(self.device, str) and _valid_device(self.device),
              f"device must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})", "e.g. --device cpu")
         need(self.engine in ("auto", "autograd"), f"engine must be auto or autograd (got {self.engine!r})")
+
+    def planned_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs to plan: ``epochs``, or more when they would give fewer than ``min_steps`` steps."""
+        if self.min_steps is None:
+            return self.epochs
+        return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
 
     def split_sizes(self, n_cells: int) -> tuple[int, int]:
         """``(n_train, n_val)`` for ``n_cells``; raises InputError when either is too small."""
@@ -322,11 +347,12 @@ def _valid_device(device: str) -> bool:
 
 
 # --------------------------------------------------------------------------- presets
+DEFAULT_MIN_STEPS = 1500  # the default presets' floor on optimiser steps, for small datasets
 # name -> (architecture config, training config, one-line description)
 PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
     "paper": (
-        VanillaConfig(hidden=10_000, l1=1e-3, l1_scale="mean", center=False, scale=False, decoder_norm="none",
-                      init="torch", resample_dead=False),
+        VanillaConfig(hidden=10_000, l1=1e-3, penalty="l1", l1_scale="mean", center=False, scale=False,
+                      decoder_norm="none", init="torch", resample_dead=False),
         TrainConfig(lr=1e-4, batch_size=128, epochs=500, patience=None, lr_schedule="constant",
                     restore_best=False),
         "the paper's case study exactly: Vanilla, 10,000 latents, lr 1e-4, L1 1e-3 on mean|z|, "
@@ -335,8 +361,8 @@ PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
         "shuffled (--no-shuffle visits cells in file order, as the reference does)",
     ),
     "fast": (
-        VanillaConfig(hidden=10_000, l1=1e-3, l1_scale="mean", center=True, scale=False, decoder_norm="none",
-                      init="torch", resample_dead=False),
+        VanillaConfig(hidden=10_000, l1=1e-3, penalty="l1", l1_scale="mean", center=True, scale=False,
+                      decoder_norm="none", init="torch", resample_dead=False),
         TrainConfig(lr=5e-3, batch_size=256, epochs=60, patience=None, lr_schedule="linear_decay",
                     decay_fraction=1.0, restore_best=False),
         "the paper's objective (same architecture, size and L1 on the same raw input) reached in "
@@ -345,14 +371,14 @@ PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
     ),
     "default": (
         VanillaConfig(),
-        TrainConfig(),
+        TrainConfig(min_steps=DEFAULT_MIN_STEPS),
         "good practice: Vanilla, 50 × input latents, L1 0.2 per unit of input norm (independent of "
         "the number of latents), centred and scaled input, unit-norm decoder, tied init, dead latents "
         "resampled, lr 1e-3 decaying linearly to 0, early stopping",
     ),
     "auto": (
         VanillaConfig(),
-        TrainConfig(),
+        TrainConfig(min_steps=DEFAULT_MIN_STEPS),
         "the default, with the L1 strength chosen from the data: a short sweep of 6 strengths on up to "
         "20,000 cells, keeping the knee of the FVU–L0 frontier (no ground truth needed)",
     ),

@@ -32,7 +32,7 @@ class SweepConfig:
     the sweep runs use (a seeded subsample); ``epoch_fraction``: their share of the final run's
     epochs (at least 3)."""
 
-    l1: tuple[float, ...] = (0.03, 0.1, 0.2, 0.3, 0.6, 1.0)
+    l1: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
     max_cells: int = 20_000
     epoch_fraction: float = 0.34
 
@@ -86,7 +86,8 @@ def sparsity_sweep(x: np.ndarray, *, config: VanillaConfig, train: TrainConfig, 
         else np.arange(x.shape[0])
     xs = np.ascontiguousarray(x[cells])
     epochs = max(3, int(round(train.epochs * sweep.epoch_fraction)))
-    short = train.replace(epochs=epochs, max_steps=None)
+    short = train.replace(epochs=epochs, max_steps=None,
+                          min_steps=int(train.min_steps * sweep.epoch_fraction) if train.min_steps else None)
     rows = []
     for i, l1 in enumerate(sweep.l1):
         if should_stop():

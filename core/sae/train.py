@@ -163,7 +163,8 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
     n_train = x_train.shape[0]
     bs = min(train.batch_size, n_train)
     steps_per_epoch = -(-n_train // bs)
-    total_steps = train.epochs * steps_per_epoch
+    epochs = train.planned_epochs(steps_per_epoch)
+    total_steps = epochs * steps_per_epoch
     if train.max_steps is not None:
         total_steps = min(total_steps, train.max_steps)
     eval_every = train.eval_every or steps_per_epoch
@@ -210,7 +211,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
         else:
             bad_evals += 1
         if progress is not None:
-            progress(step, total_steps, _message(row, epoch + 1, train.epochs))
+            progress(step, total_steps, _message(row, epoch + 1, epochs))
         return train.patience is not None and bad_evals >= train.patience
 
     while step < total_steps and stop_reason == "completed":
@@ -242,7 +243,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
                     since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired,
                                             generator=resample_gen)
             if step >= total_steps:
-                stop_reason = "max_steps" if total_steps < train.epochs * steps_per_epoch else "completed"
+                stop_reason = "max_steps" if total_steps < epochs * steps_per_epoch else "completed"
                 break
             now = time.monotonic()
             if should_stop is not None and now - last_check > 0.2:
@@ -252,7 +253,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
                     break
             if progress is not None and now - last_report > 0.5:
                 last_report = now
-                progress(step, total_steps, f"epoch {epoch + 1}/{train.epochs}")
+                progress(step, total_steps, f"epoch {epoch + 1}/{epochs}")
         epoch += 1
     if stop_reason == "should_stop" and (not history or history[-1]["step"] != step):
         evaluate()

@@ -288,8 +288,8 @@ class SweepConfig:
                 for lr in self.lrs:
                     if arch in ("vanilla", "relu"):
                         cls = VanillaConfig if arch == "vanilla" else ReLUConfig
-                        out += [(cls(hidden=hidden, l1=l1, l1_scale="mean", resample_dead=False, **style), lr)
-                                for l1 in self.l1s]  # the paper's sweep: its L1 scale
+                        out += [(cls(hidden=hidden, l1=l1, penalty="l1", l1_scale="mean", resample_dead=False,
+                                     **style), lr) for l1 in self.l1s]  # the paper's sweep: its L1 scale
                     else:
                         from ..sae import BatchTopKConfig
 
@@ -395,7 +395,8 @@ class RecoveryConfig:
     sweep's best region) vs the ``baselines`` on the same latent; ``target``: the paper's
     "nearly perfect" r."""
 
-    sae: SAEConfig = VanillaConfig(expansion=10, l1=1e-3, l1_scale="mean", resample_dead=False, **PAPER_STYLE)
+    sae: SAEConfig = VanillaConfig(expansion=10, l1=1e-3, penalty="l1", l1_scale="mean", resample_dead=False,
+                                   **PAPER_STYLE)
     lr: float = 1e-3
     epochs: int = 50
     batch_size: int = 128

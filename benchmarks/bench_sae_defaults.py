@@ -1,0 +1,192 @@
+"""Do the SAE defaults give sparse, faithful features on embeddings nobody tuned them on?
+
+Embeddings (12 in all, 10–50 dimensions, 4,000–8,000 cells, each with its own seed):
+
+- **atoms** (``core.sae.planted_sparse_data``): a known dictionary of unit directions, a few per
+  cell (d = 10, 20, 50; 24, 100 and 300 atoms; the 20-d one with Zipf-like atom frequencies);
+- **programs** (``core.sae.planted_programs``): program activities and cell-type indicators mixed
+  linearly into d = 10 and 50, and through a saturating non-linearity into d = 20;
+- **simulator, planted mix**: the planted-program count simulator (``core.simulate.demo_data``,
+  three datasets of ``bench_calibration``), its ground-truth activities X″ and cell types mixed
+  into 10 dimensions;
+- **simulator, model**: the same counts through the built-in expression model (`featurelens
+  fit-model`, 20 dimensions), as a user without an embedding would do.
+
+Settings: ``default`` (the default preset), ``auto`` (the sweep + knee), ``tanh`` (the default
+with the tanh penalty, l1 = 0.02), and ``before`` (the previous default: the reference's L1 on
+mean|z|, l1 = 1e-3, no resampling). Per run: L0 as a
+share of latents (target ≤ 5 %), dead share (≤ 20 %), FVU on all cells (≤ 0.15), the median over
+planted variables of the best single-latent |Pearson r| (≥ 0.75), for atoms the share of planted
+directions some decoder direction matches with cosine ≥ 0.9, and the time.
+
+Run: ``python benchmarks/bench_sae_defaults.py [--quick] [--skip-model]`` →
+benchmarks/results/sae_defaults.json and a markdown table on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+RESULTS = ROOT / "benchmarks" / "results" / "sae_defaults.json"
+TARGETS = {"l0_fraction": 0.05, "dead_fraction": 0.20, "fvu": 0.15, "median_best_r": 0.75}
+
+
+def synthetic_cases(quick: bool):
+    from core.sae import planted_programs, planted_sparse_data
+
+    n = 0.25 if quick else 1.0
+
+    def atoms(cells, **kw):
+        p = planted_sparse_data(int(cells * n), **kw)
+        return p.x, p.codes.toarray(), p.dictionary
+
+    yield "atoms d10", lambda: atoms(4000, d=10, n_atoms=24, active=2, seed=11, max_cosine=0.9, noise=0.02)
+    yield "atoms d20 zipf", lambda: atoms(8000, d=20, n_atoms=100, active=3, frequency_decay=1.0, seed=12,
+                                          noise=0.02)
+    yield "atoms d50", lambda: atoms(6000, d=50, n_atoms=300, active=5, seed=13, offset=3.0, noise=0.02)
+    def programs(cells, **kw):
+        return (*planted_programs(int(cells * n), **kw), None)
+
+    yield "programs d10", lambda: programs(4000, d=10, seed=14)
+    yield "programs d20 nonlinear", lambda: programs(8000, d=20, n_programs=20, n_types=8, nonlinear=True, seed=15)
+    yield "programs d50", lambda: programs(5000, d=50, n_programs=30, n_types=6, seed=16)
+
+
+def simulator_cases(folder: Path, quick: bool, with_model: bool):
+    import anndata as ad
+
+    from bench_calibration import DATASETS, _run, make_data
+
+    for name, n_cells, n_genes, seed, effect, connect in DATASETS:
+        if quick:
+            n_cells = n_cells // 4
+        path = make_data(folder, name, n_cells, n_genes, seed, effect, connect)
+        if with_model:
+            _run(["fit-model", path, "--key", "X_model", "--overwrite"])
+        adata = ad.read_h5ad(path)
+        types = pd.get_dummies(adata.obs["cell_type"]).to_numpy(np.float64)
+        truth = np.hstack([np.asarray(adata.obsm["truth_activity"], np.float64), types])
+        yield f"simulator {name} planted mix d10", (lambda a=adata, t=truth: (np.asarray(a.obsm["X_planted"]), t, None))
+        if with_model:
+            yield f"simulator {name} model d20", (lambda a=adata, t=truth: (np.asarray(a.obsm["X_model"]), t, None))
+
+
+def settings():
+    from core.sae import TrainConfig, VanillaConfig
+    from core.sae.sweep import SweepConfig
+
+    from core.sae import preset
+
+    sae, train = preset("default")
+    before = VanillaConfig(l1=1e-3, penalty="l1", l1_scale="mean", resample_dead=False)
+    return {"default": (sae, train, None),
+            "auto": (sae, train, SweepConfig()),
+            "tanh": (sae.replace(penalty="tanh", l1=0.02), train, None),
+            "before": (before, TrainConfig(), None)}
+
+
+def run_one(x: np.ndarray, truth: np.ndarray, dictionary, *, config, train, sweep) -> dict:
+    from core.sae import best_single_latent_r, encode_activations, sae_metrics, train_sae
+    from core.sae.synthetic import atom_recovery
+    from core.sae.sweep import sparsity_sweep
+
+    t0 = time.perf_counter()
+    chosen = None
+    if sweep is not None:
+        swept = sparsity_sweep(x, config=config, train=train, sweep=sweep)
+        chosen = swept["chosen_l1"]
+        config = config.replace(l1=chosen)
+    res = train_sae(x, config=config, train=train)
+    seconds = time.perf_counter() - t0
+    acts = encode_activations(res.sae, x)
+    s, _ = sae_metrics(res.sae, x, activations=acts)
+    r = best_single_latent_r(acts, truth)
+    row = {"d": int(x.shape[1]), "cells": int(x.shape[0]), "hidden": s["hidden"], "l0": s["l0"],
+           "l0_fraction": s["l0"] / s["hidden"], "dead_fraction": s["dead_fraction"], "fvu": s["fvu"],
+           "median_best_r": float(np.median(r)), "seconds": seconds, "chosen_l1": chosen,
+           "atoms_recovered": None if dictionary is None else
+           atom_recovery(res.sae.feature_directions().numpy(), dictionary, threshold=0.9)[0]}
+    row["passes"] = {"l0_fraction": row["l0_fraction"] <= TARGETS["l0_fraction"],
+                     "dead_fraction": row["dead_fraction"] <= TARGETS["dead_fraction"],
+                     "fvu": row["fvu"] <= TARGETS["fvu"],
+                     "median_best_r": row["median_best_r"] >= TARGETS["median_best_r"]}
+    return row
+
+
+def table(rows: list[dict], setting: str) -> str:
+    head = ("| embedding | d | latents | L0 (% of latents) | dead % | FVU | median best \\|r\\| | atoms found | s |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        if r["setting"] != setting:
+            continue
+        p = r["passes"]
+
+        def mark(key, text):
+            return text if p[key] else f"**{text}** ✗"
+        l0 = mark("l0_fraction", f"{100 * r['l0_fraction']:.1f}")
+        dead = mark("dead_fraction", f"{100 * r['dead_fraction']:.0f}")
+        fvu = mark("fvu", f"{r['fvu']:.3f}")
+        best = mark("median_best_r", f"{r['median_best_r']:.2f}")
+        atoms = "–" if r.get("atoms_recovered") is None else f"{100 * r['atoms_recovered']:.0f} %"
+        lines.append(f"| {r['embedding']} | {r['d']} | {r['hidden']:,} | {l0} | {dead} | {fvu} | {best} "
+                     f"| {atoms} | {r['seconds']:.0f} |")
+    sub = [r for r in rows if r["setting"] == setting]
+    all_pass = sum(all(r["passes"].values()) for r in sub)
+    per = {k: sum(r["passes"][k] for r in sub) for k in TARGETS}
+    lines.append(f"\n{setting}: {all_pass}/{len(sub)} embeddings meet all four targets; per target: "
+                 + ", ".join(f"{k} {v}/{len(sub)}" for k, v in per.items()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a quarter of the cells (a smoke run)")
+    parser.add_argument("--skip-model", action="store_true", help="skip the fitted-model embeddings (slow)")
+    parser.add_argument("--skip-simulator", action="store_true", help="only the synthetic embeddings")
+    parser.add_argument("--settings", default="default,auto,tanh,before",
+                        help="comma-separated: default,auto,tanh,before")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    import torch
+
+    torch.set_num_threads(1)
+    chosen = {k: v for k, v in settings().items() if k in args.settings.split(",")}
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = list(synthetic_cases(args.quick))
+        if not args.skip_simulator:
+            cases += list(simulator_cases(Path(tmp), args.quick, not args.skip_model))
+        for name, make in cases:
+            x, truth, dictionary = make()
+            for setting, (config, train, sweep) in chosen.items():
+                row = {"embedding": name, "setting": setting,
+                       **run_one(x, truth, dictionary, config=config, train=train, sweep=sweep)}
+                rows.append(row)
+                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
+                      file=sys.stderr, flush=True)
+    out = {"targets": TARGETS, "quick": args.quick, "rows": rows,
+           "machine": {"cpus": os.cpu_count(), "load_average_end": os.getloadavg()[0]}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".tmp")
+    tmp_out.write_text(json.dumps(out, indent=1))
+    tmp_out.replace(args.out)
+    for setting in chosen:
+        print(f"\n### {setting}\n\n" + table(rows, setting))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
