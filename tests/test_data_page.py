@@ -185,8 +185,10 @@ def test_preset_fields_and_size_help():
     from callbacks.data_page import preset_fields, size_help
 
     expansion, placeholder, sparsity, label, _help, epochs, preset_help = preset_fields("default", "vanilla")
-    assert (expansion, sparsity, label, epochs) == (50.0, 1e-3, "L1 weight", 30)
+    assert (expansion, sparsity, label, epochs) == (50.0, 0.2, "L1 weight", 30)
     assert "Good practice" in preset_help
+    _e, _p, sparsity, label, help_text, epochs, preset_help = preset_fields("auto", "vanilla")
+    assert sparsity is None and "sweep" in help_text and "knee" in preset_help and epochs == 30
     expansion, placeholder, sparsity, label, _help, epochs, preset_help = preset_fields("fast", "topk")
     assert expansion is None and placeholder == "10,000 latents (preset)"
     assert (sparsity, epochs) == (32, 60) and label.startswith("k ")
@@ -578,3 +580,45 @@ def test_train_for_source_with_three_seeds_stores_stability(folders, small_in_da
     a = Analysis.open(folders[1] / "three")
     assert [r["seed"] for r in a.read_json("metrics.json")["robustness"]["per_seed"]] == [4, 5, 6]
     assert "stability" in a.read_parquet("features.parquet")
+
+
+def test_auto_preset_sweeps_stores_and_shows_the_frontier(folders, small_in_data):
+    """The Auto preset: the request carries a sweep (only for L1 architectures), the job stores
+    the frontier in metrics.json with the chosen strength, and the summary draws it."""
+    from dash import dcc
+
+    from components import ids
+    from components.data_page import summary_body
+    from core.analysis import Analysis
+    from core.sae.sweep import SweepConfig
+    from core.workflows import TrainRequest, train_for_source
+
+    assert TrainRequest(source="file:small.h5ad", analysis="x", preset="auto").sweep() == SweepConfig()
+    assert TrainRequest(source="file:small.h5ad", analysis="x").sweep() is None
+    with pytest.raises(InputError, match="chooses the L1 strength"):
+        TrainRequest(source="file:small.h5ad", analysis="x", preset="auto", arch="topk").sweep()
+    sae, train = TrainRequest(source="file:small.h5ad", analysis="x", preset="auto", l1=0.5, epochs=30).configs()
+    assert sae.l1 == 0.2 and train.min_steps == 1500          # the form's own values are no override
+    _sae, train = TrainRequest(source="file:small.h5ad", analysis="x", epochs=7).configs()
+    assert (train.epochs, train.min_steps) == (7, None)        # a changed epochs is exact, as --epochs
+    ov = train_for_source(TrainRequest(source="file:small.h5ad", analysis="auto", embedding="X_emb", decoder="none",
+                                       preset="auto", expansion=4, epochs=6))
+    sweep = ov["sparsity_sweep"]
+    assert len(sweep["rows"]) == len(SweepConfig().l1) and 0 <= sweep["chosen"] < len(sweep["rows"])
+    m = Analysis.open(folders[1] / "auto").read_json("metrics.json")
+    assert m["training"]["sae"]["l1"] == sweep["chosen_l1"] == m["sparsity_sweep"]["chosen_l1"]
+    body = summary_body(ov)
+    graphs = [c for c in _walk(body) if isinstance(c, dcc.Graph) and getattr(c, "id", None) == ids.DATA_SWEEP_FRONTIER]
+    assert len(graphs) == 1 and len(graphs[0].figure.data) == 2      # the sweep and the chosen knee
+    assert f"L1 {sweep['chosen_l1']:g} chosen from {len(sweep['rows'])} short runs" in _text(body)
+
+
+def _walk(node):
+    if isinstance(node, (list, tuple)):
+        for child in node:
+            yield from _walk(child)
+        return
+    if node is None or isinstance(node, (str, int, float)):
+        return
+    yield node
+    yield from _walk(getattr(node, "children", None))

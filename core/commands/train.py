@@ -50,6 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l1", type=float, metavar="W",
                         help="L1 strength (vanilla, relu): per unit of input norm (default 0.2); on mean |z| "
                              "with the fast and paper presets")
+    parser.add_argument("--penalty", choices=("l1", "tanh"),
+                        help="sparsity penalty (vanilla, relu; default l1; tanh: sparser, try --l1 0.02)")
+    parser.add_argument("--l1-scale", choices=("input", "mean"),
+                        help="what --l1 multiplies: input (per unit of input norm, default) or mean (the paper's mean|z|)")
     parser.add_argument("--k", type=int, metavar="K", help="active latents per cell (topk, batchtopk)")
     parser.add_argument("--decoder-norm", choices=("unit", "l1_weighted", "none"),
                         help="decoder-norm handling (default: the preset's)")
@@ -97,6 +101,13 @@ def build_configs(args: argparse.Namespace):
             raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses --k)",
                              fix="drop --l1, or use --arch vanilla or relu")
         changes["l1"] = args.l1
+    for opt, key in (("penalty", "penalty"), ("l1_scale", "l1_scale")):
+        value = getattr(args, opt, None)
+        if value is not None:
+            if key not in names:
+                raise InputError(f"--{opt.replace('_', '-')} does not apply to the {sae_cfg.arch} architecture",
+                                 fix="use --arch vanilla or relu")
+            changes[key] = value
     if args.k is not None:
         if "k" not in names:
             raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses --l1)",
