@@ -48,7 +48,7 @@ def test_brd001_train_small_sae_with_live_progress_then_annotate_and_reload(app_
     expect(page.locator("#data-train-alert")).to_contain_text("Trained pbmc68k-X_pca", timeout=5_000)
     summary = page.locator("#data-summary")
     expect(summary).to_contain_text("of 200")
-    expect(summary).to_contain_text("local / global")
+    expect(summary).to_contain_text("local / regional / global")
     expect(summary).to_contain_text("not yet (step 3)")
     expect(page.locator("#data-quality-table")).to_contain_text("explained variance")
     expect(page.locator("#data-quality-table")).to_contain_text("expression fidelity")

@@ -189,7 +189,8 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 TRAIN_DEFAULTS = {"data-source-store": "shipped:pbmc68k", "data-embedding-select": "X_pca",
                   "data-celltype-select": "auto", "data-decoder-select": "auto", "data-preset-select": "default",
-                  "data-arch-select": "vanilla", "data-sparsity-input": 0.001, "data-epochs-input": 5}
+                  "data-arch-select": "vanilla", "data-sparsity-input": 0.2, "data-epochs-input": 5,
+                  "data-seeds-radio": 1}
 
 
 class HttpTrainJob(threading.Thread):
