@@ -112,7 +112,7 @@ def matmul_peaks(batch: int, d: int, hidden: int, *, square: int = 4096, reps: i
     total_s = 0.0
     for name, sa, sb in step_gemms(batch, d, hidden):
         x, y = torch.randn(*sa), torch.randn(*sb)
-        t = _best_time(lambda: [torch.mm(x, y) for _ in range(20)], reps) / 20
+        t = _best_time(lambda x=x, y=y: [torch.mm(x, y) for _ in range(20)], reps) / 20
         total_s += t
         out["shapes"].append({"gemm": name, "shape": f"({sa[0]}×{sa[1]})@({sb[0]}×{sb[1]})", "ms": t * 1e3,
                               "gflops": 2 * sa[0] * sa[1] * sb[1] / t / 1e9})
