@@ -94,3 +94,51 @@ def test_number_formatting_and_summary():
     runs = [{"metrics": {"a": v}, "rss_mb": r, "show": [], "size": "x"} for v, r in ((1, 10), (5, 30), (2, 20))]
     s = summarise(runs)
     assert s["median"]["a"] == 2 and s["peak_rss_mb"] == 30 and s["n_runs"] == 3
+
+
+# ----------------------------------------------------------------------------- training speed (issue 14)
+def _speed_module():
+    spec = importlib.util.spec_from_file_location("bench_training_speed", ROOT / "benchmarks" / "bench_training_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_step_flop_count_matches_torch_flop_counter():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from core.sae import VanillaConfig
+    from core.sae.registry import build_sae
+
+    bs = _speed_module()
+    sae = build_sae(VanillaConfig(hidden=300), d_in=7, seed=0)
+    with FlopCounterMode(display=False) as fc:
+        sae.fast_grads_(torch.randn(16, 7))
+    assert fc.get_total_flops() == bs.flops_per_step(16, 7, 300) == 10 * 16 * 7 * 300
+    # overcomplete's mse_l1 sums |z| over the batch; ours averages Σ z‖d‖/√d over cells
+    assert bs.equivalent_penalty(0.2, 128, 20) == pytest.approx(0.2 / (128 * 20 ** 0.5))
+
+
+def test_training_speed_quick_through_the_cli(tmp_path, monkeypatch):
+    out = tmp_path / "suite.json"
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "bench", "training", "--quick", "--repeat", "1",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| training |"))
+    assert "reference-style loop (DataLoader" in row and "×" in row
+    b = json.loads(out.read_text())["benchmarks"]["training"]
+    m = b["runs"][0]["metrics"]
+    assert b["status"] == "ok" and m["speedup"] == pytest.approx(m["samples_per_s"] / m["reference_samples_per_s"])
+    assert 0 < m["peak_fraction"] < 1 and m["peak_gflops"] > 0 and 0 <= m["ours_fvu"] and m["ours_l0"] > 0
+    has_library = _speed_module().load_library() is not None
+    assert ("library_fvu" in m) == has_library
+    assert has_library or "library peer skipped: overcomplete is not installed" in b["size"]
+
+
+def test_missing_library_is_skipped_with_a_message(monkeypatch):
+    bs = _speed_module()
+    monkeypatch.setattr(bs.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "overcomplete", None)  # a plain import fails too
+    assert bs.load_library() is None

@@ -22,7 +22,7 @@ DESCRIPTION = """Run the benchmark suite; print the median of repeated runs as a
 benchmarks (default: all):
   annotation  annotate every feature at paper scale (56,714 cells × 13,431 genes × 10,000 features)
               vs the reference's per-feature method (timed on a few features, extrapolated)
-  training    SAE training throughput (20 → 10,000 latents, batch 128) vs a reference-style loop
+  training    default SAE trainer (20 → 10,000 latents) vs a reference-style loop and a library; % of matmul peak
   steering    a steering experiment (benchmarks/bench_steering.py)
   click       Explorer server time: a feature click recolouring 57,000 cells, a search
   search      GO keyword search over 10,000 features vs a pandas scan of the same table
