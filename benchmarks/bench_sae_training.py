@@ -61,7 +61,7 @@ def peak_gflops(n: int = 4096, reps: int = 5) -> float:
 
 
 # ----------------------------------------------------------------------------- step throughput
-class _ReferenceSAE(nn.Module):
+class ReferenceSAE(nn.Module):
     """The reference's model (paper code): Linear+ReLU encoder, Linear decoder."""
 
     def __init__(self, d: int, h: int):
@@ -77,7 +77,7 @@ class _ReferenceSAE(nn.Module):
 def _reference_steps(x: torch.Tensor, batch: int, steps: int, state: dict) -> None:
     if "model" not in state:
         torch.manual_seed(0)
-        state["model"] = _ReferenceSAE(D, HIDDEN)
+        state["model"] = ReferenceSAE(D, HIDDEN)
         state["opt"] = torch.optim.Adam(state["model"].parameters(), lr=1e-4)
     model, opt = state["model"], state["opt"]
     total = 0.0

@@ -46,11 +46,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_sae_training.py
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+
+from bench_sae_training import ReferenceSAE  # noqa: E402  (the reference's model, as in that benchmark)
 
 N_CELLS, D, HIDDEN = 56_714, 20, 10_000
 MARKER = "SPEED-RESULT "
@@ -122,18 +125,6 @@ def matmul_peaks(batch: int, d: int, hidden: int, *, square: int = 4096, reps: i
 
 
 # ----------------------------------------------------------------------------- 1. trainer vs reference loop
-class ReferenceSAE(nn.Module):
-    """The reference's model (paper code): Linear+ReLU encoder, Linear decoder."""
-
-    def __init__(self, d: int, h: int):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(d, h), nn.ReLU())
-        self.decoder = nn.Sequential(nn.Linear(h, d))
-
-    def forward(self, x):
-        z = self.encoder(x)
-        return self.decoder(z), z
-
 
 def reference_loop(x: np.ndarray, *, hidden: int, batch: int, steps: int, seed: int = 0) -> float:
     """Wall seconds of ``steps`` reference-style steps (model, DataLoader and optimiser set-up included)."""
