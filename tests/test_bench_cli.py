@@ -15,11 +15,15 @@ from core.cli import main
 from core.commands.bench import NAMES, fmt, markdown, run_suite, summarise
 
 
-def _suite_module():
-    spec = importlib.util.spec_from_file_location("bench_suite", ROOT / "benchmarks" / "suite.py")
+def _bench_module(name: str, file: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / file)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _suite_module():
+    return _bench_module("bench_suite", "suite.py")
 
 
 def test_cli_names_match_the_suite_registry():
@@ -98,10 +102,7 @@ def test_number_formatting_and_summary():
 
 # ----------------------------------------------------------------------------- training speed (issue 14)
 def _speed_module():
-    spec = importlib.util.spec_from_file_location("bench_training_speed", ROOT / "benchmarks" / "bench_training_speed.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _bench_module("bench_training_speed", "bench_training_speed.py")
 
 
 def test_step_flop_count_matches_torch_flop_counter():
