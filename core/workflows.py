@@ -99,14 +99,9 @@ class TrainRequest:
 
     def sweep(self):
         """The ``auto`` preset's :class:`core.sae.sweep.SweepConfig` (None for the other presets)."""
-        from .sae.sweep import SweepConfig
+        from .sae.sweep import preset_sweep
 
-        if self.preset != "auto":
-            return None
-        if (self.arch or "vanilla") not in ("vanilla", "relu"):
-            raise InputError(f"the Auto preset chooses the L1 strength; {self.arch} has none",
-                             fix="choose Vanilla or ReLU, or another preset with your own k")
-        return SweepConfig()
+        return preset_sweep(self.preset, self.configs()[0])
 
 
 def preset_form_values(preset: str, arch: str | None = None) -> dict[str, Any]:

@@ -147,26 +147,17 @@ def build_configs(args: argparse.Namespace):
 def sweep_config(args: argparse.Namespace, sae_cfg):
     """The auto preset's :class:`~core.sae.sweep.SweepConfig` (None for the other presets)."""
     from core.errors import InputError
-    from core.sae.sweep import SweepConfig
+    from core.sae.sweep import preset_sweep
 
-    text = getattr(args, "sweep_l1", None)
-    if args.preset != "auto":
-        if text:
-            raise InputError("--sweep-l1 applies only to --preset auto", fix="add --preset auto, or drop --sweep-l1")
-        return None
-    if getattr(args, "l1", None) is not None:
+    if args.preset == "auto" and getattr(args, "l1", None) is not None:
         raise InputError("--preset auto chooses the L1 strength itself", fix="drop --l1, or use --preset default")
-    if not hasattr(sae_cfg, "l1"):
-        raise InputError(f"--preset auto tunes the L1 strength; the {sae_cfg.arch} architecture has none",
-                         fix="use --arch vanilla or relu, or --preset default with --k")
-    if not text:
-        return SweepConfig()
+    text = getattr(args, "sweep_l1", None)
     try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip()) if text else None
     except ValueError:
         raise InputError(f"--sweep-l1 must be comma-separated numbers (got {text!r})",
                          fix="e.g. --sweep-l1 0.03,0.1,0.3,1") from None
-    return SweepConfig(l1=values)
+    return preset_sweep(args.preset, sae_cfg, l1=values)
 
 
 def run(args: argparse.Namespace) -> int:

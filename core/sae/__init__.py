@@ -36,7 +36,7 @@ from .models import BatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE, VanillaSA
 from .persist import load_sae, save_sae
 from .registry import available_architectures, build_sae, config_from_dict, get_architecture, register_architecture
 from .robustness import RobustnessReport, match_features, robustness_report, seed_robustness, train_seeds
-from .synthetic import PlantedData, best_single_latent_r, planted_programs, planted_sparse_data
+from .synthetic import PlantedData, planted_programs, planted_sparse_data
 from .train import TrainResult, split_indices, train_sae
 
 __all__ = [
@@ -56,5 +56,5 @@ __all__ = [
     "save_sae", "load_sae", "seed_robustness", "train_seeds", "robustness_report", "match_features",
     "RobustnessReport",
     # synthetic data
-    "planted_sparse_data", "planted_programs", "best_single_latent_r", "PlantedData",
+    "planted_sparse_data", "planted_programs", "PlantedData",
 ]

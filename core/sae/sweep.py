@@ -20,7 +20,7 @@ from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from .config import TrainConfig, VanillaConfig
 from .train import train_sae
 
-__all__ = ["SweepConfig", "sparsity_sweep", "knee_index", "KNEE_RULE"]
+__all__ = ["SweepConfig", "preset_sweep", "sparsity_sweep", "knee_index", "KNEE_RULE"]
 
 KNEE_RULE = ("knee of validation FVU against log10 L0 (Kneedle: farthest below the chord from the sparsest "
              "to the densest run, axes scaled to [0, 1])")
@@ -48,6 +48,19 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "l1": list(self.l1)}
+
+
+def preset_sweep(preset: str, config, *, l1: tuple[float, ...] | None = None) -> SweepConfig | None:
+    """The sweep a preset asks for: a :class:`SweepConfig` for ``auto`` (``l1``: its strengths),
+    None for the others; InputError for strengths without ``auto`` or an architecture without L1."""
+    if preset != "auto":
+        if l1:
+            raise InputError("--sweep-l1 applies only to --preset auto", fix="add --preset auto, or drop --sweep-l1")
+        return None
+    if not hasattr(config, "l1"):
+        raise InputError(f"the auto preset chooses the L1 strength; the {config.arch} architecture has none",
+                         fix="use Vanilla or ReLU (--arch vanilla|relu), or another preset with your own k")
+    return SweepConfig(l1=tuple(l1)) if l1 else SweepConfig()
 
 
 def knee_index(l0: np.ndarray, fvu: np.ndarray) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["PlantedData", "planted_sparse_data", "planted_programs", "atom_recovery", "best_single_latent_r"]
+__all__ = ["PlantedData", "planted_sparse_data", "planted_programs", "atom_recovery"]
 
 
 @dataclass
@@ -117,16 +117,3 @@ def planted_programs(n_cells: int, *, d: int = 10, n_programs: int = 12, n_types
         x = np.tanh(u) + 0.2 * u
     return x.astype(np.float32), truth
 
-
-def best_single_latent_r(activations, truth: np.ndarray) -> np.ndarray:
-    """For each varying column of ``truth`` (n_cells, K), the largest |Pearson r| with any single
-    varying latent of ``activations`` (n_cells, hidden; dense or sparse); zeros when none varies."""
-    a = activations.toarray() if sp.issparse(activations) else np.asarray(activations, dtype=np.float64)
-    a = a[:, a.std(0) > 0]
-    t = np.asarray(truth, dtype=np.float64)
-    t = t[:, t.std(0) > 0]
-    if a.shape[1] == 0:
-        return np.zeros(t.shape[1])
-    az = (a - a.mean(0)) / a.std(0)
-    tz = (t - t.mean(0)) / t.std(0)
-    return np.abs(tz.T @ az / a.shape[0]).max(axis=1)
