@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import io
-from .errors import InputError, SchemaError, WriteError
-from .paths import user_path
+from core import io
+from core.errors import InputError, SchemaError, WriteError
+from core.paths import user_path
 
 __all__ = ["Analysis", "StepWriter", "SCHEMA_VERSION", "FILES", "STAGING_OWNER", "remove_stale_staging"]
 

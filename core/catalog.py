@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .analysis import Analysis
-from .data import EMBEDDING_SUFFIXES, load_dataset
-from .datasets import SHIPPED, shipped
-from .errors import FeatureLensError, InputError
-from .paths import analyses_dir, confine, data_dir
+from core.analysis import Analysis
+from core.data import EMBEDDING_SUFFIXES, load_dataset
+from core.datasets import SHIPPED, shipped
+from core.errors import FeatureLensError, InputError
+from core.paths import analyses_dir, confine, data_dir
 
 __all__ = ["list_sources", "resolve_source", "describe_source", "analysis_source_path"]
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
+from core.errors import InputError
 
 __all__ = ["CellTypeStats", "cell_type_stats", "characterise", "check_max_regional_types",
            "default_max_regional_types", "find_trajectory_features", "locality_counts", "LOCALITIES", "Z_CRIT"]

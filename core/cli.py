@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import FeatureLensError
+from core.errors import FeatureLensError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
-from .annotate.reported import reported
-from .errors import InputError
+from core.annotate.reported import reported
+from core.errors import InputError
 
 __all__ = ["Comparison", "compare_annotations"]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .annotate.reported import headline_p, reported
-from .errors import InputError
+from core.annotate.reported import headline_p, reported
+from core.errors import InputError
 
 __all__ = ["AnalysisComparison", "comparable_analyses", "compare_analyses", "term_counts", "describe_matches",
            "clear_cache"]
@@ -49,8 +49,8 @@ class AnalysisComparison:
 def comparable_analyses() -> list[dict]:
     """Every analysis in the analyses folder: ``[{"name", "annotated", "dataset"}]`` (annotated = can be
     compared; dataset = the content hash of its data, or its path, or None when unreadable)."""
-    from .io import read_json
-    from .paths import analyses_dir
+    from core.io import read_json
+    from core.paths import analyses_dir
 
     adir = analyses_dir()
     if not adir.is_dir():
@@ -113,7 +113,7 @@ def describe_matches(matches: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, *,
 
 
 def _annotation_file(name: str) -> Path:
-    from .paths import analyses_dir, confine
+    from core.paths import analyses_dir, confine
 
     if not name:
         raise InputError("choose two analyses to compare", fix="pick analysis A and analysis B above")
@@ -129,8 +129,8 @@ def _annotation_file(name: str) -> Path:
 
 def compare_analyses(a: str, b: str) -> AnalysisComparison:
     """Compare analyses ``a`` and ``b`` (folder names in the analyses folder); cached (see module doc)."""
-    from .analysis import Analysis
-    from .compare import compare_annotations
+    from core.analysis import Analysis
+    from core.compare import compare_annotations
 
     if a and a == b:
         raise InputError("analysis A and analysis B are the same", fix="choose two different analyses")

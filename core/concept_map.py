@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .annotate.reported import reported
-from .concepts.dag import GODag, go_dag
-from .errors import InputError
+from core.annotate.reported import reported
+from core.concepts.dag import GODag, go_dag
+from core.errors import InputError
 
 __all__ = ["ConceptMapConfig", "GENERIC_TERMS", "feature_term_matrix", "go_categories", "level1_categories",
            "concept_map"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from .errors import InputError
+from core.errors import InputError
 
 __all__ = ["config_from_dict"]
 

@@ -20,8 +20,8 @@ from typing import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InputError
-from .progress import Progress, ShouldStop, never_stop, no_progress, Cancelled
+from core.errors import InputError
+from core.progress import Progress, ShouldStop, never_stop, no_progress, Cancelled
 
 __all__ = ["counts_location", "library_sizes", "count_rows", "write_csc", "load_csc", "CSC_FILES"]
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .genes import GeneIdReport, detect_gene_ids
-from .paths import check_path, user_path
+from core.errors import InputError
+from core.genes import GeneIdReport, detect_gene_ids
+from core.paths import check_path, user_path
 
 __all__ = ["Dataset", "Issue", "ValidationReport", "load_dataset", "validate", "read_anndata", "file_sha256"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .paths import SHIPPED_DATA_DIR
+from core.errors import InputError
+from core.paths import SHIPPED_DATA_DIR
 
 __all__ = ["ShippedDataset", "SHIPPED", "shipped"]
 

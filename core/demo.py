@@ -18,14 +18,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .analysis import Analysis
-from .data import load_dataset
-from .datasets import shipped
-from .errors import InputError
-from .io import content_hash
-from .paths import analyses_dir
-from .progress import Progress, no_progress
-from .threads import torch_threads
+from core.analysis import Analysis
+from core.data import load_dataset
+from core.datasets import shipped
+from core.errors import InputError
+from core.io import content_hash
+from core.paths import analyses_dir
+from core.progress import Progress, no_progress
+from core.threads import torch_threads
 
 __all__ = ["build_demo", "default_demo_path", "demo_settings", "DemoSettings", "DEMO_DATASETS", "DEFAULT_DEMO",
            "DEMO_EMBEDDING"]
@@ -62,9 +62,9 @@ def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings
     annotation defaults (99th percentile, 1,000 low cells). PBMC (700 cells): the default L1, 90th
     percentile and 300 low cells, so that every feature has enough high cells. Only the size
     (16 × rather than 50 ×, for speed) and the epochs are set by hand."""
-    from .annotate.pipeline import AnnotationConfig
-    from .model import ModelConfig
-    from .sae import TrainConfig, VanillaConfig
+    from core.annotate.pipeline import AnnotationConfig
+    from core.model import ModelConfig
+    from core.sae import TrainConfig, VanillaConfig
 
     if dataset not in DEMO_DATASETS:
         raise InputError(f"no demo dataset named {dataset!r}", fix=f"choose one of: {', '.join(DEMO_DATASETS)}")
@@ -73,7 +73,7 @@ def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings
                             TrainConfig(seed=seed, epochs=300, batch_size=64, lr=1e-3),
                             AnnotationConfig(concepts=("go-bp", "go-mf"), expression="predicted",
                                              percentile=90.0, n_low=300))
-    from .simulate.demo_data import DemoDataConfig
+    from core.simulate.demo_data import DemoDataConfig
 
     return DemoSettings(dataset, ModelConfig(seed=seed), VanillaConfig(expansion=16),
                         TrainConfig(seed=seed, epochs=30, batch_size=128, lr=1e-3),
@@ -101,8 +101,8 @@ def _make_data(settings: DemoSettings, data: Path, *, seed: int, progress: Progr
 
     Cached by a marker file next to the data holding the key of what made it.
     """
-    from .model import fit_h5ad
-    from .model.store import default_model_dir, is_model_dir
+    from core.model import fit_h5ad
+    from core.model.store import default_model_dir, is_model_dir
 
     marker = data.with_suffix(".source")
     if settings.dataset == "simulated":
@@ -116,7 +116,7 @@ def _make_data(settings: DemoSettings, data: Path, *, seed: int, progress: Progr
     if data.is_file() and is_model_dir(default_model_dir(data)) and marker.is_file() and marker.read_text() == key:
         return
     if src is None:
-        from .simulate.demo_data import write_demo_dataset
+        from core.simulate.demo_data import write_demo_dataset
 
         write_demo_dataset(data, seed=seed, config=settings.data,
                            progress=lambda d, t, m="": progress(0.1 * d / t if t else 0, 1, f"simulating: {m}"))
@@ -133,8 +133,8 @@ def _make_data(settings: DemoSettings, data: Path, *, seed: int, progress: Progr
 def build_demo(out: str | os.PathLike | None = None, *, dataset: str = DEFAULT_DEMO, seed: int = 0,
                progress: Progress = no_progress) -> Analysis:
     """Build (or reuse) the demo analysis of ``dataset`` in ``out`` (default :func:`default_demo_path`)."""
-    from .annotate.pipeline import annotate_analysis
-    from .training import train_into_analysis
+    from core.annotate.pipeline import annotate_analysis
+    from core.training import train_into_analysis
 
     settings = demo_settings(dataset, seed=seed)
     out = Path(out) if out is not None else default_demo_path(dataset)
@@ -155,7 +155,7 @@ def build_demo(out: str | os.PathLike | None = None, *, dataset: str = DEFAULT_D
         annotate_analysis(analysis, config=settings.annotation,
                           progress=_stage(progress, 2, n, "annotating features"))
     if dataset == "simulated":
-        from .simulate.planted import planted_score_step
+        from core.simulate.planted import planted_score_step
 
         progress(n - 0.01, n, "scoring the planted GO programs")
         planted_score_step(analysis)

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .analysis import Analysis
-from .annotate.reported import findable, headline_p, is_reported, ordered, reported
-from .characterise import Z_CRIT
-from .errors import InputError
-from .progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from .search import ConceptIndex, characteristic_features
+from core.analysis import Analysis
+from core.annotate.reported import findable, headline_p, is_reported, ordered, reported
+from core.characterise import Z_CRIT
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.search import ConceptIndex, characteristic_features
 
 __all__ = [
     "LATENT_FILE", "CELLS_FILE", "TOP_GENES_FILE", "pca_2d", "ensure_latent", "ExplorerData", "explorer_data", "ConceptSearch",
@@ -83,7 +83,7 @@ def ensure_latent(analysis: Analysis, *, progress: Progress = no_progress) -> No
     inputs = _latent_inputs(analysis)
     if analysis.cached("latent", inputs=inputs):
         return
-    from .data import load_dataset
+    from core.data import load_dataset
 
     ref = analysis.config.get("dataset", {})
     path = Path(ref.get("path", ""))
@@ -201,7 +201,7 @@ class ExplorerData:
         """The annotation's expression source (:func:`core.expression.resolve_expression`), once."""
         with self._lock:
             if self._expression is None:
-                from .expression import resolve_expression
+                from core.expression import resolve_expression
 
                 self._expression = resolve_expression(self.analysis,
                                                       mode=annotation_settings(self.analysis)["expression"])
@@ -499,7 +499,7 @@ def feature_terms(annotations: pd.DataFrame | None, feature: int, *, show_all: b
 def annotation_settings(analysis: Analysis) -> dict:
     """The group and DE settings the analysis was annotated with (defaults before annotation).
     ``method``: "paper" for analyses annotated before the calibrated method existed."""
-    from .annotate.pipeline import AnnotationConfig
+    from core.annotate.pipeline import AnnotationConfig
 
     cfg = analysis.config.get("steps", {}).get("annotate", {}).get("inputs", {}).get("config")
     d = AnnotationConfig()
@@ -514,7 +514,7 @@ def cell_scale_of(data: "ExplorerData") -> np.ndarray:
     """The calibrated method's per-cell normalisation factors (n_cells,) of the analysis, once."""
     with data._lock:
         if getattr(data, "_cell_scale", None) is None:
-            from .annotate.normalise import cell_scale
+            from core.annotate.normalise import cell_scale
 
             data._cell_scale = cell_scale(data.expression().matrix)
         return data._cell_scale
@@ -526,7 +526,7 @@ def feature_de_table(data: ExplorerData, feature: int) -> pd.DataFrame:
     significant (calibrated method also: direction, tested, detect_high, detect_low); sorted by t
     (most up-regulated first). Only the feature's high and low cells (and, for the calibrated method,
     its 1,000 reference cells) are read from the expression matrix."""
-    from .annotate.groups import select_groups
+    from core.annotate.groups import select_groups
 
     f = data.check_feature(feature)
     s = annotation_settings(data.analysis)
@@ -551,8 +551,8 @@ def _rows(matrix, rows: np.ndarray) -> np.ndarray:
 
 def _paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
     """Welch's t on raw values (as ``scipy.stats.ttest_ind(equal_var=False)``), the paper's rule."""
-    from .annotate.de import FC_EPS, significant_genes
-    from .annotate.stats import bh, welch_from_moments
+    from core.annotate.de import FC_EPS, significant_genes
+    from core.annotate.stats import bh, welch_from_moments
 
     sub = _rows(matrix, np.concatenate([high, low])).astype(np.float64)
     a, b = sub[:high.size], sub[high.size:]
@@ -571,8 +571,8 @@ def _paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
 
 def _calibrated_table(data: ExplorerData, groups, high, low, s: dict, genes) -> pd.DataFrame:
     """The calibrated DE of one feature (:func:`core.annotate.calibrated_de.de_of_cells`)."""
-    from .annotate.calibrated_de import de_of_cells
-    from .annotate.normalise import log_normalise
+    from core.annotate.calibrated_de import de_of_cells
+    from core.annotate.normalise import log_normalise
 
     expr = data.expression()
     scale = cell_scale_of(data)
@@ -623,12 +623,12 @@ def build_top_genes(analysis: Analysis, *, n_top: int = 20, block_size: int = 25
                     should_stop: ShouldStop = never_stop) -> pd.DataFrame:
     """Top DE genes of every testable feature (step ``top_genes``, ``top_genes.parquet``), with
     the annotation's groups, expression and rule. Cached; re-running with the same inputs reads it."""
-    from . import io
-    from .annotate.calibrated_de import calibrated_de
-    from .annotate.de import batched_de
-    from .annotate.groups import select_groups
-    from .annotate.normalise import prepare
-    from .expression import resolve_expression
+    from core import io
+    from core.annotate.calibrated_de import calibrated_de
+    from core.annotate.de import batched_de
+    from core.annotate.groups import select_groups
+    from core.annotate.normalise import prepare
+    from core.expression import resolve_expression
 
     s = annotation_settings(analysis)
     acts_file = analysis.file("activations.npz")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
-from .analysis import CONFIG_FILE, Analysis
-from .errors import InputError, WriteError
+from core import io
+from core.analysis import CONFIG_FILE, Analysis
+from core.errors import InputError, WriteError
 
 FORMATS = ("csv", "parquet")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from .data import file_sha256, read_anndata
-from .errors import InputError
+from core.data import file_sha256, read_anndata
+from core.errors import InputError
 
 __all__ = ["ExpressionSource", "resolve_expression", "load_analysis_dataset", "observed_counts"]
 
@@ -47,11 +47,11 @@ def load_analysis_dataset(analysis, *, check_hash: bool = True, backed: bool = F
 def resolve_expression(analysis, *, mode: str = "auto") -> ExpressionSource:
     """Expression for annotating ``analysis``: ``predicted``, ``observed`` or ``auto``."""
     if mode in ("auto", "predicted"):
-        from .model.predict import analysis_decoder  # noqa: PLC0415
+        from core.model.predict import analysis_decoder  # noqa: PLC0415
 
         decoder = analysis_decoder(analysis)
         if decoder is not None:
-            from .model.predict import predicted_expression_for_analysis
+            from core.model.predict import predicted_expression_for_analysis
 
             return predicted_expression_for_analysis(analysis, decoder)
         if mode == "predicted":
@@ -75,7 +75,7 @@ def observed_counts(analysis):
     Made once per dataset file and layer (``observed_counts/`` in the analysis), by reading the
     .h5ad in chunks (:mod:`core.counts`): the counts are never all in memory.
     """
-    from .counts import CSC_FILES, load_csc, write_csc
+    from core.counts import CSC_FILES, load_csc, write_csc
 
     ref = analysis.config["dataset"]
     layer = ref.get("counts_layer")

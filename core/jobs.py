@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InputError
-from .progress import Progress, ShouldStop, never_stop, no_progress
+from core.errors import InputError
+from core.progress import Progress, ShouldStop, never_stop, no_progress
 
 __all__ = [
     "BROKER_ENV", "broker_url", "redact_url", "check_broker", "make_celery", "JobProbe", "probe_job",

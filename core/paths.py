@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InputError
+from core.errors import InputError
 
 __all__ = ["REPO_ROOT", "SHIPPED_DATA_DIR", "data_dir", "analyses_dir", "confine", "confined", "user_path",
            "check_path"]

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .annotate.reported import findable, headline_p
-from .characterise import Z_CRIT
-from .errors import InputError
+from core.annotate.reported import findable, headline_p
+from core.characterise import Z_CRIT
+from core.errors import InputError
 
 __all__ = ["ConceptIndex", "characteristic_features"]
 

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .progress import Progress, ShouldStop, never_stop, no_progress
+from core.errors import InputError
+from core.progress import Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["SimLabConfig", "SimRun", "METHODS", "METHOD_LABELS", "simulations_dir", "run_simlab", "load_run",
            "list_runs", "readout_r2", "planted_analyses", "planted_score_for", "read_planted_score"]
@@ -53,7 +53,7 @@ LIMITS = {"n_cells": (200, 50_000), "n_genes": (3, 2_000), "seed": (0, 2**31 - 1
 
 def simulations_dir() -> Path:
     """``<analyses folder>/simulations`` (where the app keeps simulation runs)."""
-    from .paths import analyses_dir
+    from core.paths import analyses_dir
 
     return analyses_dir() / "simulations"
 
@@ -91,7 +91,7 @@ class SimLabConfig:
     @property
     def run_id(self) -> str:
         """``small-<cells>x<genes>-seed<seed>-<hash of all settings>`` (stable across versions of this file)."""
-        from .io import content_hash
+        from core.io import content_hash
 
         digest = content_hash({"kind": "small-recovery", **self.to_dict()})[:8]
         return f"small-{self.n_cells}x{self.n_genes}-seed{self.seed}-{digest}"
@@ -132,7 +132,7 @@ def readout_r2(units: dict[str, np.ndarray], values: np.ndarray, variable: np.nd
     columns (R² undefined) are skipped in the means."""
     from sklearn.linear_model import LinearRegression
 
-    from .simulate.metrics import r2_scores
+    from core.simulate.metrics import r2_scores
 
     names = list(dict.fromkeys(np.asarray(variable).tolist()))
     out = {}
@@ -187,11 +187,11 @@ def run_simlab(config: SimLabConfig = SimLabConfig(), *, root: str | os.PathLike
     disk is returned as is (``reused=True``)."""
     from dataclasses import replace
 
-    from .simulate import SmallSimConfig, simulate
-    from .simulate.baselines import baseline_components
-    from .simulate.experiments import RecoveryConfig, default_ae_config, run_recovery
-    from .simulate.metrics import variable_matrix
-    from .simulate.report import data_summary, findings
+    from core.simulate import SmallSimConfig, simulate
+    from core.simulate.baselines import baseline_components
+    from core.simulate.experiments import RecoveryConfig, default_ae_config, run_recovery
+    from core.simulate.metrics import variable_matrix
+    from core.simulate.report import data_summary, findings
 
     root = Path(root) if root is not None else simulations_dir()
     final = root / config.run_id
@@ -244,8 +244,8 @@ def run_simlab(config: SimLabConfig = SimLabConfig(), *, root: str | os.PathLike
 
 def _write_run(staging: Path, record: dict, results: dict, best_r: pd.DataFrame, r2: pd.DataFrame, data: dict,
                config: SimLabConfig) -> None:
-    from .io import write_bytes, write_json
-    from .simulate.report import write_results
+    from core.io import write_bytes, write_json
+    from core.simulate.report import write_results
 
     write_results(results, staging, data=data, seed=config.seed, elapsed_s=record["elapsed_s"])
     write_bytes(staging / "best_r.csv", best_r.to_csv().encode())
@@ -280,7 +280,7 @@ def _commit(root: Path, run_id: str, write) -> None:
 
 
 def _run_path(run_id: str, root: Path) -> Path:
-    from .paths import confine
+    from core.paths import confine
 
     if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
         raise InputError(f"not a simulation run: {run_id!r}", fix="choose a run from the list")
@@ -289,7 +289,7 @@ def _run_path(run_id: str, root: Path) -> Path:
 
 def load_run(run_id: str, *, root: str | os.PathLike | None = None) -> SimRun:
     """The stored run ``run_id`` (InputError if there is none or it cannot be read)."""
-    from .io import read_json
+    from core.io import read_json
 
     root = Path(root) if root is not None else simulations_dir()
     path = _run_path(run_id, root)
@@ -310,7 +310,7 @@ def load_run(run_id: str, *, root: str | os.PathLike | None = None) -> SimRun:
 
 def list_runs(*, root: str | os.PathLike | None = None) -> list[dict[str, str]]:
     """Stored runs, newest first: ``[{"run_id", "label", "created"}]`` (unreadable folders skipped)."""
-    from .io import read_json
+    from core.io import read_json
 
     root = Path(root) if root is not None else simulations_dir()
     out = []
@@ -334,10 +334,10 @@ def list_runs(*, root: str | os.PathLike | None = None) -> list[dict[str, str]]:
 def planted_analyses() -> list[dict[str, Any]]:
     """Analyses in the analyses folder built from the simulated demo dataset (ground truth inside):
     ``[{"name", "annotated", "scored"}]``."""
-    from .analysis import Analysis
-    from .errors import FeatureLensError
-    from .paths import analyses_dir
-    from .simulate.planted import PLANTED_FILE
+    from core.analysis import Analysis
+    from core.errors import FeatureLensError
+    from core.paths import analyses_dir
+    from core.simulate.planted import PLANTED_FILE
 
     out = []
     adir = analyses_dir()
@@ -356,8 +356,8 @@ def planted_analyses() -> list[dict[str, Any]]:
 
 
 def _open_analysis(name: str):
-    from .analysis import Analysis
-    from .paths import analyses_dir, confine
+    from core.analysis import Analysis
+    from core.paths import analyses_dir, confine
 
     if not name:
         raise InputError("no analysis chosen", fix="choose an analysis built from the simulated demo dataset")
@@ -366,7 +366,7 @@ def _open_analysis(name: str):
 
 def read_planted_score(name: str) -> dict | None:
     """The stored planted-concept score of analysis ``name`` (``planted_score.json``), or None."""
-    from .simulate.planted import PLANTED_FILE
+    from core.simulate.planted import PLANTED_FILE
 
     a = _open_analysis(name)
     return a.read_json(PLANTED_FILE) if a.has(PLANTED_FILE) else None
@@ -375,7 +375,7 @@ def read_planted_score(name: str) -> dict | None:
 def planted_score_for(name: str, *, progress: Progress = no_progress) -> dict:
     """Compute (or reuse) the planted-concept score of analysis ``name`` and store it in the analysis
     (step ``planted``, :func:`core.simulate.planted.planted_score_step`)."""
-    from .simulate.planted import planted_score_step
+    from core.simulate.planted import planted_score_step
 
     a = _open_analysis(name)
     if not a.has("annotations.parquet"):

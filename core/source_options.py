@@ -10,12 +10,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .analysis import Analysis
-from .catalog import resolve_source
-from .data import CELL_TYPE_CANDIDATES, read_anndata
-from .datasets import shipped
-from .errors import FeatureLensError, InputError
-from .paths import analyses_dir, confine, data_dir
+from core.analysis import Analysis
+from core.catalog import resolve_source
+from core.data import CELL_TYPE_CANDIDATES, read_anndata
+from core.datasets import shipped
+from core.errors import FeatureLensError, InputError
+from core.paths import analyses_dir, confine, data_dir
 
 __all__ = ["SourceOptions", "source_options", "decoder_choices", "resolve_decoder", "analysis_path",
            "default_analysis_name", "MODEL_KEY"]

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import Analysis
-from .annotate.reported import ordered, reported
-from .errors import InputError
+from core.analysis import Analysis
+from core.annotate.reported import ordered, reported
+from core.errors import InputError
 
 __all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
            "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS"]
@@ -42,7 +42,7 @@ def steerability(analysis: Analysis) -> tuple[str, str] | None:
     does, but its weights are not loaded (the app calls this in its server process, which must not
     run torch: a background job forked after a parallel torch operation in the server can hang in
     OpenMP). The steering job itself loads and checks the decoder fully."""
-    from .model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
+    from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
 
     for name in ("sae.pt", "activations.npz"):
         if not analysis.has(name):
@@ -68,8 +68,8 @@ def steerability(analysis: Analysis) -> tuple[str, str] | None:
 def _decoder_problem(analysis: Analysis) -> str | None:
     """None if the analysis names a decoder that exists, "none" if it has none, else what is wrong
     (the lookup order of ``analysis_decoder``; no weights are read)."""
-    from . import io
-    from .model.store import default_model_dir, is_model_dir
+    from core import io
+    from core.model.store import default_model_dir, is_model_dir
 
     settings = analysis.config.get("settings", {}) or {}
     dataset = analysis.config.get("dataset", {}) or {}
@@ -197,7 +197,7 @@ def _axes_inputs(analysis: Analysis) -> dict:
 
 
 def _embedding_of(analysis: Analysis) -> np.ndarray:
-    from .data import load_dataset
+    from core.data import load_dataset
 
     ref = analysis.config.get("dataset", {}) or {}
     path = Path(ref.get("path", ""))
@@ -228,7 +228,7 @@ def latent_axes(analysis: Analysis, *, embedding: np.ndarray | None = None, pers
     the dataset); ``persist``: store the axes as the step ``latent_axes`` (do this from a fresh
     :class:`Analysis`; the app does it in the steering job, never from a request thread).
     """
-    from .explore import LATENT_FILE, ensure_latent
+    from core.explore import LATENT_FILE, ensure_latent
 
     ensure_latent(analysis)
     inputs = _axes_inputs(analysis)

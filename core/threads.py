@@ -15,7 +15,7 @@ import contextlib
 import os
 from typing import Iterator
 
-from .errors import InputError
+from core.errors import InputError
 
 __all__ = ["ENV", "passive_waits", "machine_threads", "auto_threads", "torch_threads", "set_threads_override"]
 

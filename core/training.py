@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .characterise import characterise, check_max_regional_types, locality_counts
-from .io import content_hash
-from .progress import Progress, ShouldStop, never_stop, no_progress
+from core.characterise import characterise, check_max_regional_types, locality_counts
+from core.io import content_hash
+from core.progress import Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["train_into_analysis", "sae_step_inputs"]
 
@@ -35,9 +35,9 @@ def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref:
 def _fidelity(analysis, x: np.ndarray, result) -> dict | None:
     """Expression-space fidelity of ``result``'s SAE on its validation cells (:mod:`core.model.fidelity`):
     None without a decoder; ``{"unavailable": reason}`` when the decoder cannot score these data."""
-    from .errors import InputError
-    from .model.fidelity import analysis_fidelity
-    from .sae import reconstruct
+    from core.errors import InputError
+    from core.model.fidelity import analysis_fidelity
+    from core.sae import reconstruct
 
     try:
         return analysis_fidelity(analysis, x, result.val_index, reconstruct=lambda rows: reconstruct(result.sae, rows),
@@ -65,10 +65,10 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     ``summary["fidelity"]``: the expression model's log-likelihood of held-out cells' counts with the
     SAE reconstruction in place of the embedding (None when the analysis has no decoder).
     """
-    from .sae import check_trainable, encode_activations, sae_metrics, save_sae, train_sae
-    from .sae.robustness import robustness_report, train_seeds
-    from .sae.sweep import sparsity_sweep
-    from .sae.stability import seed_stability
+    from core.sae import check_trainable, encode_activations, sae_metrics, save_sae, train_sae
+    from core.sae.robustness import robustness_report, train_seeds
+    from core.sae.sweep import sparsity_sweep
+    from core.sae.stability import seed_stability
 
     check_trainable(x, what=f"embedding {data_ref.get('embedding') or ''}".strip())
     if max_regional_types is not None:
@@ -90,7 +90,7 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
         results = [train_sae(x, config=sae_config, train=train_config, progress=progress, should_stop=should_stop,
                              on_eval=on_eval)]
     if any(r.stop_reason == "should_stop" for r in results):  # a partial SAE must not be cached as done
-        from .progress import Cancelled
+        from core.progress import Cancelled
 
         raise Cancelled("training cancelled; the analysis was not changed")
     measured, acts_by_seed = {}, {}

@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import file_sha256, read_anndata, validate
-from .errors import InputError
+from core.data import file_sha256, read_anndata, validate
+from core.errors import InputError
 
 __all__ = ["UploadResult", "save_upload", "decode_data_url", "safe_upload_name"]
 

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .analysis import Analysis
-from .catalog import resolve_source
-from .data import load_dataset
-from .datasets import shipped
-from .errors import InputError
-from .paths import data_dir
-from .progress import Progress, ShouldStop, never_stop, no_progress
-from .source_options import MODEL_KEY, analysis_path, resolve_decoder
+from core.analysis import Analysis
+from core.catalog import resolve_source
+from core.data import load_dataset
+from core.datasets import shipped
+from core.errors import InputError
+from core.paths import data_dir
+from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.source_options import MODEL_KEY, analysis_path, resolve_decoder
 
 __all__ = ["TrainRequest", "preset_form_values", "FitOutcome", "fit_model_for_source", "train_for_source", "annotate_named",
            "analysis_overview", "fitted_file_name"]
@@ -80,8 +80,8 @@ class TrainRequest:
 
     def configs(self):
         """``(sae_config, train_config)``: the preset with these overrides (same rules as the CLI)."""
-        from .commands.train import build_configs
-        from .sae import preset
+        from core.commands.train import build_configs
+        from core.sae import preset
 
         arch = self.arch
         # the form shows the preset's epochs: only a changed value is an override (which, as
@@ -99,7 +99,7 @@ class TrainRequest:
 
     def sweep(self):
         """The ``auto`` preset's :class:`core.sae.sweep.SweepConfig` (None for the other presets)."""
-        from .sae.sweep import preset_sweep
+        from core.sae.sweep import preset_sweep
 
         return preset_sweep(self.preset, self.configs()[0])
 
@@ -110,7 +110,7 @@ def preset_form_values(preset: str, arch: str | None = None) -> dict[str, Any]:
     ``expansion`` (None when the preset fixes ``hidden``), ``hidden``, ``sparsity_kind`` ("l1"
     or "k"), ``sparsity``, ``epochs``, ``patience`` and the preset's one-line ``description``.
     """
-    from .sae import PRESETS
+    from core.sae import PRESETS
 
     sae_cfg, train_cfg = TrainRequest(source="-", analysis="preview", preset=preset, arch=arch).configs()
     uses_k = hasattr(sae_cfg, "k")
@@ -140,8 +140,8 @@ def fit_model_for_source(source: str, *, latent: int = 20, seed: int = 0, progre
     The chosen file is never rewritten (analyses refer to it by content hash). An existing
     output is refused rather than replaced, for the same reason.
     """
-    from .model import ModelConfig, fit_h5ad
-    from .model.store import default_model_dir
+    from core.model import ModelConfig, fit_h5ad
+    from core.model.store import default_model_dir
 
     kind, path = resolve_source(source)
     if kind == "analysis":
@@ -205,8 +205,8 @@ def train_for_source(request: TrainRequest, *, progress: Progress = no_progress,
     the analysis (refused if it belongs to another dataset), train → encode → metrics →
     characterise as one atomic step (reused when data and settings are unchanged).
     """
-    from .sae import check_trainable
-    from .training import train_into_analysis
+    from core.sae import check_trainable
+    from core.training import train_into_analysis
 
     sae_cfg, train_cfg = request.configs()
     ds, ref, use_cell_types = _dataset_for(request)
@@ -226,7 +226,7 @@ def train_for_source(request: TrainRequest, *, progress: Progress = no_progress,
 def annotate_named(name: str, *, config=None, progress: Progress = no_progress,
                    should_stop: ShouldStop = never_stop) -> dict[str, Any]:
     """Annotate analysis ``name`` (``featurelens annotate``); returns its overview."""
-    from .annotate.pipeline import AnnotationConfig, annotate_analysis
+    from core.annotate.pipeline import AnnotationConfig, annotate_analysis
 
     path = analysis_path(name)
     analysis = Analysis.open(path)

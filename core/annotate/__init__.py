@@ -13,14 +13,14 @@ Two methods share the groups and the batched group moments (:mod:`.moments`):
 
 :func:`core.annotate.pipeline.annotate` runs either, with the null self-check.
 """
-from .calibrated_de import CalibratedDE, calibrated_de, de_of_cells
-from .calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
-from .de import DEResult, batched_de, significant_genes
-from .enrich import COLUMNS, enrich, enrichment_stats
-from .groups import Groups, select_groups
-from .normalise import detected_matrix, library_sizes, log_normalise
-from .reported import findable, headline_p, is_reported, ordered, reported
-from .stats import binom_two_sided, bh, mwu_from_rank_sums, rank_rows, welch_from_moments
+from core.annotate.calibrated_de import CalibratedDE, calibrated_de, de_of_cells
+from core.annotate.calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
+from core.annotate.de import DEResult, batched_de, significant_genes
+from core.annotate.enrich import COLUMNS, enrich, enrichment_stats
+from core.annotate.groups import Groups, select_groups
+from core.annotate.normalise import detected_matrix, library_sizes, log_normalise
+from core.annotate.reported import findable, headline_p, is_reported, ordered, reported
+from core.annotate.stats import binom_two_sided, bh, mwu_from_rank_sums, rank_rows, welch_from_moments
 
 __all__ = ["Groups", "select_groups", "DEResult", "batched_de", "significant_genes", "enrich",
            "enrichment_stats", "COLUMNS", "bh", "welch_from_moments", "binom_two_sided", "rank_rows",

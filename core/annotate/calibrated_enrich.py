@@ -23,12 +23,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..progress import Cancelled, ShouldStop, never_stop
-from .calibrated_de import CalibratedDE
-from .moderated import bh_masked, hypergeom_over, rank_sum_correlated
-from .specific import Hierarchy, eliminate, hierarchy, ontology_codes
-from .enrich import term_column
-from .stats import binom_two_sided, rank_rows, term_sums
+from core.progress import Cancelled, ShouldStop, never_stop
+from core.annotate.calibrated_de import CalibratedDE
+from core.annotate.moderated import bh_masked, hypergeom_over, rank_sum_correlated
+from core.annotate.specific import Hierarchy, eliminate, hierarchy, ontology_codes
+from core.annotate.enrich import term_column
+from core.annotate.stats import binom_two_sided, rank_rows, term_sums
 
 __all__ = ["enrich_calibrated", "CALIBRATED_COLUMNS"]
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..progress import Progress, ShouldStop, never_stop, no_progress
-from .groups import Groups
-from .moments import check_inputs, chunk_sums
-from .stats import _welch_chunk, bh, t_two_sided
+from core.errors import InputError
+from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.annotate.groups import Groups
+from core.annotate.moments import check_inputs, chunk_sums
+from core.annotate.stats import _welch_chunk, bh, t_two_sided
 
 __all__ = ["FeatureBlock", "DEResult", "batched_de", "significant_genes"]
 

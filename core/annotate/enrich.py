@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from .de import DEResult
-from .stats import _binom_two_sided_unique, bh, mwu_from_rank_sums, rank_rows, term_sums
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.annotate.de import DEResult
+from core.annotate.stats import _binom_two_sided_unique, bh, mwu_from_rank_sums, rank_rows, term_sums
 
 __all__ = ["enrich", "enrichment_stats", "COLUMNS", "term_column"]
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop
-from .groups import Groups, _take_csr
-from .stats import group_sums, prefix_sums
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop
+from core.annotate.groups import Groups, _take_csr
+from core.annotate.stats import group_sums, prefix_sums
 
 __all__ = ["Chunk", "chunk_sums", "check_inputs"]
 

@@ -14,22 +14,22 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..concept_map import ConceptMapConfig, concept_map
-from ..concepts import ConceptDB, load_go, read_gmt
-from ..concepts.go import NAMESPACES
-from ..concepts.match import prepare_concepts
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from ..concepts.dag import go_dag
-from .calibrated_de import KINDS, calibrated_de
-from .calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
-from .de import batched_de
-from .enrich import COLUMNS, enrich
-from .groups import select_groups
-from .moderated import term_correlation
-from .normalise import prepare
-from .reported import is_reported, reported
-from .specific import hierarchy
+from core.concept_map import ConceptMapConfig, concept_map
+from core.concepts import ConceptDB, load_go, read_gmt
+from core.concepts.go import NAMESPACES
+from core.concepts.match import prepare_concepts
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.concepts.dag import go_dag
+from core.annotate.calibrated_de import KINDS, calibrated_de
+from core.annotate.calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
+from core.annotate.de import batched_de
+from core.annotate.enrich import COLUMNS, enrich
+from core.annotate.groups import select_groups
+from core.annotate.moderated import term_correlation
+from core.annotate.normalise import prepare
+from core.annotate.reported import is_reported, reported
+from core.annotate.specific import hierarchy
 
 METHODS = ("calibrated", "paper")
 
@@ -254,8 +254,8 @@ class _Runner:
 def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig(), progress: Progress = no_progress,
                       should_stop: ShouldStop = never_stop, force: bool = False) -> dict:
     """Run :func:`annotate` on an analysis folder; returns the summary (also stored in annotation.json)."""
-    from .. import io
-    from ..expression import resolve_expression
+    from core import io
+    from core.expression import resolve_expression
 
     acts_file = analysis.file("activations.npz")
     if not acts_file.is_file():

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..errors import InputError
-from .calibrated_de import calibrated_de
-from .de import batched_de
-from .normalise import prepare
-from .groups import select_groups
+from core.errors import InputError
+from core.annotate.calibrated_de import calibrated_de
+from core.annotate.de import batched_de
+from core.annotate.normalise import prepare
+from core.annotate.groups import select_groups
 
 __all__ = ["feature_de"]
 
@@ -21,7 +21,7 @@ def feature_de(analysis, feature: int, *, method: str = "calibrated", expression
     (:class:`core.annotate.calibrated_de.CalibratedDE` table): gene, mean_high, mean_low (log-normalised),
     lfc, t (moderated), p, q, tested, direction, detect_high, detect_low, and ``significant``.
     ``cells``: feature, group, cell_index, cell."""
-    from ..expression import load_analysis_dataset, resolve_expression
+    from core.expression import load_analysis_dataset, resolve_expression
 
     acts = analysis.read_npz_sparse("activations.npz")
     if not 0 <= feature < acts.shape[1]:

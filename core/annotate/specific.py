@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .moderated import hypergeom_over_one
+from core.annotate.moderated import hypergeom_over_one
 
 __all__ = ["Hierarchy", "hierarchy", "ontology_codes", "eliminate"]
 

@@ -36,7 +36,7 @@ def configure(parser) -> None:
 
 
 def config_from_args(args):
-    from ..annotate.pipeline import AnnotationConfig
+    from core.annotate.pipeline import AnnotationConfig
 
     concepts = tuple(c.strip().lower() for c in args.concepts.split(",") if c.strip())
     return AnnotationConfig(method=args.method, fdr=args.fdr, min_detect=args.min_detect, min_lfc=args.min_lfc, min_effect=args.min_effect,
@@ -47,9 +47,9 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from ..analysis import Analysis
-    from ..annotate.pipeline import annotate_analysis
-    from ..progress import ProgressBar
+    from core.analysis import Analysis
+    from core.annotate.pipeline import annotate_analysis
+    from core.progress import ProgressBar
 
     analysis = Analysis.open(args.analysis)
     summary = annotate_analysis(analysis, config=config_from_args(args), progress=ProgressBar("annotate"),

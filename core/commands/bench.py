@@ -52,8 +52,8 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
-    from ..paths import REPO_ROOT
+    from core.errors import InputError
+    from core.paths import REPO_ROOT
 
     names = list(NAMES) if "all" in args.which else list(dict.fromkeys(args.which))
     unknown = [n for n in names if n not in NAMES]

@@ -11,9 +11,9 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from .. import io
-    from ..analysis import Analysis
-    from ..compare import compare_annotations
+    from core import io
+    from core.analysis import Analysis
+    from core.compare import compare_annotations
 
     a, b = Analysis.open(args.a), Analysis.open(args.b)
     cmp = compare_annotations(a.read_parquet("annotations.parquet"), b.read_parquet("annotations.parquet"))

@@ -19,9 +19,9 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from .. import io
-    from ..analysis import Analysis
-    from ..annotate.single import feature_de
+    from core import io
+    from core.analysis import Analysis
+    from core.annotate.single import feature_de
 
     analysis = Analysis.open(args.analysis)
     table, cells = feature_de(analysis, args.feature, method=args.method, expression=args.expression, percentile=args.percentile,

@@ -5,7 +5,7 @@ HELP = "Build the demo analysis (cached after the first run) and serve the app o
 
 
 def configure(parser) -> None:
-    from ..demo import DEFAULT_DEMO, DEMO_DATASETS
+    from core.demo import DEFAULT_DEMO, DEMO_DATASETS
 
     parser.add_argument("--dataset", choices=DEMO_DATASETS, default=DEFAULT_DEMO,
                         help="simulated: 10,000 simulated haematopoietic cells with planted GO programs "
@@ -18,9 +18,9 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..demo import build_demo, default_demo_path
-    from ..progress import ProgressBar
-    from .serve import check_bind, serve
+    from core.demo import build_demo, default_demo_path
+    from core.progress import ProgressBar
+    from core.commands.serve import check_bind, serve
 
     check_bind(host=args.host, port=args.port)       # refuse a bad --host/--port before the build
     out = args.out or default_demo_path(args.dataset)

@@ -18,8 +18,8 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..analysis import Analysis
-    from ..export import export_archive, export_tables
+    from core.analysis import Analysis
+    from core.export import export_archive, export_tables
 
     analysis = Analysis.open(args.analysis)
     if str(args.out).endswith(".zip"):

@@ -36,9 +36,9 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..model.api import fit_h5ad
-    from ..model.config import ModelConfig
-    from ..progress import ProgressBar
+    from core.model.api import fit_h5ad
+    from core.model.config import ModelConfig
+    from core.progress import ProgressBar
 
     config = ModelConfig(latent=args.latent, hidden=args.hidden, likelihood=args.likelihood, lr=args.lr,
                          batch_size=args.batch_size, max_epochs=args.epochs, seed=args.seed)

@@ -42,7 +42,7 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(*, host: str, port: int, debug: bool = False) -> str | None:
     """Refuse unsafe or invalid settings (InputError); return the warning to print when exposing the app."""
-    from ..errors import InputError
+    from core.errors import InputError
 
     if not 0 < port < 65536:
         raise InputError(f"port {port} is not a valid TCP port", fix="use a number between 1024 and 65535")

@@ -71,21 +71,21 @@ def _out_seed(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from core.errors import InputError
 
     if not str(args.out).strip():
         raise InputError("--out is empty", fix="e.g. --out simulated.h5ad")
     if args.kind == "experiment":
         return _run_experiment(args)
-    from ..progress import ProgressBar
+    from core.progress import ProgressBar
 
     if not str(args.out).endswith(".h5ad"):
         raise InputError(f"the output must be an .h5ad file (got {args.out})", fix=f"e.g. --out {args.out}.h5ad")
     if args.kind == "demo":
         try:
-            from ..simulate.demo_data import write_demo_dataset
+            from core.simulate.demo_data import write_demo_dataset
         except ModuleNotFoundError as exc:
-            from ..errors import NotAvailableError
+            from core.errors import NotAvailableError
 
             raise NotAvailableError("the simulated demo dataset is not available in this version",
                                     fix="use `featurelens simulate small` or `large`") from exc
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         write_demo_dataset(args.out, seed=args.seed, progress=ProgressBar("simulate demo"))
         print(f"wrote {args.out}")
         return 0
-    from ..simulate import LargeSimConfig, SmallSimConfig, data_summary, simulate, write_simulation
+    from core.simulate import LargeSimConfig, SmallSimConfig, data_summary, simulate, write_simulation
 
     t0 = time.monotonic()
     if args.kind == "small":
@@ -120,14 +120,14 @@ def run(args: argparse.Namespace) -> int:
 def _run_experiment(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..errors import InputError
-    from ..progress import ProgressBar
-    from ..simulate import read_simulation
-    from ..simulate.experiments import EXPERIMENTS, quick_configs, run_experiments
-    from ..simulate import data_summary
-    from ..simulate.report import write_results
+    from core.errors import InputError
+    from core.progress import ProgressBar
+    from core.simulate import read_simulation
+    from core.simulate.experiments import EXPERIMENTS, quick_configs, run_experiments
+    from core.simulate import data_summary
+    from core.simulate.report import write_results
 
-    from ..threads import set_threads_override
+    from core.threads import set_threads_override
 
     set_threads_override(args.threads)  # every later automatic choice uses it (core.threads)
     if args.epochs is not None and args.epochs < 1:
@@ -136,7 +136,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
     which = EXPERIMENTS if "all" in args.which else tuple(dict.fromkeys(args.which))
     configs = quick_configs() if args.quick else {}
     if args.epochs is not None:
-        from ..simulate.experiments import RecoveryConfig, StructureConfig, SweepConfig
+        from core.simulate.experiments import RecoveryConfig, StructureConfig, SweepConfig
 
         sweep = configs.get("sweep", SweepConfig())
         rec = configs.get("recovery", RecoveryConfig())
@@ -149,7 +149,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
     elapsed = {**results.pop("elapsed_s"), "total": round(time.monotonic() - t0, 1)}
     paths = write_results(results, args.out, data=data_summary(adata), seed=args.seed, elapsed_s=elapsed)
     print(f"wrote {len(paths)} files to {args.out} ({elapsed['total']:.1f} s); see {args.out}/report.md")
-    from ..simulate.report import findings
+    from core.simulate.report import findings
 
     for f in findings(results):
         print(f"  [{f['status']}] {f['finding']}: ours {f['ours']} (paper: {f['paper']})")

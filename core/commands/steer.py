@@ -20,8 +20,8 @@ examples:
 
 
 def configure(parser) -> None:
-    from ..steer.cells import SELECTION_HELP
-    from ..steer.targets import TARGET_HELP
+    from core.steer.cells import SELECTION_HELP
+    from core.steer.targets import TARGET_HELP
 
     parser.add_argument("analysis", help="analysis folder (after `featurelens train`, with a model decoder)")
     parser.add_argument("--feature", required=True, help="feature id(s), comma-separated")
@@ -49,7 +49,7 @@ def configure(parser) -> None:
 
 
 def config_from_args(args):
-    from ..steer import SteerConfig
+    from core.steer import SteerConfig
 
     targets = [t.strip() for t in args.target.split(",")] if "mean:" not in args.target else [args.target.strip()]
     return SteerConfig(target=tuple(targets) if len(targets) > 1 else targets[0], error_term=not args.no_error_term,
@@ -60,7 +60,7 @@ def config_from_args(args):
 
 
 def _features(text: str) -> list[int]:
-    from ..errors import InputError
+    from core.errors import InputError
 
     try:
         return [int(f) for f in text.split(",") if f.strip()]
@@ -74,7 +74,7 @@ def write_tables(result, out, *, fmt: str = "csv") -> list[str]:
     import numpy as np
     import pandas as pd
 
-    from .. import io
+    from core import io
 
     out.mkdir(parents=True, exist_ok=True)
     d = result.latent_before.shape[1]
@@ -116,7 +116,7 @@ def print_summary(result) -> None:
     if not s["n_up"] and not s["n_down"]:
         print(f"  no gene changed {2 ** result.config.min_abs_log2fc:.3g}-fold or more: lower --min-log2fc or steer "
               "harder (e.g. --target x2); the Mann–Whitney terms below use every gene's fold change")
-        from ..steering_view import largest_changes
+        from core.steering_view import largest_changes
 
         top = largest_changes(result.de, n=5)
         for direction in ("up", "down"):
@@ -143,9 +143,9 @@ def print_summary(result) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..analysis import Analysis
-    from ..progress import ProgressBar
-    from ..steer import save_steering_run, steer
+    from core.analysis import Analysis
+    from core.progress import ProgressBar
+    from core.steer import save_steering_run, steer
 
     analysis = Analysis.open(args.analysis)
     config = config_from_args(args)

@@ -13,7 +13,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..data import load_dataset
+    from core.data import load_dataset
 
     ds = load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type,
                       counts_layer=args.counts_layer, obs=args.obs)

@@ -27,8 +27,8 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
-    from ..jobs import BROKER_ENV, broker_url, check_broker, redact_url
+    from core.errors import InputError
+    from core.jobs import BROKER_ENV, broker_url, check_broker, redact_url
 
     url = broker_url()
     if not url:

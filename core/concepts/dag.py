@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from .go import GO_FILE, _arrays
+from core.concepts.go import GO_FILE, _arrays
 
 __all__ = ["GODag", "go_dag", "ROOTS"]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError
-from ..paths import user_path
-from .db import ConceptDB
+from core.errors import InputError
+from core.paths import user_path
+from core.concepts.db import ConceptDB
 
 __all__ = ["read_gmt"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError
-from ..paths import SHIPPED_DATA_DIR
-from .db import ConceptDB
+from core.errors import InputError
+from core.paths import SHIPPED_DATA_DIR
+from core.concepts.db import ConceptDB
 
 __all__ = ["GO_FILE", "load_go", "GeneTable", "load_gene_table", "NAMESPACES"]
 

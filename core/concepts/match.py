@@ -6,10 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..genes import detect_gene_ids, symbol_case
-from .db import ConceptDB, GeneMatch, concat
-from .go import load_gene_table
+from core.errors import InputError
+from core.genes import detect_gene_ids, symbol_case
+from core.concepts.db import ConceptDB, GeneMatch, concat
+from core.concepts.go import load_gene_table
 
 __all__ = ["match_genes", "prepare_concepts"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, ShouldStop, never_stop, no_progress
-from .config import ModelConfig
-from .fit import FittedModel, fit_expression_model
+from core.errors import InputError
+from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.model.config import ModelConfig
+from core.model.fit import FittedModel, fit_expression_model
 
 __all__ = ["fit_anndata", "fit_h5ad", "FitReport", "write_h5ad_atomic", "counts_of"]
 
@@ -87,7 +87,7 @@ def fit_anndata(
     Only gene-expression columns are modelled when ``.var`` marks feature types (multiome
     files); the other modality stays in the AnnData untouched.
     """
-    from .multiomics import expression_columns
+    from core.model.multiomics import expression_columns
 
     config = config or ModelConfig()
     X, what = counts_of(adata, counts_layer)
@@ -123,7 +123,7 @@ def _uns_summary(fitted: FittedModel, **extra) -> dict:
 
 def write_h5ad_atomic(adata, path: str | os.PathLike) -> Path:
     """Write ``adata`` to ``path`` via a temporary file in the same folder and a rename."""
-    from ..io import atomic_path
+    from core.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -153,8 +153,8 @@ def fit_h5ad(
 ) -> FitReport:
     """Fit the model on the .h5ad at ``path``; save it to ``out`` (default ``<stem>.featurelens-model/``)
     and the embedding to ``.obsm[key]`` of ``output_h5ad`` (default: ``path`` itself)."""
-    from ..data import file_sha256, read_anndata
-    from .store import default_model_dir, save_model
+    from core.data import file_sha256, read_anndata
+    from core.model.store import default_model_dir, save_model
 
     path = Path(path)
     if path.suffix.lower() != ".h5ad":

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..configs import config_from_dict
-from ..errors import InputError
+from core.configs import config_from_dict
+from core.errors import InputError
 
 __all__ = ["ModelConfig", "LIKELIHOODS"]
 

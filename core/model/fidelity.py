@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError
+from core.errors import InputError
 
 __all__ = ["fidelity_score", "expression_fidelity", "nb_cell_log_likelihood", "analysis_fidelity",
            "MAX_FIDELITY_CELLS"]
@@ -45,7 +45,7 @@ def nb_cell_log_likelihood(theta) -> CellLogLik:
     """Per-cell NB log-likelihood (with its −log x! term) for per-gene inverse dispersions ``theta`` (g,)."""
     import torch
 
-    from .nb import nb_log_prob
+    from core.model.nb import nb_log_prob
 
     th = torch.as_tensor(np.asarray(theta, dtype=np.float32))
     return lambda x, mu: nb_log_prob(x, mu, th).double().sum(1)
@@ -54,7 +54,7 @@ def nb_cell_log_likelihood(theta) -> CellLogLik:
 def _gaussian_cell_log_likelihood(log_var) -> CellLogLik:
     import torch
 
-    from .nb import gaussian_log_prob
+    from core.model.nb import gaussian_log_prob
 
     lv = torch.as_tensor(np.asarray(log_var, dtype=np.float32))
     return lambda x, mu: gaussian_log_prob(x, mu, lv).double().sum(1)
@@ -96,7 +96,7 @@ def expression_fidelity(counts, *, original: np.ndarray, reconstruction: np.ndar
         raise InputError(f"the baseline has {base.size} dimensions; the embedding {original.shape[1]}")
     dispersion = "given"
     if log_likelihood is None:
-        from .nb import fit_nb_theta
+        from core.model.nb import fit_nb_theta
 
         m = min(n, THETA_FIT_CELLS)
         rows = np.arange(m)
@@ -123,7 +123,7 @@ def expression_fidelity(counts, *, original: np.ndarray, reconstruction: np.ndar
 
 def _model_log_likelihood(decoder) -> CellLogLik | None:
     """The built-in model's own likelihood (its θ or variances, in the data's gene order); None otherwise."""
-    from .decoders import BuiltinDecoder
+    from core.model.decoders import BuiltinDecoder
 
     if not isinstance(decoder, BuiltinDecoder):
         return None
@@ -146,11 +146,11 @@ def analysis_fidelity(analysis, x: np.ndarray, cells: np.ndarray, *, reconstruct
     the score cannot be computed (no counts, counts a count model cannot score); else the result
     plus ``cells`` ("SAE validation cells") and ``decoder`` (its kind).
     """
-    from ..counts import count_rows
-    from ..expression import load_analysis_dataset
-    from .fit import check_counts
-    from .multiomics import expression_columns
-    from .predict import analysis_decoder, resolve_decoder_for_data
+    from core.counts import count_rows
+    from core.expression import load_analysis_dataset
+    from core.model.fit import check_counts
+    from core.model.multiomics import expression_columns
+    from core.model.predict import analysis_decoder, resolve_decoder_for_data
 
     decoder = analysis_decoder(analysis)
     if decoder is None or not getattr(decoder, "available", True):

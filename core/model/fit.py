@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from ..threads import auto_threads, torch_threads
-from .config import ModelConfig
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.threads import auto_threads, torch_threads
+from core.model.config import ModelConfig
 
 __all__ = ["FittedModel", "fit_expression_model", "check_counts", "as_csr", "one_hot", "encode_cells",
            "library_size", "heldout_metrics"]
@@ -55,7 +55,7 @@ class FittedModel:
         return one_hot(labels, self.covariate["categories"], key=self.covariate["key"])
 
     def decoder(self):
-        from .decoders import BuiltinDecoder
+        from core.model.decoders import BuiltinDecoder
 
         return BuiltinDecoder(self)
 
@@ -104,7 +104,7 @@ def one_hot(labels: Sequence, categories: Sequence[str], *, key: str = "batch") 
 
 def check_counts(X, likelihood: str, *, what: str = "the expression matrix") -> None:
     """Refuse data the likelihood cannot model (NaN, negatives; non-integers for NB)."""
-    from ..data import ValidationReport, _check_counts
+    from core.data import ValidationReport, _check_counts
 
     report = ValidationReport()
     kind = _check_counts(X, report, what=what)
@@ -197,7 +197,7 @@ def heldout_metrics(model, X, lib: np.ndarray, cov: np.ndarray | None, idx: np.n
     """
     import torch
 
-    from .nb import fit_nb_theta, gaussian_log_prob, nb_log_prob, poisson_log_prob
+    from core.model.nb import fit_nb_theta, gaussian_log_prob, nb_log_prob, poisson_log_prob
 
     device = device or torch.device("cpu")
     model.eval()
@@ -312,7 +312,7 @@ def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_n
          should_stop) -> FittedModel:
     import torch
 
-    from .vae import ExpressionModel
+    from core.model.vae import ExpressionModel
 
     n_cells, n_genes = X.shape
     if n_cells < MIN_CELLS:

@@ -13,9 +13,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, ShouldStop, never_stop, no_progress
-from .decoders import Decoder, decode_into, decode_to_npy
+from core.errors import InputError
+from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.model.decoders import Decoder, decode_into, decode_to_npy
 
 __all__ = [
     "PREDICTED_STEP", "PREDICTED_FILE", "ExpressionSource", "Block", "predicted_expression",
@@ -65,7 +65,7 @@ def predicted_expression(decoder: Decoder, latent, library_size=None, covariates
 
 def predicted_inputs(decoder: Decoder, latent, library_size=None, covariates=None) -> dict:
     """The cache key of the predicted-expression step (small JSON of hashes)."""
-    from ..io import content_hash
+    from core.io import content_hash
 
     return {
         "decoder": decoder.fingerprint(),
@@ -170,9 +170,9 @@ def analysis_decoder(analysis) -> Decoder | None:
     """
     from pathlib import Path
 
-    from .. import io
-    from .decoders import BuiltinDecoder
-    from .store import default_model_dir, is_model_dir
+    from core import io
+    from core.model.decoders import BuiltinDecoder
+    from core.model.store import default_model_dir, is_model_dir
 
     settings = analysis.config.get("settings", {}) or {}
     dataset = analysis.config.get("dataset", {}) or {}
@@ -212,13 +212,13 @@ class _DeferredTorchScript(Decoder):
         self.path, self.covariate_key, self.output = path, covariate_key, output
 
     def resolve(self, *, n_latent: int, gene_names, probe_latent, n_covariates: int) -> Decoder:
-        from .decoders import load_decoder
+        from core.model.decoders import load_decoder
 
         return load_decoder(self.path, n_latent=n_latent, gene_names=gene_names, n_covariates=n_covariates,
                             output=self.output, probe_latent=probe_latent)
 
     def fingerprint(self) -> str:
-        from ..data import file_sha256
+        from core.data import file_sha256
 
         return file_sha256(self.path)
 
@@ -233,8 +233,8 @@ def predicted_expression_for_analysis(analysis, decoder: Decoder):
     """
     import pandas as pd
 
-    from ..expression import ExpressionSource as AnalysisExpression
-    from ..io import content_hash
+    from core.expression import ExpressionSource as AnalysisExpression
+    from core.io import content_hash
 
     data = decoding_data(analysis, decoder)
     decoder, z, lib, covariates, genes = data.decoder, data.latent, data.library_size, data.covariates, data.genes
@@ -265,10 +265,10 @@ def decoding_data(analysis, decoder: Decoder) -> DecodingData:
     """:class:`DecodingData` of ``analysis``'s dataset, read with ``.X`` left on disk: the library
     sizes are summed in chunks (:func:`core.counts.library_sizes`), so the counts are never all in
     memory. Shared by predicted expression and steering."""
-    from ..counts import library_sizes
-    from ..expression import load_analysis_dataset
-    from .embeddings import get_embedding
-    from .multiomics import expression_columns
+    from core.counts import library_sizes
+    from core.expression import load_analysis_dataset
+    from core.model.embeddings import get_embedding
+    from core.model.multiomics import expression_columns
 
     key = _analysis_embedding_key(analysis)
     if not key:
@@ -291,8 +291,8 @@ def decoding_data(analysis, decoder: Decoder) -> DecodingData:
 def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None):
     """``decoder`` checked against the data (latent size, genes; a deferred TorchScript decoder probed),
     and the cells' covariates (one-hot batch) or None. Shared by predicted expression and steering."""
-    from .decoders import BuiltinDecoder
-    from .fit import one_hot
+    from core.model.decoders import BuiltinDecoder
+    from core.model.fit import one_hot
 
     covariates = None
     if isinstance(decoder, _DeferredTorchScript):

@@ -13,10 +13,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .. import io
-from ..errors import InputError
-from .config import ModelConfig
-from .fit import FittedModel
+from core import io
+from core.errors import InputError
+from core.model.config import ModelConfig
+from core.model.fit import FittedModel
 
 __all__ = ["save_model", "load_model", "default_model_dir", "is_model_dir", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
@@ -80,7 +80,7 @@ def save_model(fitted: FittedModel, path: str | os.PathLike, *, overwrite: bool 
 
 def load_model(path: str | os.PathLike) -> FittedModel:
     """Load a model folder written by :func:`save_model` (``embedding`` is None)."""
-    from .vae import ExpressionModel
+    from core.model.vae import ExpressionModel
 
     path = Path(path)
     if not is_model_dir(path):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .nb import gaussian_log_prob, nb_log_prob, nb_log_prob_rows
+from core.model.config import ModelConfig
+from core.model.nb import gaussian_log_prob, nb_log_prob, nb_log_prob_rows
 
 __all__ = ["ExpressionModel", "ExpressionDecoder", "ExpressionEncoder", "SCALE"]
 

@@ -9,7 +9,7 @@ Typical use::
 
 Reference method: docs/method.md §1. ``preset("paper")`` reproduces the paper's case study.
 """
-from .config import (
+from core.sae.config import (
     DECODER_NORMS,
     INITS,
     LR_SCHEDULES,
@@ -22,9 +22,9 @@ from .config import (
     VanillaConfig,
     preset,
 )
-from .data import as_matrix, check_trainable, resolve_device
-from .encode import encode_activations, reconstruct
-from .metrics import (
+from core.sae.data import as_matrix, check_trainable, resolve_device
+from core.sae.encode import encode_activations, reconstruct
+from core.sae.metrics import (
     activation_metrics,
     activation_stats,
     frequency_histogram,
@@ -32,12 +32,12 @@ from .metrics import (
     redundant_latents,
     sae_metrics,
 )
-from .models import BatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE, VanillaSAE
-from .persist import load_sae, save_sae
-from .registry import available_architectures, build_sae, config_from_dict, get_architecture, register_architecture
-from .robustness import RobustnessReport, match_features, robustness_report, seed_robustness, train_seeds
-from .synthetic import PlantedData, planted_programs, planted_sparse_data
-from .train import TrainResult, split_indices, train_sae
+from core.sae.models import BatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE, VanillaSAE
+from core.sae.persist import load_sae, save_sae
+from core.sae.registry import available_architectures, build_sae, config_from_dict, get_architecture, register_architecture
+from core.sae.robustness import RobustnessReport, match_features, robustness_report, seed_robustness, train_seeds
+from core.sae.synthetic import PlantedData, planted_programs, planted_sparse_data
+from core.sae.train import TrainResult, split_indices, train_sae
 
 __all__ = [
     # configs

@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
-from ..configs import config_from_dict
-from ..errors import InputError
+from core.configs import config_from_dict
+from core.errors import InputError
 
 __all__ = [
     "SAEConfig",
@@ -125,7 +125,7 @@ class SAEConfig:
         d = dict(d)
         arch = d.pop("arch", cls.arch)
         if cls is SAEConfig or arch != cls.arch:
-            from .registry import get_architecture
+            from core.sae.registry import get_architecture
 
             target = get_architecture(arch).config_class
         else:

@@ -9,9 +9,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..progress import Cancelled
-from .data import as_matrix
-from .models import SparseAutoencoder
+from core.progress import Cancelled
+from core.sae.data import as_matrix
+from core.sae.models import SparseAutoencoder
 
 __all__ = ["encode_activations", "reconstruct", "iter_encoded", "DEFAULT_BATCH"]
 
@@ -93,7 +93,7 @@ def reconstruct(sae: SparseAutoencoder, data: Any, *, batch_size: int = DEFAULT_
 
 
 def _check_width(sae: SparseAutoencoder, x: np.ndarray) -> None:
-    from ..errors import InputError
+    from core.errors import InputError
 
     if x.shape[1] != sae.d_in:
         raise InputError(

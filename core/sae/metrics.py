@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .data import as_matrix
-from .models import SparseAutoencoder
+from core.sae.data import as_matrix
+from core.sae.models import SparseAutoencoder
 
 __all__ = [
     "reconstruction_metrics",
@@ -249,7 +249,7 @@ def sae_metrics(
     :func:`~core.sae.encode.encode_activations`) to avoid encoding twice."""
     import torch
 
-    from .encode import encode_activations
+    from core.sae.encode import encode_activations
 
     x = as_matrix(data)
     acts = activations if activations is not None else encode_activations(sae, x)

@@ -18,9 +18,9 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
-from .config import BatchTopKConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
-from .registry import register_architecture
+from core.errors import InputError
+from core.sae.config import BatchTopKConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
+from core.sae.registry import register_architecture
 
 __all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "StepOut", "fired_latents",
            "count_active"]

@@ -11,10 +11,10 @@ from typing import Any, Protocol
 
 import torch
 
-from .. import io
-from ..errors import InputError, SchemaError
-from .models import SparseAutoencoder
-from .registry import build_sae, config_from_dict
+from core import io
+from core.errors import InputError, SchemaError
+from core.sae.models import SparseAutoencoder
+from core.sae.registry import build_sae, config_from_dict
 
 __all__ = ["save_sae", "load_sae", "sae_metadata", "WEIGHTS_FILE", "CONFIG_FILE", "FORMAT_VERSION"]
 

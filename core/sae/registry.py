@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from ..errors import InputError
+from core.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .config import SAEConfig
-    from .models import SparseAutoencoder
+    from core.sae.config import SAEConfig
+    from core.sae.models import SparseAutoencoder
 
 __all__ = ["register_architecture", "get_architecture", "available_architectures", "build_sae", "config_from_dict"]
 
@@ -37,7 +37,7 @@ def register_architecture(name: str) -> Callable[[M], M]:
 
 
 def _ensure_builtins() -> None:
-    from . import models  # noqa: F401  (registers the built-in architectures)
+    from core.sae import models  # noqa: F401  (registers the built-in architectures)
 
 
 def get_architecture(name: str) -> type["SparseAutoencoder"]:

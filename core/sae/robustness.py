@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import InputError
-from .config import SAEConfig, TrainConfig
-from .data import as_matrix
-from .encode import encode_activations
-from .metrics import sae_metrics
-from .models import SparseAutoencoder
-from .train import TrainResult, train_sae
+from core.errors import InputError
+from core.sae.config import SAEConfig, TrainConfig
+from core.sae.data import as_matrix
+from core.sae.encode import encode_activations
+from core.sae.metrics import sae_metrics
+from core.sae.models import SparseAutoencoder
+from core.sae.train import TrainResult, train_sae
 
 __all__ = ["RobustnessReport", "match_features", "robustness_report", "train_seeds", "seed_robustness",
            "parse_seeds"]

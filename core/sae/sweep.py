@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from .config import TrainConfig, VanillaConfig
-from .train import train_sae
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.sae.config import TrainConfig, VanillaConfig
+from core.sae.train import train_sae
 
 __all__ = ["SweepConfig", "preset_sweep", "sparsity_sweep", "knee_index", "KNEE_RULE"]
 

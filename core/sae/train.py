@@ -15,12 +15,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..threads import auto_threads, torch_threads
-from .config import SAEConfig, TrainConfig, VanillaConfig
-from .data import check_trainable, resolve_device
-from .encode import iter_encoded
-from .models import SparseAutoencoder, count_active
-from .registry import build_sae
+from core.threads import auto_threads, torch_threads
+from core.sae.config import SAEConfig, TrainConfig, VanillaConfig
+from core.sae.data import check_trainable, resolve_device
+from core.sae.encode import iter_encoded
+from core.sae.models import SparseAutoencoder, count_active
+from core.sae.registry import build_sae
 
 __all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
 

@@ -4,7 +4,7 @@
 the experiments (``run_superposition``, ``run_sae_sweep``, ``run_recovery``,
 ``run_structure``) measure what autoencoders and SAEs recover of it.
 """
-from .generator import (
+from core.simulate.generator import (
     OBSM_KEYS,
     VARIABLES,
     LargeSimConfig,

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from core.errors import InputError
+from core.progress import Progress, no_progress
 
 __all__ = ["Program", "PROGRAMS", "CELL_TYPES", "LINEAGES", "ERYTHROID_STAGES", "DemoDataConfig",
            "GroundTruth", "generate_demo_dataset", "write_demo_dataset", "ground_truth"]
@@ -215,7 +215,7 @@ class _Draw:
 
 
 def _simulate(cfg: DemoDataConfig, rng: np.random.Generator, progress: Progress) -> _Draw:
-    from ..concepts import load_go
+    from core.concepts import load_go
 
     K = len(cfg.programs)
     progress(0, 5, "choosing genes from GO")
@@ -384,7 +384,7 @@ def write_demo_dataset(path: str | os.PathLike, *, seed: int = 0, config: DemoDa
         progress(done, total + 1, message)
 
     adata = generate_demo_dataset(config, seed=seed, progress=sub)
-    from ..model.api import write_h5ad_atomic
+    from core.model.api import write_h5ad_atomic
 
     write_h5ad_atomic(adata, path)
     progress(1, 1, f"wrote {path.name}")

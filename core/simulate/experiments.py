@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from ..sae import ReLUConfig, SAEConfig, TopKConfig, TrainConfig, VanillaConfig, encode_activations, sae_metrics
-from ..sae import train_sae as _train_sae
-from .autoencoders import AEConfig, AEResult, encode_latent, train_autoencoder
-from .baselines import BASELINES, baseline_components
-from .generator import simulation_info
-from .metrics import ORDER, group_means, pearson_matrix, r2_scores, recovery_table, variable_matrix
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.sae import ReLUConfig, SAEConfig, TopKConfig, TrainConfig, VanillaConfig, encode_activations, sae_metrics
+from core.sae import train_sae as _train_sae
+from core.simulate.autoencoders import AEConfig, AEResult, encode_latent, train_autoencoder
+from core.simulate.baselines import BASELINES, baseline_components
+from core.simulate.generator import simulation_info
+from core.simulate.metrics import ORDER, group_means, pearson_matrix, r2_scores, recovery_table, variable_matrix
 
 __all__ = [
     "default_ae_config", "reference_embedding",
@@ -291,7 +291,7 @@ class SweepConfig:
                         out += [(cls(hidden=hidden, l1=l1, penalty="l1", l1_scale="mean", resample_dead=False,
                                      **style), lr) for l1 in self.l1s]  # the paper's sweep: its L1 scale
                     else:
-                        from ..sae import BatchTopKConfig
+                        from core.sae import BatchTopKConfig
 
                         cls = TopKConfig if arch == "topk" else BatchTopKConfig
                         ks = sorted({max(1, int(round(f * hidden))) for f in self.k_fractions})

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .generator import simulation_info, simulation_variables
+from core.simulate.generator import simulation_info, simulation_variables
 
 __all__ = ["VariableMatrix", "variable_matrix", "pearson_matrix", "r2_scores", "recovery_table", "group_means",
            "ORDER"]

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..annotate.reported import headline_p, reported
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from core.annotate.reported import headline_p, reported
+from core.errors import InputError
+from core.progress import Progress, no_progress
 
 __all__ = ["PlantedScore", "best_matching_features", "enriched_terms", "score_planted", "planted_concept_score",
            "planted_score_step", "run_planted_benchmark", "PLANTED_FILE"]
@@ -113,8 +113,8 @@ def enriched_terms(annotations: pd.DataFrame, feature: int) -> pd.DataFrame:
 
 def _gene_sets(term_ids, gene_names) -> dict[str, frozenset]:
     """Gene sets (restricted to the data's genes) of ``term_ids`` from the shipped, propagated GO."""
-    from ..concepts import load_go
-    from ..concepts.match import match_genes
+    from core.concepts import load_go
+    from core.concepts.match import match_genes
 
     db = load_go(("BP", "MF", "CC"))
     cols, _ = match_genes(db, gene_names)
@@ -163,9 +163,9 @@ def score_planted(activations, annotations: pd.DataFrame, truth, *, top: int = 1
 def planted_concept_score(analysis, *, top: int = 10, relative_jaccard: float = 0.9) -> PlantedScore:
     """Planted-concept score of an annotated analysis (an :class:`~core.analysis.Analysis` or its
     folder) made from a dataset with ground truth (the simulated demo)."""
-    from ..analysis import Analysis
-    from ..expression import load_analysis_dataset
-    from .demo_data import ground_truth
+    from core.analysis import Analysis
+    from core.expression import load_analysis_dataset
+    from core.simulate.demo_data import ground_truth
 
     if not isinstance(analysis, Analysis):
         analysis = Analysis.open(analysis)
@@ -179,7 +179,7 @@ def planted_concept_score(analysis, *, top: int = 10, relative_jaccard: float = 
 def planted_score_step(analysis, *, top: int = 10, relative_jaccard: float = 0.9) -> dict:
     """Score an annotated analysis of a dataset with ground truth and store the result as
     ``planted_score.json`` (step ``planted``, cached by the annotations and the dataset)."""
-    from .. import io
+    from core import io
 
     inputs = {"annotations": io.content_hash(analysis.file("annotations.parquet")),
               "activations": io.content_hash(analysis.file("activations.npz")),
@@ -201,7 +201,7 @@ def run_planted_benchmark(*, seed: int = 0, out: str | os.PathLike | None = None
     (:meth:`PlantedScore.to_dict`) with ``lines`` (a printable report), the build time and the
     demo's settings.
     """
-    from ..demo import build_demo, default_demo_path, demo_settings
+    from core.demo import build_demo, default_demo_path, demo_settings
 
     out = Path(out) if out is not None else default_demo_path("simulated")
     t0 = time.perf_counter()

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .experiments import PAPER
-from .generator import data_summary
+from core.simulate.experiments import PAPER
+from core.simulate.generator import data_summary
 
 __all__ = ["data_summary", "findings", "report_markdown", "write_results"]
 
@@ -232,8 +232,8 @@ def write_results(results: dict[str, Any], out_dir: str | os.PathLike, *, data: 
                   elapsed_s: dict[str, float] | None = None) -> list[Path]:
     """Write every table as CSV, ``summary.json``, ``figures.html`` and ``report.md`` into
     ``out_dir`` (each file atomically); returns the paths written."""
-    from ..io import write_bytes, write_json
-    from .figures import FIGURES
+    from core.io import write_bytes, write_json
+    from core.simulate.figures import FIGURES
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

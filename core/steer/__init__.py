@@ -7,16 +7,16 @@
     result.centroid_shift     # nearest cell-type centroid before/after, per cell
     run_id = save_steering_run(analysis, result)
 """
-from .cells import SELECTION_HELP, select_cells
-from .centroids import centroid_shift, centroid_summary
-from .config import TESTS, SteerConfig
-from .context import SteeringContext, cell_type_centroids, clear_context_cache, steering_context
-from .enrichment import ENRICH_COLUMNS, steering_concepts, up_down_enrichment
-from .glm import nb_glm_paired
-from .paired_de import DE_COLUMNS, de_table, paired_log_test
-from .run import SteeringResult, steer, steer_latents
-from .store import list_steering_runs, load_steering_run, save_steering_run
-from .targets import TARGET_HELP, Target, parse_target, resolve_targets
+from core.steer.cells import SELECTION_HELP, select_cells
+from core.steer.centroids import centroid_shift, centroid_summary
+from core.steer.config import TESTS, SteerConfig
+from core.steer.context import SteeringContext, cell_type_centroids, clear_context_cache, steering_context
+from core.steer.enrichment import ENRICH_COLUMNS, steering_concepts, up_down_enrichment
+from core.steer.glm import nb_glm_paired
+from core.steer.paired_de import DE_COLUMNS, de_table, paired_log_test
+from core.steer.run import SteeringResult, steer, steer_latents
+from core.steer.store import list_steering_runs, load_steering_run, save_steering_run
+from core.steer.targets import TARGET_HELP, Target, parse_target, resolve_targets
 
 __all__ = [
     "SteerConfig", "TESTS", "steer", "steer_latents", "SteeringResult", "select_cells", "SELECTION_HELP",

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import CELL_TYPE_CANDIDATES
-from ..errors import InputError
+from core.data import CELL_TYPE_CANDIDATES
+from core.errors import InputError
 
 __all__ = ["select_cells", "describe_selection", "SELECTION_HELP"]
 
@@ -28,7 +28,7 @@ def _obs_of(source: Any) -> tuple[pd.DataFrame, str | None]:
     if hasattr(source, "obs") and hasattr(source, "cell_type_column"):  # SteeringContext
         return source.obs, source.cell_type_column
     if hasattr(source, "config") and hasattr(source, "path"):  # Analysis: its data's obs, read without the matrix
-        from ..data import read_anndata
+        from core.data import read_anndata
 
         ds = source.config.get("dataset", {}) or {}
         if ds.get("format") != "h5ad" or not ds.get("path"):

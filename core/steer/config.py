@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..concepts.go import NAMESPACES
-from ..configs import config_from_dict
-from ..errors import InputError
-from .targets import Target, parse_target
+from core.concepts.go import NAMESPACES
+from core.configs import config_from_dict
+from core.errors import InputError
+from core.steer.targets import Target, parse_target
 
 __all__ = ["SteerConfig", "TESTS"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from core.errors import InputError
 
 __all__ = ["SteeringContext", "steering_context", "cell_type_centroids", "clear_context_cache"]
 
@@ -116,7 +116,7 @@ def _cache_key(analysis) -> str:
 
 
 def _model_stamp(analysis):
-    from ..model.store import default_model_dir
+    from core.model.store import default_model_dir
 
     ds = analysis.config.get("dataset", {}) or {}
     if not ds.get("path"):
@@ -146,9 +146,9 @@ def steering_context(analysis, *, use_cache: bool = True) -> SteeringContext:
 
 
 def _build(analysis) -> SteeringContext:
-    from ..model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
-    from ..model.predict import analysis_decoder, decoding_data
-    from ..sae import load_sae
+    from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
+    from core.model.predict import analysis_decoder, decoding_data
+    from core.sae import load_sae
 
     for name in ("sae.pt", "sae.json", "activations.npz"):
         if not analysis.has(name):
@@ -183,7 +183,7 @@ def _build(analysis) -> SteeringContext:
 def _cached_prediction(analysis, decoder, z, lib, covariates):
     """The analysis's predicted expression (``predicted_expression.npy``) if it was made by this decoder
     from this embedding, library sizes and covariates; else None."""
-    from ..model.predict import PREDICTED_FILE, PREDICTED_STEP, predicted_inputs
+    from core.model.predict import PREDICTED_FILE, PREDICTED_STEP, predicted_inputs
 
     inputs = predicted_inputs(decoder, z, lib, covariates)
     if not analysis.cached(PREDICTED_STEP, inputs=inputs):
@@ -194,7 +194,7 @@ def _cached_prediction(analysis, decoder, z, lib, covariates):
 
 def _dispersion(decoder) -> np.ndarray | None:
     """The built-in NB model's per-gene θ in the data's gene order; None for other decoders."""
-    from ..model.decoders import BuiltinDecoder
+    from core.model.decoders import BuiltinDecoder
 
     if not isinstance(decoder, BuiltinDecoder) or decoder.fitted.config.likelihood != "nb":
         return None

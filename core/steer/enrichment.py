@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from core.errors import InputError
 
 __all__ = ["ENRICH_COLUMNS", "up_down_enrichment", "steering_concepts"]
 
@@ -31,10 +31,10 @@ def steering_concepts(gene_names, *, databases=("go-bp",), gmt=(), propagate: bo
                       max_size: int = 500):
     """The concept databases restricted to ``gene_names`` and filtered by size (cached in memory);
     None when no database is chosen."""
-    from .. import io
-    from ..concepts import load_go, read_gmt
-    from ..concepts.go import NAMESPACES
-    from ..concepts.match import prepare_concepts
+    from core import io
+    from core.concepts import load_go, read_gmt
+    from core.concepts.go import NAMESPACES
+    from core.concepts.match import prepare_concepts
 
     if not databases and not gmt:
         return None
@@ -64,8 +64,8 @@ def up_down_enrichment(de: pd.DataFrame, concepts, *, p_max: float = 0.01) -> tu
     :func:`steering_concepts`, or None for empty tables. ``genes``: the term's significant genes
     of that direction, comma-separated.
     """
-    from ..annotate.de import DEResult
-    from ..annotate.enrich import enrichment_stats
+    from core.annotate.de import DEResult
+    from core.annotate.enrich import enrichment_stats
 
     if concepts is None:
         empty = pd.DataFrame(columns=ENRICH_COLUMNS)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
-from ..annotate.stats import bh
-from ..errors import InputError
+from core.annotate.stats import bh
+from core.errors import InputError
 
 __all__ = ["paired_log_test", "de_table", "DE_COLUMNS"]
 

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from .cells import describe_selection, select_cells
-from .centroids import centroid_shift, centroid_summary
-from .config import SteerConfig
-from .context import SteeringContext, steering_context
-from .enrichment import steering_concepts, up_down_enrichment
-from .paired_de import de_table, paired_log_test
-from .targets import resolve_targets
+from core.errors import InputError
+from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.steer.cells import describe_selection, select_cells
+from core.steer.centroids import centroid_shift, centroid_summary
+from core.steer.config import SteerConfig
+from core.steer.context import SteeringContext, steering_context
+from core.steer.enrichment import steering_concepts, up_down_enrichment
+from core.steer.paired_de import de_table, paired_log_test
+from core.steer.targets import resolve_targets
 
 __all__ = ["SteeringResult", "steer", "steer_latents"]
 
@@ -159,7 +159,7 @@ def steer_latents(sae, x: np.ndarray, *, features: list[int], targets: np.ndarra
 
 
 def _decode(decoder, latent, lib, cov, rows) -> np.ndarray:
-    from ..model.decoders import decode_all
+    from core.model.decoders import decode_all
 
     return decode_all(decoder, latent, None if lib is None else lib[rows], None if cov is None else cov[rows])
 
@@ -210,7 +210,7 @@ def steer(analysis, *, features, cells, config: SteerConfig = SteerConfig(), pro
 
     stage(3, f"paired DE ({config.test}) over {normal.shape[1]:,} genes")
     if config.test == "nb-glm":
-        from .glm import nb_glm_paired
+        from core.steer.glm import nb_glm_paired
 
         stats = nb_glm_paired(normal, steered, theta=ctx.dispersion)
     else:

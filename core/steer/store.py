@@ -23,10 +23,10 @@ import io as _io
 import numpy as np
 import pandas as pd
 
-from .. import io
-from ..errors import InputError
-from .config import SteerConfig
-from .run import SteeringResult
+from core import io
+from core.errors import InputError
+from core.steer.config import SteerConfig
+from core.steer.run import SteeringResult
 
 __all__ = ["save_steering_run", "list_steering_runs", "load_steering_run", "run_id_of", "STEP_PREFIX"]
 
