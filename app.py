@@ -31,10 +31,10 @@ import dash_bootstrap_components as dbc  # noqa: E402, F401  (registers the comp
 from dash import dcc, html  # noqa: E402
 
 from components import ids, jobs_status, shell  # noqa: E402
-from core import jobs  # noqa: E402
-from core.job_processes import ForkServerJobs  # noqa: E402
-from core.catalog import list_sources  # noqa: E402
-from core.paths import REPO_ROOT  # noqa: E402
+from core.runtime import jobs  # noqa: E402
+from core.runtime.fork_server import ForkServerJobs  # noqa: E402
+from core.store.catalog import list_sources  # noqa: E402
+from core.base.paths import REPO_ROOT  # noqa: E402
 
 MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELENS_MAX_UPLOAD_MB", "500")) * 1024 * 1024
 
@@ -104,7 +104,7 @@ LOST_ADVICE = "Results written before it stopped are kept; start it again."
 
 
 class LocalJobManager(ForkServerJobs, ReliableJobs, dash.DiskcacheManager):
-    """Diskcache jobs (started from a fork server, see core.job_processes) that say so when their process dies."""
+    """Diskcache jobs (started from a fork server, see core.runtime.fork_server) that say so when their process dies."""
 
     def _mark(self, job) -> str:
         return f"featurelens-terminated-{job}"
@@ -185,7 +185,7 @@ class WorkerJobManager(ReliableJobs, dash.CeleryManager):
 def background_manager():
     """The background-callback manager: Celery on Redis if ``FEATURELENS_BROKER_URL`` is set, else Diskcache.
 
-    Raises :class:`core.errors.InputError` when the URL is set but Redis does not answer.
+    Raises :class:`core.base.errors.InputError` when the URL is set but Redis does not answer.
     """
     global celery_app
     url = jobs.broker_url()

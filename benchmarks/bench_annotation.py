@@ -136,7 +136,7 @@ def _load(data_dir: Path):
 
 
 def _peak_rss_gb() -> float:
-    from core.resources import peak_rss_mb
+    from core.base.resources import peak_rss_mb
 
     return peak_rss_mb() / 1024  # VmHWM: not the parent's size at fork, as ru_maxrss would be
 

@@ -1,6 +1,6 @@
 """Calibration and specificity of annotation, on datasets nobody tuned the defaults on.
 
-For each generated dataset (the planted-program simulator of ``core.simulate.demo_data`` with
+For each generated dataset (the planted-program simulator of ``core.demo.data`` with
 its own seed, size and effect strength; 17 programs planted from real GO terms):
 
 - **null embedding**: the embedding is pure Gaussian noise (10-d), an SAE is trained with the
@@ -35,7 +35,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "calibration.json"
-CLI = [sys.executable, "-m", "core.cli"]
+CLI = [sys.executable, "-m", "core.cli.main"]
 
 DATASETS = [  # (name, n_cells, n_genes, seed, effect, connect_fraction)
     ("sim-a", 6000, 2500, 11, 1.0, 0.8),
@@ -52,7 +52,7 @@ def _run(args):
 
 
 def make_data(folder: Path, name, n_cells, n_genes, seed, effect, connect) -> Path:
-    from core.simulate.demo_data import DemoDataConfig, generate_demo_dataset
+    from core.demo.data import DemoDataConfig, generate_demo_dataset
 
     adata = generate_demo_dataset(DemoDataConfig(n_cells=n_cells, n_genes=n_genes, effect=effect,
                                                  connect_fraction=connect), seed=seed)
@@ -72,10 +72,10 @@ def score(analysis_dir: Path, adata_path: Path, *, planted: bool) -> dict:
     import anndata as ad
     import scipy.sparse as sp
 
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.annotate.reported import ordered, reported
     from core.concepts import load_go
-    from core.simulate.planted import best_matching_features
+    from core.demo.planted import best_matching_features
 
     a = Analysis.open(analysis_dir)
     acts = a.read_npz_sparse("activations.npz")

@@ -42,9 +42,9 @@ QUERIES = ["erythrocyte", "interferon", "T cell", "oxygen", "GO:0006260", "heme"
 def build(folder: Path, *, n_cells: int, n_features: int, density: float, n_dense: int, terms_per_feature: int,
           seed: int = 0) -> str:
     """A synthetic analysis ``folder/analyses/bench`` with every file the Explorer reads."""
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.concepts import load_go
-    from core.explore import CELLS_FILE, LATENT_FILE, LATENT_INFO_FILE, TOP_GENES_FILE, _latent_inputs
+    from core.views.explorer import CELLS_FILE, LATENT_FILE, LATENT_INFO_FILE, TOP_GENES_FILE, _latent_inputs
 
     rng = np.random.default_rng(seed)
     path = folder / "analyses" / "bench"

@@ -1,4 +1,4 @@
-"""How long the Compare page takes to compare two annotated analyses (core.comparison).
+"""How long the Compare page takes to compare two annotated analyses (core.views.compare).
 
 Synthetic annotation tables of ``n`` features × ~``terms_per_feature`` terms each (drawn from
 5,000 GO-like terms with a skewed popularity), B a noisy copy of A with shuffled feature numbers.
@@ -47,8 +47,8 @@ def synthetic(n: int, *, terms_per_feature: int, n_terms: int = 5000, seed: int)
 
 
 def run_once(a: pd.DataFrame, b: pd.DataFrame) -> dict:
-    from core.compare import compare_annotations
-    from core.comparison import describe_matches, term_counts
+    from core.annotate.compare import compare_annotations
+    from core.views.compare import describe_matches, term_counts
 
     t0 = time.perf_counter()
     cmp = compare_annotations(a, b)

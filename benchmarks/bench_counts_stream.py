@@ -7,8 +7,8 @@ default has about 53 million non-zeros), then, each in a fresh process so the op
 peak RSS belongs to that step alone:
 
 - **whole** (what annotation did before): ``anndata.read_h5ad`` + a float32 CSC copy;
-- **streamed** (now): :func:`core.counts.write_csc` into a folder, reading 64 MiB chunks, plus
-  :func:`core.counts.library_sizes`; then a column slice of the memory-mapped result.
+- **streamed** (now): :func:`core.data.counts.write_csc` into a folder, reading 64 MiB chunks, plus
+  :func:`core.data.counts.library_sizes`; then a column slice of the memory-mapped result.
 
 Prints medians of ``--repeat`` runs (time and peak RSS) and the ratio; ``--out FILE.json`` keeps them.
 """
@@ -30,7 +30,7 @@ _STEP = r"""
 import sys, time
 sys.path.insert(0, {root!r})
 import numpy as np
-from core.resources import peak_rss_mb
+from core.base.resources import peak_rss_mb
 t = time.perf_counter()
 if {mode!r} == "whole":
     import anndata as ad, scipy.sparse as sp
@@ -39,7 +39,7 @@ if {mode!r} == "whole":
     lib = np.asarray(a.X.sum(axis=1), dtype=np.float64).ravel()
     check = float(m[:, 100:200].sum())
 else:
-    from core.counts import library_sizes, load_csc, write_csc
+    from core.data.counts import library_sizes, load_csc, write_csc
     shape = write_csc({path!r}, {out!r})
     lib = library_sizes({path!r})
     check = float(load_csc({out!r}, shape)[:, 100:200].sum())

@@ -45,11 +45,11 @@ def main(argv=None) -> dict:
 
     import diskcache
 
-    from callbacks.data_page import train_job
+    from callbacks.data import train_job
     from callbacks.jobs import JobProgress
     from components import data_page
     from components.training_chart import training_figure
-    from core.workflows import TrainRequest, train_for_source
+    from core.views.data import TrainRequest, train_for_source
 
     out: dict = {"machine": f"{os.cpu_count()} CPUs", "load_1min": os.getloadavg()[0]}
     data_page.layout(source="shipped:pbmc68k", query={})

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def time_generation(repeats: int, seed: int) -> tuple[list[float], list[float]]:
     """Wall and CPU (process time) seconds of ``generate_demo_dataset`` per repeat."""
-    from core.simulate.demo_data import generate_demo_dataset
+    from core.demo.data import generate_demo_dataset
 
     wall, cpu = [], []
     for _ in range(repeats):
@@ -48,7 +48,7 @@ def time_build(out: Path, seed: int) -> tuple[float, float]:
     time_build.started = time.time()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--build-only", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "core.cli.main", "demo", "--build-only", "--out", str(out),
                            "--seed", str(seed)], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -63,7 +63,7 @@ def stage_times(out: Path, started: float, wall: float) -> dict:
     expression + annotation + concept map) → planted; and the model's own fit time."""
     import datetime as dt
 
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     a = Analysis.open(out)
     model = json.loads((out / "data" / "simulated-haematopoiesis.featurelens-model" / "model.json").read_text())
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
         runs = [time_build(out, args.seed) for _ in range(args.repeats)]
         cached, cached_cpu = [w for w, _ in runs], [c for _, c in runs]
         print(f"cached start: median {statistics.median(cached):.1f} s wall, {statistics.median(cached_cpu):.1f} s CPU")
-        from core.analysis import Analysis
+        from core.store.analysis import Analysis
 
         a = Analysis.open(out)
         planted = a.read_json("planted_score.json")

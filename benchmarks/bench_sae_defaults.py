@@ -6,7 +6,7 @@ Embeddings (12 in all, 10–50 dimensions, 4,000–8,000 cells, each with its ow
   cell (d = 10, 20, 50; 24, 100 and 300 atoms; the 20-d one with Zipf-like atom frequencies);
 - **programs** (``core.sae.planted_programs``): program activities and cell-type indicators mixed
   linearly into d = 10 and 50, and through a saturating non-linearity into d = 20;
-- **simulator, planted mix**: the planted-program count simulator (``core.simulate.demo_data``,
+- **simulator, planted mix**: the planted-program count simulator (``core.demo.data``,
   three datasets of ``bench_calibration``), its ground-truth activities X″ and cell types mixed
   into 10 dimensions;
 - **simulator, model**: the same counts through the built-in expression model (`featurelens

@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=21)
     args = p.parse_args(argv)
     from core.concepts import load_go
-    from core.search import ConceptIndex
+    from core.annotate.search import ConceptIndex
 
     bp = load_go(["BP"]).filter_size(min_size=10, max_size=500)
     rng = np.random.default_rng(0)

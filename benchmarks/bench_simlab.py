@@ -1,4 +1,4 @@
-"""How long the Simulation lab's "Generate + run recovery" takes (core.simlab.run_simlab), by step.
+"""How long the Simulation lab's "Generate + run recovery" takes (core.views.simulation.run_simlab), by step.
 
 Each repeat runs into a fresh temporary folder (a stored run would be reused). Writes
 benchmarks/results/simlab.json.
@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cells", default="2000,600")
     args = ap.parse_args()
-    from core.simlab import SimLabConfig, run_simlab
+    from core.views.simulation import SimLabConfig, run_simlab
 
     import torch
 

@@ -48,9 +48,9 @@ def build(workdir: Path, *, seed: int = 0) -> Path:
     import scipy.sparse as sp
     import torch
 
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.concepts import load_go
-    from core.data import load_dataset
+    from core.data.load import load_dataset
     from core.model import FittedModel, ModelConfig
     from core.model.store import default_model_dir, save_model
     from core.model.vae import ExpressionModel
@@ -108,10 +108,10 @@ def measure(an_dir: Path, repeats: int) -> dict:
     """Runs in a fresh process (see main): cold first call, then warm repeats, without and with the
     analysis's cached predicted expression (made by ``annotate``; the normal expression is then read,
     not decoded)."""
-    from core.resources import peak_rss_mb
+    from core.base.resources import peak_rss_mb
 
-    from core.analysis import Analysis
-    from core.expression import resolve_expression
+    from core.store.analysis import Analysis
+    from core.annotate.expression import resolve_expression
     from core.steer import SteerConfig, clear_context_cache, save_steering_run, steer
 
     a = Analysis.open(an_dir)

@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     tmp = None
     if args.analysis is None:
         tmp = tempfile.TemporaryDirectory()
-        from core.demo import build_demo
+        from core.demo.build import build_demo
 
         args.analysis = Path(tmp.name) / "analyses" / "demo-pbmc68k"
         build_demo(args.analysis, dataset="pbmc68k", seed=0)
@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
     dash.Dash(__name__)  # the callbacks register against an app
     import callbacks.steering as cb
     from components.steering_page import layout
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     feats = pd.read_parquet(path / "features.parquet")
     mono = feats[(feats["locality"] == "local") & (feats["top_cell_type"] == "CD14+ Monocyte")]["feature"]

@@ -2,7 +2,7 @@
 
     python benchmarks/suite.py run NAME [--quick] [--seed S]     # one repetition, prints a JSON line
 
-``featurelens bench`` (core/commands/bench.py) runs each repetition in a fresh process, takes
+``featurelens bench`` (core/cli/bench.py) runs each repetition in a fresh process, takes
 its peak memory from the operating system (``os.wait4``), and reports medians. Each function
 here returns::
 
@@ -51,7 +51,7 @@ def _module(name: str):
 
 
 def peak_rss_mb() -> float:
-    from core.resources import peak_rss_mb as own_peak
+    from core.base.resources import peak_rss_mb as own_peak
 
     return own_peak()  # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork)
 
@@ -174,7 +174,7 @@ def bench_search(*, quick: bool, seed: int) -> dict:
     import pandas as pd
 
     from core.concepts import load_go
-    from core.search import ConceptIndex
+    from core.annotate.search import ConceptIndex
 
     features = 1_000 if quick else 10_000
     per = 95
@@ -220,7 +220,7 @@ def bench_demo(*, quick: bool, seed: int) -> dict:  # noqa: ARG001
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "core.cli", "demo", "--build-only", "--out", str(out),
+            subprocess.run([sys.executable, "-m", "core.cli.main", "demo", "--build-only", "--out", str(out),
                             "--seed", str(seed)], cwd=ROOT, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times.append(time.perf_counter() - t0)
@@ -282,11 +282,11 @@ def bench_memory(*, quick: bool, seed: int) -> dict:
 
 # ----------------------------------------------------------------------------- planted concepts
 def bench_planted(*, quick: bool, seed: int) -> dict:  # noqa: ARG001
-    """Planted-concept score of the simulated demo (core.simulate.planted.run_planted_benchmark)."""
-    planted = _module("core.simulate.planted")
-    fn = getattr(planted, "run_planted_benchmark", None)
+    """Planted-concept score of the simulated demo (core.demo.build.run_planted_benchmark)."""
+    build = _module("core.demo.build")
+    fn = getattr(build, "run_planted_benchmark", None)
     if fn is None:
-        raise Unavailable("core.simulate.planted.run_planted_benchmark is not available")
+        raise Unavailable("core.demo.build.run_planted_benchmark is not available")
     t0 = time.perf_counter()
     out = fn(seed=seed)
     wall = time.perf_counter() - t0

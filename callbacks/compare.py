@@ -1,7 +1,7 @@
 """Callbacks of the Compare page: compare the two chosen analyses, keep the pair in the URL, export CSV.
 
 The comparison is fast (0.1–0.8 s up to 1,000 features per analysis, 3 s at 3,000; see
-``benchmarks/bench_compare.py``) and cached by :mod:`core.comparison`, so it runs as an ordinary
+``benchmarks/bench_compare.py``) and cached by :mod:`core.views.compare`, so it runs as an ordinary
 callback under a loading spinner rather than as a background job.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from components import ids
 from components.compare_page import HIDDEN, SHOWN, summary_tiles
 from components.figures import concept_count_figure
 from components.job_panel import job_alert
-from core.comparison import compare_analyses
-from core.errors import FeatureLensError
+from core.views.compare import compare_analyses
+from core.base.errors import FeatureLensError
 
 N_OUTPUTS = 9  # outputs of show_comparison after the alert and the results' style
 

@@ -1,4 +1,4 @@
-"""Callbacks of the Explorer: each reads its inputs, makes one call into :mod:`core.explore`, and
+"""Callbacks of the Explorer: each reads its inputs, makes one call into :mod:`core.views.explorer`, and
 formats the result. Every function takes plain values and can be called without a browser; the
 ``triggered`` keyword (default: read from Dash's callback context) says which inputs changed.
 
@@ -29,9 +29,9 @@ from components.figures import (activation_histogram_figure, cell_type_profile_f
                                 selected_trace, volcano_figure)
 from components.job_panel import exception_alert
 from components.steering_page import MAX_CARRIED_CELLS
-from core import explore
-from core.catalog import analysis_source_path
-from core.errors import FeatureLensError
+from core.views import explorer
+from core.store.catalog import analysis_source_path
+from core.base.errors import FeatureLensError
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ GENE_INDEX_INLINE = 5e7  # build the gene index inside the search callback below
 
 
 # ----------------------------------------------------------------------------- helpers
-def load(source: str | None) -> explore.ExplorerData:
+def load(source: str | None) -> explorer.ExplorerData:
     """The cached Explorer data of an ``analysis:NAME`` source."""
-    return explore.explorer_data(analysis_source_path(source))
+    return explorer.explorer_data(analysis_source_path(source))
 
 
 def error_alert(exc: Exception, *, what: str = "") -> dbc.Alert:
@@ -130,7 +130,7 @@ def update_latent(colour_by, state, source, meta, *, triggered=None):
         if fresh and only_state and colour_by == "celltype":
             return no_update, no_update, no_update
         lat = data.latent()
-        cells, values = explore.feature_cells(data.acts, feats) if feats else (None, None)
+        cells, values = explorer.feature_cells(data.acts, feats) if feats else (None, None)
         label, title = _colour_title(data, feats, 0 if cells is None else cells.size)
         if fresh and only_state:
             patch = Patch()
@@ -159,16 +159,16 @@ def run_search(query, mode, source, _genes_ready=None):
         data = load(source)
         if mode == "gene" and data.gene_index() is None:
             if data.n_cells * data.n_features <= GENE_INDEX_INLINE:
-                explore.build_top_genes(data.analysis)
+                explorer.build_top_genes(data.analysis)
             else:
                 msg = ("Gene search needs the top DE genes of every feature (one pass of DE over all "
                        "features, a few minutes at this size). Build it once; it is saved in the analysis.")
                 return [], [], [], msg, shown
         if not q:
             return [], [], [], "", hidden
-        res = explore.search_features(data, q, mode=mode, limit=MAX_RESULTS)
-        hits = explore.search_hits(data, q, mode=mode, limit=MAX_HITS).tolist()
-        options = [html.Option(value=s) for s in explore.suggestions(data, q, mode=mode)]
+        res = explorer.search_features(data, q, mode=mode, limit=MAX_RESULTS)
+        hits = explorer.search_hits(data, q, mode=mode, limit=MAX_HITS).tolist()
+        options = [html.Option(value=s) for s in explorer.suggestions(data, q, mode=mode)]
         if res.empty:
             what = {"concept": "has a matching GO term", "gene": "has this gene among its top DE genes",
                     "feature": "matches"}[mode]
@@ -197,7 +197,7 @@ def build_gene_index(set_progress, n_clicks, source, ready):
     if not n_clicks:
         return no_update
     data = load(source)
-    explore.build_top_genes(data.analysis, progress=lambda done, total, msg: set_progress(100 * done / max(total, 1)))
+    explorer.build_top_genes(data.analysis, progress=lambda done, total, msg: set_progress(100 * done / max(total, 1)))
     set_progress(100.0)
     return int(ready or 0) + 1
 
@@ -266,14 +266,14 @@ def render_card(state, source):
         return (no_update, None, blank, blank, True, hidden)
     try:
         data = load(source)
-        summary = explore.feature_summary(data, feature)
-        cells, values = explore.feature_cells(data.acts, [summary["feature"]])
-        hist = explore.activation_histogram(values, n_cells=data.n_cells)
+        summary = explorer.feature_summary(data, feature)
+        cells, values = explorer.feature_cells(data.acts, [summary["feature"]])
+        hist = explorer.activation_histogram(values, n_cells=data.n_cells)
         hist_fig = activation_histogram_figure(
             hist, title=f"{hist['n_active']:,} cells active · {hist['n_zero']:,} off", height=None)
         try:
             lat = data.latent()
-            profile = explore.cell_type_profile(cells, values, lat.codes, lat.types)
+            profile = explorer.cell_type_profile(cells, values, lat.codes, lat.types)
             prof_fig = cell_type_profile_figure(profile, title="mean activation by cell type (± SE; red = "
                                                                "significantly higher)", height=None)
         except FeatureLensError as exc:
@@ -291,7 +291,7 @@ def render_terms(state, show_all, source):
         return [], "", True
     try:
         data = load(source)
-        terms = explore.feature_terms(data.annotations, data.check_feature(feature), show_all=bool(show_all))
+        terms = explorer.feature_terms(data.annotations, data.check_feature(feature), show_all=bool(show_all))
         note = terms_note(terms, show_all=bool(show_all), annotated=data.annotations is not None)
         return terms_rows(terms), note, terms.empty
     except Exception as exc:  # noqa: BLE001
@@ -326,7 +326,7 @@ def export_terms(n_clicks, state, source, show_all=False):
     feature = (state or {}).get("feature")
     if not n_clicks or feature is None:
         return no_update
-    terms = explore.feature_terms(load(source).annotations, feature, show_all=bool(show_all))
+    terms = explorer.feature_terms(load(source).annotations, feature, show_all=bool(show_all))
     return dcc.send_data_frame(terms.to_csv, f"feature{int(feature)}_terms.csv", index=False)
 
 
@@ -353,7 +353,7 @@ def lookup_cells(selected, source):
         return [], [], "Draw a lasso around cells in the latent space."
     try:
         data = load(source)
-        feats, terms = explore.reverse_lookup(data, cells)
+        feats, terms = explorer.reverse_lookup(data, cells)
         lat = data.latent()
         counts = pd.Series(lat.labels[cells]).value_counts()
         kinds = ", ".join(f"{n} {t}" for t, n in counts.head(3).items()) + (" …" if len(counts) > 3 else "")

@@ -22,8 +22,8 @@ from dash.exceptions import PreventUpdate
 
 from components import ids
 from components.job_panel import IDLE_STYLE, RUNNING_STYLE, JobIds, job_alert
-from core.errors import FeatureLensError
-from core.progress import Cancelled
+from core.base.errors import FeatureLensError
+from core.base.progress import Cancelled
 
 __all__ = ["JobProgress", "run_job", "register_job", "success_alert", "error_alert", "cancelled_alert",
            "POLL_MS"]

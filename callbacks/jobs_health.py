@@ -9,8 +9,8 @@ from dash import Input, Output, State, callback, no_update
 
 from components import ids
 from components.jobs_status import probe_result
-from core.errors import InputError
-from core.jobs import broker_url, probe_job
+from core.base.errors import InputError
+from core.runtime.jobs import broker_url, probe_job
 
 
 def manager_label() -> str:
@@ -19,7 +19,7 @@ def manager_label() -> str:
 
 
 def check_jobs(set_progress, n_clicks, hold_s):
-    """Background job: report the process that ran it (``hold_s`` keeps it busy, see core.jobs.probe_job)."""
+    """Background job: report the process that ran it (``hold_s`` keeps it busy, see core.runtime.jobs.probe_job)."""
     if not n_clicks:
         return no_update
     try:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 from dash import Input, Output, State, callback, ctx, no_update
 
 from components import compare_page, data_page, explorer_page, ids, shell, simulation_page, steering_page
-from core.catalog import describe_source, list_sources
+from core.store.catalog import describe_source, list_sources
 
 # slug -> layout(*, source, query): every page module exposes the same signature.
 PAGE_LAYOUTS = {

@@ -1,7 +1,7 @@
 """Callbacks of the Simulation lab page: the recovery job, the stored runs, the planted-concept score.
 
 Both jobs are background callbacks (:func:`callbacks.jobs.register_job`); they write to disk
-(:mod:`core.simlab`: a run folder committed only when complete; the planted score as an analysis
+(:mod:`core.views.simulation`: a run folder committed only when complete; the planted score as an analysis
 step), and the page reads what is on disk, so a reload or a second tab loses nothing and a failed
 or cancelled job leaves earlier results as they were.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 # Jobs run in processes forked from this server: import their heavy modules once, here, at start-up
 # (a job forked while another thread is half-way through an import would wait on its lock forever).
-import core.simlab  # noqa: F401
+import core.views.simulation  # noqa: F401
 import core.simulate.experiments  # noqa: F401  (torch, the SAE code)
-import core.simulate.planted  # noqa: F401
+import core.demo.planted  # noqa: F401
 import core.simulate.report  # noqa: F401
 import sklearn.decomposition  # noqa: F401
 import sklearn.linear_model  # noqa: F401
@@ -20,8 +20,8 @@ from dash import Input, Output, State, callback, no_update
 from components import ids
 from components.job_panel import job_alert
 from components.simulation_page import PLANTED, RUN, no_run_message, planted_view, run_error, run_options, run_view
-from core.errors import FeatureLensError, InputError
-from core.simlab import SimLabConfig, load_run, planted_analyses, planted_score_for, read_planted_score, run_simlab
+from core.base.errors import FeatureLensError, InputError
+from core.views.simulation import SimLabConfig, load_run, planted_analyses, planted_score_for, read_planted_score, run_simlab
 
 from .jobs import register_job, success_alert
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 # Jobs run in processes forked from this server: import their heavy modules here, once, at start
 # (a job forked while a request thread is half-way through an import would wait on its lock).
 import core.annotate.enrich  # noqa: F401
-import core.expression  # noqa: F401
+import core.annotate.expression  # noqa: F401
 import core.model.api  # noqa: F401
 import core.model.vae  # noqa: F401  (torch)
 import core.model.embeddings  # noqa: F401
@@ -36,14 +36,14 @@ from components import ids
 from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
 from components.steering_page import (MAX_FEATURES, RUN, TARGET_HELP, explorer_mode_option, feature_option,
                                       run_form)
-from core import explore
+from core.views import explorer
 from components.job_panel import exception_alert
-from core.analysis import Analysis
-from core.catalog import analysis_source_path
-from core.errors import FeatureLensError, InputError
+from core.store.analysis import Analysis
+from core.store.catalog import analysis_source_path
+from core.base.errors import FeatureLensError, InputError
 from core.steer import (SteerConfig, SteeringResult, list_steering_runs, load_steering_run, save_steering_run, steer,
                         steering_context)
-from core.steering_view import cell_type_choices, feature_choices, largest_changes, latent_axes
+from core.views.steering import cell_type_choices, feature_choices, largest_changes, latent_axes
 
 from .jobs import register_job, success_alert
 
@@ -328,7 +328,7 @@ def summary_line(result: SteeringResult) -> list:
 
 def latent_view(analysis: Analysis, result: SteeringResult | None, *, source: str):
     """The latent view: cells by type (no run shown), or the run's normal → steered shift."""
-    data = explore.explorer_data(analysis.path)
+    data = explorer.explorer_data(analysis.path)
     lat = data.latent()
     if result is None:
         return latent_figure(lat.coords, labels=lat.labels, types=lat.types, names=lat.cell_names,
@@ -344,7 +344,7 @@ def latent_view(analysis: Analysis, result: SteeringResult | None, *, source: st
 
 
 def changes_rows(de: pd.DataFrame) -> list[dict]:
-    """Rows of the 'largest changes' table (:func:`core.steering_view.largest_changes`)."""
+    """Rows of the 'largest changes' table (:func:`core.views.steering.largest_changes`)."""
     df = largest_changes(de, n=10)
     df.insert(0, "arrow", np.where(df["direction"] == "up", "▲", "▼"))
     df["passes"] = np.where(df["significant"], "yes", "no")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.comparison import comparable_analyses
+from core.views.compare import comparable_analyses
 
 from . import ids
 from .feature_card import grid
@@ -162,7 +162,7 @@ def _num(x) -> str:
 
 
 def summary_tiles(summary: dict, *, a: str, b: str) -> html.Div:
-    """The headline numbers of a comparison (``core.comparison.AnalysisComparison.summary``)."""
+    """The headline numbers of a comparison (``core.views.compare.AnalysisComparison.summary``)."""
     s = summary
     only_a = s["unique_terms_a"] - s["shared_terms"]
     only_b = s["unique_terms_b"] - s["shared_terms"]

@@ -3,7 +3,7 @@ live chart, annotate it, and see what the analysis holds.
 
 Every control exists for every source (disabled where it does not apply), so the page's
 callbacks never target a missing component. The summary card is filled from the analysis on
-disk by :mod:`callbacks.data_page`, so a reload or a second tab shows the same results.
+disk by :mod:`callbacks.data`, so a reload or a second tab shows the same results.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.source_options import SourceOptions, source_options
+from core.views.data_sources import SourceOptions, source_options
 
 from . import ids
 from .figures import feature_density_figure, sparsity_frontier_figure
@@ -294,7 +294,7 @@ def _stat(label: str, value, sub=None) -> dbc.Col:
 
 
 def summary_body(overview: dict) -> list:
-    """The summary card's content from :func:`core.workflows.analysis_overview`."""
+    """The summary card's content from :func:`core.views.data.analysis_overview`."""
     name = overview.get("name") or ""
     if overview.get("error"):
         return [dbc.Alert([html.Strong("This analysis cannot be read. "), overview["error"],

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.analysis import Analysis
-from core.catalog import resolve_source
-from core.errors import FeatureLensError
+from core.store.analysis import Analysis
+from core.store.catalog import resolve_source
+from core.base.errors import FeatureLensError
 
 from . import ids
 from .feature_card import card_layout, grid

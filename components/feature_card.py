@@ -194,7 +194,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def terms_rows(terms: pd.DataFrame) -> list[dict]:
-    """Rows of the terms grid from ``core.explore.feature_terms`` output."""
+    """Rows of the terms grid from ``core.views.explorer.feature_terms`` output."""
     if terms.empty:
         return []
     df = terms.copy()

@@ -207,7 +207,7 @@ def latent_figure(coords: np.ndarray, *, labels: np.ndarray, types: list[str], n
 
 
 def activation_histogram_figure(hist: dict, *, title: str = "", height: int | None = 260) -> go.Figure:
-    """Bars of a feature's non-zero activations (``core.explore.activation_histogram`` output)."""
+    """Bars of a feature's non-zero activations (``core.views.explorer.activation_histogram`` output)."""
     edges = np.asarray(hist["edges"], np.float64)
     counts = np.asarray(hist["counts"])
     if counts.size == 0:
@@ -402,7 +402,7 @@ METHOD_COLOURS = {"sae": "#d62728", "pca": "#1f77b4", "ica": "#2ca02c", "svd": "
 
 def concept_count_figure(terms: pd.DataFrame, *, label_a: str = "A", label_b: str = "B", title: str = "",
                          height: int = 420) -> go.Figure:
-    """Per term, how many features of A (x) and of B (y) carry it (``core.comparison.term_counts``
+    """Per term, how many features of A (x) and of B (y) carry it (``core.views.compare.term_counts``
     output: term_id, term_name, features_a, features_b, where), coloured by shared / only A / only
     B, with the line y = x. Points are jittered by ≤ 0.3 (seeded) so equal counts stay visible."""
     if terms is None or terms.empty:

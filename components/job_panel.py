@@ -24,7 +24,7 @@ How a page uses it (the steering and simulation pages do the same as the data pa
                     states=[State(ids.STEER_FEATURE, "value"), State(ids.STEER_CELLS, "data")])
 
    The function's first return value goes to the panel's alert, the rest to ``outputs``. A
-   raised :class:`core.errors.InputError` (or any exception) becomes a red alert in place and
+   raised :class:`core.base.errors.InputError` (or any exception) becomes a red alert in place and
    leaves every other output untouched; the cancel button kills the job (Dash's ``cancel=``)
    and nothing it was writing is committed (analysis steps are atomic).
 """
@@ -116,7 +116,7 @@ def job_alert(message: str, *, fix: str | None = None, color: str = "danger", ti
 def exception_alert(exc: Exception, *, what: str = "", margin: str = "mb-2") -> dbc.Alert:
     """An in-place alert for ``exc``: a FeatureLensError's message and fix (warning), or
     'unexpected' with the error text (danger; the caller logs the traceback)."""
-    from core.errors import FeatureLensError
+    from core.base.errors import FeatureLensError
 
     title = [html.Strong(what + " ")] if what else []
     if isinstance(exc, FeatureLensError):

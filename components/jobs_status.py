@@ -26,7 +26,7 @@ def jobs_footer(*, where: str) -> html.Footer:
 
 
 def probe_result(probe: dict, *, manager: str) -> html.Span:
-    """One line: which process ran the probe job (see ``core.jobs.JobProbe``)."""
+    """One line: which process ran the probe job (see ``core.runtime.jobs.JobProbe``)."""
     if probe.get("cancelled"):
         return html.Span("check cancelled", className="text-warning")
     held = f", held {probe['held_s']:.1f} s" if probe.get("held_s", 0) >= 0.05 else ""

@@ -66,7 +66,7 @@ def source_picker(options: list[dict], value: str | None) -> dbc.Card:
 
 
 def source_summary(summary: dict) -> html.Div:
-    """Render :func:`core.catalog.describe_source` output: facts table, warnings, or an error alert."""
+    """Render :func:`core.store.catalog.describe_source` output: facts table, warnings, or an error alert."""
     if summary.get("error"):
         body = [html.Strong("This source cannot be used. "), html.Span(summary["error"])]
         if summary.get("fix"):

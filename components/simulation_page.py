@@ -2,7 +2,7 @@
 experiment (SAE vs PCA, ICA, SVD), show the tables, a bar figure and the findings vs the paper; and
 the planted-concept score of an analysis built from the simulated demo dataset.
 
-Every run is stored on disk (:mod:`core.simlab`), listed in the "Run" picker and named in the URL
+Every run is stored on disk (:mod:`core.views.simulation`), listed in the "Run" picker and named in the URL
 (``?run=<id>``), so a reload or a second tab shows the same results.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.errors import FeatureLensError
-from core.simlab import METHOD_LABELS, SimLabConfig, SimRun, list_runs, planted_analyses
+from core.base.errors import FeatureLensError
+from core.views.simulation import METHOD_LABELS, SimLabConfig, SimRun, list_runs, planted_analyses
 
 from . import ids
 from .figures import recovery_bars_figure

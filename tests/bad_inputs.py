@@ -68,7 +68,7 @@ class Workspace:
 
 def build_base(root: Path) -> Workspace:
     """Data folder with good.h5ad + good.gmt, and analyses/base trained and annotated (≈ 4 s)."""
-    from core.cli import main
+    from core.cli.main import main
 
     data, analyses = root / "data", root / "analyses"
     data.mkdir(parents=True)
@@ -123,7 +123,7 @@ def case(name: str):
 def picker(value: str) -> Callable[[], str]:
     """The app's picker card for ``value``: its error and fix (what the alert shows)."""
     def call() -> str:
-        from core.catalog import describe_source
+        from core.store.catalog import describe_source
 
         card = describe_source(value)
         return f"{card['error']}\n  Fix: {card['fix']}" if card["error"] else "(no error shown)"
@@ -133,7 +133,7 @@ def picker(value: str) -> Callable[[], str]:
 def raised(fn: Callable, *args, **kwargs) -> Callable[[], str]:
     """The message of the FeatureLensError that ``fn(*args, **kwargs)`` raises (the job's alert)."""
     def call() -> str:
-        from core.errors import FeatureLensError
+        from core.base.errors import FeatureLensError
 
         try:
             fn(*args, **kwargs)
@@ -144,7 +144,7 @@ def raised(fn: Callable, *args, **kwargs) -> Callable[[], str]:
 
 
 def _load(path, **kwargs):
-    from core.data import load_dataset
+    from core.data.load import load_dataset
 
     return load_dataset(path, **kwargs)
 
@@ -200,7 +200,7 @@ def _(ws):
 def _train_app(ws: Workspace, source: str, analysis: str = "fresh") -> Callable[[], str]:
     """The Data page's "Train" job on ``source`` (its alert shows the raised message)."""
     def call() -> str:
-        from core.workflows import TrainRequest, train_for_source
+        from core.views.data import TrainRequest, train_for_source
 
         return raised(train_for_source, TrainRequest(source=source, analysis=analysis, embedding="X_emb",
                                                      cell_type="none", epochs=1))()
@@ -539,14 +539,14 @@ def _(ws):
 
 
 def _open_or_create(analysis: Path, data: Path):
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     return Analysis.open_or_create(analysis, dataset=_load(data).source)
 
 
 @case("--out is a file")
 def _(ws):
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     out = ws.data / "notes.txt"
     out.write_text("not a folder")
@@ -556,7 +556,7 @@ def _(ws):
 
 @case("feature that does not exist")
 def _(ws):
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.annotate.single import feature_de
 
     return Bad(["de", str(ws.analysis), "--feature", "10"], raised(lambda: feature_de(Analysis.open(ws.analysis), 10)),
@@ -579,8 +579,8 @@ def _(ws):
 
 
 def _build_configs(**changes):
-    from core.cli import build_parser
-    from core.commands.train import build_configs
+    from core.cli.main import build_parser
+    from core.cli.train import build_configs
 
     args = build_parser().parse_args(["train", "x.h5ad", "--out", "o"])
     vars(args).update(changes)
@@ -627,7 +627,7 @@ def _annotate_app(ws, **config) -> Callable[[], str]:
     """The Data page's Annotate job on the existing analysis (``annotate_named``, as the job calls it)."""
     def call() -> str:
         from core.annotate.pipeline import AnnotationConfig
-        from core.workflows import annotate_named
+        from core.views.data import annotate_named
 
         return raised(annotate_named, ws.analysis.name, config=AnnotationConfig(**config))()
     return call
@@ -684,8 +684,8 @@ def _(ws):
 def _(ws):
     import scipy.sparse as sp
 
-    from core import io
-    from core.analysis import Analysis
+    from core.base import io
+    from core.store.analysis import Analysis
     from core.annotate.pipeline import AnnotationConfig, annotate_analysis
 
     io.write_npz_sparse(ws.analysis / "activations.npz", sp.csr_matrix((N_CELLS, 10), dtype=np.float32))

@@ -57,7 +57,7 @@ class AppServer:
 
 
 def start_server(base: Path, args: list[str], *, timeout: float = 60) -> AppServer:
-    """Run ``python -m core.cli ARGS --port P`` with its own folders under ``base``; wait until it serves."""
+    """Run ``python -m core.cli.main ARGS --port P`` with its own folders under ``base``; wait until it serves."""
     port = free_port()
     env = {**os.environ,
            "FEATURELENS_ANALYSES_DIR": str(base / "analyses"),
@@ -68,7 +68,7 @@ def start_server(base: Path, args: list[str], *, timeout: float = 60) -> AppServ
     (base / "analyses").mkdir(exist_ok=True)
     log = base / "server.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli.main", *args, "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -119,7 +119,7 @@ def screenshot(page, request):
 def demo_analysis(tmp_path_factory) -> Path:
     """The default demo (``featurelens demo``: simulated data → model → SAE → annotation), built ONCE
     per test session into ``<tmp>/analyses/demo``; returns the analysis folder. Treat it as read-only."""
-    from core.demo import build_demo
+    from core.demo.build import build_demo
 
     out = tmp_path_factory.mktemp("demo-session") / "analyses" / "demo"
     build_demo(out, seed=0)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 
 def build_small_analysis(out: Path, *, seed: int = 0):
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.annotate.pipeline import AnnotationConfig, annotate_analysis
-    from core.data import load_dataset
-    from core.datasets import shipped
+    from core.data.load import load_dataset
+    from core.data.datasets import shipped
     from core.sae import TopKConfig, TrainConfig
-    from core.training import train_into_analysis
+    from core.sae.pipeline import train_into_analysis
 
     spec = shipped("pbmc68k")
     ds = load_dataset(spec.path, embedding=spec.embedding, cell_type=spec.cell_type)

@@ -35,8 +35,8 @@ def gen_adata(
 
 def one_torch_thread():
     """Generator for a module fixture: tiny models run fastest (and most predictably on a shared
-    machine) on one torch thread; automatic choices inside keep it (core.threads)."""
-    from core.threads import torch_threads
+    machine) on one torch thread; automatic choices inside keep it (core.base.threads)."""
+    from core.base.threads import torch_threads
 
     with torch_threads(1):
         yield

@@ -15,9 +15,9 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from core.analysis import Analysis
+from core.store.analysis import Analysis
 from core.concepts import load_go
-from core.data import load_dataset
+from core.data.load import load_dataset
 from core.sae import VanillaConfig, build_sae, encode_activations, save_sae
 
 PLANTED_TERM = "GO:0015671"   # oxygen transport (dimension 0 / feature 0)

@@ -13,8 +13,8 @@ def build_steerable(base: Path, *, decoder: bool = True, **kwargs) -> Path:
     """Build into ``base`` (``base/analysis`` is the analysis folder); returns the analysis path.
     ``decoder=False``: the same analysis without the model's decoder (it cannot be steered);
     ``kwargs`` go to :func:`steer_data.build_planted`."""
-    from core.characterise import characterise
-    from core.data import load_dataset
+    from core.sae.characterise import characterise
+    from core.data.load import load_dataset
     from core.sae.metrics import activation_stats
     from steer_data import build_planted
 

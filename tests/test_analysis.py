@@ -7,9 +7,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from core import io
-from core.analysis import SCHEMA_VERSION, Analysis
-from core.errors import InputError, SchemaError
+from core.base import io
+from core.store.analysis import SCHEMA_VERSION, Analysis
+from core.base.errors import InputError, SchemaError
 
 DATASET = {"path": "/x/data.h5ad", "sha256": "abc", "embedding": "X_emb"}
 
@@ -153,7 +153,7 @@ def test_steps_from_concurrent_processes_all_land(tmp_path):
     from pathlib import Path
 
     Analysis.create(tmp_path / "a", dataset={"path": "x"})
-    code = ("import sys; from core.analysis import Analysis; a = Analysis.open(sys.argv[1]); tag = sys.argv[2]\n"
+    code = ("import sys; from core.store.analysis import Analysis; a = Analysis.open(sys.argv[1]); tag = sys.argv[2]\n"
             "for i in range(15):\n"
             "    with a.step(f'{tag}/{i}', inputs={'i': i}) as w: w.write_json(f'{tag}/{i}.json', {'i': i})\n")
     root = Path(__file__).resolve().parents[1]

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.analysis import Analysis
+from core.store.analysis import Analysis
 from core.annotate.pipeline import AnnotationConfig, annotate_analysis
-from core.cli import main
+from core.cli.main import main
 from core.concepts import load_go
-from core.data import load_dataset
-from core.errors import InputError
+from core.data.load import load_dataset
+from core.base.errors import InputError
 
 PLANTED = {0: "GO:0015671", 1: "GO:0042113", 2: "GO:0006260"}  # oxygen transport, B cell activation, DNA replication
 
@@ -155,9 +155,9 @@ def test_bad_inputs(planted_analysis, tmp_path, capsys):
 
 
 def test_observed_counts_are_a_memory_mapped_csc_copy_made_once(planted_analysis):
-    """Annotating observed counts reads the .h5ad in chunks into observed_counts/ (core.counts):
+    """Annotating observed counts reads the .h5ad in chunks into observed_counts/ (core.data.counts):
     the same numbers as the file's matrix, memory-mapped, and made only once per dataset."""
-    from core.expression import resolve_expression
+    from core.annotate.expression import resolve_expression
 
     a = planted_analysis
     src = resolve_expression(a, mode="observed")
@@ -177,7 +177,7 @@ def test_paper_method_rows_are_the_engines_rows(planted_analysis):
     from core.annotate import batched_de, enrich, select_groups
     from core.annotate.enrich import COLUMNS
     from core.annotate.pipeline import annotate, load_concepts
-    from core.expression import resolve_expression
+    from core.annotate.expression import resolve_expression
 
     a = planted_analysis
     cfg = AnnotationConfig(method="paper", concepts=("go-bp",), expression="observed", n_null=0)

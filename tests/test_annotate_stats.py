@@ -12,8 +12,8 @@ from scipy import stats
 from core.annotate import (COLUMNS, batched_de, binom_two_sided, bh, enrich, enrichment_stats, mwu_from_rank_sums,
                            rank_rows, select_groups, significant_genes, welch_from_moments)
 from core.concepts import ConceptDB
-from core.errors import InputError
-from core.progress import Cancelled
+from core.base.errors import InputError
+from core.base.progress import Cancelled
 
 RTOL = 1e-9
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from bad_inputs import CASES, build_base, copy_workspace, snapshot
 
-from core.cli import main
+from core.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def test_real_process(name, ws):
     env = {"FEATURELENS_DATA_DIR": str(ws.data), "FEATURELENS_ANALYSES_DIR": str(ws.analyses), **bad.env}
     import os
 
-    out = subprocess.run([sys.executable, "-m", "core.cli", *bad.argv], cwd=ws.data, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "core.cli.main", *bad.argv], cwd=ws.data, capture_output=True, text=True,
                          env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and bad.expect[0] in out.stderr
@@ -91,10 +91,10 @@ def test_constant_embedding_is_refused_before_anything_is_written(ws, capsys):
 
     from bad_inputs import N_CELLS
 
-    from core.analysis import Analysis
-    from core.errors import InputError
+    from core.store.analysis import Analysis
+    from core.base.errors import InputError
     from core.sae import TrainConfig, VanillaConfig, check_trainable, train_sae
-    from core.training import train_into_analysis
+    from core.sae.pipeline import train_into_analysis
 
     rng = np.random.default_rng(0)
     zeros = np.zeros((N_CELLS, 6), np.float32)
@@ -139,8 +139,8 @@ def test_disk_full_during_train_write(ws, monkeypatch, capsys, where):
     import errno
     import os
 
-    from core import analysis as analysis_mod
-    from core import io
+    from core.store import analysis as analysis_mod
+    from core.base import io
 
     before = snapshot(ws.root)
 
@@ -174,12 +174,12 @@ def test_disk_full_during_train_write(ws, monkeypatch, capsys, where):
 def test_cancelled_training_and_annotation_leave_the_folder(ws):
     from bad_inputs import N_CELLS
 
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.annotate.pipeline import AnnotationConfig, annotate_analysis
-    from core.data import load_dataset
-    from core.progress import Cancelled
+    from core.data.load import load_dataset
+    from core.base.progress import Cancelled
     from core.sae import TrainConfig, VanillaConfig
-    from core.training import train_into_analysis
+    from core.sae.pipeline import train_into_analysis
 
     before = snapshot(ws.root)
     ds = load_dataset(ws.h5ad, embedding="X_emb")
@@ -209,11 +209,11 @@ def test_cancelled_training_and_annotation_leave_the_folder(ws):
 
 def test_crash_mid_step_leaves_the_folder(ws, monkeypatch):
     """A bug (any exception) after some files were staged: nothing reaches the analysis."""
-    from core import io
-    from core.analysis import Analysis
-    from core.data import load_dataset
+    from core.base import io
+    from core.store.analysis import Analysis
+    from core.data.load import load_dataset
     from core.sae import TrainConfig, VanillaConfig
-    from core.training import train_into_analysis
+    from core.sae.pipeline import train_into_analysis
 
     before = snapshot(ws.root)
     ds = load_dataset(ws.h5ad, embedding="X_emb")
@@ -229,7 +229,7 @@ def test_crash_mid_step_leaves_the_folder(ws, monkeypatch):
 
 
 def test_interrupted_cli_keeps_what_was_there(ws, monkeypatch, capsys):
-    from core import progress
+    from core.base import progress
 
     before = snapshot(ws.root)
 

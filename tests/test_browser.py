@@ -47,7 +47,7 @@ def test_br003_bad_file_in_data_folder_shows_alert_and_app_keeps_working(app_ser
 def test_br004_new_file_appears_in_the_picker_on_reload(app_server, page):
     import shutil
 
-    from core.datasets import SHIPPED
+    from core.data.datasets import SHIPPED
 
     page.goto(app_server.url)
     expect(page.locator("#picker-source-card")).to_contain_text("X_pca", timeout=15000)

@@ -29,7 +29,7 @@ PLANTED = {"score": 0.5, "score_with_relatives": 0.75, "top": 10, "n_programs": 
 def server(tmp_path_factory):
     """The app with two small PBMC analyses (SAE seeds 0 and 1), one without annotations, and a
     stand-in for the simulated demo carrying a stored planted score."""
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     first = small_analysis_path(tmp_path_factory)
     second = tmp_path_factory.getbasetemp() / "explorer-analyses" / "pbmc-small-seed1"
@@ -51,9 +51,9 @@ def server(tmp_path_factory):
 
 
 def _expected_pairs(server) -> int:
-    """The matched pairs core.compare finds for the two fixture analyses (reported terms)."""
-    from core.analysis import Analysis
-    from core.compare import compare_annotations
+    """The matched pairs core.annotate.compare finds for the two fixture analyses (reported terms)."""
+    from core.store.analysis import Analysis
+    from core.annotate.compare import compare_annotations
 
     a, b = (Analysis.open(server.analyses / n).read_parquet("annotations.parquet") for n in ("pbmc-a", "pbmc-b"))
     return compare_annotations(a, b).summary()["matched_pairs"]

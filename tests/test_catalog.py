@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from helpers import gen_adata
 
-from core import catalog
-from core.analysis import Analysis
-from core.errors import InputError
-from core.paths import confine
+from core.store import catalog
+from core.store.analysis import Analysis
+from core.base.errors import InputError
+from core.base.paths import confine
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, free_port, start_server, stop_server
 
-from core.cli import main
-from core.errors import InputError
-from core.jobs import BROKER_ENV, JobProbe, broker_url, check_broker, make_celery, probe_job, redact_url
+from core.cli.main import main
+from core.base.errors import InputError
+from core.runtime.jobs import BROKER_ENV, JobProbe, broker_url, check_broker, make_celery, probe_job, redact_url
 
 REDIS_SERVER = shutil.which("redis-server")
 NO_REDIS = "redis-server is not installed (Debian package redis-server; `make redis` or `make test` installs it)"
@@ -87,7 +87,7 @@ class Worker:
         env = {**os.environ, BROKER_ENV: url, "FEATURELENS_ANALYSES_DIR": str(base / "analyses"),
                "FEATURELENS_DATA_DIR": str(base / "data"), "PYTHONUNBUFFERED": "1"}
         with open(self.log, "w") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--concurrency", str(concurrency)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "core.cli.main", "worker", "--concurrency", str(concurrency)],
                                          cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while " ready." not in self.log.read_text():

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.characterise import (
+from core.sae.characterise import (
     Z_CRIT,
     cell_type_stats,
     characterise,
@@ -14,7 +14,7 @@ from core.characterise import (
     find_trajectory_features,
     locality_counts,
 )
-from core.errors import InputError
+from core.base.errors import InputError
 
 
 def _planted(rng, n_per=80):

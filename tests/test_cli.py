@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import COMMANDS, main
+from core.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 def test_every_required_command_exists():
@@ -28,7 +28,7 @@ def test_no_command_is_a_placeholder():
     import importlib
 
     for name in COMMANDS:
-        mod = importlib.import_module(f"core.commands.{name.replace('-', '_')}")
+        mod = importlib.import_module(f"core.cli.{name.replace('-', '_')}")
         assert "not available yet" not in mod.HELP, name
 
 
@@ -44,7 +44,7 @@ def test_validate_ok_and_bad(small_h5ad, capsys):
 def test_real_process_exit_code_and_no_traceback(tmp_path):
     bad = tmp_path / "fake.h5ad"
     bad.write_text("gene,cell\n1,2\n")
-    out = subprocess.run([sys.executable, "-m", "core.cli", "validate", str(bad)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "core.cli.main", "validate", str(bad)], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "not an HDF5/.h5ad file" in out.stderr and "Traceback" not in out.stderr

@@ -1,4 +1,4 @@
-"""The Compare page without a browser: core.comparison on planted annotation tables, the page's
+"""The Compare page without a browser: core.views.compare on planted annotation tables, the page's
 defaults, its callbacks as plain functions, and the concept-count figure."""
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from scipy import stats
 import callbacks.compare as cb
 from components import compare_page, figures, ids
 from components.compare_page import HIDDEN, SHOWN
-from core import comparison
-from core.analysis import Analysis
-from core.compare import compare_annotations
+from core.views import compare
+from core.store.analysis import Analysis
+from core.annotate.compare import compare_annotations
 
 # Planted: B's feature 10 + i carries exactly A's feature i's terms, except that A's feature 3 has
 # one extra term (t9) and B has a feature 20 of its own (t7, t8). Term t0 is in every A feature.
@@ -45,17 +45,17 @@ def make_analysis(root, name: str, ann: pd.DataFrame | None, *, data: str | None
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(tmp_path))
-    comparison.clear_cache()
+    compare.clear_cache()
     make_analysis(tmp_path, "alpha", annotations(A_TERMS, seed=0))
     make_analysis(tmp_path, "beta", annotations(B_TERMS, seed=1))
     make_analysis(tmp_path, "raw", None)  # trained, not annotated
     yield tmp_path
-    comparison.clear_cache()
+    compare.clear_cache()
 
 
-# ----------------------------------------------------------------------------- core.comparison
+# ----------------------------------------------------------------------------- core.views.compare
 def test_planted_pairs_are_matched_with_their_shared_terms(folder):
-    cmp = comparison.compare_analyses("alpha", "beta")
+    cmp = compare.compare_analyses("alpha", "beta")
     pairs = dict(zip(cmp.matches["feature_a"], cmp.matches["feature_b"]))
     assert pairs == {0: 10, 1: 11, 2: 12, 3: 13}
     m = cmp.matches.set_index("feature_a")
@@ -69,7 +69,7 @@ def test_planted_pairs_are_matched_with_their_shared_terms(folder):
 
 def test_summary_equals_compare_annotations_and_scipy(folder):
     a, b = annotations(A_TERMS, seed=0), annotations(B_TERMS, seed=1)
-    cmp = comparison.compare_analyses("alpha", "beta")
+    cmp = compare.compare_analyses("alpha", "beta")
     ref = compare_annotations(a, b).summary()
     for key, value in ref.items():
         assert cmp.summary[key] == pytest.approx(value, nan_ok=True), key
@@ -78,7 +78,7 @@ def test_summary_equals_compare_annotations_and_scipy(folder):
 
 
 def test_term_counts_and_where(folder):
-    terms = comparison.compare_analyses("alpha", "beta").terms.set_index("term_id")
+    terms = compare.compare_analyses("alpha", "beta").terms.set_index("term_id")
     assert t_row(terms, "t0") == (4, 4, "both")
     assert t_row(terms, "t9") == (1, 0, "only A")
     assert t_row(terms, "t7") == (0, 1, "only B")
@@ -97,14 +97,14 @@ def test_top_shared_terms_are_the_most_significant_in_both():
     b = pd.DataFrame({"feature": 5, "term_id": ["x", "y", "z"], "term_name": ["X", "Y", "Z"], "namespace": "BP",
                       "binom_p": [1e-9, 1e-3, 1e-6]})
     matches = compare_annotations(a, b).matches
-    out = comparison.describe_matches(matches, a, b, top=2)
+    out = compare.describe_matches(matches, a, b, top=2)
     # worse p of each term: x 1e-2, y 1e-3, z 1e-5 -> z, then y
     assert out.loc[0, "top_shared"] == "Z | Y"
 
 
 def test_compare_uses_reported_rows_ranked_by_headline_p(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(tmp_path))
-    comparison.clear_cache()
+    compare.clear_cache()
     a, b = annotations(A_TERMS, seed=0), annotations(B_TERMS, seed=1)
     # not reported: A's t9 (feature 3) and a nominal-only term t8 on A's feature 0; B's t1
     a = pd.concat([a, pd.DataFrame({"feature": [0], "term_id": ["t8"], "term_name": ["name of t8"],
@@ -115,7 +115,7 @@ def test_compare_uses_reported_rows_ranked_by_headline_p(tmp_path, monkeypatch):
     b["hyper_p"] = np.where(b["term_id"] == "t2", 1e-20, 1e-3)
     make_analysis(tmp_path, "alpha", a)
     make_analysis(tmp_path, "beta", b)
-    res = comparison.compare_analyses("alpha", "beta")
+    res = compare.compare_analyses("alpha", "beta")
     m = res.matches.set_index("feature_a")
     assert m.loc[3, "feature_b"] == 13 and m.loc[3, "jaccard"] == 1.0        # t9 is not one of A's concepts
     assert m.loc[0, "terms_a"] == 3 and m.loc[0, "shared_terms"] == 2       # t0, t2 (t1 not reported in B)
@@ -123,18 +123,18 @@ def test_compare_uses_reported_rows_ranked_by_headline_p(tmp_path, monkeypatch):
     terms = res.terms.set_index("term_id")
     assert "t9" not in terms.index and terms.loc["t8", "where"] == "only B"  # t8: B's feature 20 only
     assert terms.loc["t1", "where"] == "only A"
-    comparison.clear_cache()
+    compare.clear_cache()
 
 
 def test_cached_until_an_annotation_file_changes(folder):
-    first = comparison.compare_analyses("alpha", "beta")
-    assert comparison.compare_analyses("alpha", "beta") is first
+    first = compare.compare_analyses("alpha", "beta")
+    assert compare.compare_analyses("alpha", "beta") is first
     path = folder / "beta" / "annotations.parquet"
     b = annotations({**B_TERMS, 13: ["t0", "t6", "t9"]}, seed=1)
     b.to_parquet(path)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    again = comparison.compare_analyses("alpha", "beta")
+    again = compare.compare_analyses("alpha", "beta")
     assert again is not first
     assert again.matches.set_index("feature_a").loc[3, "jaccard"] == 1.0
 
@@ -147,14 +147,14 @@ def test_cached_until_an_annotation_file_changes(folder):
     ("", "beta", "choose two analyses"),
 ])
 def test_bad_pairs_are_input_errors(folder, a, b, words):
-    from core.errors import InputError
+    from core.base.errors import InputError
 
     with pytest.raises(InputError, match=words):
-        comparison.compare_analyses(a, b)
+        compare.compare_analyses(a, b)
 
 
 def test_comparable_analyses_lists_annotation_state(folder):
-    assert comparison.comparable_analyses() == [{"name": "alpha", "annotated": True, "dataset": "alpha"},
+    assert compare.comparable_analyses() == [{"name": "alpha", "annotated": True, "dataset": "alpha"},
                                                 {"name": "beta", "annotated": True, "dataset": "beta"},
                                                 {"name": "raw", "annotated": False, "dataset": "raw"}]
 

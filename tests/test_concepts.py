@@ -7,7 +7,7 @@ import pytest
 from core.concepts import load_go, read_gmt
 from core.concepts.go import _arrays, GO_FILE, load_gene_table
 from core.concepts.match import match_genes, prepare_concepts
-from core.errors import InputError
+from core.base.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_gmt_sets_too_large_suggest_a_larger_maximum(tmp_path):
 
 
 def test_symbol_case_and_id_labels():
-    from core.genes import detect_gene_ids, symbol_case
+    from core.data.genes import detect_gene_ids, symbol_case
 
     assert symbol_case(["CD3E", "HBB", "MT-CO1", "CD19", "C1orf112"]) == "upper"
     assert symbol_case(["Cd3e", "Hbb-bs", "mt-Co1", "Ms4a1", "Cd19"]) == "capitalised"

@@ -47,7 +47,7 @@ def test_cc000_stale_staging_folders_of_dead_jobs_are_removed_on_open(tmp_path):
     import subprocess
     import sys
 
-    from core.analysis import STAGING_OWNER, Analysis
+    from core.store.analysis import STAGING_OWNER, Analysis
 
     a = Analysis.create(tmp_path / "an", dataset={"path": "x"})
     with a.step("sae", inputs={"x": 1}) as w:
@@ -94,7 +94,7 @@ import os, sys, threading, time
 sys.path.insert(0, os.getcwd())
 import numpy as np
 from core.annotate.stats import bh, rank_rows
-from core.parallel import _lock
+from core.base.parallel import _lock
 rng = np.random.default_rng(0)
 p, x = rng.random((40, 1500)), rng.random((40, 1500))
 q0, (r0, t0) = bh(p), rank_rows(x)
@@ -144,7 +144,7 @@ def test_cc000_jobs_start_from_the_fork_server_and_a_vanished_job_is_not_an_erro
     import diskcache
     import psutil
 
-    from core.job_processes import ForkServerJobs, preload_modules
+    from core.runtime.fork_server import ForkServerJobs, preload_modules
 
     class Manager(ForkServerJobs, dash.DiskcacheManager):
         pass

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.counts import library_sizes, load_csc, write_csc
-from core.errors import InputError
-from core.progress import Cancelled
+from core.data.counts import library_sizes, load_csc, write_csc
+from core.base.errors import InputError
+from core.base.progress import Cancelled
 
 
 def _counts(rng, n=157, g=41):

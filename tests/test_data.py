@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import gen_adata
 
-from core.data import load_dataset
-from core.errors import InputError
-from core.genes import detect_gene_ids
+from core.data.load import load_dataset
+from core.base.errors import InputError
+from core.data.genes import detect_gene_ids
 
 
 @pytest.mark.parametrize("sparse", [True, False])
@@ -26,7 +26,7 @@ def test_good_h5ad_loads(tmp_path, rng, sparse):
 
 
 def test_shipped_pbmc_is_real_counts():
-    from core.datasets import shipped
+    from core.data.datasets import shipped
 
     spec = shipped("pbmc68k")
     ds = load_dataset(spec.path, embedding=spec.embedding, cell_type=spec.cell_type)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from dash import no_update
 
-from core.errors import InputError
-from core.progress import Cancelled
+from core.base.errors import InputError
+from core.base.progress import Cancelled
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _text(component) -> str:
 
 # ----------------------------------------------------------------------------- uploads
 def test_upload_valid_h5ad_is_kept_atomically(tmp_path, small_h5ad):
-    from core.uploads import save_upload
+    from core.store.uploads import save_upload
 
     data = small_h5ad.read_bytes()
     res = save_upload(data, filename="My data (v2).h5ad", folder=tmp_path / "d", max_bytes=10 * len(data))
@@ -59,7 +59,7 @@ def test_upload_valid_h5ad_is_kept_atomically(tmp_path, small_h5ad):
     ("truncated.h5ad", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "could not be read as AnnData"),
 ])
 def test_upload_refuses_bad_files_and_leaves_nothing(tmp_path, name, payload, message):
-    from core.uploads import save_upload
+    from core.store.uploads import save_upload
 
     folder = tmp_path / "d"
     with pytest.raises(InputError, match=message) as exc:
@@ -69,7 +69,7 @@ def test_upload_refuses_bad_files_and_leaves_nothing(tmp_path, name, payload, me
 
 
 def test_upload_size_cap_and_name_confinement(tmp_path, small_h5ad):
-    from core.uploads import safe_upload_name, save_upload
+    from core.store.uploads import safe_upload_name, save_upload
 
     data = small_h5ad.read_bytes()
     with pytest.raises(InputError, match="uploads are limited to"):
@@ -83,7 +83,7 @@ def test_upload_size_cap_and_name_confinement(tmp_path, small_h5ad):
 def test_upload_different_file_under_same_name_is_refused(tmp_path, small_h5ad, rng):
     from helpers import gen_adata
 
-    from core.uploads import save_upload
+    from core.store.uploads import save_upload
 
     (tmp_path / "x.h5ad").write_bytes(small_h5ad.read_bytes())
     other = tmp_path / "other.h5ad"
@@ -94,7 +94,7 @@ def test_upload_different_file_under_same_name_is_refused(tmp_path, small_h5ad, 
 
 
 def test_decode_data_url():
-    from core.uploads import decode_data_url
+    from core.store.uploads import decode_data_url
 
     assert decode_data_url("data:application/octet-stream;base64," + base64.b64encode(b"abc").decode()) == b"abc"
     for bad in ("", "abc", "data:x;base64,@@@", "data:text/plain,abc"):
@@ -162,8 +162,8 @@ def test_job_panel_ids_are_unique_and_do_not_collide():
 def test_train_request_validates_and_matches_the_cli(folders):
     import argparse
 
-    from core.commands.train import build_configs
-    from core.workflows import TrainRequest
+    from core.cli.train import build_configs
+    from core.views.data import TrainRequest
 
     for bad, match in [({"analysis": "../x"}, "not a usable analysis name"), ({"arch": "cnn"}, "unknown architecture"),
                        ({"expansion": -1}, "expansion must be a positive number"), ({"epochs": 0}, "epochs must be"),
@@ -182,7 +182,7 @@ def test_train_request_validates_and_matches_the_cli(folders):
 
 
 def test_preset_fields_and_size_help():
-    from callbacks.data_page import preset_fields, size_help
+    from callbacks.data import preset_fields, size_help
 
     expansion, placeholder, sparsity, label, _help, epochs, preset_help = preset_fields("default", "vanilla")
     assert (expansion, sparsity, label, epochs) == (50.0, 0.2, "L1 weight", 30)
@@ -201,7 +201,7 @@ def test_preset_fields_and_size_help():
 
 # ----------------------------------------------------------------------------- sources
 def test_source_options(folders, small_in_data):
-    from core.source_options import source_options
+    from core.views.data_sources import source_options
 
     pb = source_options("shipped:pbmc68k")
     assert pb.error is None and pb.kind == "shipped" and pb.can_fit
@@ -246,9 +246,9 @@ class FakeProgress:
 
 @pytest.mark.slow
 def test_train_job_writes_analysis_and_reuses_it(folders, small_in_data):
-    from callbacks.data_page import show_summary, train_job
+    from callbacks.data import show_summary, train_job
     from callbacks.jobs import JobProgress, run_job
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     args = dict(source="file:small.h5ad", name="small-run", embedding="X_emb", cell_type="auto", decoder="none",
                 preset="default", arch="vanilla", expansion=4, sparsity=1e-3, epochs=12, seed=0)
@@ -285,7 +285,7 @@ def test_train_job_writes_analysis_and_reuses_it(folders, small_in_data):
 
 
 def test_train_job_errors_are_alerts_and_write_nothing(folders, small_in_data):
-    from callbacks.data_page import train_job
+    from callbacks.data import train_job
     from callbacks.jobs import JobProgress, run_job
 
     cases = [("file:small.h5ad", "x", "X_nope", "not found in .obsm"),
@@ -304,7 +304,7 @@ def test_train_job_errors_are_alerts_and_write_nothing(folders, small_in_data):
 
 
 def test_annotate_job_without_sae_is_an_alert(folders, small_in_data):
-    from callbacks.data_page import annotate_job
+    from callbacks.data import annotate_job
     from callbacks.jobs import JobProgress, run_job
 
     alert, out = run_job(annotate_job, JobProgress(None), ["nothing-here", ["go-bp"], "auto", 90, 100], n_outputs=1)
@@ -315,9 +315,9 @@ def test_annotate_job_without_sae_is_an_alert(folders, small_in_data):
 
 @pytest.mark.slow
 def test_fit_model_job_writes_a_copy_and_switches_source(folders, small_in_data):
-    from callbacks.data_page import fit_model_job
-    from core.data import read_anndata
-    from core.source_options import source_options
+    from callbacks.data import fit_model_job
+    from core.data.load import read_anndata
+    from core.views.data_sources import source_options
 
     before = small_in_data.read_bytes()
     progress = FakeProgress()
@@ -339,7 +339,7 @@ def test_fit_model_job_writes_a_copy_and_switches_source(folders, small_in_data)
 # ----------------------------------------------------------------------------- summary, upload callback
 def test_summary_for_missing_bad_and_trained_analyses(folders):
     from components.data_page import summary_body
-    from core.workflows import analysis_overview
+    from core.views.data import analysis_overview
 
     assert "No analysis named “nope” yet" in _text(summary_body(analysis_overview("nope")))
     bad = analysis_overview("../etc")
@@ -402,7 +402,7 @@ def test_feature_density_figure():
 
 
 def test_receive_upload_callback(folders, small_h5ad):
-    from callbacks.data_page import receive_upload
+    from callbacks.data import receive_upload
 
     url = "data:application/octet-stream;base64," + base64.b64encode(small_h5ad.read_bytes()).decode()
     alert, options, value, cleared = receive_upload({"filename": "mine.h5ad", "contents": url})
@@ -461,7 +461,7 @@ def test_annotate_job_passes_the_method_and_reports_the_null_check(monkeypatch):
     """The job's states end with the method; it reaches AnnotationConfig; the message shows the self-check."""
     import inspect
 
-    import callbacks.data_page as cb
+    import callbacks.data as cb
     from components import ids
 
     params = list(inspect.signature(cb.annotate_job).parameters)[1:]
@@ -518,9 +518,9 @@ def test_summary_shows_the_method_and_null_check_when_recorded(extra, shown, hid
 @pytest.mark.slow
 def test_annotate_job_shows_why_no_gene_matches(folders, small_in_data):
     """Genes named GENE0… match none of GO's: the Annotate job's alert says so, as the CLI does."""
-    from callbacks.data_page import annotate_job
+    from callbacks.data import annotate_job
     from callbacks.jobs import JobProgress, run_job
-    from core.cli import main
+    from core.cli.main import main
 
     assert main(["train", str(small_in_data), "--embedding", "X_emb", "--out", str(folders[1] / "small-run"),
                  "--hidden", "10", "--epochs", "1"]) == 0
@@ -536,9 +536,9 @@ def test_the_three_seed_option_reaches_the_train_request(monkeypatch, folders):
     """The form offers 1 or 3 seeds; the job's last state is that control; 3 → seeds s, s+1, s+2."""
     import inspect
 
-    import callbacks.data_page as cb
+    import callbacks.data as cb
     from components import data_page, ids
-    from core.workflows import TrainRequest
+    from core.views.data import TrainRequest
 
     radio = _find(data_page.layout(source="shipped:pbmc68k", query={}), ids.DATA_SEEDS)
     assert radio is not None and radio.value == 1 and [o["value"] for o in radio.options] == [1, 3]
@@ -568,8 +568,8 @@ def test_the_three_seed_option_reaches_the_train_request(monkeypatch, folders):
 
 @pytest.mark.slow
 def test_train_for_source_with_three_seeds_stores_stability(folders, small_in_data):
-    from core.analysis import Analysis
-    from core.workflows import TrainRequest, train_for_source
+    from core.store.analysis import Analysis
+    from core.views.data import TrainRequest, train_for_source
 
     progress = FakeProgress()
     ov = train_for_source(TrainRequest(source="file:small.h5ad", analysis="three", embedding="X_emb", decoder="none",
@@ -589,9 +589,9 @@ def test_auto_preset_sweeps_stores_and_shows_the_frontier(folders, small_in_data
 
     from components import ids
     from components.data_page import summary_body
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.sae.sweep import SweepConfig
-    from core.workflows import TrainRequest, train_for_source
+    from core.views.data import TrainRequest, train_for_source
 
     assert TrainRequest(source="file:small.h5ad", analysis="x", preset="auto").sweep() == SweepConfig()
     assert TrainRequest(source="file:small.h5ad", analysis="x").sweep() is None

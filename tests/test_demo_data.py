@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import InputError
-from core.simulate.demo_data import (CELL_TYPES, LINEAGES, PROGRAMS, DemoDataConfig, Program,
+from core.base.errors import InputError
+from core.demo.data import (CELL_TYPES, LINEAGES, PROGRAMS, DemoDataConfig, Program,
                                      generate_demo_dataset, ground_truth, write_demo_dataset)
 
 SMALL = DemoDataConfig(n_cells=1_500, n_genes=1_600)

@@ -10,10 +10,10 @@ import scipy.sparse as sp
 from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
-from core.compare import compare_annotations
-from core.concept_map import ConceptMapConfig, concept_map, level1_categories
-from core.errors import InputError
-from core.search import ConceptIndex, characteristic_features
+from core.annotate.compare import compare_annotations
+from core.annotate.concept_map import ConceptMapConfig, concept_map, level1_categories
+from core.base.errors import InputError
+from core.annotate.search import ConceptIndex, characteristic_features
 
 TERMS = {"GO:1": "oxygen transport", "GO:2": "erythrocyte differentiation", "GO:3": "B cell activation",
          "GO:4": "heme biosynthetic process", "GO:5": "antigen processing and presentation", "GO:6": "cell cycle"}
@@ -196,7 +196,7 @@ def _rows(pairs, dag):
 
 
 def test_go_categories_split_a_shared_general_ancestor():
-    from core.concept_map import go_categories
+    from core.annotate.concept_map import go_categories
 
     dag = _toy_dag()
     # 60 features, all under "immune system process" → "leukocyte activation"; 30 of them under child 0
@@ -220,7 +220,7 @@ def test_go_categories_split_a_shared_general_ancestor():
 
 
 def test_go_categories_generic_terms_and_fallbacks():
-    from core.concept_map import go_categories
+    from core.annotate.concept_map import go_categories
 
     dag = _toy_dag()
     ann = _rows([(0, "GO:cp1"), (1, "GO:0009987"), (2, "GO:X"), (3, "GMT:a"), (3, "GMT:b"), (4, "GMT:b"),
@@ -251,7 +251,7 @@ def test_concept_map_uses_reported_rows_and_dag_categories():
 
 
 def test_generic_terms_are_in_the_shipped_go():
-    from core.concept_map import GENERIC_TERMS, go_categories
+    from core.annotate.concept_map import GENERIC_TERMS, go_categories
     from core.concepts.dag import go_dag
 
     dag = go_dag()

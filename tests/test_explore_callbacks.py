@@ -14,7 +14,7 @@ from plotly.io.json import to_json_plotly
 
 import callbacks.explorer as cb
 from components import explorer_page, feature_card, figures, ids
-from core import explore
+from core.views import explorer
 from explore_data import small_analysis_path
 
 SOURCE = "analysis:pbmc-small"
@@ -82,7 +82,7 @@ def test_concept_map_figure_groups_overlays_and_customdata(data):
 
 def test_latent_figure_draws_high_activations_last(data):
     lat = data.latent()
-    cells, values = explore.feature_cells(data.acts, 5)
+    cells, values = explorer.feature_cells(data.acts, 5)
     fig = figures.latent_figure(lat.coords, labels=lat.labels, types=lat.types, cells=cells, values=values,
                                 label="feature 5")
     assert len(fig.data) == 2 and len(decode(fig.data[0].x)) == data.n_cells
@@ -160,7 +160,7 @@ def test_update_latent_patch_recolours_the_active_cells(source, data):
     patch, *_ = cb.update_latent("feature", {"feature": 5, "features": [5]}, source, meta, triggered=STATE)
     ops = operations(patch)
     trace = ops[("data", 1)]
-    cells, values = explore.feature_cells(data.acts, 5)
+    cells, values = explorer.feature_cells(data.acts, 5)
     np.testing.assert_array_equal(decode(trace["customdata"]), cells)
     np.testing.assert_array_equal(decode(trace["marker"]["color"]), values)
     np.testing.assert_array_equal(decode(trace["x"]), data.latent().coords[cells, 0])
@@ -196,13 +196,13 @@ def test_figure_callbacks_show_errors_in_place(source):
 # ----------------------------------------------------------------------------- search and selection
 def test_run_search_concept_gene_and_feature(source, data):
     rows, options, hits, status, box = cb.run_search("antigen processing", "concept", source)
-    ref = explore.search_features(data, "antigen processing", limit=cb.MAX_RESULTS)
+    ref = explorer.search_features(data, "antigen processing", limit=cb.MAX_RESULTS)
     assert [r["feature"] for r in rows] == ref["feature"].tolist()
     assert set(hits) >= {r["feature"] for r in rows} and "match “antigen processing”" in status
     assert all(isinstance(o, html.Option) for o in options) and options
     json.dumps(rows)  # JSON-able (no NaN objects)
     rows, options, hits, status, box = cb.run_search("CD79A", "gene", source)  # builds the gene index inline
-    assert rows and box == {"display": "none"} and data.analysis.has(explore.TOP_GENES_FILE)
+    assert rows and box == {"display": "none"} and data.analysis.has(explorer.TOP_GENES_FILE)
     rows, _, hits, status, _ = cb.run_search("3, 5", "feature", source)
     assert hits == [3, 5] and [r["feature"] for r in rows] == [3, 5]
     rows, _, hits, status, _ = cb.run_search("abc", "feature", source)
@@ -251,7 +251,7 @@ def test_render_card_fills_every_part(source, data):
     assert "Feature 5" in text and data.features.loc[5, "locality"] in text
     assert "/steering?source=analysis%3Apbmc-small&feature=5" in text
     rows, note, no_terms_export = cb.render_terms({"feature": 5, "features": [5]}, False, source)
-    terms = explore.feature_terms(data.annotations, 5)
+    terms = explorer.feature_terms(data.annotations, 5)
     assert len(rows) == len(terms) == int(note.split()[0]) and no_terms_export == terms.empty
     assert rows[0]["term"].startswith("[") and "QuickGO/term/GO:" in rows[0]["term"]
     assert sum(hist.data[0].y) == data.acts.indptr[6] - data.acts.indptr[5]
@@ -277,7 +277,7 @@ def test_render_de_and_exports(source, data):
     np.testing.assert_allclose(got["q"], de["q"], rtol=1e-9)
     out = cb.export_terms(1, {"feature": 7}, source)
     got = pd.read_csv(io.StringIO(out["content"]))
-    assert out["filename"] == "feature7_terms.csv" and len(got) == len(explore.feature_terms(data.annotations, 7))
+    assert out["filename"] == "feature7_terms.csv" and len(got) == len(explorer.feature_terms(data.annotations, 7))
     assert {"binom_p", "fold_enrichment", "term_name", "status"} <= set(got.columns)
     every = pd.read_csv(io.StringIO(cb.export_terms(1, {"feature": 7}, source, True)["content"]))
     assert len(every) == (data.annotations["feature"] == 7).sum()
@@ -289,7 +289,7 @@ def test_lookup_cells_from_a_lasso(source, data):
     cells = np.flatnonzero(lat.labels == "CD19+ B")
     sel = {"points": [{"customdata": int(c), "curveNumber": 0} for c in cells]}
     feats, terms, status = cb.lookup_cells(sel, source)
-    ref = explore.reverse_lookup(data, cells)[0]
+    ref = explorer.reverse_lookup(data, cells)[0]
     assert [r["feature"] for r in feats] == ref["feature"].tolist()
     assert f"{cells.size} cells selected ({cells.size} CD19+ B)" in status
     assert all("](" in t["term"] or "`" in t["term"] for t in terms)
@@ -405,7 +405,7 @@ def _calibrate(ann: pd.DataFrame) -> pd.DataFrame:
 def test_the_explorer_shows_reported_terms_and_the_switch_every_row(tmp_path_factory, monkeypatch):
     import shutil
 
-    from core.steering_view import feature_choices
+    from core.views.steering import feature_choices
 
     src = small_analysis_path(tmp_path_factory)
     root = tmp_path_factory.mktemp("calibrated-analyses")
@@ -421,7 +421,7 @@ def test_the_explorer_shows_reported_terms_and_the_switch_every_row(tmp_path_fac
     rows, note, _ = cb.render_terms({"feature": f}, False, cal)
     assert [r["term_id"] for r in rows] == mine["term_id"].head(3).astype(str).tolist()
     assert note.startswith("3 reported terms") and {r["status"] for r in rows} == {"reported"}
-    assert explore.feature_summary(data, f)["n_terms"] == 3 and "3 reported terms" in text_of(
+    assert explorer.feature_summary(data, f)["n_terms"] == 3 and "3 reported terms" in text_of(
         cb.render_card({"feature": f}, cal)[0])
     rows, note, _ = cb.render_terms({"feature": f}, True, cal)
     assert len(rows) == len(mine) and note.startswith(f"{len(mine)} nominal rows, 3 reported")
@@ -444,16 +444,16 @@ def test_the_explorer_shows_reported_terms_and_the_switch_every_row(tmp_path_fac
     findable = ann[ann["reported"] | (ann["redundant_with"] != "")]
     hidden = sorted(set(ann["term_id"].astype(str)) - set(findable["term_id"].astype(str)))
     assert hidden
-    res = explore.search_features(data, hidden[0], mode="concept")
+    res = explorer.search_features(data, hidden[0], mode="concept")
     assert res.empty
     explained = ann.loc[ann["redundant_with"] != ""].iloc[0]
-    hits = explore.search_hits(data, str(explained["term_id"]))
+    hits = explorer.search_hits(data, str(explained["term_id"]))
     assert int(explained["feature"]) in hits.tolist()
     assert set(hits.tolist()) == set(findable.loc[findable["term_id"] == explained["term_id"], "feature"])
     # reverse lookup: concepts of the reported rows only
     lat = data.latent()
     cells = np.flatnonzero(lat.labels == lat.types[0])
-    feats, terms = explore.reverse_lookup(data, cells)
+    feats, terms = explorer.reverse_lookup(data, cells)
     if len(terms):
         assert set(terms["term_id"]) <= set(rep["term_id"].astype(str))
 
@@ -466,7 +466,7 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
 
     one = text_of(cb.render_card({"feature": 0}, SOURCE)[0])
     assert "train with 3 seeds to measure" in one and "stable across seeds:" not in one
-    assert explore.feature_summary(data, 0)["stability_measured"] is False
+    assert explorer.feature_summary(data, 0)["stability_measured"] is False
     src = small_analysis_path(tmp_path_factory)
     root = tmp_path_factory.mktemp("stability-analyses")
     shutil.copytree(src, root / "seeds")
@@ -483,7 +483,7 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
     m["robustness"] = {"stability": {"median": 0.8, "chance_median": 0.55, "unstable_below": 0.7}}
     (root / "seeds" / "metrics.json").write_text(json.dumps(m))
     monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(root))
-    s = explore.feature_summary(cb.load("analysis:seeds"), stable)
+    s = explorer.feature_summary(cb.load("analysis:seeds"), stable)
     assert (s["stability"], s["stability_seeds"], s["stability_chance"]) == (pytest.approx(0.973), 2, 0.55)
     line = feature_card.stability_line(s)
     assert line.id == ids.CARD_STABILITY

@@ -1,4 +1,4 @@
-"""core.explore: the Explorer's data (latent PCA, colour payload, card, search, reverse lookup)."""
+"""core.views.explorer: the Explorer's data (latent PCA, colour payload, card, search, reverse lookup)."""
 from __future__ import annotations
 
 import os
@@ -9,15 +9,15 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats
 
-from core import explore
-from core.errors import InputError
-from core.search import ConceptIndex, characteristic_features
+from core.views import explorer
+from core.base.errors import InputError
+from core.annotate.search import ConceptIndex, characteristic_features
 from explore_data import small_analysis_path
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return explore.explorer_data(small_analysis_path(tmp_path_factory))
+    return explorer.explorer_data(small_analysis_path(tmp_path_factory))
 
 
 # ----------------------------------------------------------------------------- latent
@@ -25,7 +25,7 @@ def test_pca_2d_matches_sklearn_and_fixes_signs(rng):
     from sklearn.decomposition import PCA
 
     x = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) + 3.0
-    coords, ratio = explore.pca_2d(x)
+    coords, ratio = explorer.pca_2d(x)
     ref = PCA(n_components=2, svd_solver="full").fit(x)
     np.testing.assert_allclose(np.abs(coords), np.abs(ref.transform(x)), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-9)
@@ -34,28 +34,28 @@ def test_pca_2d_matches_sklearn_and_fixes_signs(rng):
     xc = x - x.mean(0)
     loadings = np.linalg.lstsq(xc, coords.astype(float), rcond=None)[0]  # (6, 2)
     assert np.all(loadings[np.argmax(np.abs(loadings), axis=0), [0, 1]] > 0)
-    mirrored, _ = explore.pca_2d(-x)
+    mirrored, _ = explorer.pca_2d(-x)
     np.testing.assert_allclose(mirrored, -coords, rtol=1e-4, atol=1e-4)
 
 
 def test_pca_2d_refuses_bad_embeddings():
     with pytest.raises(InputError, match="NaN"):
-        explore.pca_2d(np.array([[0.0, np.nan], [1.0, 2.0]]))
+        explorer.pca_2d(np.array([[0.0, np.nan], [1.0, 2.0]]))
     with pytest.raises(InputError, match="≥ 2 cells"):
-        explore.pca_2d(np.zeros((1, 3)))
+        explorer.pca_2d(np.zeros((1, 3)))
 
 
 def test_latent_step_is_stored_once_and_matches_the_embedding(data):
-    from core.data import load_dataset
+    from core.data.load import load_dataset
 
     lat = data.latent()
     a = data.analysis
-    assert a.has(explore.LATENT_FILE) and a.has(explore.CELLS_FILE)
-    mtime = os.stat(a.file(explore.LATENT_FILE)).st_mtime_ns
-    explore.ensure_latent(a)  # cached: not rewritten
-    assert os.stat(a.file(explore.LATENT_FILE)).st_mtime_ns == mtime
+    assert a.has(explorer.LATENT_FILE) and a.has(explorer.CELLS_FILE)
+    mtime = os.stat(a.file(explorer.LATENT_FILE)).st_mtime_ns
+    explorer.ensure_latent(a)  # cached: not rewritten
+    assert os.stat(a.file(explorer.LATENT_FILE)).st_mtime_ns == mtime
     ds = load_dataset(a.config["dataset"]["path"], embedding="X_pca", cell_type="bulk_labels")
-    coords, ratio = explore.pca_2d(ds.embedding)
+    coords, ratio = explorer.pca_2d(ds.embedding)
     np.testing.assert_array_equal(lat.coords, coords)
     np.testing.assert_allclose(lat.explained, ratio)
     assert list(lat.labels) == list(ds.obs["bulk_labels"].astype(str))
@@ -64,34 +64,34 @@ def test_latent_step_is_stored_once_and_matches_the_embedding(data):
 
 def test_explorer_data_is_cached_until_a_file_changes(data, tmp_path_factory):
     path = small_analysis_path(tmp_path_factory)
-    assert explore.explorer_data(path) is data
+    assert explorer.explorer_data(path) is data
     f = data.analysis.file("features.parquet")
     st = os.stat(f)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
     try:
-        fresh = explore.explorer_data(path)
+        fresh = explorer.explorer_data(path)
         assert fresh is not data and fresh.n_features == data.n_features
     finally:
         os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_explorer_data_refuses_an_untrained_analysis(tmp_path):
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     Analysis.create(tmp_path / "a", dataset={"path": "x"})
     with pytest.raises(InputError, match="no trained SAE"):
-        explore.explorer_data(tmp_path / "a")
+        explorer.explorer_data(tmp_path / "a")
 
 
 # ----------------------------------------------------------------------------- one feature
 def test_feature_cells_sorted_high_last_and_sums(data):
     dense = data.acts.toarray()
     for f in (0, 5, 17):
-        cells, values = explore.feature_cells(data.acts, f)
+        cells, values = explorer.feature_cells(data.acts, f)
         assert set(cells) == set(np.flatnonzero(dense[:, f] > 0))
         np.testing.assert_array_equal(values, dense[cells, f])
         assert np.all(np.diff(values) >= 0)
-    cells, values = explore.feature_cells(data.acts, [3, 5, 9])
+    cells, values = explorer.feature_cells(data.acts, [3, 5, 9])
     total = dense[:, [3, 5, 9]].sum(1)
     assert set(cells) == set(np.flatnonzero(total > 0))
     np.testing.assert_allclose(values, total[cells], rtol=1e-6)
@@ -102,8 +102,8 @@ def test_cell_type_profile_agrees_with_characterisation_and_scipy(data):
     lat = data.latent()
     dense = data.acts.toarray().astype(np.float64)
     for f in range(data.n_features):
-        cells, values = explore.feature_cells(data.acts, f)
-        prof = explore.cell_type_profile(cells, values, lat.codes, lat.types)
+        cells, values = explorer.feature_cells(data.acts, f)
+        prof = explorer.cell_type_profile(cells, values, lat.codes, lat.types)
         expected = set(filter(None, str(data.features.loc[f, "significant_types"]).split("|")))
         assert set(prof.loc[prof["significant"], "cell_type"]) == expected, f
         if f < 3:
@@ -118,31 +118,31 @@ def test_cell_type_profile_agrees_with_characterisation_and_scipy(data):
 
 def test_activation_histogram():
     v = np.array([0.5, 1.0, 1.0, 2.0, 4.0])
-    h = explore.activation_histogram(v, n_cells=10, bins=4)
+    h = explorer.activation_histogram(v, n_cells=10, bins=4)
     counts, edges = np.histogram(v, bins=4)
     np.testing.assert_array_equal(h["counts"], counts)
     np.testing.assert_array_equal(h["edges"], edges)
     assert (h["n_zero"], h["n_active"]) == (5, 5)
-    assert explore.activation_histogram(np.zeros(0), n_cells=3)["counts"].size == 0
+    assert explorer.activation_histogram(np.zeros(0), n_cells=3)["counts"].size == 0
 
 
 def test_feature_summary_and_terms(data):
-    s = explore.feature_summary(data, 5)
+    s = explorer.feature_summary(data, 5)
     assert s["feature"] == 5 and s["n_cells"] == data.acts.indptr[6] - data.acts.indptr[5]
     assert s["frequency"] == pytest.approx(s["n_cells"] / 700)
     assert s["locality"] == data.features.loc[5, "locality"]
     from core.annotate.reported import headline_p, reported
 
-    terms = explore.feature_terms(data.annotations, 5)
+    terms = explorer.feature_terms(data.annotations, 5)
     assert len(terms) == s["n_terms"] == (reported(data.annotations)["feature"] == 5).sum()
     assert headline_p(terms).is_monotonic_increasing and "feature" not in terms
     assert list(terms.columns[:3]) == ["term_id", "term_name", "namespace"] and (terms["status"] == "reported").all()
-    every = explore.feature_terms(data.annotations, 5, show_all=True)
+    every = explorer.feature_terms(data.annotations, 5, show_all=True)
     assert len(every) == (data.annotations["feature"] == 5).sum()
     with pytest.raises(InputError, match="does not exist"):
-        explore.feature_summary(data, 10_000)
+        explorer.feature_summary(data, 10_000)
     with pytest.raises(InputError, match="not a feature number"):
-        explore.feature_summary(data, "x")
+        explorer.feature_summary(data, "x")
 
 
 def _calibrated_rows():
@@ -157,23 +157,23 @@ def _calibrated_rows():
 
 def test_feature_terms_reported_by_headline_p_and_all_nominal_with_status():
     ann = _calibrated_rows()
-    terms = explore.feature_terms(ann, 4)
+    terms = explorer.feature_terms(ann, 4)
     assert terms["term_id"].tolist() == ["GO:a", "GO:b"]            # by hyper_p, not binom_p
     assert (terms["status"] == "reported").all() and "feature" not in terms
-    every = explore.feature_terms(ann, 4, show_all=True)
+    every = explorer.feature_terms(ann, 4, show_all=True)
     assert every["term_id"].tolist() == ["GO:a", "GO:b", "GO:down", "GO:anc", "GO:nom"]  # reported first
     status = dict(zip(every["term_id"], every["status"]))
     assert status["GO:anc"] == "explained by alpha" and status["GO:down"] == "down in high cells"
     assert status["GO:nom"] == "nominal only"
     both = ann.assign(de_direction="down", redundant_with=["", "", "GO:a", "", "", ""])
-    assert explore.term_status(both).tolist()[1:3] == ["reported; down in high cells",
+    assert explorer.term_status(both).tolist()[1:3] == ["reported; down in high cells",
                                                        "down in high cells; explained by alpha"]
     assert {"de_direction", "redundant_with", "hyper_p", "reported"} <= set(every.columns)
     # old tables: every row is reported, best binomial p first
     old = ann.drop(columns=["hyper_p", "hyper_q", "reported", "redundant_with", "de_direction"])
-    t = explore.feature_terms(old, 4)
+    t = explorer.feature_terms(old, 4)
     assert len(t) == 5 and t["binom_p"].is_monotonic_increasing and (t["status"] == "reported").all()
-    assert explore.feature_terms(None, 4).empty and explore.feature_terms(ann, 7).empty
+    assert explorer.feature_terms(None, 4).empty and explorer.feature_terms(ann, 7).empty
 
 
 def test_feature_de_table_equals_annotation_de(data):
@@ -182,9 +182,9 @@ def test_feature_de_table_equals_annotation_de(data):
     from core.annotate.single import feature_de
 
     f = 7
-    s = explore.annotation_settings(data.analysis)
+    s = explorer.annotation_settings(data.analysis)
     assert s["method"] == "calibrated"
-    table = explore.feature_de_table(data, f)
+    table = explorer.feature_de_table(data, f)
     ref, cells = feature_de(data.analysis, f, expression=s["expression"], percentile=s["percentile"],
                             n_low=s["n_low"])
     ref = ref.set_index("gene").loc[table["gene"]]
@@ -210,14 +210,14 @@ def test_paper_method_de_table_is_scipys_welch(data):
     from core.annotate.single import feature_de
 
     f = 7
-    s = {**explore.annotation_settings(data.analysis), "method": "paper"}
+    s = {**explorer.annotation_settings(data.analysis), "method": "paper"}
     from core.annotate.groups import select_groups
 
     groups = select_groups(data.acts, seed=data.analysis.seed, features=[f], percentile=s["percentile"],
                            n_low=s["n_low"], min_cells=s["min_cells"])
     hi, lo = groups.high_cells(0), groups.low_cells(0)
     genes = np.asarray(data.expression().gene_names, dtype=str)
-    table = explore._paper_table(data.expression().matrix, hi, lo, s, genes)
+    table = explorer._paper_table(data.expression().matrix, hi, lo, s, genes)
     ref, _ = feature_de(data.analysis, f, method="paper", expression=s["expression"], percentile=s["percentile"],
                         n_low=s["n_low"])
     for col in ("mean_high", "mean_low", "fold_change", "t", "p", "q"):
@@ -232,24 +232,24 @@ def test_paper_method_de_table_is_scipys_welch(data):
 
 # ----------------------------------------------------------------------------- gene index
 def test_top_genes_are_the_significant_up_genes_by_t(data):
-    top = explore.build_top_genes(data.analysis, n_top=20)
-    assert data.analysis.has(explore.TOP_GENES_FILE)
+    top = explorer.build_top_genes(data.analysis, n_top=20)
+    assert data.analysis.has(explorer.TOP_GENES_FILE)
     for f in (5, 7):
-        de = explore.feature_de_table(data, f)
+        de = explorer.feature_de_table(data, f)
         up = de[de["significant"] & (de["t"] > 0)].sort_values("t", ascending=False)
         mine = top[top["feature"] == f].sort_values("rank")
         assert mine["gene"].tolist() == up["gene"].head(20).tolist()
         np.testing.assert_allclose(mine["t"].to_numpy(), up["t"].head(20).to_numpy(), rtol=1e-7)
-    mtime = os.stat(data.analysis.file(explore.TOP_GENES_FILE)).st_mtime_ns
-    explore.build_top_genes(data.analysis, n_top=20)  # cached
-    assert os.stat(data.analysis.file(explore.TOP_GENES_FILE)).st_mtime_ns == mtime
+    mtime = os.stat(data.analysis.file(explorer.TOP_GENES_FILE)).st_mtime_ns
+    explorer.build_top_genes(data.analysis, n_top=20)  # cached
+    assert os.stat(data.analysis.file(explorer.TOP_GENES_FILE)).st_mtime_ns == mtime
 
 
 def test_gene_index_search_and_suggest():
     top = pd.DataFrame({"feature": [1, 2, 3, 3, 4], "rank": [2, 1, 1, 2, 1], "gene": ["CD79A", "CD79A", "LYZ",
                                                                                      "cd79a", "CD79B"],
                         "fold_change": [3.0, 5, 2, 2, 9], "t": [4.0, 9, 3, 5, 7], "q": [1e-5] * 5})
-    gi = explore.GeneIndex(top)
+    gi = explorer.GeneIndex(top)
     res = gi.search("cd79a")
     assert res["feature"].tolist() == [2, 3, 1]  # rank 1 first, then rank 2 by t
     assert gi.search("nope").empty and gi.search("").empty
@@ -258,13 +258,13 @@ def test_gene_index_search_and_suggest():
 
 # ----------------------------------------------------------------------------- search
 def test_parse_feature_ids():
-    assert explore.parse_feature_ids("12", n_features=100) == [12]
-    assert explore.parse_feature_ids("3, 7 #9; 10-12", n_features=100) == [3, 7, 9, 10, 11, 12]
-    assert explore.parse_feature_ids("5-3, 4", n_features=100) == [3, 4, 5]
+    assert explorer.parse_feature_ids("12", n_features=100) == [12]
+    assert explorer.parse_feature_ids("3, 7 #9; 10-12", n_features=100) == [3, 7, 9, 10, 11, 12]
+    assert explorer.parse_feature_ids("5-3, 4", n_features=100) == [3, 4, 5]
     for bad, msg in (("abc", "not a feature number"), ("100", "does not exist"), ("-1", "not a feature"),
                      ("0-5000", "too long")):
         with pytest.raises(InputError, match=msg):
-            explore.parse_feature_ids(bad, n_features=100)
+            explorer.parse_feature_ids(bad, n_features=100)
 
 
 def _random_annotations(rng, n_features=300, per=12):
@@ -282,7 +282,7 @@ def _random_annotations(rng, n_features=300, per=12):
 def test_concept_search_ranks_exactly_as_concept_index(rng, query):
     ann = _random_annotations(rng)
     idx = ConceptIndex(ann)
-    fast = explore.ConceptSearch(idx, ann)
+    fast = explorer.ConceptSearch(idx, ann)
     for limit in (5, 50, 1000):
         pd.testing.assert_frame_equal(fast.search(query, limit=limit), idx.search(query, limit=limit),
                                       check_dtype=False)
@@ -291,7 +291,7 @@ def test_concept_search_ranks_exactly_as_concept_index(rng, query):
 
 
 def test_search_features_three_modes(data):
-    res = explore.search_features(data, "antigen processing")
+    res = explorer.search_features(data, "antigen processing")
     ref = ConceptIndex(data.annotations).search("antigen processing", limit=50)
     assert res["feature"].tolist() == ref["feature"].tolist() and len(res) > 3
     assert res["match"].str.contains("antigen processing").all()
@@ -300,20 +300,20 @@ def test_search_features_three_modes(data):
     on_map = res["feature"].isin(reported(data.annotations)["feature"])
     assert set(res.loc[on_map, "category"]) <= set(data.concept_map["category"])
     assert set(res.loc[~on_map, "category"]) <= {"not annotated"}  # found through an explained ancestor only
-    hits = explore.search_hits(data, "antigen processing")
+    hits = explorer.search_hits(data, "antigen processing")
     assert set(res["feature"]) <= set(hits) and hits[: len(res)].tolist() == res["feature"].tolist()
-    explore.build_top_genes(data.analysis)
-    gres = explore.search_features(data, "cd79a", mode="gene")
-    top = data.analysis.read_parquet(explore.TOP_GENES_FILE)
+    explorer.build_top_genes(data.analysis)
+    gres = explorer.search_features(data, "cd79a", mode="gene")
+    top = data.analysis.read_parquet(explorer.TOP_GENES_FILE)
     assert set(gres["feature"]) == set(top.loc[top["gene"] == "CD79A", "feature"])
-    assert "CD79A" in explore.suggestions(data, "CD79", mode="gene")
-    fres = explore.search_features(data, "3, 5", mode="feature")
+    assert "CD79A" in explorer.suggestions(data, "CD79", mode="gene")
+    fres = explorer.search_features(data, "3, 5", mode="feature")
     assert fres["feature"].tolist() == [3, 5] and fres["p"].isna().all()
-    assert explore.search_features(data, "  ").empty
+    assert explorer.search_features(data, "  ").empty
     with pytest.raises(InputError, match="does not exist"):
-        explore.search_features(data, "999", mode="feature")
+        explorer.search_features(data, "999", mode="feature")
     with pytest.raises(InputError, match="unknown search mode"):
-        explore.search_features(data, "x", mode="nope")
+        explorer.search_features(data, "x", mode="nope")
 
 
 # ----------------------------------------------------------------------------- reverse lookup
@@ -321,7 +321,7 @@ def test_reverse_lookup_of_one_cell_type_finds_its_local_features(data):
     lat = data.latent()
     t = data.features.loc[data.features["locality"] == "local", "top_cell_type"].value_counts().index[0]
     cells = np.flatnonzero(lat.labels == t)
-    feats, terms = explore.reverse_lookup(data, cells, top=10)
+    feats, terms = explorer.reverse_lookup(data, cells, top=10)
     ref = characteristic_features(data.acts, cells, top=10)
     assert feats["feature"].tolist() == ref["feature"].tolist()
     np.testing.assert_allclose(feats["z"], ref["z"])
@@ -340,4 +340,4 @@ def test_reverse_lookup_of_one_cell_type_finds_its_local_features(data):
         assert row["best_p"] == headline_p(on).min()
     assert terms["n_features"].is_monotonic_decreasing
     with pytest.raises(InputError, match="select at least"):
-        explore.reverse_lookup(data, [1])
+        explorer.reverse_lookup(data, [1])

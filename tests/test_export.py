@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.analysis import Analysis
-from core.cli import main
-from core.export import export_archive, export_tables, unpack_archive
+from core.store.analysis import Analysis
+from core.cli.main import main
+from core.store.export import export_archive, export_tables, unpack_archive
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from core import io
+from core.base import io
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):

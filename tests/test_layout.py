@@ -33,14 +33,14 @@ def test_core_source_never_imports_dash_or_ui_packages():
                                                                  "callbacks", "app"})
                  for f in files}
     # `featurelens serve` and `featurelens worker` start the app lazily (inside their run()): the allowed edges.
-    allowed = {"core/commands/serve.py", "core/commands/worker.py"}
+    allowed = {"core/cli/serve.py", "core/cli/worker.py"}
     offenders = {k: v for k, v in offenders.items() if v and k not in allowed}
     assert offenders == {}
 
 
 def test_importing_all_of_core_does_not_load_dash():
     code = (
-        "import importlib, pkgutil, sys, core, core.commands\n"
+        "import importlib, pkgutil, sys, core, core.cli\n"
         "for m in pkgutil.walk_packages(core.__path__, 'core.'):\n"
         "    importlib.import_module(m.name)\n"
         "bad = [m for m in sys.modules if m == 'dash' or m.startswith('dash.')]\n"
@@ -60,3 +60,133 @@ def test_component_ids_are_unique_and_found():
     assert len(found) >= 10
     assert len(found) == len(set(found))
     assert all(i.count("-") >= 1 for i in found)
+
+
+# ---------------------------------------------------------------------------- layers and import cycles
+# core's packages in layer order: a module may import its own package and those of a lower rank only.
+LAYERS = {"base": 0, "data": 1, "store": 2, "concepts": 3, "model": 3, "sae": 4, "annotate": 5, "steer": 6,
+          "simulate": 7, "demo": 8, "runtime": 8, "views": 9, "cli": 10}
+
+
+def _core_modules() -> dict[str, Path]:
+    mods = {}
+    for p in (ROOT / "core").rglob("*.py"):
+        parts = p.relative_to(ROOT).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return mods
+
+
+def _core_imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every ``core`` import in ``path``, at any depth (inside functions too),
+    except under ``if TYPE_CHECKING:`` (never executed)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("core"):
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.append((node.lineno, "." * node.level + (node.module or "")))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("core")]
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    mods = _core_modules()
+
+    def resolve(name: str) -> str:
+        while name not in mods and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name if name in mods else ""
+
+    return {m: {t for _, name in _core_imports(p) if (t := resolve(name)) and t != m} for m, p in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]; counter[0] += 1
+        stack.append(root); on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = counter[0]; counter[0] += 1
+                    stack.append(w); on_stack.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop(); on_stack.discard(w); comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        found.append(sorted(comp))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_core_has_no_import_cycles():
+    assert _cycles(_import_graph()) == []
+
+
+def test_core_uses_absolute_imports():
+    relative = {f"{p.relative_to(ROOT)}:{line}" for p in _core_modules().values()
+                for line, name in _core_imports(p) if name.startswith(".")}
+    assert relative == set()
+
+
+def test_core_is_layered():
+    assert all(p.parent != ROOT / "core" or p.name == "__init__.py" for p in _core_modules().values()), \
+        "core/ holds packages only"
+    packages = {p.name for p in (ROOT / "core").iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(LAYERS)
+    upward = []
+    for module, path in _core_modules().items():
+        here = module.split(".")[1] if "." in module else None
+        for line, name in _core_imports(path):
+            there = name.split(".")[1] if name.count(".") >= 1 else None
+            if here and there and here != there and LAYERS[there] >= LAYERS[here]:
+                upward.append(f"{path.relative_to(ROOT)}:{line} imports {name} ({here} → {there})")
+    assert upward == []
+
+
+def test_each_core_package_lists_its_api():
+    for name in LAYERS:
+        tree = ast.parse((ROOT / "core" / name / "__init__.py").read_text())
+        assert ast.get_docstring(tree), name
+        assert any(isinstance(n, (ast.Assign, ast.AnnAssign)) and "__all__" in ast.unparse(n) for n in tree.body), name
+
+
+def test_one_name_per_page():
+    pages = {"data", "explorer", "steering", "compare", "simulation"}
+    assert pages <= {p.stem.removesuffix("_page") for p in (ROOT / "components").glob("*_page.py")}
+    assert pages <= {p.stem for p in (ROOT / "callbacks").glob("*.py")}
+    assert pages <= {p.stem for p in (ROOT / "core" / "views").glob("*.py")}
+
+
+def test_notebook_api():
+    import core
+
+    assert {"load_dataset", "Analysis", "train_into_analysis", "annotate_analysis", "explorer_data"} <= set(core.__all__)
+    assert callable(core.load_dataset) and callable(core.annotate_analysis) and callable(core.steer.steer)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.model import (BuiltinDecoder, FittedModel, ModelConfig, NoDecoder, TorchScriptDecoder, decode_all,
                         decode_to_memmap, load_decoder, save_model)
 from core.model.vae import ExpressionModel

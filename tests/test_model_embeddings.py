@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.model import attach_embedding, get_embedding, list_embeddings
 from helpers import gen_adata
 

@@ -8,8 +8,9 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.model import ModelConfig, fit_expression_model
+from core.model.decoders import BuiltinDecoder
 from core.model.fidelity import _model_log_likelihood, expression_fidelity, fidelity_score, nb_cell_log_likelihood
 from core.sae import TrainConfig, VanillaConfig, reconstruct, train_sae
 from helpers import one_torch_thread
@@ -29,7 +30,7 @@ def model():
 
 def _score(model, reconstruction, *, log_likelihood="model"):
     fitted, X, lib = model
-    decoder = fitted.decoder()
+    decoder = BuiltinDecoder(fitted)
     ll = _model_log_likelihood(decoder) if log_likelihood == "model" else None
     return expression_fidelity(X, original=fitted.embedding, reconstruction=reconstruction,
                                decode=lambda z, rows: decoder.decode_chunk(z, lib[rows]), log_likelihood=ll,
@@ -91,7 +92,7 @@ def test_score_undefined_and_bad_inputs():
 def test_count_rows_reads_the_chosen_cells(tmp_path, encoding):
     import anndata as ad
 
-    from core.counts import count_rows
+    from core.data.counts import count_rows
 
     rng = np.random.default_rng(6)
     counts = rng.poisson(1.0, size=(50, 9)).astype(np.float32)

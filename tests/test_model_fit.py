@@ -7,10 +7,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from core.cli import main
-from core.errors import InputError
+from core.cli.main import main
+from core.base.errors import InputError
 from core.model import FittedModel, ModelConfig, fit_anndata, fit_expression_model, load_model, save_model
-from core.progress import Cancelled
+from core.base.progress import Cancelled
 
 FAST = dict(hidden=32, max_epochs=40, min_epochs=5, kl_warmup=5, patience=5, batch_size=64, lr=5e-3)
 

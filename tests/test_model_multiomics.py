@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.model import compare_modality, expression_columns, find_modalities, get_modality, peak_comparison
 from core.model.multiomics import high_low_cells
 from helpers import gen_adata

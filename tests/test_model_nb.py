@@ -6,7 +6,7 @@ import pytest
 import scipy.stats as st
 import torch
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.model.config import ModelConfig
 from core.model.nb import gaussian_log_prob, nb_log_prob, nb_log_prob_rows, poisson_log_prob
 

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from core.analysis import Analysis
-from core.errors import InputError
+from core.store.analysis import Analysis
+from core.base.errors import InputError
 from core.model import BuiltinDecoder, FittedModel, ModelConfig, NoDecoder, load_decoder
 from core.model.predict import (PREDICTED_FILE, PREDICTED_STEP, cached_predicted_expression, expression_source,
                                 iter_blocks, predicted_expression)
@@ -113,8 +113,8 @@ def test_expression_source_predicted_or_observed(inputs, rng):
 
 
 def test_analysis_finds_the_fitted_model_and_caches_its_prediction(tmp_path):
-    from core.data import load_dataset
-    from core.expression import resolve_expression
+    from core.data.load import load_dataset
+    from core.annotate.expression import resolve_expression
     from core.model import decode_all, fit_h5ad, library_size
     from core.model.predict import analysis_decoder
     from test_model_fit import FAST, planted_adata
@@ -125,7 +125,7 @@ def test_analysis_finds_the_fitted_model_and_caches_its_prediction(tmp_path):
     ds = load_dataset(path, embedding="X_featurelens")
     a = Analysis.create(tmp_path / "an", dataset=ds.source)
     dec = analysis_decoder(a)
-    assert isinstance(dec, BuiltinDecoder) and dec.fingerprint() == report.fitted.decoder().fingerprint()
+    assert isinstance(dec, BuiltinDecoder) and dec.fingerprint() == BuiltinDecoder(report.fitted).fingerprint()
     src = resolve_expression(a)
     assert "predicted" in src.label and src.matrix.shape == (80, 15) and list(src.gene_names[:2]) == ["G0", "G1"]
     expected = decode_all(dec, ds.embedding, library_size(ds.adata.X))

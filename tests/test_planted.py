@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.errors import InputError
-from core.simulate.demo_data import GroundTruth
-from core.simulate.planted import best_matching_features, enriched_terms, score_planted
+from core.base.errors import InputError
+from core.demo.data import GroundTruth
+from core.demo.planted import best_matching_features, enriched_terms, score_planted
 
 
 def test_best_matching_features_equal_numpy_pearson(rng):
@@ -108,7 +108,7 @@ def test_score_rule_top_and_near_identical_relatives(rng):
 @pytest.mark.slow
 def test_planted_score_of_the_default_demo(demo_analysis):
     """Issue 7 part 5: ≥ 0.8 of the planted GO programs are found with the demo's default settings."""
-    from core.simulate.planted import planted_concept_score
+    from core.demo.planted import planted_concept_score
 
     score = planted_concept_score(demo_analysis)
     print("\n".join(score.lines()))
@@ -119,10 +119,10 @@ def test_planted_score_of_the_default_demo(demo_analysis):
 
 @pytest.mark.slow
 def test_trajectory_feature_along_the_erythroid_stages(demo_analysis):
-    from core.analysis import Analysis
-    from core.characterise import find_trajectory_features
-    from core.expression import load_analysis_dataset
-    from core.simulate.demo_data import ERYTHROID_STAGES
+    from core.store.analysis import Analysis
+    from core.sae.characterise import find_trajectory_features
+    from core.store.dataset import load_analysis_dataset
+    from core.demo.data import ERYTHROID_STAGES
 
     a = Analysis.open(demo_analysis)
     cells = load_analysis_dataset(a).obs["cell_type"]

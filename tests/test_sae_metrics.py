@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 from numpy.testing import assert_allclose
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.sae import VanillaConfig, TopKConfig, build_sae, encode_activations, reconstruct, sae_metrics
 from core.sae.metrics import (
     FEATURE_COLUMNS,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.sae import (
     PRESETS,
     BatchTopKConfig,

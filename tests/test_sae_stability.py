@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from core.analysis import Analysis
+from core.store.analysis import Analysis
 from core.sae import TopKConfig, TrainConfig, VanillaConfig, build_sae, planted_sparse_data
 from core.sae.stability import (
     STABILITY_COLUMNS,
@@ -18,7 +18,7 @@ from core.sae.stability import (
     feature_stability,
     seed_stability,
 )
-from core.training import train_into_analysis
+from core.sae.pipeline import train_into_analysis
 
 
 def _unit(w):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.sae import TrainConfig, VanillaConfig, planted_sparse_data, train_sae
 from core.sae.sweep import SweepConfig, knee_index, sparsity_sweep
 from helpers import one_torch_thread
@@ -84,7 +84,7 @@ def test_sweep_bad_settings():
 
 
 def test_cli_auto_preset_prints_and_stores_the_sweep(tmp_path, planted, capsys):
-    from core.cli import main
+    from core.cli.main import main
 
     np.save(tmp_path / "emb.npy", planted.x[:1500])
     out = tmp_path / "a"

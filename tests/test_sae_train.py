@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.sae import (
     BatchTopKConfig,
     ReLUConfig,
@@ -166,7 +166,7 @@ def test_seed_robustness(planted):
 def test_cli_train_writes_the_analysis(tmp_path, planted, capsys):
     import anndata as ad
 
-    from core.cli import main
+    from core.cli.main import main
 
     path = tmp_path / "planted.h5ad"
     ad.AnnData(X=np.zeros((1500, 3), np.float32), obsm={"X_emb": planted.x[:1500]}).write_h5ad(path)
@@ -178,7 +178,7 @@ def test_cli_train_writes_the_analysis(tmp_path, planted, capsys):
     assert "live" in text and "seeds 0–42" in text
     for name in ("sae.pt", "sae.json", "metrics.json", "features.parquet", "activations.npz"):
         assert (out / name).is_file(), name
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     a = Analysis.open(out)
     sae = load_sae(a)
@@ -202,8 +202,8 @@ def test_cli_train_writes_the_analysis(tmp_path, planted, capsys):
 
 
 def test_cli_presets_build_the_right_configs():
-    from core.cli import build_parser
-    from core.commands.train import build_configs
+    from core.cli.main import build_parser
+    from core.cli.train import build_configs
 
     parse = build_parser().parse_args
     sae, train, seeds = build_configs(parse(["train", "d.h5ad", "--out", "o", "--preset", "paper"]))

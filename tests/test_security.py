@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import build_parser, main
-from core.errors import InputError
+from core.cli.main import build_parser, main
+from core.base.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("core", "callbacks", "components", "scripts", "benchmarks")
@@ -155,7 +155,7 @@ def test_tampered_sae_weights_are_refused_without_running_code(tmp_path):
 
     import torch
 
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.sae import VanillaConfig, build_sae, load_sae, save_sae
 
     marker = tmp_path / "pwned"
@@ -193,7 +193,7 @@ def folders(tmp_path, monkeypatch):
     "analysis:..", "analysis:/tmp", "analysis:mine/../../data",
 ])
 def test_picker_refuses_traversal(folders, value):
-    from core.catalog import describe_source, resolve_source
+    from core.store.catalog import describe_source, resolve_source
 
     with pytest.raises(InputError, match="outside the allowed folders"):
         resolve_source(value)
@@ -201,7 +201,7 @@ def test_picker_refuses_traversal(folders, value):
 
 
 def test_picker_refuses_symlink_escape(folders, tmp_path):
-    from core.catalog import resolve_source
+    from core.store.catalog import resolve_source
 
     data, _ = folders
     (tmp_path / "secret.h5ad").write_bytes(b"x")
@@ -216,7 +216,7 @@ def test_picker_refuses_symlink_escape(folders, tmp_path):
 @pytest.mark.parametrize("name", ["../x", "a/b", "/abs", ".hidden", "", ".", "..", "x" * 81, "a\x00b", "a\\b",
                                   "-dash", "a b"])
 def test_analysis_names_are_plain(folders, name):
-    from core.source_options import analysis_path  # what the app's training and picker use
+    from core.views.data_sources import analysis_path  # what the app's training and picker use
 
     with pytest.raises(InputError, match="not a usable analysis name"):
         analysis_path(name)
@@ -224,20 +224,20 @@ def test_analysis_names_are_plain(folders, name):
 
 @pytest.mark.parametrize("name", ["pbmc", "PBMC-68k", "run_1.v2"])
 def test_good_analysis_names(folders, name):
-    from core.source_options import analysis_path
+    from core.views.data_sources import analysis_path
 
     _, analyses = folders
     assert analysis_path(name) == (analyses / name).resolve()
 
 
 def test_user_paths_unconfined_on_the_command_line(folders):
-    from core.paths import user_path
+    from core.base.paths import user_path
 
     assert user_path("/etc/passwd") == Path("/etc/passwd")  # a local user may open any file they can read
 
 
 def test_user_paths_confined(folders, monkeypatch, tmp_path):
-    from core.paths import SHIPPED_DATA_DIR, user_path
+    from core.base.paths import SHIPPED_DATA_DIR, user_path
 
     data, analyses = folders
     monkeypatch.setenv("FEATURELENS_CONFINE", "1")
@@ -255,9 +255,9 @@ def test_user_paths_confined(folders, monkeypatch, tmp_path):
 @pytest.mark.parametrize("loader", ["dataset", "gmt", "decoder", "analysis", "new analysis"])
 def test_every_loader_is_confined(folders, monkeypatch, tmp_path, loader):
     """With confinement on, each core entry point that takes a user's path refuses one outside the folders."""
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
     from core.concepts import read_gmt
-    from core.data import load_dataset
+    from core.data.load import load_dataset
     from core.model.decoders import load_decoder
 
     outside = tmp_path / "outside"
@@ -276,7 +276,7 @@ def test_every_loader_is_confined(folders, monkeypatch, tmp_path, loader):
 @pytest.mark.parametrize("text,reason", [("a\x00b.h5ad", "NUL"), ("x" * 300 + ".h5ad", "longer than 255"),
                                          ("/".join(["abc"] * 1500), "longer than 4096"), ("", "empty")])
 def test_invalid_path_text(text, reason):
-    from core.paths import check_path
+    from core.base.paths import check_path
 
     with pytest.raises(InputError, match=reason):
         check_path(text)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core.cli import main
-from core.errors import InputError
+from core.cli.main import main
+from core.base.errors import InputError
 from core.simulate import (
     LargeSimConfig,
     SmallSimConfig,

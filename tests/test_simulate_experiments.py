@@ -10,9 +10,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from core.cli import main
-from core.errors import InputError
-from core.progress import Cancelled
+from core.cli.main import main
+from core.base.errors import InputError
+from core.base.progress import Cancelled
 from core.simulate import SmallSimConfig, simulate, write_simulation
 from core.simulate.autoencoders import AEConfig, encode_latent, train_autoencoder
 from core.simulate.baselines import baseline_components

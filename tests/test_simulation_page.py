@@ -1,4 +1,4 @@
-"""The Simulation lab without a browser: core.simlab (a tiny real run, stored, reused, cancelled),
+"""The Simulation lab without a browser: core.views.simulation (a tiny real run, stored, reused, cancelled),
 the R² read-out against scikit-learn, the page's callbacks as plain functions, the figure."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from dash import no_update
 import callbacks.simulation as cb
 from callbacks.jobs import JobProgress, run_job
 from components import figures, ids, simulation_page
-from core import simlab
-from core.analysis import Analysis
-from core.errors import InputError
-from core.progress import Cancelled
+from core.views import simulation
+from core.store.analysis import Analysis
+from core.base.errors import InputError
+from core.base.progress import Cancelled
 
 TINY = dict(n_cells=300, n_genes=8, seed=3, sae_epochs=3, ae_epochs=3)
 
@@ -33,13 +33,13 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("simlab")
     mp = pytest.MonkeyPatch()
     mp.setenv("FEATURELENS_ANALYSES_DIR", str(root))
-    mp.setattr(cb, "config_from_form", lambda *a: simlab.SimLabConfig(**TINY))
+    mp.setattr(cb, "config_from_form", lambda *a: simulation.SimLabConfig(**TINY))
     sent = []
     progress = JobProgress(sent.append, min_interval=0.0)
     alert, options, value = cb.recovery_job(progress, 300, 8, 3, 3)
     mp.undo()
     mp.setenv("FEATURELENS_ANALYSES_DIR", str(root))
-    yield root, simlab.load_run(value), {"alert": alert, "options": options, "sent": sent}
+    yield root, simulation.load_run(value), {"alert": alert, "options": options, "sent": sent}
     mp.undo()
 
 
@@ -53,14 +53,14 @@ def lab(tmp_path_factory):
 ])
 def test_config_refuses_bad_values(field, value, words):
     with pytest.raises(InputError, match=words):
-        simlab.SimLabConfig(**{field: value})
+        simulation.SimLabConfig(**{field: value})
 
 
 def test_run_id_depends_on_every_setting():
-    base = simlab.SimLabConfig()
-    assert base.run_id == simlab.SimLabConfig().run_id
+    base = simulation.SimLabConfig()
+    assert base.run_id == simulation.SimLabConfig().run_id
     assert base.run_id.startswith("small-2000x10-seed0-")
-    others = {simlab.SimLabConfig(**{k: v}).run_id for k, v in
+    others = {simulation.SimLabConfig(**{k: v}).run_id for k, v in
               (("n_cells", 300), ("n_genes", 5), ("seed", 1), ("sae_epochs", 2), ("ae_epochs", 2))}
     assert len(others) == 5 and base.run_id not in others
 
@@ -77,7 +77,7 @@ def test_readout_r2_matches_sklearn():
     variable = np.array(["lin", "sq", "noise"])
     train, val = np.arange(300), np.arange(300, n)
     units = {"good": z, "none": rng.normal(size=(n, 2))}
-    out = simlab.readout_r2(units, values, variable, train=train, validation=val)
+    out = simulation.readout_r2(units, values, variable, train=train, validation=val)
     assert list(out.index) == ["lin", "sq", "noise"] and list(out.columns) == ["good", "none"]
     for method, x in units.items():
         pred = LinearRegression().fit(x[train], values[train]).predict(x[val])
@@ -90,7 +90,7 @@ def test_readout_r2_matches_sklearn():
 # ----------------------------------------------------------------------------- a stored run
 def test_run_is_stored_complete_and_ordered(lab):
     root, run, _ = lab
-    assert run.path == root / "simulations" / simlab.SimLabConfig(**TINY).run_id
+    assert run.path == root / "simulations" / simulation.SimLabConfig(**TINY).run_id
     names = {p.name for p in run.path.iterdir()}
     assert {"run.json", "best_r.csv", "readout_r2.csv", "recovery.csv", "recovery_means.csv", "summary.json",
             "report.md", "figures.html"} <= names
@@ -110,19 +110,19 @@ def test_run_is_stored_complete_and_ordered(lab):
 
 def test_same_settings_reuse_the_stored_run(lab):
     root, run, _ = lab
-    again = simlab.run_simlab(simlab.SimLabConfig(**TINY))
+    again = simulation.run_simlab(simulation.SimLabConfig(**TINY))
     assert again.reused and again.run_id == run.run_id
     pd.testing.assert_frame_equal(again.best_r, run.best_r)
-    assert simlab.list_runs()[0]["run_id"] == run.run_id
-    assert "300 cells × 8 genes, seed 3" in simlab.list_runs()[0]["label"]
+    assert simulation.list_runs()[0]["run_id"] == run.run_id
+    assert "300 cells × 8 genes, seed 3" in simulation.list_runs()[0]["label"]
 
 
 def test_cancelled_run_leaves_nothing(lab):
     root, _, _ = lab
     before = sorted(p.name for p in (root / "simulations").iterdir())
-    config = simlab.SimLabConfig(**{**TINY, "seed": 99})
+    config = simulation.SimLabConfig(**{**TINY, "seed": 99})
     with pytest.raises(Cancelled):
-        simlab.run_simlab(config, should_stop=lambda: True)
+        simulation.run_simlab(config, should_stop=lambda: True)
     assert sorted(p.name for p in (root / "simulations").iterdir()) == before
 
 
@@ -130,7 +130,7 @@ def test_cancelled_run_leaves_nothing(lab):
                                            (".staging-x", "not a simulation run")])
 def test_load_run_refuses_unknown_ids(lab, run_id, words):
     with pytest.raises(InputError, match=words):
-        simlab.load_run(run_id)
+        simulation.load_run(run_id)
 
 
 def test_unreadable_run_is_an_input_error(lab):
@@ -140,8 +140,8 @@ def test_unreadable_run_is_an_input_error(lab):
     (bad / "run.json").write_text("{not json")
     try:
         with pytest.raises(InputError, match="cannot be read"):
-            simlab.load_run("broken")
-        assert "broken" not in [r["run_id"] for r in simlab.list_runs()]
+            simulation.load_run("broken")
+        assert "broken" not in [r["run_id"] for r in simulation.list_runs()]
     finally:
         (bad / "run.json").unlink()
         bad.rmdir()
@@ -152,15 +152,15 @@ def test_recovery_job_reports_and_selects_the_run(lab):
     _, run, job = lab
     assert job["alert"].color == "success" and "Run finished." in text_of(job["alert"])
     assert f"Y {run.best_r.loc['Y', 'sae']:.2f}" in text_of(job["alert"])
-    assert job["options"] == [{"label": r["label"], "value": r["run_id"]} for r in simlab.list_runs()]
+    assert job["options"] == [{"label": r["label"], "value": r["run_id"]} for r in simulation.list_runs()]
     percents = [m[0] for m in job["sent"]]
     assert percents[-1] == 100 and len(set(percents)) > 5 and percents == sorted(percents)
 
 
 def test_form_values_become_a_config():
-    assert cb.config_from_form("300", 8.0, None, "3") == simlab.SimLabConfig(n_cells=300, n_genes=8, seed=0,
+    assert cb.config_from_form("300", 8.0, None, "3") == simulation.SimLabConfig(n_cells=300, n_genes=8, seed=0,
                                                                             sae_epochs=3)
-    assert cb.config_from_form(None, "", None, None) == simlab.SimLabConfig()
+    assert cb.config_from_form(None, "", None, None) == simulation.SimLabConfig()
 
 
 def test_recovery_job_with_bad_form_values_is_an_alert_in_place():
@@ -175,10 +175,10 @@ def test_recovery_job_with_bad_form_values_is_an_alert_in_place():
 
 def test_recovery_job_on_stored_settings_says_reused(lab, monkeypatch):
     _, run, _ = lab
-    monkeypatch.setattr(cb, "config_from_form", lambda *a: simlab.SimLabConfig(**TINY))
+    monkeypatch.setattr(cb, "config_from_form", lambda *a: simulation.SimLabConfig(**TINY))
     alert, options, value = cb.recovery_job(JobProgress(None), 300, 8, 3, 3)
     assert value == run.run_id and alert.color == "info" and "Reused." in text_of(alert)
-    assert options[0] == {"label": simlab.list_runs()[0]["label"], "value": run.run_id}
+    assert options[0] == {"label": simulation.list_runs()[0]["label"], "value": run.run_id}
 
 
 def test_show_run_renders_tables_figure_and_findings(lab):
@@ -248,7 +248,7 @@ def demo_folder(tmp_path, monkeypatch):
 
 
 def test_planted_analyses_are_those_of_the_simulated_demo(demo_folder):
-    assert simlab.planted_analyses() == [{"name": "demo", "annotated": True, "scored": True},
+    assert simulation.planted_analyses() == [{"name": "demo", "annotated": True, "scored": True},
                                          {"name": "demo-raw", "annotated": False, "scored": False}]
     assert [o["value"] for o in simulation_page.planted_options()] == ["demo", "demo-raw"]
 
@@ -280,7 +280,7 @@ def test_planted_job_on_an_unannotated_analysis_is_an_alert(demo_folder):
 @pytest.mark.slow
 def test_planted_job_scores_the_real_demo(demo_analysis, monkeypatch):
     """On the real simulated demo (built once per session): the job's score is planted_concept_score's."""
-    from core.simulate.planted import planted_concept_score
+    from core.demo.planted import planted_concept_score
 
     monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(demo_analysis.parent))
     alert, body = cb.planted_job(JobProgress(None), demo_analysis.name)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from core.cli import main
-from core.errors import InputError
+from core.cli.main import main
+from core.base.errors import InputError
 from core.steer import (SteerConfig, list_steering_runs, load_steering_run, nb_glm_paired, paired_log_test,
                         parse_target, save_steering_run, select_cells, steer, steering_context)
 from steer_data import PLANTED_TERM, SECOND_TERM, build_planted
@@ -79,7 +79,7 @@ def test_current_value_with_error_term_changes_nothing_exactly(planted):
 
 
 def test_normal_expression_comes_from_the_cached_prediction(tmp_path):
-    from core.expression import resolve_expression
+    from core.annotate.expression import resolve_expression
     from core.steer import clear_context_cache
 
     a, _, p_idx, _ = build_planted(tmp_path / "cached", n_genes=60, n_per_type=20)
@@ -269,7 +269,7 @@ def test_cli_steer(planted, tmp_path, capsys):
     assert set(de.loc[de["direction"] == "up", "gene"]) >= {genes[i] for i in p_idx}
     for name in ("enrichment_up.csv", "enrichment_down.csv", "centroid_shift.csv", "latent.csv", "summary.json"):
         assert (out / name).is_file(), name
-    from core.analysis import Analysis
+    from core.store.analysis import Analysis
 
     assert len(list_steering_runs(Analysis.open(a.path))) >= 1  # stored by the CLI's own Analysis
     assert main(["steer", str(a.path), "--feature", "8", "--cells", "cell_type=a"]) == 2

@@ -17,11 +17,11 @@ from dash.exceptions import PreventUpdate
 import callbacks.steering as cb
 from callbacks.jobs import JobProgress, run_job
 from components import figures, ids, steering_page
-from core import explore
-from core.analysis import Analysis
-from core.errors import InputError
+from core.views import explorer
+from core.store.analysis import Analysis
+from core.base.errors import InputError
 from core.steer import list_steering_runs, load_steering_run
-from core.steering_view import AXES_FILE, AXES_STEP, cell_type_choices, feature_choices, latent_axes, steerability
+from core.views.steering import AXES_FILE, AXES_STEP, cell_type_choices, feature_choices, latent_axes, steerability
 from steer_data import PLANTED_TERM
 from steer_page_data import build_steerable
 
@@ -225,7 +225,7 @@ def test_showing_the_run(analyses, ran):
     bars = {t.name: dict(zip(t.y, t.x)) for t in shift.data}
     assert bars["normal"]["a"] > 70 and bars["steered"]["b"] > 60
     # latent view: normal positions are the cells' own points; steered ones moved right along PC1-ish
-    data = explore.explorer_data(analyses / "planted")
+    data = explorer.explorer_data(analyses / "planted")
     lat = data.latent()
     res = load_steering_run(Analysis.open(analyses / "planted"), shown["run_id"])
     traces = {t.name.split(" (")[0]: t for t in latent.data}
@@ -241,7 +241,7 @@ def test_latent_axes_reproduce_the_stored_view(analyses):
     a = Analysis.open(analyses / "planted")
     axes = latent_axes(a)
     emb = np.asarray(anndata.read_h5ad(a.config["dataset"]["path"]).obsm["X_emb"])
-    coords = np.load(a.file(explore.LATENT_FILE))
+    coords = np.load(a.file(explorer.LATENT_FILE))
     np.testing.assert_allclose(axes.project(emb), coords, atol=1e-4)
     with pytest.raises(InputError):
         axes.project(np.zeros((3, 2)))
@@ -360,7 +360,7 @@ def test_a_lassoed_run_with_a_multiple_round_trips(analyses, ran):
 
 
 def test_steerability_finds_the_decoder_without_loading_it(analyses, tmp_path):
-    """The page's check reads no weights (the server must not run torch; see core.steering_view)."""
+    """The page's check reads no weights (the server must not run torch; see core.views.steering)."""
     folder = tmp_path / "a"
     shutil.copytree(analyses / "planted", folder)
     cfg = json.loads((folder / "analysis.json").read_text())
@@ -500,7 +500,7 @@ def _de(log2fc, *, q=None, significant=None) -> pd.DataFrame:
 
 
 def test_largest_changes_lists_the_top_up_then_the_top_down():
-    from core.steering_view import CHANGE_COLUMNS, largest_changes
+    from core.views.steering import CHANGE_COLUMNS, largest_changes
 
     rng = np.random.default_rng(0)
     fc = rng.normal(0, 0.3, 50)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import threads
-from core.errors import InputError
+from core.base import threads
+from core.base.errors import InputError
 from core.sae import TrainConfig, VanillaConfig, train_sae
 
 
@@ -75,7 +75,7 @@ def test_train_sae_uses_the_choice_reports_it_and_restores_the_caller(machine):
 def test_import_core_before_torch_makes_waits_passive():
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     code = ("import os, core, torch; print(os.environ.get('OMP_WAIT_POLICY'));"
-            "import core.threads as t; print(t.passive_waits())")
+            "import core.base.threads as t; print(t.passive_waits())")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.stdout.split() == ["PASSIVE", "True"]

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from helpers import gen_adata
 
-from core.analysis import Analysis
-from core.cli import main
-from core.data import load_dataset
+from core.store.analysis import Analysis
+from core.cli.main import main
+from core.data.load import load_dataset
 from core.sae import TrainConfig, VanillaConfig
-from core.training import train_into_analysis
+from core.sae.pipeline import train_into_analysis
 
 
 def test_train_into_analysis(tmp_path, rng):
@@ -52,7 +52,7 @@ def test_train_on_the_built_in_model_measures_expression_fidelity(tmp_path, caps
     assert fid["loglik_original"] > fid["loglik_mean"] and np.isfinite(fid["loglik_reconstruction"])
     assert 0.5 < fid["fidelity"] <= 1.05
     assert a.read_json("metrics.json")["summary"]["fidelity"] == fid
-    from core.commands.train import _print_summary
+    from core.cli.train import _print_summary
 
     _print_summary(m)
     out = capsys.readouterr().out

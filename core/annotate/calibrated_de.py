@@ -30,13 +30,13 @@ import scipy.sparse as sp
 from numba import njit, prange
 from scipy import special
 
-from core.errors import InputError
-from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.annotate.de import FeatureBlock
 from core.annotate.groups import Groups
 from core.annotate.moderated import bh_masked, squeeze_variances, trend_basis
 from core.annotate.moments import check_inputs, chunk_sums
-from core.parallel import one_at_a_time
+from core.base.parallel import one_at_a_time
 from core.annotate.stats import _moments_chunk, t_two_sided
 
 __all__ = ["CalibratedDE", "calibrated_de", "de_of_cells", "KINDS", "DEFAULT_MIN_LFC", "DEFAULT_MIN_EFFECT"]

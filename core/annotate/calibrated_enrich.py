@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.progress import Cancelled, ShouldStop, never_stop
+from core.base.progress import Cancelled, ShouldStop, never_stop
 from core.annotate.calibrated_de import CalibratedDE
 from core.annotate.moderated import bh_masked, hypergeom_over, rank_sum_correlated
 from core.annotate.specific import Hierarchy, eliminate, hierarchy, ontology_codes

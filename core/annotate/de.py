@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
-from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.annotate.groups import Groups
 from core.annotate.moments import check_inputs, chunk_sums
 from core.annotate.stats import _welch_chunk, bh, t_two_sided
@@ -121,7 +121,7 @@ def batched_de(
     ``expression``: (n_cells, G) dense ndarray, float32 ``np.memmap`` or scipy sparse (CSC is
     read directly; other formats are converted once per call). ``gene_chunk``: genes per pass.
     ``q_strict``, ``min_fold``, ``q_fallback``: the significance rule (module docstring).
-    Raises :class:`core.progress.Cancelled` when ``should_stop()`` turns true.
+    Raises :class:`core.base.progress.Cancelled` when ``should_stop()`` turns true.
     """
     check_inputs(expression, groups)
     if min_fold <= 0:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.annotate.de import DEResult
 from core.annotate.stats import _binom_two_sided_unique, bh, mwu_from_rank_sums, rank_rows, term_sums
 

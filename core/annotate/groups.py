@@ -21,8 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 from numba import njit
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["Groups", "select_groups"]
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from numba import njit, prange
 from scipy import special
 
-from core.parallel import one_at_a_time
+from core.base.parallel import one_at_a_time
 
 __all__ = ["trigamma_inverse", "squeeze_variances", "bh_masked", "rank_sum_correlated", "hypergeom_over",
            "term_correlation", "trend_basis", "hypergeom_over_one"]

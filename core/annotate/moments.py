@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop
 from core.annotate.groups import Groups, _take_csr
 from core.annotate.stats import group_sums, prefix_sums
 

@@ -14,8 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from core.errors import InputError
-from core.parallel import one_at_a_time
+from core.base.errors import InputError
+from core.base.parallel import one_at_a_time
 
 __all__ = ["library_sizes", "cell_scale", "log_normalise", "detected_matrix", "prepare"]
 

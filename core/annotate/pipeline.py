@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.concept_map import ConceptMapConfig, concept_map
+from core.annotate.concept_map import ConceptMapConfig, concept_map
 from core.concepts import ConceptDB, load_go, read_gmt
 from core.concepts.go import NAMESPACES
 from core.concepts.match import prepare_concepts
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.concepts.dag import go_dag
 from core.annotate.calibrated_de import KINDS, calibrated_de
 from core.annotate.calibrated_enrich import CALIBRATED_COLUMNS, enrich_calibrated
@@ -254,8 +254,8 @@ class _Runner:
 def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig(), progress: Progress = no_progress,
                       should_stop: ShouldStop = never_stop, force: bool = False) -> dict:
     """Run :func:`annotate` on an analysis folder; returns the summary (also stored in annotation.json)."""
-    from core import io
-    from core.expression import resolve_expression
+    from core.base import io
+    from core.annotate.expression import resolve_expression
 
     acts_file = analysis.file("activations.npz")
     if not acts_file.is_file():
@@ -272,7 +272,7 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
                          "are dead), so there is nothing to annotate",
                          fix="re-train with a smaller --l1, or with --arch topk --k K so that latents fire")
     concepts = load_concepts(config, expr.gene_names)
-    kind = "predicted" if expr.label.startswith("predicted") else "observed"
+    kind = expr.kind
     with tempfile.TemporaryDirectory(dir=analysis.path, prefix=".annotate-") as work:
         result = annotate(acts, expr.matrix, expr.gene_names, concepts=concepts, seed=analysis.seed, config=config,
                           kind=kind, workdir=Path(work), progress=progress, should_stop=should_stop)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.annotate.calibrated_de import calibrated_de
 from core.annotate.de import batched_de
 from core.annotate.normalise import prepare
@@ -21,7 +21,8 @@ def feature_de(analysis, feature: int, *, method: str = "calibrated", expression
     (:class:`core.annotate.calibrated_de.CalibratedDE` table): gene, mean_high, mean_low (log-normalised),
     lfc, t (moderated), p, q, tested, direction, detect_high, detect_low, and ``significant``.
     ``cells``: feature, group, cell_index, cell."""
-    from core.expression import load_analysis_dataset, resolve_expression
+    from core.annotate.expression import resolve_expression
+    from core.store.dataset import load_analysis_dataset
 
     acts = analysis.read_npz_sparse("activations.npz")
     if not 0 <= feature < acts.shape[1]:
@@ -34,7 +35,7 @@ def feature_de(analysis, feature: int, *, method: str = "calibrated", expression
     if method == "paper":
         table = batched_de(expr.matrix, groups).table(feature, genes=expr.gene_names)
     elif method == "calibrated":
-        kind = "predicted" if expr.label.startswith("predicted") else "observed"
+        kind = expr.kind
         norm, detected = prepare(expr.matrix, kind=kind)
         de = calibrated_de(norm, groups, kind=kind, detected=detected, min_detect=min_detect,
                            q_max=fdr, min_lfc=min_lfc, min_effect=min_effect)

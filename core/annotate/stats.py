@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from core.parallel import one_at_a_time
+from core.base.parallel import one_at_a_time
 
 __all__ = ["bh", "welch_from_moments", "binom_two_sided", "rank_rows", "mwu_from_rank_sums",
            "group_sums", "prefix_sums", "term_sums", "t_two_sided", "argsort_rows"]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["ConceptDB", "GeneMatch", "concat"]
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.errors import InputError
-from core.paths import user_path
+from core.base.errors import InputError
+from core.base.paths import user_path
 from core.concepts.db import ConceptDB
 
 __all__ = ["read_gmt"]

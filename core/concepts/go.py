@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.errors import InputError
-from core.paths import SHIPPED_DATA_DIR
+from core.base.errors import InputError
+from core.base.paths import SHIPPED_DATA_DIR
 from core.concepts.db import ConceptDB
 
 __all__ = ["GO_FILE", "load_go", "GeneTable", "load_gene_table", "NAMESPACES"]

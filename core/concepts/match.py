@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
-from core.genes import detect_gene_ids, symbol_case
+from core.base.errors import InputError
+from core.data.genes import detect_gene_ids, symbol_case
 from core.concepts.db import ConceptDB, GeneMatch, concat
 from core.concepts.go import load_gene_table
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import InputError
-from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.model.config import ModelConfig
 from core.model.fit import FittedModel, fit_expression_model
 
@@ -123,7 +123,7 @@ def _uns_summary(fitted: FittedModel, **extra) -> dict:
 
 def write_h5ad_atomic(adata, path: str | os.PathLike) -> Path:
     """Write ``adata`` to ``path`` via a temporary file in the same folder and a rename."""
-    from core.io import atomic_path
+    from core.base.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -153,7 +153,7 @@ def fit_h5ad(
 ) -> FitReport:
     """Fit the model on the .h5ad at ``path``; save it to ``out`` (default ``<stem>.featurelens-model/``)
     and the embedding to ``.obsm[key]`` of ``output_h5ad`` (default: ``path`` itself)."""
-    from core.data import file_sha256, read_anndata
+    from core.data.load import file_sha256, read_anndata
     from core.model.store import default_model_dir, save_model
 
     path = Path(path)

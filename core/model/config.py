@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.configs import config_from_dict
-from core.errors import InputError
+from core.base.configs import config_from_dict
+from core.base.errors import InputError
 
 __all__ = ["ModelConfig", "LIKELIHOODS"]
 

@@ -25,8 +25,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 
 __all__ = [
     "Decoder", "BuiltinDecoder", "TorchScriptDecoder", "NoDecoder", "DecodedChunk",
@@ -228,7 +228,7 @@ def decode_to_npy(decoder: Decoder, latent, library_size=None, covariates=None, 
 def decode_to_memmap(decoder: Decoder, latent, library_size=None, covariates=None, *,
                      path: str | os.PathLike, **kwargs) -> np.ndarray:
     """Write expected expression to a float32 ``.npy`` at ``path`` (atomically); return it memory-mapped read-only."""
-    from core.io import atomic_path
+    from core.base.io import atomic_path
 
     with atomic_path(path) as tmp:
         decode_to_npy(decoder, latent, library_size, covariates, target=tmp, **kwargs)
@@ -268,7 +268,7 @@ class BuiltinDecoder(Decoder):
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from core.io import content_hash
+            from core.base.io import content_hash
 
             state = self.fitted.model.state_dict()
             arrays = [state[k].detach().cpu().numpy() for k in sorted(state)]
@@ -282,7 +282,7 @@ class BuiltinDecoder(Decoder):
 
         import torch
 
-        from core.io import atomic_path
+        from core.base.io import atomic_path
 
         module = copy.deepcopy(self.fitted.model.decoder).eval()
         with _quiet_jit():
@@ -383,8 +383,8 @@ class TorchScriptDecoder(Decoder):
 
     def fingerprint(self) -> str:
         if self._sha is None:
-            from core.data import file_sha256
-            from core.io import content_hash
+            from core.data.load import file_sha256
+            from core.base.io import content_hash
 
             self._sha = content_hash("torchscript", file_sha256(self.path), self.output, self.n_covariates,
                                      None if self._order is None else self._order.tolist())
@@ -432,7 +432,7 @@ def _quiet_jit():
 def _load_torchscript(path: Path):
     import torch
 
-    from core.data import _check_file
+    from core.data.load import _check_file
 
     _check_file(path)
     with open(path, "rb") as fh:
@@ -500,7 +500,7 @@ def load_decoder(
     """
     if source is None or str(source).lower() == "none":
         return NoDecoder(n_latent=n_latent, gene_names=gene_names)
-    from core.paths import user_path
+    from core.base.paths import user_path
 
     path = user_path(source)
     if path.is_dir():

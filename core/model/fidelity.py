@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["fidelity_score", "expression_fidelity", "nb_cell_log_likelihood", "analysis_fidelity",
            "MAX_FIDELITY_CELLS"]
@@ -146,8 +146,8 @@ def analysis_fidelity(analysis, x: np.ndarray, cells: np.ndarray, *, reconstruct
     the score cannot be computed (no counts, counts a count model cannot score); else the result
     plus ``cells`` ("SAE validation cells") and ``decoder`` (its kind).
     """
-    from core.counts import count_rows
-    from core.expression import load_analysis_dataset
+    from core.data.counts import count_rows
+    from core.store.dataset import load_analysis_dataset
     from core.model.fit import check_counts
     from core.model.multiomics import expression_columns
     from core.model.predict import analysis_decoder, resolve_decoder_for_data

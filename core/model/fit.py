@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
-from core.threads import auto_threads, torch_threads
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.threads import auto_threads, torch_threads
 from core.model.config import ModelConfig
 
 __all__ = ["FittedModel", "fit_expression_model", "check_counts", "as_csr", "one_hot", "encode_cells",
@@ -53,11 +53,6 @@ class FittedModel:
             raise InputError(f"this model was fitted with the batch covariate {self.covariate['key']!r}",
                              fix="pass the batch label of every cell")
         return one_hot(labels, self.covariate["categories"], key=self.covariate["key"])
-
-    def decoder(self):
-        from core.model.decoders import BuiltinDecoder
-
-        return BuiltinDecoder(self)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -104,7 +99,7 @@ def one_hot(labels: Sequence, categories: Sequence[str], *, key: str = "batch") 
 
 def check_counts(X, likelihood: str, *, what: str = "the expression matrix") -> None:
     """Refuse data the likelihood cannot model (NaN, negatives; non-integers for NB)."""
-    from core.data import ValidationReport, _check_counts
+    from core.data.load import ValidationReport, _check_counts
 
     report = ValidationReport()
     kind = _check_counts(X, report, what=what)
@@ -278,9 +273,9 @@ def fit_expression_model(
     """Train the built-in model on ``X`` (cells × genes counts; dense or scipy sparse).
 
     ``batch``: per-cell batch labels (optional covariate, named ``batch_key``). Raises
-    :class:`~core.progress.Cancelled` when ``should_stop()`` turns True (nothing is returned),
+    :class:`~core.base.progress.Cancelled` when ``should_stop()`` turns True (nothing is returned),
     InputError for unusable data. Returns the best model (lowest validation loss).
-    ``threads``: CPU threads for torch (None: :func:`core.threads.auto_threads`, 1 for layers
+    ``threads``: CPU threads for torch (None: :func:`core.base.threads.auto_threads`, 1 for layers
     under 2 million weights); the previous setting is restored afterwards.
     """
     config = config or ModelConfig()

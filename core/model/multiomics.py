@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 
 __all__ = [
     "Modality", "find_modalities", "get_modality", "expression_columns", "high_low_cells",

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
+import pandas as pd
 
-from core.errors import InputError
-from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.model.decoders import Decoder, decode_into, decode_to_npy
+from core.store.dataset import load_analysis_dataset
 
 __all__ = [
     "PREDICTED_STEP", "PREDICTED_FILE", "ExpressionSource", "Block", "predicted_expression",
@@ -40,9 +42,11 @@ class Block:
 class ExpressionSource:
     """The cells × genes matrix the annotation tests: predicted (decoder) or observed counts."""
 
-    matrix: Any  # np.ndarray / np.memmap (predicted) or scipy sparse / ndarray (observed)
-    kind: str  # "predicted" | "observed"
-    gene_names: list[str]
+    matrix: Any            # (n_cells, n_genes): ndarray, memmap (predicted) or scipy sparse (observed)
+    kind: str              # "predicted" | "observed"
+    gene_names: pd.Index
+    label: str = ""        # for people: "observed counts (.X)" / "predicted by the builtin decoder"
+    key: str = ""          # content key for caching ("" in memory: not cached)
     info: dict = field(default_factory=dict)
 
     @property
@@ -65,7 +69,7 @@ def predicted_expression(decoder: Decoder, latent, library_size=None, covariates
 
 def predicted_inputs(decoder: Decoder, latent, library_size=None, covariates=None) -> dict:
     """The cache key of the predicted-expression step (small JSON of hashes)."""
-    from core.io import content_hash
+    from core.base.io import content_hash
 
     return {
         "decoder": decoder.fingerprint(),
@@ -109,13 +113,15 @@ def expression_source(*, decoder: Decoder, gene_names, counts=None, latent=None,
         else:
             m = predicted_expression(decoder, latent, library_size, covariates, progress=progress,
                                      should_stop=should_stop)
-        return ExpressionSource(m, "predicted", genes, {"decoder": decoder.describe()})
+        return ExpressionSource(m, "predicted", pd.Index(genes), label=f"predicted by the {decoder.kind} decoder",
+                                info={"decoder": decoder.describe()})
     if counts is None or counts.shape[1] == 0:
         raise InputError("this model has no decoder and the data has no expression matrix to fall back on",
                          fix="load the .h5ad with the counts, or supply a decoder (see docs/decoders.md)")
     if counts.shape[1] != len(genes):
         raise InputError(f"{counts.shape[1]} expression columns for {len(genes)} gene names")
-    return ExpressionSource(counts, "observed", genes, {"decoder": {"kind": "none"}})
+    return ExpressionSource(counts, "observed", pd.Index(genes), label="observed counts",
+                            info={"decoder": {"kind": "none"}})
 
 
 def iter_blocks(matrix, *, rows: np.ndarray | None = None, cell_chunk: int = 4096,
@@ -154,7 +160,7 @@ def iter_blocks(matrix, *, rows: np.ndarray | None = None, cell_chunk: int = 409
             yield Block(slice(c0, c1), slice(g0, g1), np.asarray(vals, dtype=np.float32))
 
 
-# --------------------------------------------------------------------------- analysis hooks (core.expression)
+# --------------------------------------------------------------------------- analysis hooks (core.annotate.expression)
 
 def _analysis_embedding_key(analysis) -> str | None:
     return analysis.config.get("dataset", {}).get("embedding")
@@ -170,7 +176,7 @@ def analysis_decoder(analysis) -> Decoder | None:
     """
     from pathlib import Path
 
-    from core import io
+    from core.base import io
     from core.model.decoders import BuiltinDecoder
     from core.model.store import default_model_dir, is_model_dir
 
@@ -218,7 +224,7 @@ class _DeferredTorchScript(Decoder):
                             output=self.output, probe_latent=probe_latent)
 
     def fingerprint(self) -> str:
-        from core.data import file_sha256
+        from core.data.load import file_sha256
 
         return file_sha256(self.path)
 
@@ -226,21 +232,18 @@ class _DeferredTorchScript(Decoder):
 def predicted_expression_for_analysis(analysis, decoder: Decoder):
     """Predicted expression of every cell of ``analysis``'s dataset, cached in the analysis.
 
-    Returns a :class:`core.expression.ExpressionSource` (memory-mapped float32 matrix, the
+    Returns an :class:`ExpressionSource` (memory-mapped float32 matrix, the
     genes, a label and a content key). Library size: each cell's total counts over the
     modelled genes; covariates: the built-in model's batch column (or, for a TorchScript
     decoder, ``settings['decoder_covariate_key']`` one-hot in sorted category order).
     """
-    import pandas as pd
-
-    from core.expression import ExpressionSource as AnalysisExpression
-    from core.io import content_hash
+    from core.base.io import content_hash
 
     data = decoding_data(analysis, decoder)
     decoder, z, lib, covariates, genes = data.decoder, data.latent, data.library_size, data.covariates, data.genes
     matrix = cached_predicted_expression(analysis, decoder, z, lib, covariates)
     inputs = predicted_inputs(decoder, z, lib, covariates)
-    return AnalysisExpression(matrix=matrix, gene_names=pd.Index(genes),
+    return ExpressionSource(matrix=matrix, kind="predicted", gene_names=pd.Index(genes),
                               label=f"predicted by the {decoder.kind} decoder (× library size)"
                               if decoder.scales_with_library else f"predicted by the {decoder.kind} decoder",
                               key="predicted:" + content_hash(inputs))
@@ -263,10 +266,9 @@ class DecodingData:
 
 def decoding_data(analysis, decoder: Decoder) -> DecodingData:
     """:class:`DecodingData` of ``analysis``'s dataset, read with ``.X`` left on disk: the library
-    sizes are summed in chunks (:func:`core.counts.library_sizes`), so the counts are never all in
+    sizes are summed in chunks (:func:`core.data.counts.library_sizes`), so the counts are never all in
     memory. Shared by predicted expression and steering."""
-    from core.counts import library_sizes
-    from core.expression import load_analysis_dataset
+    from core.data.counts import library_sizes
     from core.model.embeddings import get_embedding
     from core.model.multiomics import expression_columns
 

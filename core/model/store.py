@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from core import io
-from core.errors import InputError
+from core.base import io
+from core.base.errors import InputError
 from core.model.config import ModelConfig
 from core.model.fit import FittedModel
 

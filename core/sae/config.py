@@ -1,7 +1,7 @@
 """SAE configuration: one dataclass per architecture, one for training, and named presets.
 
 Every config is validated when it is created (bad values raise
-:class:`~core.errors.InputError` naming the fix) and round-trips through JSON with
+:class:`~core.base.errors.InputError` naming the fix) and round-trips through JSON with
 ``to_dict`` / ``from_dict``. The same objects feed the CLI, the app and ``sae.json``.
 
 Conventions shared with the reference (paper §3): the reconstruction term is the mean squared
@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
-from core.configs import config_from_dict
-from core.errors import InputError
+from core.base.configs import config_from_dict
+from core.base.errors import InputError
 
 __all__ = [
     "SAEConfig",

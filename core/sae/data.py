@@ -6,7 +6,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["as_matrix", "check_trainable", "constant_dimensions", "resolve_device"]
 

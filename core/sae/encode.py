@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from core.progress import Cancelled
+from core.base.progress import Cancelled
 from core.sae.data import as_matrix
 from core.sae.models import SparseAutoencoder
 
@@ -52,7 +52,7 @@ def encode_activations(
     """SAE activations of all cells: scipy CSR float32 (n_cells, hidden), zeros not stored.
 
     Encodes ``batch_size`` cells at a time on the SAE's device. Raises
-    :class:`~core.progress.Cancelled` when ``should_stop()`` returns True."""
+    :class:`~core.base.progress.Cancelled` when ``should_stop()`` returns True."""
     x = as_matrix(data)
     _check_width(sae, x)
     n = x.shape[0]
@@ -93,7 +93,7 @@ def reconstruct(sae: SparseAutoencoder, data: Any, *, batch_size: int = DEFAULT_
 
 
 def _check_width(sae: SparseAutoencoder, x: np.ndarray) -> None:
-    from core.errors import InputError
+    from core.base.errors import InputError
 
     if x.shape[1] != sae.d_in:
         raise InputError(

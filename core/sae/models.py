@@ -18,7 +18,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.sae.config import BatchTopKConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
 from core.sae.registry import register_architecture
 

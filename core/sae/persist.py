@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import torch
 
-from core import io
-from core.errors import InputError, SchemaError
+from core.base import io
+from core.base.errors import InputError, SchemaError
 from core.sae.models import SparseAutoencoder
 from core.sae.registry import build_sae, config_from_dict
 
@@ -24,7 +24,7 @@ FORMAT = "featurelens-sae"
 FORMAT_VERSION = 1
 
 
-class _Writer(Protocol):  # core.analysis.StepWriter
+class _Writer(Protocol):  # core.store.analysis.StepWriter
     def write_json(self, name: str, obj: Any) -> None: ...
     def write_torch_state(self, name: str, state: dict) -> None: ...
 
@@ -60,7 +60,7 @@ def save_sae(sae: SparseAutoencoder, target: str | os.PathLike | _Writer, *,
 
 def load_sae(source: str | os.PathLike | Any, *, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """Load an SAE from a folder holding ``sae.pt`` + ``sae.json``, from the path of either
-    file, or from an :class:`~core.analysis.Analysis`. Returns the model in eval mode."""
+    file, or from an :class:`~core.store.analysis.Analysis`. Returns the model in eval mode."""
     if hasattr(source, "file") and callable(source.file):
         weights, config = Path(source.file(WEIGHTS_FILE)), Path(source.file(CONFIG_FILE))
     else:

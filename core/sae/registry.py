@@ -1,13 +1,14 @@
 """Architecture registry: name -> model class (which names its config class).
 
-``register_architecture`` refuses a name that is already taken, so two modules can never
+The built-in architectures register themselves when :mod:`core.sae.models` is imported, which
+importing :mod:`core.sae` always does first. ``register_architecture`` refuses a name that is already taken, so two modules can never
 silently replace each other's architecture.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -36,13 +37,8 @@ def register_architecture(name: str) -> Callable[[M], M]:
     return decorate
 
 
-def _ensure_builtins() -> None:
-    from core.sae import models  # noqa: F401  (registers the built-in architectures)
-
-
 def get_architecture(name: str) -> type["SparseAutoencoder"]:
     """The model class registered under ``name``; InputError naming the choices otherwise."""
-    _ensure_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -51,7 +47,6 @@ def get_architecture(name: str) -> type["SparseAutoencoder"]:
 
 
 def available_architectures() -> list[str]:
-    _ensure_builtins()
     return list(_REGISTRY)
 
 

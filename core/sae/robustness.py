@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from core.errors import InputError
+from core.base.errors import InputError
 from core.sae.config import SAEConfig, TrainConfig
 from core.sae.data import as_matrix
 from core.sae.encode import encode_activations

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.sae.config import TrainConfig, VanillaConfig
 from core.sae.train import train_sae
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from core.threads import auto_threads, torch_threads
+from core.base.threads import auto_threads, torch_threads
 from core.sae.config import SAEConfig, TrainConfig, VanillaConfig
 from core.sae.data import check_trainable, resolve_device
 from core.sae.encode import iter_encoded
@@ -26,7 +26,7 @@ __all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
 
 Progress = Callable[[float, float, str], None]
 ShouldStop = Callable[[], bool]
-SMALL_LAYER = 100_000  # weights below which one torch thread is used (see core.threads)
+SMALL_LAYER = 100_000  # weights below which one torch thread is used (see core.base.threads)
 RESAMPLE_UNTIL = 0.5   # dead latents are resampled at evaluations in this first fraction of the steps
 RESAMPLE_CELLS = 4096  # training cells whose residuals the resampled directions are drawn from
 
@@ -125,7 +125,7 @@ def train_sae(
     model so far (best weights if ``restore_best``) is returned with ``stop_reason="should_stop"``.
     Same data, configs and seed give identical weights on the same device. ``on_eval(row)``
     receives a copy of each history row as it is recorded (live loss/L0/dead charts).
-    ``threads``: CPU threads for torch (None: :func:`core.threads.auto_threads`, 1 for layers
+    ``threads``: CPU threads for torch (None: :func:`core.base.threads.auto_threads`, 1 for layers
     under 100,000 weights); the previous setting is restored.
     """
     config = config or VanillaConfig()

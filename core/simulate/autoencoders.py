@@ -28,8 +28,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from core.errors import InputError
-from core.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["AEConfig", "AEResult", "MLPAutoencoder", "train_autoencoder", "encode_latent", "WIDTHS", "TRANSFORMS"]
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["BASELINES", "baseline_components"]
 

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.sae import ReLUConfig, SAEConfig, TopKConfig, TrainConfig, VanillaConfig, encode_activations, sae_metrics
 from core.sae import train_sae as _train_sae
 from core.simulate.autoencoders import AEConfig, AEResult, encode_latent, train_autoencoder

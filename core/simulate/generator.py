@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 
 __all__ = [
     "SmallSimConfig",
@@ -210,7 +210,7 @@ def simulate(config: SimConfig, *, seed: int, progress: Progress = no_progress,
 
     Returns an AnnData (n_cells × n_genes) laid out as described in the module docstring.
     ``progress(done, total, message)`` reports the count sampling (chunks of cells);
-    ``should_stop()`` cancels it (:class:`~core.progress.Cancelled`)."""
+    ``should_stop()`` cancels it (:class:`~core.base.progress.Cancelled`)."""
     _need(_int(seed) and seed >= 0, f"seed must be a non-negative integer (got {seed!r})", "e.g. --seed 0")
     rng = np.random.default_rng(seed)
     if isinstance(config, SmallSimConfig):
@@ -357,7 +357,7 @@ def _to_anndata(truth: _Truth, *, config: SimConfig, seed: int, rng: np.random.G
 
 def write_simulation(adata, path: str | os.PathLike) -> str:
     """Write ``adata`` to ``path`` (.h5ad) atomically; returns the path."""
-    from core.io import atomic_path
+    from core.base.io import atomic_path
 
     path = os.fspath(path)
     if not path.endswith(".h5ad"):
@@ -372,7 +372,7 @@ def write_simulation(adata, path: str | os.PathLike) -> str:
 
 def read_simulation(path: str | os.PathLike):
     """Read a simulated .h5ad and check it carries the ground truth (``.uns['simulation']``)."""
-    from core.data import read_anndata
+    from core.data.load import read_anndata
 
     adata = read_anndata(path)
     simulation_info(adata, what=os.fspath(path))

@@ -232,7 +232,7 @@ def write_results(results: dict[str, Any], out_dir: str | os.PathLike, *, data: 
                   elapsed_s: dict[str, float] | None = None) -> list[Path]:
     """Write every table as CSV, ``summary.json``, ``figures.html`` and ``report.md`` into
     ``out_dir`` (each file atomically); returns the paths written."""
-    from core.io import write_bytes, write_json
+    from core.base.io import write_bytes, write_json
     from core.simulate.figures import FIGURES
 
     out = Path(out_dir)

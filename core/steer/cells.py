@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data import CELL_TYPE_CANDIDATES
-from core.errors import InputError
+from core.data.load import CELL_TYPE_CANDIDATES
+from core.base.errors import InputError
 
 __all__ = ["select_cells", "describe_selection", "SELECTION_HELP"]
 
@@ -28,7 +28,7 @@ def _obs_of(source: Any) -> tuple[pd.DataFrame, str | None]:
     if hasattr(source, "obs") and hasattr(source, "cell_type_column"):  # SteeringContext
         return source.obs, source.cell_type_column
     if hasattr(source, "config") and hasattr(source, "path"):  # Analysis: its data's obs, read without the matrix
-        from core.data import read_anndata
+        from core.data.load import read_anndata
 
         ds = source.config.get("dataset", {}) or {}
         if ds.get("format") != "h5ad" or not ds.get("path"):
@@ -48,7 +48,7 @@ def _obs_of(source: Any) -> tuple[pd.DataFrame, str | None]:
 def select_cells(source: Any, spec: Any, *, cell_type_column: str | None = None) -> np.ndarray:
     """Indices (int64, in data order for text specs, as given for sequences) of the cells ``spec`` selects.
 
-    ``source``: an :class:`~core.analysis.Analysis`, a steering context, or an ``obs`` DataFrame
+    ``source``: an :class:`~core.store.analysis.Analysis`, a steering context, or an ``obs`` DataFrame
     (index = cell names; ``cell_type_column`` or a detected column for ``cell_type=``).
     Raises InputError for an unknown cell type / column / cell name, an index out of range, or
     an empty selection.

@@ -5,8 +5,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from core.concepts.go import NAMESPACES
-from core.configs import config_from_dict
-from core.errors import InputError
+from core.base.configs import config_from_dict
+from core.base.errors import InputError
 from core.steer.targets import Target, parse_target
 
 __all__ = ["SteerConfig", "TESTS"]

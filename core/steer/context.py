@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["SteeringContext", "steering_context", "cell_type_centroids", "clear_context_cache"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["ENRICH_COLUMNS", "up_down_enrichment", "steering_concepts"]
 
@@ -31,7 +31,7 @@ def steering_concepts(gene_names, *, databases=("go-bp",), gmt=(), propagate: bo
                       max_size: int = 500):
     """The concept databases restricted to ``gene_names`` and filtered by size (cached in memory);
     None when no database is chosen."""
-    from core import io
+    from core.base import io
     from core.concepts import load_go, read_gmt
     from core.concepts.go import NAMESPACES
     from core.concepts.match import prepare_concepts

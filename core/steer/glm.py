@@ -22,8 +22,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from core.errors import InputError
-from core.parallel import one_at_a_time
+from core.base.errors import InputError
+from core.base.parallel import one_at_a_time
 
 __all__ = ["nb_glm_paired"]
 

@@ -19,7 +19,7 @@ import pandas as pd
 from numba import njit, prange
 
 from core.annotate.stats import bh
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["paired_log_test", "de_table", "DE_COLUMNS"]
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
-from core.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.errors import InputError
+from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.steer.cells import describe_selection, select_cells
 from core.steer.centroids import centroid_shift, centroid_summary
 from core.steer.config import SteerConfig
@@ -171,7 +171,7 @@ def steer(analysis, *, features, cells, config: SteerConfig = SteerConfig(), pro
     ``features``: an id or a list of ids; ``cells``: a selection (``"cell_type=A,B"``,
     ``"cells=n1,n2"``, ``"all"``, indices, a mask or names; see :func:`select_cells`).
     Raises InputError for a missing decoder, an unknown feature / cell type / cell, a dead
-    feature or an empty selection; :class:`~core.progress.Cancelled` when ``should_stop()``.
+    feature or an empty selection; :class:`~core.base.progress.Cancelled` when ``should_stop()``.
     """
     stages = 6
 

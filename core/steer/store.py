@@ -23,8 +23,8 @@ import io as _io
 import numpy as np
 import pandas as pd
 
-from core import io
-from core.errors import InputError
+from core.base import io
+from core.base.errors import InputError
 from core.steer.config import SteerConfig
 from core.steer.run import SteeringResult
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import InputError
+from core.base.errors import InputError
 
 __all__ = ["Target", "parse_target", "resolve_targets", "feature_activation_stats", "TARGET_HELP"]
 

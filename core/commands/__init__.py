@@ -1,1 +1,0 @@
-"""Subcommands of the ``featurelens`` CLI (see core/cli.py)."""

@@ -1,0 +1,253 @@
+"""What the Steering page shows around a run: the features and cell types to choose from, whether
+an analysis can be steered at all, and the 2-D axes that place steered cells in the latent view.
+
+The latent view is the Explorer's PCA of the embedding (:func:`core.views.explorer.ensure_latent`). A
+steered cell moves in the embedding from x to x'; on the view it moves from (x − μ)·C to
+(x' − μ)·C, where C (d, 2) are the PCA axes. :func:`latent_axes` recovers μ and C exactly from
+the stored 2-D coordinates (least squares of the coordinates on the centred embedding) and keeps
+them as the small cached step ``latent_axes`` (``latent_axes.npz``), so runs made from the CLI
+can be drawn too.
+"""
+from __future__ import annotations
+
+import io as _io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.store.analysis import Analysis
+from core.annotate.reported import ordered, reported
+from core.base.errors import InputError
+
+__all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
+           "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS"]
+
+AXES_STEP = "latent_axes"
+AXES_FILE = "latent_axes.npz"
+
+_LOCK = threading.Lock()
+_CHOICES: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+_AXES: "OrderedDict[tuple, LatentAxes]" = OrderedDict()
+
+
+def steerability(analysis: Analysis) -> tuple[str, str] | None:
+    """None when ``analysis`` can be steered, else ``(problem, what to do)``: it needs a trained SAE,
+    an .h5ad dataset, the expression model's decoder and the features table.
+
+    Reads only small files: the decoder is looked up as :func:`core.model.predict.analysis_decoder`
+    does, but its weights are not loaded (the app calls this in its server process, which must not
+    run torch: a background job forked after a parallel torch operation in the server can hang in
+    OpenMP). The steering job itself loads and checks the decoder fully."""
+    from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
+
+    for name in ("sae.pt", "activations.npz"):
+        if not analysis.has(name):
+            return (f"{analysis.path.name} has no trained SAE yet ({name} is missing).",
+                    "Train one on the Data & training page, or with `featurelens train DATA --out ANALYSIS`.")
+    ds = analysis.config.get("dataset", {}) or {}
+    if ds.get("format") != "h5ad":
+        return ("Steering needs the analysis's .h5ad (counts for library sizes, cell names and types); "
+                "this analysis was made from an embedding file.",
+                "Train the SAE from an .h5ad (`featurelens train DATA.h5ad ...`).")
+    problem = _decoder_problem(analysis)
+    if problem == "none":
+        return (f"This analysis cannot be steered: {STEERING_NEEDS_DECODER}.",
+                f"{HOW_TO_ADD_DECODER}; then train an SAE on that embedding.")
+    if problem:
+        return problem, "restore the decoder file, or fit the built-in model with `featurelens fit-model DATA.h5ad`"
+    if not analysis.has("features.parquet"):
+        return (f"{analysis.path.name} has no features table (features.parquet is missing).",
+                "Train the SAE again with `featurelens train` (it writes the table with the SAE).")
+    return None
+
+
+def _decoder_problem(analysis: Analysis) -> str | None:
+    """None if the analysis names a decoder that exists, "none" if it has none, else what is wrong
+    (the lookup order of ``analysis_decoder``; no weights are read)."""
+    from core.base import io
+    from core.model.store import default_model_dir, is_model_dir
+
+    settings = analysis.config.get("settings", {}) or {}
+    dataset = analysis.config.get("dataset", {}) or {}
+    ref = settings.get("decoder") or dataset.get("decoder")
+    if ref is not None:
+        if str(ref).lower() == "none":
+            return "none"
+        path = Path(ref)
+        if not path.is_absolute() and dataset.get("path"):
+            candidate = Path(dataset["path"]).parent / path
+            path = candidate if candidate.exists() else path
+        return None if is_model_dir(path) or path.is_file() else f"the analysis's decoder {ref!r} does not exist."
+    if not dataset.get("path"):
+        return "none"
+    folder = default_model_dir(dataset["path"])
+    if not is_model_dir(folder):
+        return "none"
+    try:
+        meta = io.read_json(folder / "model.json")
+    except (OSError, ValueError):
+        return f"the model description {folder / 'model.json'} cannot be read."
+    return None if meta.get("source", {}).get("obsm_key") == dataset.get("embedding") else "none"
+
+
+def _stamp(analysis: Analysis, names) -> tuple:
+    return (str(Path(analysis.path).resolve()),
+            *(analysis.file(n).stat().st_mtime_ns if analysis.has(n) else 0 for n in names))
+
+
+def feature_choices(analysis: Analysis) -> pd.DataFrame:
+    """The live features to steer, one row each: ``feature``, ``n_cells`` (cells where it fires),
+    ``top_term`` (best reported term, "" without one), ``top_cell_type`` and ``label``
+    (``"12 · oxygen transport"``, or the top cell type without annotation), ordered by feature.
+    Cached in memory until features.parquet or annotations.parquet change."""
+    key = _stamp(analysis, ("features.parquet", "annotations.parquet"))
+    with _LOCK:
+        if key in _CHOICES:
+            _CHOICES.move_to_end(key)
+            return _CHOICES[key]
+    feats = analysis.read_parquet("features.parquet")
+    if "feature" not in feats:
+        feats = feats.reset_index().rename(columns={"index": "feature"})
+    live = feats["live"].to_numpy(bool) if "live" in feats else np.ones(len(feats), bool)
+    df = pd.DataFrame({"feature": feats["feature"].to_numpy(np.int64)[live],
+                       "n_cells": feats["n_cells"].to_numpy(np.int64)[live] if "n_cells" in feats else 0,
+                       "top_cell_type": feats["top_cell_type"].fillna("").astype(str).to_numpy()[live]
+                       if "top_cell_type" in feats else ""})
+    df["top_term"] = ""
+    if analysis.has("annotations.parquet"):
+        ann = reported(analysis.read_parquet("annotations.parquet"))
+        if len(ann):
+            best = ordered(ann).drop_duplicates("feature")
+            df["top_term"] = df["feature"].map(best.set_index("feature")["term_name"].astype(str)).fillna("")
+    what = np.where(df["top_term"] != "", df["top_term"],
+                    np.where(df["top_cell_type"] != "", "top cell type " + df["top_cell_type"], ""))
+    df["label"] = [f"{f} · {w}" if w else str(f) for f, w in zip(df["feature"], what)]
+    df = df.sort_values("feature", kind="stable").reset_index(drop=True)
+    with _LOCK:
+        _CHOICES[key] = df
+        while len(_CHOICES) > 4:
+            _CHOICES.popitem(last=False)
+    return df
+
+
+CHANGE_COLUMNS = ["direction", "gene", "mean_normal", "mean_steered", "log2fc", "qvalue", "significant"]
+
+
+def largest_changes(de: pd.DataFrame, *, n: int = 10) -> pd.DataFrame:
+    """The ``n`` largest increases and the ``n`` largest decreases of a steering run's DE table,
+    whether or not they pass the significance thresholds.
+
+    ``de``: one row per gene (G rows) with at least ``gene``, ``mean_normal``, ``mean_steered``,
+    ``log2fc``, ``qvalue`` and ``significant`` (:attr:`core.steer.SteeringResult.de`). Returns at
+    most 2·n rows, columns :data:`CHANGE_COLUMNS`: first the genes with log2fc > 0, largest first
+    (``direction`` "up"), then those with log2fc < 0, most negative first ("down"); ties are
+    broken by q-value, then gene. Genes with log2fc 0 or NaN are left out.
+    """
+    if n < 0:
+        raise InputError(f"n must be ≥ 0, got {n}")
+    missing = [c for c in CHANGE_COLUMNS[1:] if c not in de]
+    if missing:
+        raise InputError(f"the DE table has no column {missing[0]!r}", fix="pass SteeringResult.de")
+    fc = pd.to_numeric(de["log2fc"], errors="coerce")
+    parts = []
+    for direction, mask, ascending in (("up", fc > 0, False), ("down", fc < 0, True)):
+        part = de.loc[mask, CHANGE_COLUMNS[1:]].assign(_fc=fc[mask])
+        part = part.sort_values(["_fc", "qvalue", "gene"], ascending=[ascending, True, True], kind="stable").head(n)
+        parts.append(part.drop(columns="_fc").assign(direction=direction))
+    out = pd.concat(parts, ignore_index=True)[CHANGE_COLUMNS]
+    out["significant"] = out["significant"].astype(bool)
+    return out
+
+
+def cell_type_choices(analysis: Analysis) -> list[str]:
+    """The cell types the SAE's features were characterised by (the ``mean[<type>]`` columns of
+    features.parquet), sorted; [] when the analysis has no cell types."""
+    import pyarrow.parquet as pq
+
+    if not analysis.has("features.parquet") or not (analysis.config.get("dataset", {}) or {}).get("cell_type"):
+        return []
+    names = pq.read_schema(analysis.file("features.parquet")).names
+    return sorted(n[len("mean["):-1] for n in names if n.startswith("mean[") and n.endswith("]"))
+
+
+@dataclass(frozen=True)
+class LatentAxes:
+    """The latent view's map: 2-D coordinates = (x − ``mean``) @ ``components``;
+    ``mean`` (d,), ``components`` (d, 2), float64."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Coordinates (n, 2) float32 of embeddings ``x`` (n, d)."""
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or x.shape[1] != self.mean.size:
+            raise InputError(f"cannot place {x.shape} embeddings on a view of {self.mean.size}-dimensional cells")
+        return ((x - self.mean) @ self.components).astype(np.float32)
+
+
+def _axes_inputs(analysis: Analysis) -> dict:
+    ds = analysis.config.get("dataset", {}) or {}
+    latent = analysis.config.get("steps", {}).get("latent", {})
+    return {"dataset": ds.get("sha256"), "embedding": ds.get("embedding"), "latent": latent.get("inputs_hash")}
+
+
+def _embedding_of(analysis: Analysis) -> np.ndarray:
+    from core.data.load import load_dataset
+
+    ref = analysis.config.get("dataset", {}) or {}
+    path = Path(ref.get("path", ""))
+    if not path.is_file():
+        raise InputError(f"the analysis's dataset {path} is missing", fix="restore the file at that path")
+    is_h5ad = ref.get("format") == "h5ad"
+    ds = load_dataset(path, embedding=ref.get("embedding") if is_h5ad else None, cell_type=ref.get("cell_type"),
+                      counts_layer=ref.get("counts_layer") if is_h5ad else None, obs=ref.get("obs"))
+    if ds.embedding is None:
+        raise InputError(f"{path.name} has no embedding {ref.get('embedding')!r}")
+    return np.asarray(ds.embedding)
+
+
+def _fit_axes(embedding: np.ndarray, coords: np.ndarray) -> LatentAxes:
+    x = np.asarray(embedding, np.float64)
+    if x.shape[0] != coords.shape[0]:
+        raise InputError(f"the latent view has {coords.shape[0]} cells, the embedding {x.shape[0]}",
+                         fix="open the analysis in the Explorer once to rebuild its latent view")
+    mean = x.mean(axis=0)
+    comps, *_ = np.linalg.lstsq(x - mean, np.asarray(coords, np.float64), rcond=None)
+    return LatentAxes(mean, comps)
+
+
+def latent_axes(analysis: Analysis, *, embedding: np.ndarray | None = None, persist: bool = False) -> LatentAxes:
+    """The axes of ``analysis``'s latent view (cached in memory; from ``latent_axes.npz`` when stored).
+
+    ``embedding`` (n_cells, d): the analysis's embedding if already in memory (else it is read from
+    the dataset); ``persist``: store the axes as the step ``latent_axes`` (do this from a fresh
+    :class:`Analysis`; the app does it in the steering job, never from a request thread).
+    """
+    from core.views.explorer import LATENT_FILE, ensure_latent
+
+    ensure_latent(analysis)
+    inputs = _axes_inputs(analysis)
+    key = (str(Path(analysis.path).resolve()), Analysis.inputs_hash(inputs))
+    with _LOCK:
+        hit = _AXES.get(key)
+    if hit is None and analysis.cached(AXES_STEP, inputs=inputs):
+        with np.load(analysis.file(AXES_FILE), allow_pickle=False) as z:
+            hit = LatentAxes(z["mean"].astype(np.float64), z["components"].astype(np.float64))
+    if hit is None:
+        coords = np.load(analysis.file(LATENT_FILE), allow_pickle=False)
+        hit = _fit_axes(_embedding_of(analysis) if embedding is None else embedding, coords)
+    if persist and not analysis.cached(AXES_STEP, inputs=inputs):
+        buf = _io.BytesIO()
+        np.savez(buf, mean=hit.mean, components=hit.components)
+        with analysis.step(AXES_STEP, inputs=inputs) as w:
+            w.write_bytes(AXES_FILE, buf.getvalue())
+    with _LOCK:
+        _AXES[key] = hit
+        while len(_AXES) > 8:
+            _AXES.popitem(last=False)
+    return hit
