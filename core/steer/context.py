@@ -10,8 +10,6 @@ at once. Notebooks can build one directly from arrays.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.base.cache import LRUCache
 from core.base.errors import InputError
 
 __all__ = ["SteeringContext", "steering_context", "cell_type_centroids", "clear_context_cache"]
 
-_CACHE: "OrderedDict[str, SteeringContext]" = OrderedDict()
-_CACHE_SIZE = 2
-_LOCK = threading.Lock()
+_CONTEXTS = LRUCache(size=2)
 
 
 @dataclass
@@ -101,8 +98,7 @@ def cell_type_centroids(embedding: np.ndarray, cell_types) -> tuple[list[str], n
 
 
 def clear_context_cache() -> None:
-    with _LOCK:
-        _CACHE.clear()
+    _CONTEXTS.clear()
 
 
 def _cache_key(analysis) -> str:
@@ -132,17 +128,9 @@ def steering_context(analysis, *, use_cache: bool = True) -> SteeringContext:
     (steering needs one; the message says how to supply it) or when the data changed.
     """
     key = _cache_key(analysis)
-    if use_cache:
-        with _LOCK:
-            if key in _CACHE:
-                _CACHE.move_to_end(key)
-                return _CACHE[key]
-    ctx = _build(analysis)
-    with _LOCK:
-        _CACHE[key] = ctx
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return ctx
+    if not use_cache:
+        return _CONTEXTS.put(key, _build(analysis))
+    return _CONTEXTS.get_or_make(key, lambda: _build(analysis))
 
 
 def _build(analysis) -> SteeringContext:

@@ -9,13 +9,12 @@ when its binomial p (over-represented) or its Mann–Whitney p is below ``p_max`
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.base.cache import LRUCache
 from core.base.errors import InputError
 
 __all__ = ["ENRICH_COLUMNS", "up_down_enrichment", "steering_concepts"]
@@ -23,8 +22,7 @@ __all__ = ["ENRICH_COLUMNS", "up_down_enrichment", "steering_concepts"]
 ENRICH_COLUMNS = ["term_id", "term_name", "namespace", "source", "n_term_genes", "hits", "n_significant",
                   "expected", "fold_enrichment", "binom_p", "binom_q", "mwu_z", "mwu_p", "mwu_q", "genes"]
 
-_CACHE: "OrderedDict[str, object]" = OrderedDict()
-_LOCK = threading.Lock()
+_CONCEPTS = LRUCache(size=4)
 
 
 def steering_concepts(gene_names, *, databases=("go-bp",), gmt=(), propagate: bool = True, min_size: int = 10,
@@ -41,20 +39,13 @@ def steering_concepts(gene_names, *, databases=("go-bp",), gmt=(), propagate: bo
     genes = [str(g) for g in gene_names]
     key = io.content_hash(genes, list(databases), [io.content_hash(Path(g)) for g in gmt], propagate, min_size,
                           max_size)
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    dbs = []
-    if databases:
-        dbs.append(load_go([NAMESPACES[d] for d in databases], propagate=propagate))
-    dbs += [read_gmt(p) for p in gmt]
-    concepts = prepare_concepts(dbs, genes, min_size=min_size, max_size=max_size)
-    with _LOCK:
-        _CACHE[key] = concepts
-        while len(_CACHE) > 4:
-            _CACHE.popitem(last=False)
-    return concepts
+
+    def make():
+        dbs = [load_go([NAMESPACES[d] for d in databases], propagate=propagate)] if databases else []
+        dbs += [read_gmt(p) for p in gmt]
+        return prepare_concepts(dbs, genes, min_size=min_size, max_size=max_size)
+
+    return _CONCEPTS.get_or_make(key, make)
 
 
 def up_down_enrichment(de: pd.DataFrame, concepts, *, p_max: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:

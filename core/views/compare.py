@@ -10,9 +10,7 @@ tab) costs nothing and a re-annotated analysis is compared afresh.
 """
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +18,17 @@ import numpy as np
 import pandas as pd
 
 from core.annotate.reported import headline_p, reported
+from core.annotate.compare import compare_annotations
+from core.base.cache import LRUCache, file_stamp
 from core.base.errors import InputError
+from core.store.analysis import Analysis
 
 __all__ = ["AnalysisComparison", "comparable_analyses", "compare_analyses", "term_counts", "describe_matches",
            "clear_cache"]
 
 ANNOTATIONS = "annotations.parquet"
 CACHE_SIZE = 8
-_cache: OrderedDict[tuple, "AnalysisComparison"] = OrderedDict()
-_lock = threading.Lock()
+_COMPARISONS = LRUCache(size=CACHE_SIZE)
 
 
 @dataclass
@@ -129,18 +129,13 @@ def _annotation_file(name: str) -> Path:
 
 def compare_analyses(a: str, b: str) -> AnalysisComparison:
     """Compare analyses ``a`` and ``b`` (folder names in the analyses folder); cached (see module doc)."""
-    from core.store.analysis import Analysis
-    from core.annotate.compare import compare_annotations
-
     if a and a == b:
         raise InputError("analysis A and analysis B are the same", fix="choose two different analyses")
     fa, fb = _annotation_file(a), _annotation_file(b)
-    sa, sb = fa.stat(), fb.stat()
-    key = (str(fa), sa.st_mtime_ns, sa.st_size, str(fb), sb.st_mtime_ns, sb.st_size)
-    with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    return _COMPARISONS.get_or_make((str(fa), str(fb)), lambda: _compare(a, b, fa, fb), version=file_stamp(fa, fb))
+
+
+def _compare(a: str, b: str, fa: Path, fb: Path) -> AnalysisComparison:
     t0 = time.perf_counter()
     ann_a = reported(Analysis.open(fa.parent).read_parquet(ANNOTATIONS))
     ann_b = reported(Analysis.open(fb.parent).read_parquet(ANNOTATIONS))
@@ -149,15 +144,9 @@ def compare_analyses(a: str, b: str) -> AnalysisComparison:
     terms = term_counts(ann_a, ann_b)
     summary = {**cmp.summary(), "features_a": int(ann_a["feature"].nunique()),
                "features_b": int(ann_b["feature"].nunique())}
-    out = AnalysisComparison(a=a, b=b, matches=matches, terms=terms, summary=summary,
-                             seconds=time.perf_counter() - t0)
-    with _lock:
-        _cache[key] = out
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return out
+    return AnalysisComparison(a=a, b=b, matches=matches, terms=terms, summary=summary,
+                              seconds=time.perf_counter() - t0)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _COMPARISONS.clear()

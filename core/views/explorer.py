@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from core.store.analysis import Analysis
 from core.annotate.reported import findable, headline_p, is_reported, ordered, reported
 from core.sae.characterise import Z_CRIT
+from core.base.cache import LRUCache, file_stamp
 from core.base.errors import InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.annotate.search import ConceptIndex, characteristic_features
@@ -256,9 +257,7 @@ class ExplorerData:
         return f
 
 
-_CACHE: OrderedDict[str, tuple[tuple, ExplorerData]] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 4
+_EXPLORERS = LRUCache(size=4)
 _KEY_FILES = ("activations.npz", "features.parquet", "annotations.parquet", "concept_map.parquet")
 
 
@@ -268,20 +267,8 @@ def explorer_data(path) -> ExplorerData:
     if not analysis.has("activations.npz") or not analysis.has("features.parquet"):
         raise InputError(f"{analysis.path.name} has no trained SAE yet",
                          fix="train one on the Data & training page or with `featurelens train`")
-    key = tuple(analysis.file(n).stat().st_mtime_ns if analysis.has(n) else 0 for n in _KEY_FILES)
-    name = str(Path(path).resolve())
-    with _CACHE_LOCK:
-        hit = _CACHE.get(name)
-        if hit is not None and hit[0] == key:
-            _CACHE.move_to_end(name)
-            return hit[1]
-    data = ExplorerData(analysis)
-    with _CACHE_LOCK:
-        _CACHE[name] = (key, data)
-        _CACHE.move_to_end(name)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return data
+    stamp = file_stamp(*(analysis.path / n for n in _KEY_FILES))
+    return _EXPLORERS.get_or_make(str(Path(path).resolve()), lambda: ExplorerData(analysis), version=stamp)
 
 
 # ----------------------------------------------------------------------------- concept search
@@ -303,16 +290,14 @@ class ConceptSearch:
         self.term_count = np.bincount(self.term, minlength=n_terms)
         self.indptr = np.concatenate([[0], np.cumsum(self.term_count)])
         self.names = index.terms["term_name"].astype(str).to_numpy()
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple] = OrderedDict()
+        self._queries = LRUCache(size=64)
 
     def _matches(self, query: str) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
         """(matching terms, ranking: feature → n_matching_terms, best_p; matched rows sorted by p)."""
         key = (query or "").strip().lower()
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        return self._queries.get_or_make(key, lambda: self._match(key))
+
+    def _match(self, key: str) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
         terms = self.index.matching_terms(key)
         counts = self.term_count[terms]
         starts = np.repeat(self.indptr[terms] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
@@ -322,12 +307,7 @@ class ConceptSearch:
         g = df.groupby("feature", sort=False)
         rank = pd.DataFrame({"n_matching_terms": g.size(), "best_p": g["p"].first()})
         rank = rank.sort_values(["best_p", "n_matching_terms"], ascending=[True, False])
-        out = (terms, rank, df)
-        with self._lock:
-            self._cache[key] = out
-            while len(self._cache) > 64:
-                self._cache.popitem(last=False)
-        return out
+        return terms, rank, df
 
     def hits(self, query: str, *, limit: int = 500) -> np.ndarray:
         """Every matching feature (up to ``limit``), best first."""
