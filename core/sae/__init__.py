@@ -35,6 +35,7 @@ from .metrics import (
 from .models import BatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE, VanillaSAE
 from .persist import load_sae, save_sae
 from .registry import available_architectures, build_sae, config_from_dict, get_architecture, register_architecture
+from .request import SAERequest
 from .robustness import RobustnessReport, match_features, robustness_report, seed_robustness, train_seeds
 from .synthetic import PlantedData, planted_programs, planted_sparse_data
 from .train import TrainResult, split_indices, train_sae
@@ -42,7 +43,7 @@ from .train import TrainResult, split_indices, train_sae
 __all__ = [
     # configs
     "SAEConfig", "VanillaConfig", "ReLUConfig", "TopKConfig", "BatchTopKConfig", "TrainConfig",
-    "PRESETS", "preset", "DECODER_NORMS", "INITS", "LR_SCHEDULES",
+    "PRESETS", "preset", "DECODER_NORMS", "INITS", "LR_SCHEDULES", "SAERequest",
     # models and registry
     "SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE",
     "register_architecture", "get_architecture", "available_architectures", "build_sae", "config_from_dict",
