@@ -2,8 +2,8 @@
 browser); the wiring is at the end.
 
 The experiment runs as a background job (:func:`run_steering`, registered with
-:func:`callbacks.jobs.register_job`): it reads the form, calls :func:`core.steer.steer`, stores
-the run in the analysis (:func:`core.steer.save_steering_run`) and returns only its id, into
+:func:`callbacks.jobs.register_job`): it builds a :class:`core.steer.SteerRequest` from the form,
+calls :func:`core.steer.steer_into_analysis` (steer, store the run in the analysis) and returns only its id, into
 ``ids.STEER_SHOWN``. Everything shown is then read back from the analysis folder
 (:func:`show_run`), so a reload, a second tab or a click in the history shows the same run; a
 failed or cancelled job changes nothing that is shown.
@@ -34,15 +34,16 @@ from dash.exceptions import PreventUpdate
 
 from components import ids
 from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
-from components.steering_page import (MAX_FEATURES, RUN, TARGET_HELP, explorer_mode_option, feature_option,
+from components.steering_page import (RUN, TARGET_HELP, explorer_mode_option, feature_option,
                                       run_form)
 from core.views import explorer
 from components.job_panel import exception_alert
 from core.store.analysis import Analysis
 from core.store.catalog import analysis_source_path
-from core.base.errors import FeatureLensError, InputError
-from core.steer import (SteerConfig, SteeringResult, list_steering_runs, load_steering_run, save_steering_run, steer,
+from core.base.errors import FeatureLensError
+from core.steer import (SteeringResult, SteerRequest, list_steering_runs, load_steering_run, steer_into_analysis,
                         steering_context)
+from core.steer.request import feature_ids
 from core.views.steering import cell_type_choices, feature_choices, largest_changes, latent_axes
 
 from .jobs import register_job, success_alert
@@ -67,88 +68,17 @@ def _alert(exc: Exception, *, what: str = "") -> dbc.Alert:
     return exception_alert(exc, what=what, margin="mb-0")
 
 
-def _ints(values) -> list[int]:
-    out = []
-    for v in values or []:
-        try:
-            out.append(int(v))
-        except (TypeError, ValueError):
-            raise InputError(f"{v!r} is not a feature number", fix="choose features from the list") from None
-    return out
-
-
 # ----------------------------------------------------------------------------- the form
 def steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile, error_term,
-                     test, mean_type=None, mean_factor=None, value=None, carried=None
-                     ) -> tuple[list[int], object, SteerConfig]:
-    """Form values → ``(features, cell selection, SteerConfig)``; InputError saying what to fix.
+                     test, mean_type=None, mean_factor=None, value=None, carried=None) -> SteerRequest:
+    """Form values → a :class:`~core.steer.request.SteerRequest` (InputError saying what to fix).
 
     ``lasso``: cell indices lassoed on this page; ``carried``: those selected in the Explorer (the
     cells of ``ids.STORE_CELLS`` when it belongs to this analysis, else None)."""
-    feats = _ints(features)
-    if not feats:
-        raise InputError("no feature chosen", fix="choose at least one feature to steer")
-    if len(feats) > MAX_FEATURES:
-        raise InputError(f"{len(feats)} features chosen; at most {MAX_FEATURES} can be steered together",
-                         fix="remove some features")
-    mode = cell_mode or "types"
-    if mode == "types":
-        types = [str(t) for t in cell_types or []]
-        if not types:
-            raise InputError("no cell type chosen", fix="choose one or more cell types, or steer all cells")
-        cells = "cell_type=" + ",".join(types)
-    elif mode == "lasso":
-        cells = sorted({int(c) for c in lasso or []})
-        if not cells:
-            raise InputError("no cells lassoed", fix="draw a lasso around cells in the latent view, or choose "
-                                                     "cell types")
-    elif mode == "explorer":
-        cells = sorted({int(c) for c in carried or []})
-        if not cells:
-            raise InputError("no cells were carried from the Explorer for this analysis",
-                             fix="lasso cells in the Explorer's latent space and press “Steer in these cells”, "
-                                 "or choose cell types")
-    elif mode == "all":
-        cells = "all"
-    else:
-        raise InputError(f"unknown cell selection {mode!r}", fix="choose cell types, a lasso or all cells")
-    kind = target_kind or "max"
-    if kind == "factor":
-        if factor is None:
-            raise InputError("no multiple chosen", fix="set the × maximum slider")
-        target = f"x{float(factor):g}"
-    elif kind == "percentile":
-        if percentile is None:
-            raise InputError("no percentile chosen", fix="set the percentile slider")
-        target = f"p{float(percentile):g}"
-    elif kind == "mean":
-        if not mean_type:
-            raise InputError("no cell type chosen for the cell-type mean", fix="choose the cell type whose mean "
-                                                                              "activation is the target")
-        f = _positive(mean_factor, "factor of the cell-type mean", "e.g. 1.5")
-        target = f"mean:{mean_type}x{f:g}"
-    elif kind == "value":
-        if value is None or value == "":
-            raise InputError("no activation value given", fix="type the activation to set, e.g. 2.5")
-        target = float(value)
-    elif kind in ("max", "off"):
-        target = kind
-    else:
-        raise InputError(f"unknown target {kind!r}",
-                         fix="choose maximum, × maximum, percentile, cell-type mean, off or a value")
-    config = SteerConfig(target=target, error_term=bool(True if error_term is None else error_term),
-                         test=test or "paired-log", save_expression=False)
-    return feats, cells, config
-
-
-def _positive(value, what: str, example: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"no {what} given", fix=example) from None
-    if not np.isfinite(v) or v <= 0:
-        raise InputError(f"the {what} must be a positive number, not {value!r}", fix=example)
-    return v
+    return SteerRequest.from_form(features=features, cell_mode=cell_mode, cell_types=cell_types, lasso=lasso,
+                                  carried=carried, target_kind=target_kind, factor=factor, percentile=percentile,
+                                  mean_type=mean_type, mean_factor=mean_factor, value=value, error_term=error_term,
+                                  test=test)
 
 
 def target_controls(kind):
@@ -198,7 +128,7 @@ def store_lasso(selected):
 
 def feature_options(search, value, source):
     """Dropdown options: the chosen features, then live features matching ``search`` (number or term)."""
-    chosen = _ints(value) if value else []
+    chosen = feature_ids(value) if value else []
     try:
         choices = feature_choices(open_analysis(source))
     except FeatureLensError:
@@ -222,40 +152,20 @@ def run_steering(progress, source, features, cell_mode, cell_types, lasso, targe
                  error_term, test, mean_type=None, mean_factor=None, value=None, selection=None):
     """Background job: steer, store the run, return (alert, the shown-run store). ``selection``: the
     cells carried from the Explorer (``ids.STORE_CELLS``)."""
-    feats, cells, config = steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile,
-                                            error_term, test, mean_type, mean_factor, value,
-                                            carried_cells(selection, source))
+    request = steering_request(features, cell_mode, cell_types, lasso, target_kind, factor, percentile, error_term,
+                               test, mean_type, mean_factor, value, carried_cells(selection, source))
     analysis = open_analysis(source)
-    stages = 7
-
-    def sub(done, total, message=""):
-        progress(done / max(total, 1) * 6, stages, message)
-
     t0 = time.perf_counter()
-    ctx = steering_context(analysis)
-    result = steer(ctx, features=feats, cells=cells, config=config, progress=sub)
-    result.info["cells"] = _cells_text(cell_mode, cells)
-    progress(6, stages, "saving the run in the analysis")
-    fresh = Analysis.open(analysis.path)  # re-read: another job may have written a step meanwhile
-    run_id = save_steering_run(fresh, result)
+    result = steer_into_analysis(analysis, request, progress=progress)
     try:
-        latent_axes(Analysis.open(analysis.path), embedding=ctx.embedding, persist=True)
+        latent_axes(Analysis.open(analysis.path), embedding=steering_context(analysis).embedding, persist=True)
     except FeatureLensError as exc:  # the run is saved; only its latent view will be missing
         log.warning("latent axes of %s not stored: %s", analysis.path, exc.message)
-    progress(stages, stages, "done")
     s = result.summary()
     took = time.perf_counter() - t0
     return (success_alert(f"{s['n_up']} genes up, {s['n_down']} down in {s['n_cells']:,} cells "
-                          f"({took:.1f} s). Run {run_id}."),
-            {"run_id": run_id, "features": feats, "at": time.time()})
-
-
-def _cells_text(mode, cells) -> str:
-    if mode == "lasso":
-        return f"lasso: {len(cells):,} cells"
-    if mode == "explorer":
-        return f"Explorer selection: {len(cells):,} cells"
-    return cells if isinstance(cells, str) else f"{len(cells):,} cells"
+                          f"({took:.1f} s). Run {result.run_id}."),
+            {"run_id": result.run_id, "features": list(request.features), "at": time.time()})
 
 
 # ----------------------------------------------------------------------------- showing a run

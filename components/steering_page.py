@@ -15,6 +15,7 @@ from dash import dcc, html
 from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
 from core.base.errors import FeatureLensError
+from core.steer.request import MAX_FEATURES  # features steered together
 from core.steer.targets import parse_target
 from core.views.steering import cell_type_choices, feature_choices, steerability
 
@@ -30,7 +31,6 @@ __all__ = ["layout", "RUN", "TARGET_CHOICES", "CELL_MODES", "TEST_CHOICES", "INI
            "explorer_mode_option", "target_form"]
 
 RUN = JobIds(ids.STEER_RUN_JOB)
-MAX_FEATURES = 10                 # features steered together
 INITIAL_FEATURE_OPTIONS = 200     # options sent with the page; typing searches all live features
 
 MAX_CARRIED_CELLS = 5000         # cells the Explorer's lasso may carry here (= steering's max_cells: none dropped)

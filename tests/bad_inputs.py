@@ -580,11 +580,11 @@ def _(ws):
 
 def _build_configs(**changes):
     from core.cli.main import build_parser
-    from core.cli.train import build_configs
+    from core.cli.train import sae_request
 
     args = build_parser().parse_args(["train", "x.h5ad", "--out", "o"])
     vars(args).update(changes)
-    return build_configs(args)
+    return sae_request(args).configs()
 
 
 # --- concepts -----------------------------------------------------------------

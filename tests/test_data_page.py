@@ -160,9 +160,8 @@ def test_job_panel_ids_are_unique_and_do_not_collide():
 
 # ----------------------------------------------------------------------------- training request
 def test_train_request_validates_and_matches_the_cli(folders):
-    import argparse
-
-    from core.cli.train import build_configs
+    from core.cli.main import build_parser
+    from core.cli.train import sae_request
     from core.views.data import TrainRequest
 
     for bad, match in [({"analysis": "../x"}, "not a usable analysis name"), ({"arch": "cnn"}, "unknown architecture"),
@@ -172,11 +171,9 @@ def test_train_request_validates_and_matches_the_cli(folders):
             TrainRequest(**{"source": "shipped:pbmc68k", "analysis": "a", **bad})
     req = TrainRequest(source="shipped:pbmc68k", analysis="a", preset="fast", arch="topk", k=16, l1=0.5, epochs=7,
                        seed=3)
-    cli = argparse.Namespace(preset="fast", arch="topk", hidden=None, expansion=None, l1=None, k=16,
-                             decoder_norm=None, no_center=False, no_scale=False, epochs=7, max_steps=None, lr=None,
-                             batch_size=None, val_fraction=None, seed=3, device=None, no_shuffle=False,
-                             patience=None, seeds=None)
-    assert req.configs() == build_configs(cli)[:2]
+    cli = build_parser().parse_args(["train", "d.h5ad", "--out", "o", "--preset", "fast", "--arch", "topk", "--k", "16",
+                                     "--epochs", "7", "--seed", "3"])
+    assert req.configs() == sae_request(cli).configs()[:2]
     sae, train = req.configs()
     assert (sae.arch, sae.k, sae.hidden, train.epochs, train.seed) == ("topk", 16, 10_000, 7, 3)
 

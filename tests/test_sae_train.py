@@ -203,14 +203,14 @@ def test_cli_train_writes_the_analysis(tmp_path, planted, capsys):
 
 def test_cli_presets_build_the_right_configs():
     from core.cli.main import build_parser
-    from core.cli.train import build_configs
+    from core.cli.train import sae_request
 
     parse = build_parser().parse_args
-    sae, train, seeds = build_configs(parse(["train", "d.h5ad", "--out", "o", "--preset", "paper"]))
+    sae, train, seeds = sae_request(parse(["train", "d.h5ad", "--out", "o", "--preset", "paper"])).configs()
     assert (sae.arch, sae.hidden, sae.l1, sae.center, sae.decoder_norm) == ("vanilla", 10_000, 1e-3, False, "none")
     assert (sae.l1_scale, sae.resample_dead) == ("mean", False)                 # the reference's L1, as published
     assert (train.lr, train.batch_size, train.epochs, train.patience) == (1e-4, 128, 500, None) and seeds is None
-    sae, train, seeds = build_configs(parse(["train", "d.h5ad", "--out", "o", "--arch", "relu", "--expansion", "5",
-                                             "--seeds", "3,4", "--patience", "0"]))
+    sae, train, seeds = sae_request(parse(["train", "d.h5ad", "--out", "o", "--arch", "relu", "--expansion", "5",
+                                           "--seeds", "3,4", "--patience", "0"])).configs()
     assert (sae.arch, sae.expansion, sae.hidden, sae.l1, sae.l1_scale) == ("relu", 5.0, None, 0.2, "input")
     assert train.seed == 3 and seeds == [3, 4] and train.patience is None

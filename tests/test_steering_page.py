@@ -135,12 +135,15 @@ def test_feature_choices_use_the_best_term_when_annotated(analyses, tmp_path):
 
 # ----------------------------------------------------------------------------- the form
 def test_form_values_become_a_steering_config():
-    feats, cells, cfg = cb.steering_request([3, "5"], "types", ["a", "b"], [], "factor", 2.5, 99, False, "nb-glm")
-    assert feats == [3, 5] and cells == "cell_type=a,b"
+    req = cb.steering_request([3, "5"], "types", ["a", "b"], [], "factor", 2.5, 99, False, "nb-glm")
+    feats, cells, cfg = req.features, req.cells, req.config
+    assert feats == (3, 5) and cells == "cell_type=a,b" and req.cells_label == "cell_type=a,b"
     assert cfg.target == "x2.5" and cfg.error_term is False and cfg.test == "nb-glm" and cfg.save_expression is False
-    _, cells, cfg = cb.steering_request([1], "lasso", [], [7, 3, 3], "percentile", 2, 90, True, None)
-    assert cells == [3, 7] and cfg.target == "p90" and cfg.test == "paired-log"
-    _, cells, cfg = cb.steering_request([1], "all", None, None, "off", None, None, None, "paired-log")
+    req = cb.steering_request([1], "lasso", [], [7, 3, 3], "percentile", 2, 90, True, None)
+    cells, cfg = req.cells, req.config
+    assert cells == (3, 7) and req.cells_label == "lasso: 2 cells" and cfg.target == "p90" and cfg.test == "paired-log"
+    req = cb.steering_request([1], "all", None, None, "off", None, None, None, "paired-log")
+    cells, cfg = req.cells, req.config
     assert cells == "all" and cfg.target == "off" and cfg.error_term is True
 
 
@@ -376,13 +379,13 @@ def test_steerability_finds_the_decoder_without_loading_it(analyses, tmp_path):
 
 # ----------------------------------------------------------------------------- cell-type mean target, history
 def test_form_writes_the_cell_type_mean_and_value_targets():
-    _, _, cfg = cb.steering_request([0], "all", [], [], "mean", 2, 99, True, "paired-log", "b", 1.5, None)
+    cfg = cb.steering_request([0], "all", [], [], "mean", 2, 99, True, "paired-log", "b", 1.5, None).config
     assert cfg.target == "mean:bx1.5"
     t = cfg.targets[0]
     assert (t.kind, t.cell_type, t.factor) == ("mean", "b", 1.5)
-    _, _, cfg = cb.steering_request([0], "all", [], [], "mean", 2, 99, True, "paired-log", "CD14+ Mono", "2", None)
+    cfg = cb.steering_request([0], "all", [], [], "mean", 2, 99, True, "paired-log", "CD14+ Mono", "2", None).config
     assert cfg.target == "mean:CD14+ Monox2" and cfg.targets[0].cell_type == "CD14+ Mono"
-    _, _, cfg = cb.steering_request([0], "all", [], [], "value", 2, 99, True, "paired-log", None, None, 2.5)
+    cfg = cb.steering_request([0], "all", [], [], "value", 2, 99, True, "paired-log", None, None, 2.5).config
     assert cfg.targets[0].kind == "value" and cfg.targets[0].value == 2.5
 
 
@@ -412,8 +415,8 @@ def test_bad_mean_and_value_targets_say_what_to_fix(mean_type, mean_factor, valu
 def test_the_form_reads_back_every_target_it_writes(kind, extra, expected):
     """form → target text (stored with the run) → form: the same controls."""
     args = {"factor": 2, "percentile": 99, "mean_type": None, "mean_factor": None, "value": None, **extra}
-    _, _, cfg = cb.steering_request([0], "all", [], [], kind, args["factor"], args["percentile"], True, "paired-log",
-                                    args["mean_type"], args["mean_factor"], args["value"])
+    cfg = cb.steering_request([0], "all", [], [], kind, args["factor"], args["percentile"], True, "paired-log",
+                              args["mean_type"], args["mean_factor"], args["value"]).config
     assert steering_page.target_form(cfg.target, types=["a", "b", "bx2"]) == expected
 
 
@@ -462,9 +465,8 @@ def test_cells_carried_from_the_explorer_are_a_cell_choice(analyses):
     assert cb.cell_controls("explorer", [], [], store, SOURCE) == (cb.HIDDEN, "The 3 cells lassoed in the "
                                                                              "Explorer's latent space.")
     assert "No cells were carried" in cb.cell_controls("explorer", [], [], None, SOURCE)[1]
-    _, cells, _ = cb.steering_request([2], "explorer", [], [1], "max", 2, 99, True, "paired-log",
-                                      carried=store["cells"])
-    assert cells == [2, 5, 9]
+    req = cb.steering_request([2], "explorer", [], [1], "max", 2, 99, True, "paired-log", carried=store["cells"])
+    assert req.cells == (2, 5, 9) and req.cells_label == "Explorer selection: 3 cells"
     with pytest.raises(InputError, match="no cells were carried from the Explorer"):
         cb.steering_request([2], "explorer", [], [1], "max", 2, 99, True, "paired-log", carried=None)
 

@@ -59,6 +59,14 @@ def config_from_args(args):
                        save_expression=args.save_expression)
 
 
+def request_from_args(args):
+    """The :class:`~core.steer.request.SteerRequest` of the command-line options."""
+    from core.steer import SteerRequest
+
+    config = config_from_args(args)
+    return SteerRequest(features=tuple(_features(args.feature)), cells=args.cells, config=config)
+
+
 def _features(text: str) -> list[int]:
     from core.base.errors import InputError
 
@@ -145,13 +153,11 @@ def run(args) -> int:
 
     from core.store.analysis import Analysis
     from core.base.progress import ProgressBar
-    from core.steer import save_steering_run, steer
+    from core.steer import steer_into_analysis
 
     analysis = Analysis.open(args.analysis)
-    config = config_from_args(args)
-    result = steer(analysis, features=_features(args.feature), cells=args.cells, config=config,
-                   progress=ProgressBar("steer"))
-    run_id = save_steering_run(analysis, result)
+    result = steer_into_analysis(analysis, request_from_args(args), progress=ProgressBar("steer"))
+    run_id = result.run_id
     print_summary(result)
     print(f"stored as run {run_id} in {analysis.path}/steering/{run_id}/")
     if args.out:

@@ -7,7 +7,6 @@ settings reuses the stored result unless ``--force`` is given.
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from typing import Any
 
 HELP = "Train a sparse autoencoder on an embedding (writes sae.pt, metrics, features, activations)."
@@ -25,8 +24,6 @@ chosen by a short sweep: the knee of the FVU–L0 frontier), fast (the paper's o
 minutes), paper (the paper's case study exactly)."""
 
 ARCHS = ("vanilla", "relu", "topk", "batchtopk")
-SHARED_FIELDS = ("hidden", "expansion", "center", "scale", "decoder_norm", "init", "dead_window", "resample_dead")
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="AnnData .h5ad (or an embedding .npy/.csv/.pt)")
@@ -76,88 +73,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="re-train even if the analysis has this exact SAE")
 
 
-def build_configs(args: argparse.Namespace):
-    """``(sae_config, train_config, seeds)`` from the preset and the command-line overrides."""
+def sae_request(args: argparse.Namespace):
+    """The :class:`~core.sae.request.SAERequest` of the command-line options (InputError if they clash)."""
     from core.base.errors import InputError
-    from core.sae import get_architecture, preset
+    from core.sae.request import SAERequest
     from core.sae.robustness import parse_seeds
 
-    sae_cfg, train_cfg = preset(args.preset)
-    if args.arch and args.arch != sae_cfg.arch:
-        cls = get_architecture(args.arch).config_class
-        defaults = cls()
-        shared = {f: getattr(sae_cfg, f) for f in SHARED_FIELDS}
-        if args.preset in ("default", "auto"):  # the architecture's own good-practice defaults
-            shared = {f: getattr(defaults, f) for f in SHARED_FIELDS}
-        sae_cfg = cls(**shared)
-    changes: dict[str, Any] = {}
-    if args.hidden is not None:
-        changes.update(hidden=args.hidden, expansion=None)
-    if args.expansion is not None:
-        changes.update(expansion=args.expansion, hidden=None)
-    names = {f.name for f in fields(sae_cfg)}
-    if args.l1 is not None:
-        if "l1" not in names:
-            raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses --k)",
-                             fix="drop --l1, or use --arch vanilla or relu")
-        changes["l1"] = args.l1
-    for opt, key in (("penalty", "penalty"), ("l1_scale", "l1_scale")):
-        value = getattr(args, opt, None)
-        if value is not None:
-            if key not in names:
-                raise InputError(f"--{opt.replace('_', '-')} does not apply to the {sae_cfg.arch} architecture",
-                                 fix="use --arch vanilla or relu")
-            changes[key] = value
-    if args.k is not None:
-        if "k" not in names:
-            raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses --l1)",
-                             fix="drop --k, or use --arch topk or batchtopk")
-        changes["k"] = args.k
-    if args.decoder_norm is not None:
-        changes["decoder_norm"] = args.decoder_norm
-    if args.no_center:
-        changes["center"] = False
-    if args.no_scale:
-        changes["scale"] = False
-    sae_cfg = sae_cfg.replace(**changes)
-
-    tchanges: dict[str, Any] = {}
-    for arg, key in (("epochs", "epochs"), ("max_steps", "max_steps"), ("lr", "lr"), ("batch_size", "batch_size"),
-                     ("val_fraction", "val_fraction"), ("seed", "seed"), ("device", "device")):
-        value = getattr(args, arg)
-        if value is not None:
-            tchanges[key] = value
-    if args.epochs is not None:
-        tchanges["min_steps"] = None  # the epochs asked for, exactly
-    if args.no_shuffle:
-        tchanges["shuffle"] = False
-    if args.patience is not None:
-        tchanges["patience"] = None if args.patience == 0 else args.patience
-    seeds = parse_seeds(args.seeds) if args.seeds else None
-    if seeds:
-        if len(seeds) < 2:
-            raise InputError("--seeds needs at least two seeds", fix="e.g. --seeds 0,42,9307, or use --seed")
-        if args.seed is not None and args.seed != seeds[0]:
-            raise InputError("give either --seed or --seeds", fix="the first of --seeds is the SAE that is kept")
-        tchanges["seed"] = seeds[0]
-    train_cfg = train_cfg.replace(**tchanges)
-    return sae_cfg, train_cfg, seeds
-
-
-def sweep_config(args: argparse.Namespace, sae_cfg):
-    """The auto preset's :class:`~core.sae.sweep.SweepConfig` (None for the other presets)."""
-    from core.base.errors import InputError
-    from core.sae.sweep import preset_sweep
-
-    if args.preset == "auto" and getattr(args, "l1", None) is not None:
-        raise InputError("--preset auto chooses the L1 strength itself", fix="drop --l1, or use --preset default")
     text = getattr(args, "sweep_l1", None)
     try:
-        values = tuple(float(v) for v in text.split(",") if v.strip()) if text else None
+        sweep_l1 = tuple(float(v) for v in text.split(",") if v.strip()) if text else None
     except ValueError:
         raise InputError(f"--sweep-l1 must be comma-separated numbers (got {text!r})",
                          fix="e.g. --sweep-l1 0.03,0.1,0.3,1") from None
-    return preset_sweep(args.preset, sae_cfg, l1=values)
+    return SAERequest(
+        preset=args.preset, arch=args.arch, hidden=args.hidden, expansion=args.expansion, l1=args.l1,
+        penalty=getattr(args, "penalty", None), l1_scale=getattr(args, "l1_scale", None), k=args.k,
+        decoder_norm=args.decoder_norm, center=False if args.no_center else None,
+        scale=False if args.no_scale else None, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
+        batch_size=args.batch_size, val_fraction=args.val_fraction, patience=args.patience,
+        shuffle=False if args.no_shuffle else None, seed=args.seed,
+        seeds=tuple(parse_seeds(args.seeds)) if args.seeds else None, device=args.device, sweep_l1=sweep_l1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
     from core.base.threads import set_threads_override
 
     set_threads_override(args.threads)  # every later automatic choice uses it (core.base.threads)
-    sae_cfg, train_cfg, seeds = build_configs(args)
-    sweep = sweep_config(args, sae_cfg)
+    request = sae_request(args)
+    sae_cfg, train_cfg, seeds = request.configs()
+    sweep = request.sweep()
 
     ds = load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type)
     if ds.embedding is None:

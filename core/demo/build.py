@@ -30,7 +30,7 @@ from core.base.threads import torch_threads
 from core.demo.planted import planted_concept_score, planted_score_step
 
 __all__ = ["build_demo", "default_demo_path", "demo_settings", "DemoSettings", "DEMO_DATASETS", "DEFAULT_DEMO",
-           "DEMO_EMBEDDING"]
+           "DEMO_EMBEDDING", "run_planted_benchmark"]
 
 DEMO_DATASETS = ("simulated", "pbmc68k")
 DEFAULT_DEMO = "simulated"

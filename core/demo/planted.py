@@ -23,10 +23,7 @@ reports that looser score beside the strict one. The strict ``fraction`` is the 
 """
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,10 +31,9 @@ import scipy.sparse as sp
 
 from core.annotate.reported import headline_p, reported
 from core.base.errors import InputError
-from core.base.progress import Progress, no_progress
 
 __all__ = ["PlantedScore", "best_matching_features", "enriched_terms", "score_planted", "planted_concept_score",
-           "planted_score_step", "run_planted_benchmark", "PLANTED_FILE"]
+           "planted_score_step", "PLANTED_FILE"]
 
 PLANTED_FILE = "planted_score.json"
 

@@ -35,6 +35,7 @@ from core.sae.metrics import (
 from core.sae.models import BatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE, VanillaSAE
 from core.sae.persist import load_sae, save_sae
 from core.sae.registry import available_architectures, build_sae, config_from_dict, get_architecture, register_architecture
+from core.sae.request import SAERequest
 from core.sae.robustness import RobustnessReport, match_features, robustness_report, seed_robustness, train_seeds
 from core.sae.synthetic import PlantedData, planted_programs, planted_sparse_data
 from core.sae.train import TrainResult, split_indices, train_sae
@@ -42,7 +43,7 @@ from core.sae.train import TrainResult, split_indices, train_sae
 __all__ = [
     # configs
     "SAEConfig", "VanillaConfig", "ReLUConfig", "TopKConfig", "BatchTopKConfig", "TrainConfig",
-    "PRESETS", "preset", "DECODER_NORMS", "INITS", "LR_SCHEDULES",
+    "PRESETS", "preset", "DECODER_NORMS", "INITS", "LR_SCHEDULES", "SAERequest",
     # models and registry
     "SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE",
     "register_architecture", "get_architecture", "available_architectures", "build_sae", "config_from_dict",

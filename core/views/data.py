@@ -8,10 +8,9 @@ atomically. Nothing here imports dash.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
@@ -21,6 +20,9 @@ from core.base.errors import InputError
 from core.base.paths import data_dir
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.views.data_sources import MODEL_KEY, analysis_path, resolve_decoder
+
+if TYPE_CHECKING:
+    from core.sae.request import SAERequest
 
 __all__ = ["TrainRequest", "preset_form_values", "FitOutcome", "fit_model_for_source", "train_for_source", "annotate_named",
            "analysis_overview", "fitted_file_name"]
@@ -78,30 +80,26 @@ class TrainRequest:
         """The seeds to train (``seed, seed + 1, …``), or None for a one-seed run."""
         return None if self.seeds == 1 else [int(self.seed) + i for i in range(int(self.seeds))]
 
-    def configs(self):
-        """``(sae_config, train_config)``: the preset with these overrides (same rules as the CLI)."""
-        from core.cli.train import build_configs
-        from core.sae import preset
+    def sae_request(self) -> SAERequest:
+        """The SAE settings as an :class:`~core.sae.request.SAERequest` (same rules as the CLI)."""
+        from core.sae import preset  # core.sae imports torch: not at app start-up
+        from core.sae.request import SAERequest
 
-        arch = self.arch
         # the form shows the preset's epochs: only a changed value is an override (which, as
         # `--epochs` does, also drops the preset's floor on steps for small datasets)
         epochs = int(self.epochs) if self.epochs and int(self.epochs) != preset(self.preset)[1].epochs else None
-        uses_k = (arch or "vanilla") in ("topk", "batchtopk")
-        args = argparse.Namespace(
-            preset=self.preset, arch=arch, hidden=None, expansion=self.expansion,
-            l1=None if uses_k or self.preset == "auto" else self.l1, k=int(self.k) if uses_k and self.k is not None else None,
-            decoder_norm=None, no_center=False, no_scale=False, epochs=epochs,
-            max_steps=None, lr=None, batch_size=None, val_fraction=None, seed=int(self.seed), device=None,
-            no_shuffle=False, patience=None, seeds=None)
-        sae_cfg, train_cfg, _ = build_configs(args)
-        return sae_cfg, train_cfg
+        uses_k = (self.arch or "vanilla") in ("topk", "batchtopk")
+        return SAERequest(preset=self.preset, arch=self.arch, expansion=self.expansion,
+                          l1=None if uses_k or self.preset == "auto" else self.l1,
+                          k=int(self.k) if uses_k and self.k is not None else None, epochs=epochs, seed=int(self.seed))
+
+    def configs(self):
+        """``(sae_config, train_config)``: the preset with these overrides."""
+        return self.sae_request().configs()[:2]
 
     def sweep(self):
         """The ``auto`` preset's :class:`core.sae.sweep.SweepConfig` (None for the other presets)."""
-        from core.sae.sweep import preset_sweep
-
-        return preset_sweep(self.preset, self.configs()[0])
+        return self.sae_request().sweep()
 
 
 def preset_form_values(preset: str, arch: str | None = None) -> dict[str, Any]:
