@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from .errors import InputError
 from .progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["EarlyStopping", "LoopResult", "run_training"]
@@ -54,7 +55,7 @@ class EarlyStopping:
 
     def __post_init__(self) -> None:
         if self.keep not in ("improved", "lowest"):
-            raise ValueError(f"keep must be 'improved' or 'lowest' (got {self.keep!r})")
+            raise InputError(f"keep must be 'improved' or 'lowest' (got {self.keep!r})")
 
     def update(self, loss: float, row: Row) -> bool:
         """Record one evaluation's ``loss`` (its history ``row``); True when patience is spent."""
@@ -114,20 +115,20 @@ def run_training(
     label: str = "",
     eval_message: Callable[[Row, int], str] | None = None,
 ) -> LoopResult:
-    """Run up to ``epochs`` epochs of ``steps_per_epoch`` steps (``batches(epoch)`` must yield that
-    many), capped at ``max_steps``.
+    """Run up to ``epochs`` epochs of ``steps_per_epoch`` steps (what ``batches(epoch)`` yields),
+    capped at ``max_steps``.
 
     Evaluates every ``eval_every`` steps (``None``: at the end of each epoch) and always after the
     last step; ``stopping.update(row[loss_key], row)`` decides early stopping, after which
     ``after_eval(row)`` runs only when training goes on. ``should_stop()`` is asked after a step
-    at most every ``check_every_s`` seconds; when it says stop, the model so far is evaluated
-    (unless it just was) and returned, or :class:`~core.progress.Cancelled` is raised when
-    ``cancel="raise"``. ``progress(steps_done, total_steps, message)`` is called at every
-    evaluation (``eval_message(row, epoch)``) and between, at most every ``report_every_s``
-    seconds (``"{label}epoch e/E"``).
+    at most every ``check_every_s`` seconds; when it says stop, the steps so far are evaluated
+    (unless they just were) and the loop returns, or :class:`~core.progress.Cancelled` is raised when
+    ``cancel="raise"``. ``progress(steps_done, total_steps, message)`` is called after a step at
+    most every ``report_every_s`` seconds (``"{label}epoch e/E"``) and, given ``eval_message``, at
+    every evaluation (``eval_message(row, epoch)``).
     """
     if cancel not in ("return", "raise"):
-        raise ValueError(f"cancel must be 'return' or 'raise' (got {cancel!r})")
+        raise InputError(f"cancel must be 'return' or 'raise' (got {cancel!r})")
     planned = epochs * steps_per_epoch
     total = planned if max_steps is None else min(planned, max_steps)
     out = LoopResult()
@@ -141,8 +142,8 @@ def run_training(
         if on_eval is not None:
             on_eval(dict(row))
         stop = stopping.update(row[loss_key], row)
-        message = eval_message(row, epoch) if eval_message is not None else f"{label}epoch {epoch + 1}/{epochs}"
-        progress(done, total, message)
+        if eval_message is not None:
+            progress(done, total, eval_message(row, epoch))
         return stop
 
     def evaluate_and_decide(epoch: int) -> bool:
@@ -160,9 +161,9 @@ def run_training(
         for batch in batches(epoch):
             step(batch, done)
             done += 1
-            if done == total or (eval_every is not None and done % eval_every == 0):
-                if evaluate_and_decide(epoch):
-                    break
+            due = done == total or (eval_every is not None and done % eval_every == 0)
+            if due and evaluate_and_decide(epoch):
+                break
             if done >= total:
                 break
             now = time.monotonic()
