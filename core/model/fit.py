@@ -6,7 +6,6 @@ Same data + same config (seed included) -> identical weights.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,8 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.base.errors import InputError
-from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.base.threads import auto_threads, torch_threads
+from core.base.training_loop import EarlyStopping, run_training
 from core.model.config import ModelConfig
 
 __all__ = ["FittedModel", "fit_expression_model", "check_counts", "as_csr", "one_hot", "encode_cells",
@@ -53,6 +53,11 @@ class FittedModel:
             raise InputError(f"this model was fitted with the batch covariate {self.covariate['key']!r}",
                              fix="pass the batch label of every cell")
         return one_hot(labels, self.covariate["categories"], key=self.covariate["key"])
+
+    def decoder(self):
+        from core.model.decoders import BuiltinDecoder
+
+        return BuiltinDecoder(self)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -340,7 +345,8 @@ def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_n
     warmup = config.warmup_epochs(len(train_idx), max_epochs)
     start_stopping = max(warmup, config.min_epochs)
     started = time.perf_counter()
-    history: list[dict] = []
+    n_train = len(train_idx)
+    steps_per_epoch = n_train // config.batch_size + (n_train % config.batch_size >= 2)  # chunks of 1 are skipped
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = ExpressionModel(n_genes, 0 if cov is None else cov.shape[1], config).to(dev)
@@ -348,47 +354,44 @@ def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_n
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         gen = torch.Generator(device=dev).manual_seed(config.seed)
         shuffle = np.random.default_rng([config.seed, 2])
-        best, best_state, best_epoch = math.inf, None, 0  # lowest validation loss seen (its weights are kept)
-        reference, since_best = math.inf, 0  # last clear improvement (min_delta), for patience
-        epoch = 0
-        for epoch in range(1, max_epochs + 1):
+        epoch_state = {"kl_weight": config.kl_weight, "loss": 0.0}
+
+        def batches(epoch: int):
             model.train()
-            kl_w = config.kl_weight * min(1.0, epoch / warmup) if warmup else config.kl_weight
-            order = shuffle.permutation(train_idx)
-            tot = 0.0
-            for chunk in _chunks(order, config.batch_size):
-                if len(chunk) < 2:
-                    continue
-                if should_stop():
-                    raise Cancelled("model fitting cancelled")
-                x, library, c, nz = _batch(X, lib, cov, chunk, dev, nonzero=True)
-                loss, _, _ = model.loss(x, library, c, kl_weight=kl_w, generator=gen, nonzero=nz)
-                if not torch.isfinite(loss):
-                    raise InputError("the model's loss became NaN/Inf during training",
-                                     fix="lower the learning rate (e.g. --lr 5e-4) or check the data for extreme values")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-                opt.step()
-                tot += float(loss.detach()) * len(chunk)
+            epoch_state["kl_weight"] = config.kl_weight * min(1.0, (epoch + 1) / warmup) if warmup else config.kl_weight
+            epoch_state["loss"] = 0.0
+            for chunk in _chunks(shuffle.permutation(train_idx), config.batch_size):
+                if len(chunk) >= 2:
+                    yield chunk, _batch(X, lib, cov, chunk, dev, nonzero=True)
+
+        def step(batch, done: int) -> None:
+            chunk, (x, library, c, nz) = batch
+            loss, _, _ = model.loss(x, library, c, kl_weight=epoch_state["kl_weight"], generator=gen, nonzero=nz)
+            if not torch.isfinite(loss):
+                raise InputError("the model's loss became NaN/Inf during training",
+                                 fix="lower the learning rate (e.g. --lr 5e-4) or check the data for extreme values")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+            opt.step()
+            epoch_state["loss"] += float(loss.detach()) * len(chunk)
+
+        def evaluate(epoch: int, done: int) -> dict:
             val = _eval_loss(model, X, lib, cov, val_idx, config=config, device=dev)
-            history.append({"epoch": epoch, "train_loss": tot / len(train_idx), "val_loss": val, "kl_weight": kl_w})
-            warmed = epoch >= start_stopping
-            if warmed:
-                if val < best:
-                    best, best_epoch = val, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                if not math.isfinite(reference) or val < reference - config.min_delta * abs(reference):
-                    reference, since_best = val, 0
-                else:
-                    since_best += 1
-            progress(epoch, max_epochs, f"epoch {epoch}: validation loss {val:.2f}")
-            if warmed and since_best >= config.patience:
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        else:  # the budget ended before early stopping could start: keep the last weights
-            best_epoch = epoch
+            return {"epoch": epoch + 1, "train_loss": epoch_state["loss"] / n_train, "val_loss": val,
+                    "kl_weight": epoch_state["kl_weight"]}
+
+        # the lowest validation loss after warm-up is kept; patience counts clear (min_delta) improvements
+        stopping = EarlyStopping(patience=config.patience, min_delta=config.min_delta, keep="lowest",
+                                 warmup=max(0, start_stopping - 1), module=model)
+        loop = run_training(batches=batches, step=step, evaluate=evaluate, epochs=max_epochs,
+                            steps_per_epoch=steps_per_epoch, stopping=stopping, progress=progress,
+                            should_stop=should_stop, cancel="raise", check_every_s=0.0,
+                            eval_message=lambda row, epoch: f"epoch {row['epoch']}: validation loss {row['val_loss']:.2f}")
+        history, epoch = loop.history, loop.epochs
+        best = stopping.best
+        # the budget ended before early stopping could start: keep the last weights
+        best_epoch = stopping.best_row["epoch"] if stopping.restore() else epoch
     model.eval()
     fit_seconds = time.perf_counter() - started
     progress(max_epochs, max_epochs, "evaluating on held-out cells")

@@ -1,4 +1,5 @@
-"""Train an SAE: seeded split, pre-shuffled tensor slicing, fused Adam, early stopping.
+"""Train an SAE: seeded split, pre-shuffled tensor slicing, fused Adam, early stopping
+(the loop itself is :func:`core.base.training_loop.run_training`).
 
 The hot loop does no per-step host synchronisation (losses are summed on the device and read
 at evaluation time), no DataLoader and no per-step allocation beyond the model's own tensors.
@@ -7,7 +8,6 @@ autograd path.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -15,7 +15,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from core.base.progress import never_stop, no_progress
 from core.base.threads import auto_threads, torch_threads
+from core.base.training_loop import EarlyStopping, run_training
 from core.sae.config import SAEConfig, TrainConfig, VanillaConfig
 from core.sae.data import check_trainable, resolve_device
 from core.sae.encode import iter_encoded
@@ -167,104 +169,75 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
     total_steps = epochs * steps_per_epoch
     if train.max_steps is not None:
         total_steps = min(total_steps, train.max_steps)
-    eval_every = train.eval_every or steps_per_epoch
     decay_start = int(total_steps * (1 - train.decay_fraction)) if train.lr_schedule == "linear_decay" else total_steps
     dead_window = getattr(config, "dead_window", None) or n_train
 
     shuffle_gen = torch.Generator().manual_seed(train.seed + 1)
     resample_gen = torch.Generator().manual_seed(train.seed + 2)
+    # on the device, read only at evaluations: steps since each latent fired; summed training loss
     since_fired = torch.zeros(sae.hidden, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), device=device)
-    loss_steps = 0
-    history: list[dict[str, Any]] = []
-    best_loss, best_state, best_row, bad_evals = float("inf"), None, {}, 0
-    step, samples, stop_reason = 0, 0, "completed"
-    last_report = last_check = 0.0
-    epoch = 0
+    count = {"loss_steps": 0, "samples": 0}
 
-    def evaluate() -> bool:
-        """Record one evaluation; True when early stopping says stop."""
-        nonlocal best_loss, best_state, best_row, bad_evals, loss_steps
+    def batches(epoch: int):
+        order = torch.randperm(n_train, generator=shuffle_gen).to(device) if train.shuffle else None
+        xs = x_train[order] if order is not None else x_train
+        for start in range(0, n_train, bs):
+            yield xs[start:start + bs]
+
+    def step(xb: torch.Tensor, done: int) -> None:
+        nonlocal since_fired
+        if done >= decay_start:
+            opt.param_groups[0]["lr"] = train.lr * (total_steps - done) / max(1, total_steps - decay_start)
+        if fast:
+            out = sae.fast_grads_(xb)
+        else:
+            out = sae.loss(xb, dead=since_fired >= dead_window)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+        opt.step()
+        sae.constrain_()
+        since_fired = torch.where(out.fired, 0, since_fired + xb.shape[0])
+        loss_sum.add_(out.loss.detach())
+        count["loss_steps"] += 1
+        count["samples"] += xb.shape[0]
+
+    def evaluate(epoch: int, done: int) -> dict[str, Any]:
         row = {
-            "epoch": round(samples / n_train, 4),
-            "step": step,
-            "samples": samples,
+            "epoch": round(count["samples"] / n_train, 4),
+            "step": done,
+            "samples": count["samples"],
             "elapsed_s": round(time.monotonic() - t_start, 3),
             "lr": opt.param_groups[0]["lr"],
-            "train_loss": float(loss_sum) / max(1, loss_steps),
+            "train_loss": float(loss_sum) / max(1, count["loss_steps"]),
             **evaluate_normalized(sae, x_val),
             "train_dead": int((since_fired >= dead_window).sum()),
         }
         sae.train()
         loss_sum.zero_()
-        loss_steps = 0
-        history.append(row)
-        if on_eval is not None:
-            on_eval(dict(row))
-        improved = row["val_loss"] < best_loss * (1 - train.min_delta)
-        if improved or best_state is None:
-            best_loss, best_row, bad_evals = min(best_loss, row["val_loss"]), row, 0
-            if train.restore_best:
-                best_state = copy.deepcopy(sae.state_dict())
-            else:
-                best_state = {}
-        else:
-            bad_evals += 1
-        if progress is not None:
-            progress(step, total_steps, _message(row, epoch + 1, epochs))
-        return train.patience is not None and bad_evals >= train.patience
+        count["loss_steps"] = 0
+        return row
 
-    while step < total_steps and stop_reason == "completed":
-        order = torch.randperm(n_train, generator=shuffle_gen).to(device) if train.shuffle else None
-        xs = x_train[order] if order is not None else x_train
-        for start in range(0, n_train, bs):
-            if step >= decay_start:
-                opt.param_groups[0]["lr"] = train.lr * (total_steps - step) / max(1, total_steps - decay_start)
-            xb = xs[start:start + bs]
-            if fast:
-                out = sae.fast_grads_(xb)
-            else:
-                dead = since_fired >= dead_window
-                out = sae.loss(xb, dead=dead)
-                opt.zero_grad(set_to_none=True)
-                out.loss.backward()
-            opt.step()
-            sae.constrain_()
-            since_fired = torch.where(out.fired, 0, since_fired + xb.shape[0])
-            loss_sum += out.loss.detach()
-            loss_steps += 1
-            step += 1
-            samples += xb.shape[0]
-            if step % eval_every == 0 or step == total_steps:
-                if evaluate():
-                    stop_reason = "early_stopping"
-                    break
-                if config.resample_dead and step <= total_steps * RESAMPLE_UNTIL:
-                    since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired,
-                                            generator=resample_gen)
-            if step >= total_steps:
-                stop_reason = "max_steps" if total_steps < epochs * steps_per_epoch else "completed"
-                break
-            now = time.monotonic()
-            if should_stop is not None and now - last_check > 0.2:
-                last_check = now
-                if should_stop():
-                    stop_reason = "should_stop"
-                    break
-            if progress is not None and now - last_report > 0.5:
-                last_report = now
-                progress(step, total_steps, f"epoch {epoch + 1}/{epochs}")
-        epoch += 1
-    if stop_reason == "should_stop" and (not history or history[-1]["step"] != step):
-        evaluate()
-    restored = bool(train.restore_best and best_state)
-    if restored:
-        sae.load_state_dict(best_state)
+    def after_eval(row: dict[str, Any]) -> None:
+        nonlocal since_fired
+        if config.resample_dead and row["step"] <= total_steps * RESAMPLE_UNTIL:
+            since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired, generator=resample_gen)
+
+    stopping = EarlyStopping(patience=train.patience, min_delta=train.min_delta,
+                             module=sae if train.restore_best else None)
+    loop = run_training(batches=batches, step=step, evaluate=evaluate, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, max_steps=train.max_steps,
+                        eval_every=train.eval_every or steps_per_epoch, stopping=stopping,
+                        after_eval=after_eval, on_eval=on_eval, progress=progress or no_progress,
+                        should_stop=should_stop or never_stop, check_every_s=0.2, report_every_s=0.5,
+                        eval_message=lambda row, epoch: _message(row, epoch + 1, epochs))
+    restored = stopping.restore()
     sae.eval()
-    return TrainResult(sae=sae, train_config=train, history=history, val_index=val_idx,
-                       stop_reason=stop_reason, device=str(device),
+    best_row = stopping.best_row or {}
+    return TrainResult(sae=sae, train_config=train, history=loop.history, val_index=val_idx,
+                       stop_reason=loop.stop_reason, device=str(device),
                        elapsed_s=time.monotonic() - t_start, best=dict(best_row),
-                       final=dict(best_row if restored else history[-1]))
+                       final=dict(best_row if restored else loop.history[-1]))
 
 
 def _resample(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x_train: torch.Tensor,

@@ -30,6 +30,7 @@ from torch import nn
 
 from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.training_loop import EarlyStopping, run_training
 
 __all__ = ["AEConfig", "AEResult", "MLPAutoencoder", "train_autoencoder", "encode_latent", "WIDTHS", "TRANSFORMS"]
 
@@ -249,51 +250,40 @@ def train_autoencoder(
     x_val = x[val_index]
     bs = min(config.batch_size, train_index.size)
     steps_per_epoch = -(-train_index.size // bs)
-    history: list[dict[str, float]] = []
-    best, best_state, bad, stop_reason = math.inf, None, 0, "completed"
+    per_epoch = {"loss": 0.0, "steps": 0}
 
     def batch_tensor(block: Any) -> torch.Tensor:
         return torch.from_numpy(_dense(block) / np.float32(scale)).to(device)
 
-    for epoch in range(config.epochs):
+    def batches(epoch: int):
         model.train()
-        order = rng.permutation(train_index.size)
-        xs = x_train[order]
-        total, last = 0.0, 0.0
-        for step in range(steps_per_epoch):
-            xb = batch_tensor(xs[step * bs:(step + 1) * bs])
-            _, xh = model(xb)
-            loss = torch.mean((xh - xb) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            now = time.monotonic()
-            if now - last > 0.5:
-                last = now
-                progress(epoch * steps_per_epoch + step + 1, config.epochs * steps_per_epoch,
-                         f"{config.name}: epoch {epoch + 1}/{config.epochs}")
-                if should_stop():
-                    stop_reason = "should_stop"
-                    break
-        val = _mse(model, x_val, batch_tensor)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(1, step + 1), "val_loss": val,
-                        "elapsed_s": round(time.monotonic() - t0, 3)})
-        if val < best * (1 - 1e-4) or best_state is None:
-            best, best_state, bad = min(best, val), {k: v.detach().clone() for k, v in model.state_dict().items()}, 0
-        else:
-            bad += 1
-        if stop_reason == "should_stop":
-            break
-        if config.patience is not None and bad >= config.patience:
-            stop_reason = "early_stopping"
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        per_epoch.update(loss=0.0, steps=0)
+        xs = x_train[rng.permutation(train_index.size)]
+        for start in range(0, train_index.size, bs):
+            yield batch_tensor(xs[start:start + bs])
+
+    def step(xb: torch.Tensor, done: int) -> None:
+        _, xh = model(xb)
+        loss = torch.mean((xh - xb) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        per_epoch["loss"] += float(loss.detach())
+        per_epoch["steps"] += 1
+
+    def evaluate(epoch: int, done: int) -> dict[str, float]:
+        return {"epoch": epoch + 1, "train_loss": per_epoch["loss"] / max(1, per_epoch["steps"]),
+                "val_loss": _mse(model, x_val, batch_tensor), "elapsed_s": round(time.monotonic() - t0, 3)}
+
+    stopping = EarlyStopping(patience=config.patience, min_delta=1e-4, module=model)
+    loop = run_training(batches=batches, step=step, evaluate=evaluate, epochs=config.epochs,
+                        steps_per_epoch=steps_per_epoch, stopping=stopping, progress=progress,
+                        should_stop=should_stop, check_every_s=0.5, report_every_s=0.5, label=f"{config.name}: ")
+    stopping.restore()
     model.eval()
     progress(1, 1, f"{config.name}: done")
-    return AEResult(model=model, config=config, history=history, val_index=val_index, stop_reason=stop_reason,
-                    elapsed_s=time.monotonic() - t0, best_val_loss=float(best))
+    return AEResult(model=model, config=config, history=loop.history, val_index=val_index,
+                    stop_reason=loop.stop_reason, elapsed_s=time.monotonic() - t0, best_val_loss=float(stopping.best))
 
 
 @torch.no_grad()
