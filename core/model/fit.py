@@ -54,11 +54,6 @@ class FittedModel:
                              fix="pass the batch label of every cell")
         return one_hot(labels, self.covariate["categories"], key=self.covariate["key"])
 
-    def decoder(self):
-        from core.model.decoders import BuiltinDecoder
-
-        return BuiltinDecoder(self)
-
 
 # --------------------------------------------------------------------------- helpers
 
