@@ -1,4 +1,4 @@
-"""Differential expression of high vs low cells, for a block of features at once (docs/method.md §4.3).
+"""Differential expression of high vs low cells, for a block of features at once (docs/method.md §4 step 3).
 
 Per feature and gene: Welch t-test (``scipy.stats.ttest_ind(equal_var=False)`` numbers),
 Benjamini–Hochberg across the genes of the feature, fold change = mean(high)/(mean(low) + 1e-8).

@@ -1,4 +1,4 @@
-"""Concept enrichment of DE results, for a block of features at once (docs/method.md §4.4–4.6).
+"""Concept enrichment of DE results, for a block of features at once (docs/method.md §4 steps 4–6).
 
 Per feature × term (terms of a :class:`~core.concepts.ConceptDB` restricted to the data's genes):
 

@@ -1,4 +1,4 @@
-"""High and low cell groups of SAE features (docs/method.md §4.1).
+"""High and low cell groups of SAE features (docs/method.md §4 step 1).
 
 High cells of a feature: activation above its ``percentile``-th percentile over all cells
 (``np.percentile``, linear interpolation, zeros included). Low cells: up to ``n_low`` cells with
