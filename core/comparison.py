@@ -159,5 +159,6 @@ def compare_analyses(a: str, b: str) -> AnalysisComparison:
 
 
 def clear_cache() -> None:
+    """Forget every cached comparison (e.g. after an analysis was re-annotated in place)."""
     with _lock:
         _cache.clear()
