@@ -50,6 +50,7 @@ worker: install
 	$(VENV)/bin/featurelens worker
 
 test: install-test chromium redis
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 data: install

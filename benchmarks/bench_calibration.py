@@ -44,7 +44,8 @@ DATASETS = [  # (name, n_cells, n_genes, seed, effect, connect_fraction)
 ]
 
 
-def _run(args):
+def run_cli(args):
+    """Run ``featurelens ARGS`` in a subprocess; its stdout, or RuntimeError with the output."""
     r = subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
@@ -139,14 +140,14 @@ def main(argv=None) -> int:
     for spec in datasets:
         t0 = time.time()
         path = make_data(work, *spec)
-        _run(["fit-model", path, "--key", "X_model", "--overwrite"])
+        run_cli(["fit-model", path, "--key", "X_model", "--overwrite"])
         for emb in ("X_noise", "X_planted", "X_model"):
             out = work / f"{spec[0]}-{emb}"
             shutil.rmtree(out, ignore_errors=True)  # a fresh analysis of the data just generated
-            _run(["train", path, "--embedding", emb, "--out", out, "--force"])
+            run_cli(["train", path, "--embedding", emb, "--out", out, "--force"])
             expression = "predicted" if emb == "X_model" else "observed"
             for method in ("calibrated", "paper"):
-                _run(["annotate", out, "--expression", expression, "--method", method, "--force"])
+                run_cli(["annotate", out, "--expression", expression, "--method", method, "--force"])
                 res = score(out, path, planted=emb != "X_noise")
                 res.update({"dataset": spec[0], "embedding": emb, "expression": expression, "cells": spec[1],
                             "genes": spec[2]})

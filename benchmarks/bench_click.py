@@ -44,7 +44,7 @@ def build(folder: Path, *, n_cells: int, n_features: int, density: float, n_dens
     """A synthetic analysis ``folder/analyses/bench`` with every file the Explorer reads."""
     from core.store.analysis import Analysis
     from core.concepts import load_go
-    from core.views.explorer import CELLS_FILE, LATENT_FILE, LATENT_INFO_FILE, TOP_GENES_FILE, _latent_inputs
+    from core.views.explorer import CELLS_FILE, LATENT_FILE, LATENT_INFO_FILE, TOP_GENES_FILE, latent_inputs
 
     rng = np.random.default_rng(seed)
     path = folder / "analyses" / "bench"
@@ -88,7 +88,7 @@ def build(folder: Path, *, n_cells: int, n_features: int, density: float, n_dens
     with a.step("annotate", inputs={"synthetic": seed}) as w:
         w.write_parquet("annotations.parquet", ann)
         w.write_parquet("concept_map.parquet", cmap)
-    with a.step("latent", inputs=_latent_inputs(a)) as w:
+    with a.step("latent", inputs=latent_inputs(a)) as w:
         np.save(w.path(LATENT_FILE), rng.normal(size=(n_cells, 2)).astype(np.float32), allow_pickle=False)
         w.write_parquet(CELLS_FILE, pd.DataFrame({"cell": [f"cell{i}" for i in range(n_cells)],
                                                   "cell_type": pd.Categorical(labels)}))

@@ -66,14 +66,14 @@ def synthetic_cases(quick: bool):
 def simulator_cases(folder: Path, quick: bool, with_model: bool):
     import anndata as ad
 
-    from bench_calibration import DATASETS, _run, make_data
+    from bench_calibration import DATASETS, make_data, run_cli
 
     for name, n_cells, n_genes, seed, effect, connect in DATASETS:
         if quick:
             n_cells = n_cells // 4
         path = make_data(folder, name, n_cells, n_genes, seed, effect, connect)
         if with_model:
-            _run(["fit-model", path, "--key", "X_model", "--overwrite"])
+            run_cli(["fit-model", path, "--key", "X_model", "--overwrite"])
         adata = ad.read_h5ad(path)
         types = pd.get_dummies(adata.obs["cell_type"]).to_numpy(np.float64)
         truth = np.hstack([np.asarray(adata.obsm["truth_activity"], np.float64), types])

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 __all__ = [
     "CATEGORY_PALETTE", "LOCALITY_COLOURS", "typed_array", "empty_figure", "map_groups", "concept_map_figure",
     "highlight_trace", "selected_trace", "latent_figure", "latent_active_trace", "activation_histogram_figure",
-    "cell_type_profile_figure", "volcano_figure", "feature_density_figure",
+    "cell_type_profile_figure", "volcano_figure", "feature_density_figure", "marker_sizes",
 ]
 
 CATEGORY_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -67,7 +67,8 @@ def empty_figure(message: str = "", *, height: int | None = None) -> go.Figure:
     return fig
 
 
-def _marker_sizes(frequency: np.ndarray) -> np.ndarray:
+def marker_sizes(frequency: np.ndarray) -> np.ndarray:
+    """Concept-map marker sizes (px), 5 to 18 by the square root of each feature's firing frequency."""
     f = np.nan_to_num(np.asarray(frequency, np.float64), nan=0.0)
     top = f.max() if f.size and f.max() > 0 else 1.0
     return 5.0 + 13.0 * np.sqrt(f / top)
@@ -107,7 +108,7 @@ def concept_map_figure(cmap: pd.DataFrame, *, colour_by: str = "category", highl
         fig.add_trace(go.Scattergl(
             x=df["x"].to_numpy(np.float32), y=df["y"].to_numpy(np.float32), mode="markers", name=f"{g} ({len(df)})",
             customdata=df["feature"].astype(int).tolist(), text=_map_hover(df), hovertemplate="%{text}<extra></extra>",
-            marker=dict(size=_marker_sizes(df["frequency"]), color=colour, opacity=0.8,
+            marker=dict(size=marker_sizes(df["frequency"]), color=colour, opacity=0.8,
                         line=dict(width=0.5, color="white"))))
     fig.add_trace(highlight_trace(cmap, highlight))
     fig.add_trace(selected_trace(cmap, selected))

@@ -79,15 +79,6 @@ def source_summary(summary: dict) -> html.Div:
     return html.Div(parts)
 
 
-def page_placeholder(page: Page) -> html.Div:
-    return html.Div([
-        html.H2(page.title),
-        html.P(page.summary, className="lead"),
-        dbc.Alert("This page is not built yet; it arrives with a later release (see README, Status).",
-                  color="info"),
-    ], id=page.page_id)
-
-
 def not_found(path: str) -> html.Div:
     return html.Div([
         html.H2("Page not found"),

@@ -149,7 +149,6 @@ def test_bp002_simulation_recovery_with_progress_reload_cancel_and_bad_input(ser
     expect(page.locator("#sim-results")).to_contain_text("No simulation run yet")
 
     # a small run: running state, a moving bar, then the tables, the figure and the findings
-    before = page.locator("#sim-run-alert").inner_text()
     # big enough to last a few seconds on a fast machine (600 cells take under a second: one bar update)
     page.fill("#sim-cells-input", "10000")
     page.fill("#sim-epochs-input", "100")

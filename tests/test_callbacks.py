@@ -9,7 +9,8 @@ import callbacks.shell as cb
 from components import ids
 
 
-def _ids(component) -> set:
+def component_ids(component) -> set:
+    """Every string ``id`` in a Dash component tree."""
     found = set()
 
     def walk(c):
@@ -29,7 +30,7 @@ def _ids(component) -> set:
                                           ("/nope", ids.NOT_FOUND_PAGE), (None, ids.DATA_PAGE)])
 def test_routing(path, page_id):
     page, rendered = cb.render_page(path)
-    assert page_id in _ids(page)
+    assert page_id in component_ids(page)
     assert rendered["page"] == (None if page_id == ids.NOT_FOUND_PAGE else (path or "/data").strip("/") or "data")
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.concepts import load_go, read_gmt
-from core.concepts.go import _arrays, GO_FILE, load_gene_table
+from core.concepts.go import GO_FILE, load_gene_table, read_go_arrays
 from core.concepts.match import match_genes, prepare_concepts
 from core.base.errors import InputError
 
@@ -25,7 +25,7 @@ def _genes(db, term_id):
 
 
 def test_go_release_and_sizes(bp):
-    a = _arrays(GO_FILE)
+    a = read_go_arrays(GO_FILE)
     assert str(a["meta_go_date"]) == "2022-07-01"
     assert 25_000 < bp.n_terms < 30_000
     assert set(bp.terms["namespace"]) == {"BP"}
@@ -40,7 +40,7 @@ def test_known_memberships(bp):
 
 
 def test_propagation_follows_is_a_and_part_of(bp, bp_direct):
-    a = _arrays(GO_FILE)
+    a = read_go_arrays(GO_FILE)
     ids = a["term_id"]
     rows = {t: i for i, t in enumerate(bp.terms["id"])}
     m = bp.matrix

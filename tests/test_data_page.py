@@ -217,15 +217,15 @@ def test_source_options(folders, small_in_data):
 
 
 def test_layout_renders_every_control_for_good_and_bad_sources(folders):
-    from test_callbacks import _ids
+    from test_callbacks import component_ids
 
     from components import data_page, ids
 
-    good = _ids(data_page.layout(source="shipped:pbmc68k", query={}))
+    good = component_ids(data_page.layout(source="shipped:pbmc68k", query={}))
     bad = data_page.layout(source="file:missing.h5ad", query={})
     must = {ids.DATA_PAGE, ids.DATA_EMBEDDING, ids.DATA_SUMMARY, ids.DATA_UPLOAD, data_page.TRAIN.start,
             data_page.TRAIN.cancel, data_page.ANNOTATE.start, data_page.FIT.bar, ids.DATA_TRAIN_LIVE_CHART}
-    assert must <= good and must <= _ids(bad)
+    assert must <= good and must <= component_ids(bad)
     assert "cannot be used" in _text(bad)
 
 
@@ -427,14 +427,14 @@ def test_train_sae_on_eval_sees_every_history_row(rng):
 
 # ----------------------------------------------------------------------------- annotation method
 def test_method_control_defaults_to_calibrated_and_lists_the_pipeline_methods(folders):
-    from test_callbacks import _ids
+    from test_callbacks import component_ids
 
     from components import data_page, ids
     from core.annotate.pipeline import METHODS
 
     assert [c["value"] for c in data_page.METHOD_CHOICES] == list(METHODS)
     page = data_page.layout(source="shipped:pbmc68k", query={})
-    assert ids.DATA_ANN_METHOD in _ids(page)
+    assert ids.DATA_ANN_METHOD in component_ids(page)
     control = _find(page, ids.DATA_ANN_METHOD)
     assert control.value == "calibrated" and control.options == data_page.METHOD_CHOICES
     assert "calibrated: FDR-controlled, up-regulated, most specific terms — recommended; paper: the published " \

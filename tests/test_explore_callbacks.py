@@ -76,7 +76,7 @@ def test_concept_map_figure_groups_overlays_and_customdata(data):
     assert groups[0] == counts.index[0] and fig.data[0].name.startswith(groups[0])
     loc = figures.concept_map_figure(cmap, colour_by="locality")
     assert {t.name.split(" (")[0] for t in loc.data[:-2]} == set(cmap["locality"])
-    sizes = figures._marker_sizes(np.array([0.0, 0.25, 1.0]))
+    sizes = figures.marker_sizes(np.array([0.0, 0.25, 1.0]))
     assert sizes[0] < sizes[1] < sizes[2]
 
 

@@ -217,7 +217,7 @@ def test_paper_method_de_table_is_scipys_welch(data):
                            n_low=s["n_low"], min_cells=s["min_cells"])
     hi, lo = groups.high_cells(0), groups.low_cells(0)
     genes = np.asarray(data.expression().gene_names, dtype=str)
-    table = explorer._paper_table(data.expression().matrix, hi, lo, s, genes)
+    table = explorer.paper_table(data.expression().matrix, hi, lo, s, genes)
     ref, _ = feature_de(data.analysis, f, method="paper", expression=s["expression"], percentile=s["percentile"],
                         n_low=s["n_low"])
     for col in ("mean_high", "mean_low", "fold_change", "t", "p", "q"):

@@ -11,7 +11,7 @@ from scipy import stats
 from core.base.errors import InputError
 from core.model import ModelConfig, fit_expression_model
 from core.model.decoders import BuiltinDecoder
-from core.model.fidelity import _model_log_likelihood, expression_fidelity, fidelity_score, nb_cell_log_likelihood
+from core.model.fidelity import model_log_likelihood, expression_fidelity, fidelity_score, nb_cell_log_likelihood
 from core.sae import TrainConfig, VanillaConfig, reconstruct, train_sae
 from helpers import one_torch_thread
 from test_model_fit import FAST, planted_counts
@@ -31,7 +31,7 @@ def model():
 def _score(model, reconstruction, *, log_likelihood="model"):
     fitted, X, lib = model
     decoder = BuiltinDecoder(fitted)
-    ll = _model_log_likelihood(decoder) if log_likelihood == "model" else None
+    ll = model_log_likelihood(decoder) if log_likelihood == "model" else None
     return expression_fidelity(X, original=fitted.embedding, reconstruction=reconstruction,
                                decode=lambda z, rows: decoder.decode_chunk(z, lib[rows]), log_likelihood=ll,
                                chunk=128)

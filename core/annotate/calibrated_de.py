@@ -37,7 +37,7 @@ from core.annotate.groups import Groups
 from core.annotate.moderated import bh_masked, squeeze_variances, trend_basis
 from core.annotate.moments import check_inputs, chunk_sums
 from core.base.parallel import one_at_a_time
-from core.annotate.stats import _moments_chunk, t_two_sided
+from core.annotate.stats import moments_chunk, t_two_sided
 
 __all__ = ["CalibratedDE", "calibrated_de", "de_of_cells", "KINDS", "DEFAULT_MIN_LFC", "DEFAULT_MIN_EFFECT"]
 
@@ -141,7 +141,7 @@ def calibrated_de(
     level = np.empty(n_genes)
     for c in chunk_sums(expression, groups, gene_chunk=gene_chunk, tile=tile, progress=progress,
                         should_stop=should_stop):
-        _moments_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, mh, ml, ssh, ssl)
+        moments_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, mh, ml, ssh, ssl)
         level[c.g0:c.g1] = c.shift   # average expression of ~1,000 random cells: the trend's covariate
     det_h = det_l = None
     if detected is not None:

@@ -153,74 +153,11 @@ def go_categories(annotations: pd.DataFrame, *, dag: GODag, max_share: float = 0
     n = feats.size
     if n == 0:
         return pd.Series([], index=feats, name="category", dtype=object)
-    tid = annotations["term_id"].astype(str).to_numpy()
-    ns = pd.Series(tid).map(dag.namespace).to_numpy(object)
-    fcode = np.searchsorted(feats, annotations["feature"].to_numpy())
-    is_go = pd.notna(ns)
-    has_bp = np.zeros(n, bool)
-    has_bp[fcode[is_go & (ns == "BP")]] = True
-    use = is_go & ((ns == "BP") | ~has_bp[fcode])
-    pairs = pd.DataFrame({"f": fcode[use], "t": tid[use]}).drop_duplicates()
-    cover = _Cover(pairs["f"].to_numpy(), pairs["t"].to_numpy(), n, dag)
+    fcode, terms = _categorised_pairs(annotations, feats, dag)
     go_feature = np.zeros(n, bool)
-    go_feature[pairs["f"].to_numpy()] = True
-
-    known = cover.col
-    roots = sorted(t for t in known if not dag.parents(t))   # the namespace roots (GO:0008150, …)
-    done: set = set(roots)             # split terms: categories of last resort
-    active: set = set()
-    depth = dag.depth
-
-    def split(term: str) -> None:
-        active.discard(term)
-        done.add(term)
-        active.update(c for c in dag.children(term) if c in known and c not in done)
-
-    for r in roots:
-        active.update(c for c in dag.children(r) if c in known and c not in done)
-    while active & set(generic):
-        for g in sorted(active & set(generic)):
-            split(g)
-
-    def by_support(t):
-        return (-int(cover.support[known[t]]), t)
-
-    def by_depth(t):
-        return (-depth.get(t, 0), t)
-
-    def assign(allowed=None) -> np.ndarray:
-        act = sorted(active if allowed is None else active & allowed)
-        res = sorted(done if allowed is None else done & allowed)
-        out = np.full(n, None, dtype=object)
-        i, _ = cover.best(act, order=by_support)
-        if act:
-            out[i >= 0] = np.asarray(act, dtype=object)[i[i >= 0]]
-        rest = (i < 0) & go_feature
-        if rest.any():
-            k, _ = cover.best(res, order=by_depth)
-            hit = rest & (k >= 0)
-            if hit.any():
-                out[hit] = np.asarray(res, dtype=object)[k[hit]]
-        return out
-
-    stuck: set = set()
-    for _ in range(len(known) + 1):
-        cats = assign()
-        counts = pd.Series(cats[go_feature]).value_counts()
-        if len(counts) >= max_categories:
-            break
-        big = sorted((t for t, c in counts.items() if c > max_share * n and t in active and t not in stuck),
-                     key=lambda t: (-counts[t], t))
-        if not big:
-            break
-        if any(c in known and c not in done for c in dag.children(big[0])):
-            split(big[0])
-        else:
-            stuck.add(big[0])
-    if len(counts) > max_categories:
-        ranked = sorted(counts.index, key=lambda t: (-counts[t], t))
-        kept = assign(allowed=set(ranked[:max_categories - 1]))
-        cats = np.where(go_feature & pd.isna(kept), "other", kept)
+    go_feature[fcode] = True
+    candidates = _Candidates(_Cover(fcode, terms, n, dag), dag, go_feature, generic=generic)
+    cats = candidates.refine(max_share=max_share, max_categories=max_categories)
 
     labels = np.array([dag.names.get(c, c) if isinstance(c, str) else "other" for c in cats], dtype=object)
     if (~go_feature).any():
@@ -231,6 +168,94 @@ def go_categories(annotations: pd.DataFrame, *, dag: GODag, max_share: float = 0
         keep = taken | set(new[:max(max_categories - len(taken) - 1, 0)])
         labels[~go_feature] = [x if x in keep else "other" for x in names]
     return pd.Series(labels, index=feats, name="category")
+
+
+def _categorised_pairs(annotations: pd.DataFrame, feats: np.ndarray, dag: GODag) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (feature code into ``feats``, GO term id) pairs that choose categories: each
+    feature's BP terms, or its MF/CC terms when it has no BP term; non-GO terms are left out."""
+    tid = annotations["term_id"].astype(str).to_numpy()
+    ns = pd.Series(tid).map(dag.namespace).to_numpy(object)
+    fcode = np.searchsorted(feats, annotations["feature"].to_numpy())
+    is_go = pd.notna(ns)
+    has_bp = np.zeros(feats.size, bool)
+    has_bp[fcode[is_go & (ns == "BP")]] = True
+    use = is_go & ((ns == "BP") | ~has_bp[fcode])
+    pairs = pd.DataFrame({"f": fcode[use], "t": tid[use]}).drop_duplicates()
+    return pairs["f"].to_numpy(), pairs["t"].to_numpy()
+
+
+class _Candidates:
+    """The candidate categories of :func:`go_categories`: ``active`` terms (the categories on
+    offer) and ``done`` terms (split ones: categories of last resort), over a :class:`_Cover`."""
+
+    def __init__(self, cover: _Cover, dag: GODag, go_feature: np.ndarray, *, generic):
+        self.cover, self.dag, self.go_feature = cover, dag, go_feature
+        self.known = cover.col
+        roots = sorted(t for t in self.known if not dag.parents(t))   # the namespace roots (GO:0008150, …)
+        self.done: set = set(roots)
+        self.active: set = set()
+        for r in roots:
+            self.active.update(self._open_children(r))
+        while self.active & set(generic):
+            for g in sorted(self.active & set(generic)):
+                self.split(g)
+
+    def _open_children(self, term: str) -> list:
+        return [c for c in self.dag.children(term) if c in self.known and c not in self.done]
+
+    def split(self, term: str) -> None:
+        """Replace ``term`` by its children; it stays a category of last resort."""
+        self.active.discard(term)
+        self.done.add(term)
+        self.active.update(self._open_children(term))
+
+    def _by_support(self, t):
+        return (-int(self.cover.support[self.known[t]]), t)
+
+    def _by_depth(self, t):
+        return (-self.dag.depth.get(t, 0), t)
+
+    def assign(self, allowed=None) -> np.ndarray:
+        """Per feature, the active candidate (of ``allowed``) covering most of its terms, else the
+        deepest split one; None when none covers it."""
+        act = sorted(self.active if allowed is None else self.active & allowed)
+        res = sorted(self.done if allowed is None else self.done & allowed)
+        out = np.full(self.go_feature.size, None, dtype=object)
+        i, _ = self.cover.best(act, order=self._by_support)
+        if act:
+            out[i >= 0] = np.asarray(act, dtype=object)[i[i >= 0]]
+        rest = (i < 0) & self.go_feature
+        if rest.any():
+            k, _ = self.cover.best(res, order=self._by_depth)
+            hit = rest & (k >= 0)
+            if hit.any():
+                out[hit] = np.asarray(res, dtype=object)[k[hit]]
+        return out
+
+    def refine(self, *, max_share: float, max_categories: int) -> np.ndarray:
+        """Split the largest category while it holds more than ``max_share`` of the features and
+        there are fewer than ``max_categories``; past ``max_categories``, the smallest categories'
+        features move to the best remaining one, else "other". Per feature: a term id, "other" or None."""
+        n = self.go_feature.size
+        stuck: set = set()
+        for _ in range(len(self.known) + 1):
+            cats = self.assign()
+            counts = pd.Series(cats[self.go_feature]).value_counts()
+            if len(counts) >= max_categories:
+                break
+            big = sorted((t for t, c in counts.items() if c > max_share * n and t in self.active and t not in stuck),
+                         key=lambda t: (-counts[t], t))
+            if not big:
+                break
+            if self._open_children(big[0]):
+                self.split(big[0])
+            else:
+                stuck.add(big[0])
+        if len(counts) > max_categories:
+            ranked = sorted(counts.index, key=lambda t: (-counts[t], t))
+            kept = self.assign(allowed=set(ranked[:max_categories - 1]))
+            cats = np.where(self.go_feature & pd.isna(kept), "other", kept)
+        return cats
 
 
 def _most_frequent_terms(annotations: pd.DataFrame, feats: np.ndarray, which: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Differential expression of high vs low cells, for a block of features at once (docs/method.md §4.3).
+"""Differential expression of high vs low cells, for a block of features at once (docs/method.md §4 step 3).
 
 Per feature and gene: Welch t-test (``scipy.stats.ttest_ind(equal_var=False)`` numbers),
 Benjamini–Hochberg across the genes of the feature, fold change = mean(high)/(mean(low) + 1e-8).
@@ -31,7 +31,7 @@ from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.annotate.groups import Groups
 from core.annotate.moments import check_inputs, chunk_sums
-from core.annotate.stats import _welch_chunk, bh, t_two_sided
+from core.annotate.stats import bh, t_two_sided, welch_chunk
 
 __all__ = ["FeatureBlock", "DEResult", "batched_de", "significant_genes"]
 
@@ -133,7 +133,7 @@ def batched_de(
     for c in chunk_sums(expression, groups, gene_chunk=gene_chunk, tile=tile, progress=progress,
                          should_stop=should_stop):
         # df goes into out["p"] first, then becomes the p-value
-        _welch_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, FC_EPS,
+        welch_chunk(c.s1, c.s2, c.p1, c.p2, c.stop_pos, c.skip_row, n1, n2, c.shift, c.g0, FC_EPS,
                      out["mean_high"], out["mean_low"], out["fold_change"], out["t"], out["p"])
         out["p"][:, c.g0:c.g1] = t_two_sided(out["t"][:, c.g0:c.g1], out["p"][:, c.g0:c.g1])
     q = bh(out["p"], axis=1) if n_feat else np.empty((0, n_genes))

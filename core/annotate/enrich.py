@@ -1,4 +1,4 @@
-"""Concept enrichment of DE results, for a block of features at once (docs/method.md §4.4–4.6).
+"""Concept enrichment of DE results, for a block of features at once (docs/method.md §4 steps 4–6).
 
 Per feature × term (terms of a :class:`~core.concepts.ConceptDB` restricted to the data's genes):
 
@@ -29,7 +29,7 @@ from numba import njit
 from core.base.errors import InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.annotate.de import DEResult
-from core.annotate.stats import _binom_two_sided_unique, bh, mwu_from_rank_sums, rank_rows, term_sums
+from core.annotate.stats import bh, binom_two_sided_unique, mwu_from_rank_sums, rank_rows, term_sums
 
 __all__ = ["enrich", "enrichment_stats", "COLUMNS", "term_column"]
 
@@ -143,7 +143,7 @@ def _binom_block(hits, n_sig, sizes, n_genes):
     k = np.ascontiguousarray(hits[rows]).astype(np.int64)
     sz = sizes.astype(np.int64)
     uk, us, uf, inv = _dedupe(k, sz, int(sz.max()) + 1, int(k.max()) + 1)
-    pu = _binom_two_sided_unique(uk.astype(np.float64), n_sig[rows][uf], us / n_genes)
+    pu = binom_two_sided_unique(uk.astype(np.float64), n_sig[rows][uf], us / n_genes)
     out[rows] = pu[inv]
     return out
 

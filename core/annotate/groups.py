@@ -1,4 +1,4 @@
-"""High and low cell groups of SAE features (docs/method.md §4.1).
+"""High and low cell groups of SAE features (docs/method.md §4 step 1).
 
 High cells of a feature: activation above its ``percentile``-th percentile over all cells
 (``np.percentile``, linear interpolation, zeros included). Low cells: up to ``n_low`` cells with
@@ -24,7 +24,7 @@ from numba import njit
 from core.base.errors import InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 
-__all__ = ["Groups", "select_groups"]
+__all__ = ["Groups", "select_groups", "take_csr"]
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ class Groups:
         """The groups of ``rows`` (positions or a bool mask), in that order."""
         rows = np.asarray(rows)
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
-        hp, hi = _take_csr(self.high_indptr, self.high_indices, rows)
-        sp_, si = _take_csr(self.skip_indptr, self.skip_indices, rows)
+        hp, hi = take_csr(self.high_indptr, self.high_indices, rows)
+        sp_, si = take_csr(self.skip_indptr, self.skip_indices, rows)
         return Groups(self.feature[rows], self.threshold[rows], self.n_active[rows], self.n_high[rows],
                       self.n_low[rows], self.reason[rows], hp, hi, self.order, self.low_stop[rows], sp_, si,
                       self.n_cells, self.params)
@@ -128,7 +128,8 @@ class Groups:
         return out.sort_values(["feature", "group", "cell_index"], kind="stable").reset_index(drop=True)
 
 
-def _take_csr(indptr, indices, rows):
+def take_csr(indptr, indices, rows):
+    """Rows ``rows`` of the CSR structure (``indptr``, ``indices``): ``(new indptr, their indices)``."""
     counts = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
     new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     if counts.sum() == 0:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from core.base.errors import InputError
 from core.base.progress import Cancelled, Progress, ShouldStop
-from core.annotate.groups import Groups, _take_csr
+from core.annotate.groups import Groups, take_csr
 from core.annotate.stats import group_sums, prefix_sums
 
 __all__ = ["Chunk", "chunk_sums", "check_inputs"]
@@ -61,7 +61,7 @@ def chunk_sums(expression, groups: Groups, *, gene_chunk: int, tile: int, progre
     # one cells → rows index: rows 0..F-1 = high groups, F.. = active cells inside low prefixes
     skip_n = np.diff(groups.skip_indptr)
     has_skip = np.flatnonzero(skip_n > 0)
-    _, skip_cells = _take_csr(groups.skip_indptr, groups.skip_indices, has_skip)
+    _, skip_cells = take_csr(groups.skip_indptr, groups.skip_indices, has_skip)
     rows = np.concatenate([np.repeat(np.arange(n_feat), groups.n_high),
                            n_feat + np.repeat(np.arange(has_skip.size), skip_n[has_skip])])
     cells = np.concatenate([groups.high_indices, skip_cells]).astype(np.int64)

@@ -22,7 +22,8 @@ from numba import njit, prange
 from core.base.parallel import one_at_a_time
 
 __all__ = ["bh", "welch_from_moments", "binom_two_sided", "rank_rows", "mwu_from_rank_sums",
-           "group_sums", "prefix_sums", "term_sums", "t_two_sided", "argsort_rows"]
+           "group_sums", "prefix_sums", "term_sums", "t_two_sided", "argsort_rows", "binom_two_sided_unique",
+           "welch_chunk", "moments_chunk"]
 
 
 
@@ -154,10 +155,11 @@ def binom_two_sided(k, n, p) -> np.ndarray:
     if trip.shape[1] == 0:
         return np.ones(shape)
     uniq, inv = np.unique(trip, axis=1, return_inverse=True)
-    return _binom_two_sided_unique(*uniq)[inv.ravel()].reshape(shape)
+    return binom_two_sided_unique(*uniq)[inv.ravel()].reshape(shape)
 
 
-def _binom_two_sided_unique(k, n, p):
+def binom_two_sided_unique(k, n, p):
+    """:func:`binom_two_sided` for 1-D float arrays ``k``, ``n``, ``p`` without repeated triples."""
     if np.any((k < 0) | (k > n) | (n < 1) | (k != np.floor(k)) | (n != np.floor(n))):
         raise ValueError("binom_two_sided: need integers 0 ≤ k ≤ n and n ≥ 1")
     if np.any(~((p >= 0) & (p <= 1))):
@@ -266,7 +268,7 @@ def _rank_from_order(x, order):
 
 @one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True)
-def _welch_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, fc_eps, mean_high, mean_low, fold, t_out,
+def welch_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, fc_eps, mean_high, mean_low, fold, t_out,
                  df_out):
     """Welch moments → means, fold change, t and df for one gene chunk of F features (in place).
 
@@ -320,9 +322,9 @@ def _welch_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, fc_eps, 
 
 @one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True)
-def _moments_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, mean_high, mean_low, ss_high, ss_low):
+def moments_chunk(s1, s2, p1, p2, stop_pos, skip_row, n1, n2, shift, g0, mean_high, mean_low, ss_high, ss_low):
     """Group means and sums of squared deviations of one gene chunk of F features (in place), from the
-    same shifted sums as :func:`_welch_chunk` (sums of squares at float rounding level become 0)."""
+    same shifted sums as :func:`welch_chunk` (sums of squares at float rounding level become 0)."""
     n_feat = n1.size
     w = shift.size
     eps = np.finfo(np.float64).eps

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from core.concepts.go import GO_FILE, _arrays
+from core.concepts.go import GO_FILE, read_go_arrays
 
 __all__ = ["GODag", "go_dag", "ROOTS"]
 
@@ -84,7 +84,7 @@ class GODag:
 
 @functools.lru_cache(maxsize=1)
 def go_dag(path: Path = GO_FILE) -> GODag:
-    a = _arrays(Path(path))
+    a = read_go_arrays(Path(path))
     ids = a["term_id"].tolist()
     parents: dict = {}
     for c, p in zip(a["edge_child"].tolist(), a["edge_parent"].tolist()):

@@ -13,14 +13,15 @@ from core.base.errors import InputError
 from core.base.paths import SHIPPED_DATA_DIR
 from core.concepts.db import ConceptDB
 
-__all__ = ["GO_FILE", "load_go", "GeneTable", "load_gene_table", "NAMESPACES"]
+__all__ = ["GO_FILE", "load_go", "GeneTable", "load_gene_table", "NAMESPACES", "read_go_arrays"]
 
 GO_FILE = SHIPPED_DATA_DIR / "go_human.npz"
 NAMESPACES = {"go-bp": "BP", "go-mf": "MF", "go-cc": "CC"}
 
 
 @functools.lru_cache(maxsize=2)
-def _arrays(path: Path) -> dict[str, np.ndarray]:
+def read_go_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the shipped GO file (``scripts/build_go.py``), cached per path."""
     if not path.is_file():
         raise InputError(f"GO data file {path} is missing", fix="rebuild it with `make go-data` (scripts/build_go.py)")
     with np.load(path, allow_pickle=False) as z:
@@ -33,7 +34,7 @@ def load_go(namespaces=("BP",), *, propagate: bool = True, path: Path = GO_FILE)
     ``propagate=True``: a gene annotated to a term also belongs to all its is_a/part_of
     ancestors (not "regulates"). ``propagate=False``: direct annotations only, as the reference.
     """
-    a = _arrays(Path(path))
+    a = read_go_arrays(Path(path))
     namespaces = [NAMESPACES.get(str(n).lower(), str(n).upper()) for n in namespaces]
     bad = [n for n in namespaces if n not in ("BP", "MF", "CC")]
     if bad:
@@ -55,7 +56,7 @@ def load_go(namespaces=("BP",), *, propagate: bool = True, path: Path = GO_FILE)
 
 def term_names(path: Path = GO_FILE) -> dict[str, str]:
     """GO id → name for every term (for level-1 category labels)."""
-    a = _arrays(Path(path))
+    a = read_go_arrays(Path(path))
     return dict(zip(a["term_id"].tolist(), a["term_name"].tolist()))
 
 
@@ -85,7 +86,7 @@ class GeneTable:
 
 @functools.lru_cache(maxsize=1)
 def load_gene_table(path: Path = GO_FILE) -> GeneTable:
-    a = _arrays(Path(path))
+    a = read_go_arrays(Path(path))
     sym = np.concatenate([a["gene_symbol"], a["other_symbol"]])
 
     def symbol_of(code: np.ndarray) -> np.ndarray:  # column j ≥ 0, or -2-k for the k-th other gene

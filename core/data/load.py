@@ -17,7 +17,8 @@ from core.base.errors import InputError
 from core.data.genes import GeneIdReport, detect_gene_ids
 from core.base.paths import check_path, user_path
 
-__all__ = ["Dataset", "Issue", "ValidationReport", "load_dataset", "validate", "read_anndata", "file_sha256"]
+__all__ = ["Dataset", "Issue", "ValidationReport", "load_dataset", "validate", "read_anndata", "file_sha256",
+           "check_file", "read_embedding_file", "check_embedding", "align_embedding", "classify_counts"]
 
 EMBEDDING_SUFFIXES = (".npy", ".csv", ".pt")
 CELL_TYPE_CANDIDATES = (
@@ -112,7 +113,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """Raise InputError unless ``path`` is a readable, non-empty file."""
     path = check_path(path)
     try:
         exists, is_file = path.exists(), path.is_file()
@@ -132,7 +134,7 @@ def read_anndata(path: str | os.PathLike, *, backed: bool = False):
     import anndata as ad
 
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     with open(path, "rb") as fh:
         magic = fh.read(8)
     if magic != b"\x89HDF\r\n\x1a\n":
@@ -149,8 +151,10 @@ def read_anndata(path: str | os.PathLike, *, backed: bool = False):
         ) from None
 
 
-def _read_embedding_file(path: Path) -> tuple[np.ndarray, pd.Index | None]:
-    _check_file(path)
+def read_embedding_file(path: Path) -> tuple[np.ndarray, pd.Index | None]:
+    """An embedding from a .npy (no cell names) or .csv (cell names in the first column) file:
+    ``(array (n_cells, d), names or None)``."""
+    check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
@@ -198,7 +202,8 @@ def _read_embedding_file(path: Path) -> tuple[np.ndarray, pd.Index | None]:
 
 # --------------------------------------------------------------------------- validation
 
-def _check_embedding(arr: np.ndarray, *, key: str, n_cells: int, report: ValidationReport) -> np.ndarray | None:
+def check_embedding(arr: np.ndarray, *, key: str, n_cells: int, report: ValidationReport) -> np.ndarray | None:
+    """``arr`` as a float32 (n_cells, d) embedding, or None with the errors added to ``report``."""
     arr = np.asarray(arr)
     if arr.ndim != 2:
         report.add("error", "embedding", f"embedding {key!r} has shape {arr.shape}; it must be 2-D (cells × dimensions)")
@@ -226,7 +231,7 @@ def _check_embedding(arr: np.ndarray, *, key: str, n_cells: int, report: Validat
     return arr
 
 
-def _check_counts(X, report: ValidationReport, *, what: str) -> str | None:
+def classify_counts(X, report: ValidationReport, *, what: str) -> str | None:
     """Classify an expression matrix as raw counts or normalised; negative values are errors."""
     import scipy.sparse as sp
 
@@ -346,7 +351,7 @@ def validate(
         X, what = adata.X, ".X"
     resolved["counts_layer"] = counts_layer
     if n_genes:
-        resolved["counts_kind"] = _check_counts(X, report, what=what) if what else None
+        resolved["counts_kind"] = classify_counts(X, report, what=what) if what else None
         gene_report = detect_gene_ids(adata.var_names)
         resolved["gene_ids"] = gene_report
         report.facts["gene identifiers"] = gene_report.describe()
@@ -363,7 +368,7 @@ def validate(
                        fix=(f"choose one of: {', '.join(keys)}" if keys else
                             "this file has no embeddings; fit the built-in model with `featurelens fit-model`"))
         else:
-            resolved["embedding"] = _check_embedding(np.asarray(adata.obsm[embedding]), key=embedding,
+            resolved["embedding"] = check_embedding(np.asarray(adata.obsm[embedding]), key=embedding,
                                                      n_cells=n_cells, report=report)
     obs = adata.obs.copy()
     resolved["cell_type"] = _check_cell_type(obs, cell_type, report, explicit=cell_type is not None)
@@ -410,25 +415,25 @@ def load_dataset(
 
 
 def _load_embedding_dataset(path: Path, *, cell_type: str | None, obs: str | os.PathLike | None) -> Dataset:
-    arr, names = _read_embedding_file(path)
+    arr, names = read_embedding_file(path)
     report = ValidationReport()
     if obs is not None:
         obs_path = Path(obs)
-        _check_file(obs_path)
+        check_file(obs_path)
         try:
             meta = pd.read_csv(obs_path, index_col=0)
         except Exception as exc:
             raise InputError(f"{obs_path.name} could not be parsed as CSV: {exc}") from None
         meta.index = meta.index.astype(str)
         if names is not None:
-            arr = _align(arr, names, meta.index, emb_name=path.name, obs_name=obs_path.name)
+            arr = align_embedding(arr, names, meta.index, emb_name=path.name, obs_name=obs_path.name)
     else:
         n = arr.shape[0] if arr.ndim >= 1 else 0
         meta = pd.DataFrame(index=names if names is not None else pd.Index([f"cell_{i}" for i in range(n)]))
     if not meta.index.is_unique:
         report.add("error", "cells", f"{int(meta.index.duplicated().sum())} duplicated cell names in the metadata")
     report.facts["cells"] = len(meta)
-    emb = _check_embedding(arr, key=path.name, n_cells=len(meta), report=report)
+    emb = check_embedding(arr, key=path.name, n_cells=len(meta), report=report)
     ct = _check_cell_type(meta, cell_type, report, explicit=cell_type is not None)
     report.raise_if_errors()
     source = {"path": str(path.resolve()), "sha256": file_sha256(path), "format": path.suffix.lower().lstrip("."),
@@ -437,7 +442,7 @@ def _load_embedding_dataset(path: Path, *, cell_type: str | None, obs: str | os.
     return Dataset(obs=meta, embedding=emb, embedding_key=path.name, cell_type=ct, source=source, report=report)
 
 
-def _align(arr: np.ndarray, names: pd.Index, cells: pd.Index, *, emb_name: str, obs_name: str) -> np.ndarray:
+def align_embedding(arr: np.ndarray, names: pd.Index, cells: pd.Index, *, emb_name: str, obs_name: str) -> np.ndarray:
     """Reorder embedding rows (named ``names``) to the metadata's cell order."""
     if not names.is_unique:
         raise InputError(f"{emb_name} has duplicated cell names")

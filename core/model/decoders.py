@@ -432,9 +432,9 @@ def _quiet_jit():
 def _load_torchscript(path: Path):
     import torch
 
-    from core.data.load import _check_file
+    from core.data.load import check_file
 
-    _check_file(path)
+    check_file(path)
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":

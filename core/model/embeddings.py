@@ -34,7 +34,7 @@ def list_embeddings(adata) -> list[str]:
 
 def get_embedding(adata, key: str) -> np.ndarray:
     """The embedding ``adata.obsm[key]`` as float32, validated (2-D, one row per cell, finite)."""
-    from core.data.load import ValidationReport, _check_embedding
+    from core.data.load import ValidationReport, check_embedding
 
     if key not in adata.obsm:
         keys = list_embeddings(adata)
@@ -45,7 +45,7 @@ def get_embedding(adata, key: str) -> np.ndarray:
     if hasattr(arr, "toarray"):
         arr = arr.toarray()
     report = ValidationReport()
-    out = _check_embedding(np.asarray(arr), key=key, n_cells=adata.n_obs, report=report)
+    out = check_embedding(np.asarray(arr), key=key, n_cells=adata.n_obs, report=report)
     report.raise_if_errors()
     return out
 
@@ -53,10 +53,10 @@ def get_embedding(adata, key: str) -> np.ndarray:
 def read_embedding(path: str | os.PathLike, *, cell_names: Sequence[str] | str | os.PathLike | None = None
                    ) -> tuple[np.ndarray, pd.Index | None]:
     """Read an embedding file; ``cell_names``: names for a file without them (a list, or a text file, one per line)."""
-    from core.data.load import _read_embedding_file
+    from core.data.load import read_embedding_file
 
     path = Path(path)
-    arr, names = _read_embedding_file(path)
+    arr, names = read_embedding_file(path)
     if cell_names is not None:
         if isinstance(cell_names, (str, os.PathLike)):
             names_path = Path(cell_names)
@@ -84,7 +84,7 @@ def attach_embedding(adata, path: str | os.PathLike, *, key: str,
     Without cell names (a plain .npy) the rows must already be in ``adata``'s order and count.
     Returns the aligned float32 array. Refuses to replace an existing key unless ``overwrite``.
     """
-    from core.data.load import ValidationReport, _align, _check_embedding
+    from core.data.load import ValidationReport, align_embedding, check_embedding
 
     if not key or not isinstance(key, str):
         raise InputError("the embedding needs a non-empty .obsm key name", fix="e.g. key='X_scvi'")
@@ -96,7 +96,7 @@ def attach_embedding(adata, path: str | os.PathLike, *, key: str,
         raise InputError(f"{path.name} holds shape {arr.shape}; an embedding is 2-D (cells × dimensions)")
     cells = pd.Index(adata.obs_names.astype(str))
     if names is not None:
-        arr = _align(arr, pd.Index(names.astype(str)), cells, emb_name=path.name, obs_name="the AnnData")
+        arr = align_embedding(arr, pd.Index(names.astype(str)), cells, emb_name=path.name, obs_name="the AnnData")
     elif arr.shape[0] != len(cells):
         raise InputError(
             f"{path.name} has {arr.shape[0]} rows but the AnnData has {len(cells)} cells, and the file names no cells",
@@ -104,7 +104,7 @@ def attach_embedding(adata, path: str | os.PathLike, *, key: str,
                 "'cell_names'), or pass cell_names=",
         )
     report = ValidationReport()
-    out = _check_embedding(arr, key=path.name, n_cells=len(cells), report=report)
+    out = check_embedding(arr, key=path.name, n_cells=len(cells), report=report)
     report.raise_if_errors()
     adata.obsm[key] = out
     return out

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from core.base.errors import InputError
 
 __all__ = ["fidelity_score", "expression_fidelity", "nb_cell_log_likelihood", "analysis_fidelity",
-           "MAX_FIDELITY_CELLS"]
+           "model_log_likelihood", "MAX_FIDELITY_CELLS"]
 
 MAX_FIDELITY_CELLS = 2000
 THETA_FIT_CELLS = 500
@@ -121,7 +121,7 @@ def expression_fidelity(counts, *, original: np.ndarray, reconstruction: np.ndar
             "dispersion": dispersion}
 
 
-def _model_log_likelihood(decoder) -> CellLogLik | None:
+def model_log_likelihood(decoder) -> CellLogLik | None:
     """The built-in model's own likelihood (its θ or variances, in the data's gene order); None otherwise."""
     from core.model.decoders import BuiltinDecoder
 
@@ -171,7 +171,7 @@ def analysis_fidelity(analysis, x: np.ndarray, cells: np.ndarray, *, reconstruct
     finally:
         adata.file.close()
     counts = count_rows(ds["path"], cells, layer=ds.get("counts_layer"), columns=cols)
-    log_likelihood = _model_log_likelihood(decoder)
+    log_likelihood = model_log_likelihood(decoder)
     if log_likelihood is None or decoder.fitted.config.likelihood == "nb":
         try:
             check_counts(counts, "nb", what="the held-out cells' counts")

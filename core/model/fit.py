@@ -99,10 +99,10 @@ def one_hot(labels: Sequence, categories: Sequence[str], *, key: str = "batch") 
 
 def check_counts(X, likelihood: str, *, what: str = "the expression matrix") -> None:
     """Refuse data the likelihood cannot model (NaN, negatives; non-integers for NB)."""
-    from core.data.load import ValidationReport, _check_counts
+    from core.data.load import ValidationReport, classify_counts
 
     report = ValidationReport()
-    kind = _check_counts(X, report, what=what)
+    kind = classify_counts(X, report, what=what)
     report.raise_if_errors()
     if kind is None:
         raise InputError(f"{what} has no genes", fix="the model needs an expression matrix")

@@ -54,9 +54,6 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]
     return {"mse": sse / x.size, "fvu": sse / total if total > 0 else float("nan")}
 
 
-QUALITY_KEYS = ("explained_variance", "cossim", "l2_ratio", "relative_reconstruction_bias")
-
-
 def reconstruction_quality(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
     """SAEBench's reconstruction and shrinkage metrics of ``x_hat`` for ``x``, both (n_cells, d), raw space.
 

@@ -75,7 +75,7 @@ class AEConfig:
         _need(_int(self.latent) and self.latent >= 1, f"latent must be a positive integer (got {self.latent!r})")
         _need(_int(self.n_layers) and 0 <= self.n_layers <= 8, f"n_layers must be 0–8 (got {self.n_layers!r})")
         _need(self.width in WIDTHS, f"width must be one of {', '.join(WIDTHS)} (got {self.width!r})")
-        _need(_int(self.max_hidden) and self.max_hidden >= 1, f"max_hidden must be a positive integer")
+        _need(_int(self.max_hidden) and self.max_hidden >= 1, "max_hidden must be a positive integer")
         _need(self.latent_activation in ("none", "relu"), "latent_activation must be none or relu")
         _need(self.transform in TRANSFORMS, f"transform must be one of {', '.join(TRANSFORMS)}")
         _need(self.max_genes is None or (_int(self.max_genes) and self.max_genes >= 1),

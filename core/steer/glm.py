@@ -31,94 +31,107 @@ __all__ = ["nb_glm_paired"]
 @one_at_a_time  # numba's workqueue layer aborts on parallel regions from two threads
 @njit(parallel=True, cache=True, boundscheck=False)
 def _nb_paired(y0t, y1t, alpha, max_iter, tol):
-    g_n, n = y0t.shape
+    """Per gene (rows of ``y0t``, ``y1t``: normal and steered values): ``(β, se(β), iterations)``."""
+    g_n = y0t.shape[0]
     beta = np.zeros(g_n)
     se = np.full(g_n, np.nan)
     iters = np.zeros(g_n, np.int64)
     for g in prange(g_n):
-        al = alpha[g]
-        a = np.zeros(n)
+        beta[g], se[g], iters[g] = _fit_gene(y0t[g], y1t[g], alpha[g], max_iter, tol)
+    return beta, se, iters
+
+
+@njit(cache=True, boundscheck=False)
+def _fit_gene(y0, y1, al, max_iter, tol):
+    """Fisher scoring of ``log μ_ic = a_i + β·c`` for one gene with NB dispersion ``al``.
+    ``y0``, ``y1``: (n,) normal and steered values. Returns ``(β, se(β), iterations)``."""
+    n = y0.shape[0]
+    use = np.zeros(n, np.bool_)   # pairs with a non-zero value
+    s0 = 0.0
+    s1 = 0.0
+    same = True
+    for i in range(n):
+        if y0[i] != y1[i]:
+            same = False
+        if y0[i] + y1[i] > 0:
+            use[i] = True
+            s0 += y0[i]
+            s1 += y1[i]
+    if s0 <= 0.0 or s1 <= 0.0:   # all zero in one condition: no finite estimate
+        return (np.nan if s0 <= 0.0 and s1 <= 0.0 else (np.inf if s0 <= 0.0 else -np.inf)), np.nan, 0
+    b = 0.0 if same else math.log(s1 / s0)
+    eb = math.exp(b)
+    a = np.zeros(n)
+    for i in range(n):
+        if use[i]:
+            a[i] = math.log((y0[i] + y1[i]) / (1.0 + eb))  # the Poisson MLE given b
+    it = 0
+    if not same:
         s = np.zeros(n)
         w1v = np.zeros(n)
         dv = np.zeros(n)
-        use = np.zeros(n, np.bool_)
-        s0 = 0.0
-        s1 = 0.0
-        same = True
-        for i in range(n):
-            y0 = y0t[g, i]
-            y1 = y1t[g, i]
-            if y0 != y1:
-                same = False
-            if y0 + y1 > 0:
-                use[i] = True
-                s0 += y0
-                s1 += y1
-        if s0 <= 0.0 or s1 <= 0.0:
-            beta[g] = np.nan if s0 <= 0.0 and s1 <= 0.0 else (np.inf if s0 <= 0.0 else -np.inf)
+        for it in range(1, max_iter + 1):
+            b, big = _scoring_step(y0, y1, use, a, b, al, s, w1v, dv)
+            if big < tol:
+                break
+    eb = math.exp(b)
+    schur = 0.0
+    for i in range(n):
+        if use[i]:
+            m0 = math.exp(a[i])
+            m1 = m0 * eb
+            w0 = m0 / (1.0 + al * m0)
+            w1 = m1 / (1.0 + al * m1)
+            schur += w0 * w1 / (w0 + w1)
+    return b, (1.0 / math.sqrt(schur) if schur > 0 else np.nan), it
+
+
+@njit(cache=True, boundscheck=False)
+def _scoring_step(y0, y1, use, a, b, al, s, w1v, dv):
+    """One Fisher-scoring step on all parameters, each step clipped to ±2: β through the Schur
+    complement of the diagonal pair block, then every ``a_i`` (updated in place; ``s``, ``w1v``,
+    ``dv`` are (n,) scratch). Returns ``(new β, largest |step|)``."""
+    eb = math.exp(b)
+    sb = 0.0
+    num = 0.0
+    schur = 0.0
+    for i in range(y0.shape[0]):
+        if not use[i]:
             continue
-        b = 0.0 if same else math.log(s1 / s0)
-        eb = math.exp(b)
-        for i in range(n):
-            if use[i]:
-                a[i] = math.log((y0t[g, i] + y1t[g, i]) / (1.0 + eb))  # the Poisson MLE given b
-        it = 0
-        if not same:
-            for it in range(1, max_iter + 1):
-                eb = math.exp(b)
-                sb = 0.0
-                num = 0.0
-                schur = 0.0
-                for i in range(n):
-                    if not use[i]:
-                        continue
-                    m0 = math.exp(a[i])
-                    m1 = m0 * eb
-                    q0 = 1.0 + al * m0
-                    q1 = 1.0 + al * m1
-                    r1 = (y1t[g, i] - m1) / q1
-                    w0 = m0 / q0
-                    w1 = m1 / q1
-                    si = (y0t[g, i] - m0) / q0 + r1
-                    di = w0 + w1
-                    s[i] = si
-                    w1v[i] = w1
-                    dv[i] = di
-                    sb += r1
-                    num += w1 * si / di
-                    schur += w0 * w1 / di
-                db = (sb - num) / schur
-                if db > 2.0:
-                    db = 2.0
-                elif db < -2.0:
-                    db = -2.0
-                b += db
-                big = abs(db)
-                for i in range(n):
-                    if use[i]:
-                        da = (s[i] - w1v[i] * db) / dv[i]
-                        if da > 2.0:
-                            da = 2.0
-                        elif da < -2.0:
-                            da = -2.0
-                        a[i] += da
-                        if abs(da) > big:
-                            big = abs(da)
-                if big < tol:
-                    break
-        eb = math.exp(b)
-        schur = 0.0
-        for i in range(n):
-            if use[i]:
-                m0 = math.exp(a[i])
-                m1 = m0 * eb
-                w0 = m0 / (1.0 + al * m0)
-                w1 = m1 / (1.0 + al * m1)
-                schur += w0 * w1 / (w0 + w1)
-        beta[g] = b
-        se[g] = 1.0 / math.sqrt(schur) if schur > 0 else np.nan
-        iters[g] = it
-    return beta, se, iters
+        m0 = math.exp(a[i])
+        m1 = m0 * eb
+        q0 = 1.0 + al * m0
+        q1 = 1.0 + al * m1
+        r1 = (y1[i] - m1) / q1
+        w0 = m0 / q0
+        w1 = m1 / q1
+        si = (y0[i] - m0) / q0 + r1
+        di = w0 + w1
+        s[i] = si
+        w1v[i] = w1
+        dv[i] = di
+        sb += r1
+        num += w1 * si / di
+        schur += w0 * w1 / di
+    db = _clip2((sb - num) / schur)
+    big = abs(db)
+    for i in range(y0.shape[0]):
+        if use[i]:
+            da = _clip2((s[i] - w1v[i] * db) / dv[i])
+            a[i] += da
+            if abs(da) > big:
+                big = abs(da)
+    return b + db, big
+
+
+@njit(cache=True)
+def _clip2(x):
+    """``x`` clipped to [−2, 2] (NaN stays NaN)."""
+    if x > 2.0:
+        return 2.0
+    if x < -2.0:
+        return -2.0
+    return x
 
 
 def nb_glm_paired(normal: np.ndarray, steered: np.ndarray, *, theta: np.ndarray, max_iter: int = 100,

@@ -71,33 +71,48 @@ def parse_target(spec) -> Target:
         return Target("off", value=0.0, text="off")
     m = re.fullmatch(r"x\s*([0-9.eE+-]+)", low)
     if m:
-        f = _number(m.group(1))
-        if f is None or f <= 0:
-            raise InputError(f"invalid multiple {text!r}: the factor must be a positive number", fix="e.g. x2")
-        return Target("max", factor=f, text=f"x{f:g}")
+        return _multiple_target(m.group(1), text)
     m = re.fullmatch(r"p\s*([0-9.eE+-]+)", low)
     if m:
-        q = _number(m.group(1))
-        if q is None or not 0 < q <= 100:
-            raise InputError(f"invalid percentile target {text!r}: the percentile must lie in (0, 100]",
-                             fix="e.g. p99")
-        return Target("percentile", percentile=q, text=f"p{q:g}")
+        return _percentile_target(m.group(1), text)
     if low.startswith("mean:"):
-        body = text[5:].strip()
-        m = re.fullmatch(r"(.+?)\s*[x*]\s*([0-9.eE+-]+)", body)
-        cell_type, factor = body, 1.0
-        if m and _number(m.group(2)) is not None:
-            cell_type, factor = m.group(1).strip(), float(m.group(2))
-        if not cell_type:
-            raise InputError(f"invalid target {text!r}: no cell type after 'mean:'", fix="e.g. mean:B cellx1.5")
-        if factor <= 0:
-            raise InputError(f"invalid target {text!r}: the factor must be positive", fix="e.g. mean:B cellx1.5")
-        # keep the whole text as a fallback name: a cell type may itself end in "x<digits>"
-        return Target("mean", factor=factor, cell_type=cell_type, text=f"mean:{body}")
+        return _mean_target(text)
     v = _number(text)
     if v is not None:
         return _value_target(v, text)
     raise InputError(f"invalid steering target {text!r}", fix=_FIX)
+
+
+def _multiple_target(number: str, text: str) -> Target:
+    """``xN``: N × the feature's maximum."""
+    f = _number(number)
+    if f is None or f <= 0:
+        raise InputError(f"invalid multiple {text!r}: the factor must be a positive number", fix="e.g. x2")
+    return Target("max", factor=f, text=f"x{f:g}")
+
+
+def _percentile_target(number: str, text: str) -> Target:
+    """``pNN``: the NNth percentile over the cells where the feature fires."""
+    q = _number(number)
+    if q is None or not 0 < q <= 100:
+        raise InputError(f"invalid percentile target {text!r}: the percentile must lie in (0, 100]",
+                         fix="e.g. p99")
+    return Target("percentile", percentile=q, text=f"p{q:g}")
+
+
+def _mean_target(text: str) -> Target:
+    """``mean:TYPE`` or ``mean:TYPExF`` / ``mean:TYPE*F``: a cell type's mean × F."""
+    body = text[5:].strip()
+    m = re.fullmatch(r"(.+?)\s*[x*]\s*([0-9.eE+-]+)", body)
+    cell_type, factor = body, 1.0
+    if m and _number(m.group(2)) is not None:
+        cell_type, factor = m.group(1).strip(), float(m.group(2))
+    if not cell_type:
+        raise InputError(f"invalid target {text!r}: no cell type after 'mean:'", fix="e.g. mean:B cellx1.5")
+    if factor <= 0:
+        raise InputError(f"invalid target {text!r}: the factor must be positive", fix="e.g. mean:B cellx1.5")
+    # keep the whole text as a fallback name: a cell type may itself end in "x<digits>"
+    return Target("mean", factor=factor, cell_type=cell_type, text=f"mean:{body}")
 
 
 def _value_target(v: float, text: str) -> Target:

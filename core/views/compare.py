@@ -149,4 +149,5 @@ def _compare(a: str, b: str, fa: Path, fb: Path) -> AnalysisComparison:
 
 
 def clear_cache() -> None:
+    """Forget every cached comparison (e.g. after an analysis was re-annotated in place)."""
     _COMPARISONS.clear()

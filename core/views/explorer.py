@@ -39,7 +39,7 @@ __all__ = [
     "LATENT_FILE", "CELLS_FILE", "TOP_GENES_FILE", "pca_2d", "ensure_latent", "ExplorerData", "explorer_data", "ConceptSearch",
     "feature_cells", "cell_type_profile", "activation_histogram", "feature_summary", "term_status", "feature_terms",
     "feature_de_table", "top_de_genes", "build_top_genes", "GeneIndex", "parse_feature_ids", "search_features",
-    "search_hits", "suggestions",
+    "search_hits", "suggestions", "latent_inputs", "paper_table",
     "reverse_lookup", "annotation_settings",
 ]
 
@@ -73,7 +73,8 @@ def pca_2d(x: np.ndarray, *, n_components: int = 2) -> tuple[np.ndarray, np.ndar
     return coords, ratio
 
 
-def _latent_inputs(analysis: Analysis) -> dict:
+def latent_inputs(analysis: Analysis) -> dict:
+    """The inputs that key the cached latent view (step ``latent``) of ``analysis``."""
     ds = analysis.config.get("dataset", {})
     return {"dataset": ds.get("sha256"), "embedding": ds.get("embedding"), "cell_type": ds.get("cell_type"),
             "method": "pca", "n_components": 2}
@@ -81,7 +82,7 @@ def _latent_inputs(analysis: Analysis) -> dict:
 
 def ensure_latent(analysis: Analysis, *, progress: Progress = no_progress) -> None:
     """Compute the latent view (step ``latent``) unless it is cached: PCA of the analysis's embedding."""
-    inputs = _latent_inputs(analysis)
+    inputs = latent_inputs(analysis)
     if analysis.cached("latent", inputs=inputs):
         return
     from core.data.load import load_dataset
@@ -520,7 +521,7 @@ def feature_de_table(data: ExplorerData, feature: int) -> pd.DataFrame:
     if s["method"] == "calibrated":
         out = _calibrated_table(data, groups, high, low, s, genes)
     else:
-        out = _paper_table(expr.matrix, high, low, s, genes)
+        out = paper_table(expr.matrix, high, low, s, genes)
     return out.sort_values("t", ascending=False, na_position="last", kind="stable", ignore_index=True)
 
 
@@ -529,7 +530,7 @@ def _rows(matrix, rows: np.ndarray) -> np.ndarray:
     return sub.toarray() if sp.issparse(sub) else np.asarray(sub)
 
 
-def _paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
+def paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
     """Welch's t on raw values (as ``scipy.stats.ttest_ind(equal_var=False)``), the paper's rule."""
     from core.annotate.de import FC_EPS, significant_genes
     from core.annotate.stats import bh, welch_from_moments
