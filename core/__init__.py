@@ -7,7 +7,7 @@ The notebook API (imported on first use, so ``import core`` stays light)::
     analysis = core.Analysis.create("analyses/pbmc", dataset=ds.source)
     core.train_into_analysis(analysis, ds.embedding, ...)            # train: the SAE and its features
     core.annotate_analysis(analysis)                                 # annotate: GO terms of every feature
-    core.steer.steer(analysis, features=[12], cells="cell_type=B cell")  # steer: one run
+    core.steer_into_analysis(analysis, core.steer.SteerRequest(features=(12,), cells="cell_type=B cell"))
     view = core.explorer_data(analysis.path)                         # explore: what the Explorer shows
 
 The functions keep the names they have where they are defined; packages (``core.steer``, …) are
@@ -34,6 +34,7 @@ _API = {
     "Analysis": ("core.store.analysis", "Analysis"),
     "train_into_analysis": ("core.sae.pipeline", "train_into_analysis"),
     "annotate_analysis": ("core.annotate.pipeline", "annotate_analysis"),
+    "steer_into_analysis": ("core.steer.request", "steer_into_analysis"),
     "explorer_data": ("core.views.explorer", "explorer_data"),
 }
 _PACKAGES = ("base", "data", "store", "concepts", "model", "sae", "annotate", "steer", "simulate", "demo",

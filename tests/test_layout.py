@@ -188,5 +188,6 @@ def test_one_name_per_page():
 def test_notebook_api():
     import core
 
-    assert {"load_dataset", "Analysis", "train_into_analysis", "annotate_analysis", "explorer_data"} <= set(core.__all__)
+    assert {"load_dataset", "Analysis", "train_into_analysis", "annotate_analysis", "steer_into_analysis",
+            "explorer_data"} <= set(core.__all__)
     assert callable(core.load_dataset) and callable(core.annotate_analysis) and callable(core.steer.steer)
