@@ -44,7 +44,7 @@ from torch import nn  # noqa: E402
 
 from core.sae import planted_sparse_data, preset, train_sae  # noqa: E402
 from core.sae.registry import build_sae  # noqa: E402
-from core.sae.train import _adam, evaluate_normalized  # noqa: E402
+from core.sae.train import adam_optimizer, evaluate_normalized  # noqa: E402
 
 N_CELLS, D, HIDDEN = 56_714, 20, 10_000
 
@@ -95,7 +95,7 @@ def _engine_steps(x: torch.Tensor, batch: int, steps: int, state: dict, *, fast:
     if "sae" not in state:
         cfg, _ = preset("paper")
         state["sae"] = build_sae(cfg, d_in=D, seed=0)
-        state["opt"] = _adam(state["sae"], 1e-4, torch.device("cpu"))
+        state["opt"] = adam_optimizer(state["sae"], 1e-4, torch.device("cpu"))
         state["since"] = torch.zeros(HIDDEN, dtype=torch.long)
     sae, opt = state["sae"], state["opt"]
     loss_sum = torch.zeros(())

@@ -94,7 +94,7 @@ import os, sys, threading, time
 sys.path.insert(0, os.getcwd())
 import numpy as np
 from core.annotate.stats import bh, rank_rows
-from core.base.parallel import _lock
+from core.base.parallel import kernel_lock
 rng = np.random.default_rng(0)
 p, x = rng.random((40, 1500)), rng.random((40, 1500))
 q0, (r0, t0) = bh(p), rank_rows(x)
@@ -105,7 +105,8 @@ threads = [threading.Thread(target=work) for _ in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()
 # a job forked while another thread runs a kernel (holds the lock) must not wait forever
-holder = threading.Thread(target=lambda: (_lock.acquire(), time.sleep(3), _lock.release()))
+lock = kernel_lock()
+holder = threading.Thread(target=lambda: (lock.acquire(), time.sleep(3), lock.release()))
 holder.start(); time.sleep(0.2)
 pid = os.fork()
 if pid == 0:

@@ -191,3 +191,16 @@ def test_notebook_api():
     assert {"load_dataset", "Analysis", "train_into_analysis", "annotate_analysis", "steer_into_analysis",
             "explorer_data"} <= set(core.__all__)
     assert callable(core.load_dataset) and callable(core.annotate_analysis) and callable(core.steer.steer)
+
+
+def test_no_private_names_imported_across_modules():
+    """``from core.x import _name`` couples two modules through a name that promises nothing."""
+    offenders = []
+    for folder in ("core", "components", "callbacks", "tests", "benchmarks", "scripts"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (
+                        "core", "components", "callbacks", "app"):
+                    offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                                  for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []

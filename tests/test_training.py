@@ -52,9 +52,9 @@ def test_train_on_the_built_in_model_measures_expression_fidelity(tmp_path, caps
     assert fid["loglik_original"] > fid["loglik_mean"] and np.isfinite(fid["loglik_reconstruction"])
     assert 0.5 < fid["fidelity"] <= 1.05
     assert a.read_json("metrics.json")["summary"]["fidelity"] == fid
-    from core.cli.train import _print_summary
+    from core.cli.train import print_summary
 
-    _print_summary(m)
+    print_summary(m)
     out = capsys.readouterr().out
     assert "quality:" in out and "expression fidelity" in out
 

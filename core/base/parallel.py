@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Callable, TypeVar
 
-__all__ = ["one_at_a_time"]
+__all__ = ["one_at_a_time", "kernel_lock"]
 
 F = TypeVar("F", bound=Callable)
 _lock = threading.RLock()
@@ -28,6 +28,11 @@ def _new_lock_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def kernel_lock() -> threading.RLock:
+    """The process-wide kernel lock (a fresh one in a forked child): hold it to keep kernels out."""
+    return _lock
 
 
 def one_at_a_time(kernel: F) -> F:

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = train_into_analysis(analysis, x, sae_config=sae_cfg, train_config=train_cfg, seeds=seeds, sweep=sweep,
                                   data_ref=ds.source, cell_types=ds.cell_types, progress=ProgressBar("training"),
                                   force=args.force, max_regional_types=args.max_regional_types)
-    _print_summary(metrics)
+    print_summary(metrics)
     print(f"wrote {analysis.path}/{{sae.pt, sae.json, metrics.json, features.parquet, activations.npz}}")
     return 0
 
@@ -189,7 +189,7 @@ def sweep_lines(swept: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _print_summary(metrics: dict[str, Any]) -> None:
+def print_summary(metrics: dict[str, Any]) -> None:
     for line in sweep_lines(metrics.get("sparsity_sweep")):
         print(line)
     s, t = metrics["summary"], metrics.get("training", {})

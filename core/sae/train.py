@@ -24,7 +24,7 @@ from core.sae.encode import iter_encoded
 from core.sae.models import SparseAutoencoder, count_active
 from core.sae.registry import build_sae
 
-__all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized"]
+__all__ = ["train_sae", "TrainResult", "split_indices", "evaluate_normalized", "adam_optimizer"]
 
 Progress = Callable[[float, float, str], None]
 ShouldStop = Callable[[], bool]
@@ -160,7 +160,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
     sae.train()
     sae.calibrate_init_(x_train[: max(train.batch_size, 4096)])
 
-    opt = _adam(sae, train.lr, device)
+    opt = adam_optimizer(sae, train.lr, device)
     fast = train.engine == "auto" and sae.has_fast_grads
     n_train = x_train.shape[0]
     bs = min(train.batch_size, n_train)
@@ -263,7 +263,8 @@ def _resample(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor,
     return since_fired
 
 
-def _adam(sae: SparseAutoencoder, lr: float, device: torch.device) -> torch.optim.Adam:
+def adam_optimizer(sae: SparseAutoencoder, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam over ``sae``'s parameters: fused where torch has it, else multi-tensor (foreach)."""
     params = list(sae.parameters())
     try:  # fused Adam: one kernel for all parameters (CPU since torch 2.4, CUDA, MPS)
         return torch.optim.Adam(params, lr=lr, fused=True)
