@@ -184,3 +184,31 @@ def test_mentions_of_method_sections_exist():
                     bad.append(f"{p.relative_to(ROOT)}:{i}: §{m.group(1)}{m.group(2) or ''}")
     assert seen > 10, seen
     assert not bad, f"sections not in docs/method.md (it has {sorted(sections)}): {bad}"
+
+
+_FILE_MENTION = re.compile(r"\b(?:core|components|callbacks|benchmarks|scripts|tests)/[\w/]+\.py\b")
+_MODULE_MENTION = re.compile(r"`(core(?:\.\w+)+)")
+
+
+def test_code_paths_and_modules_in_docs_exist():
+    """``core/x/y.py`` paths and ``core.x.y`` names in README and docs/ name code that exists (a module,
+    or for ``core.name`` one of the notebook API's names), so the docs follow the code when it moves."""
+    import core
+
+    bad, seen = [], 0
+    for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = p.read_text(encoding="utf-8")
+        for m in _FILE_MENTION.finditer(text):
+            seen += 1
+            if not (ROOT / m.group(0)).is_file():
+                bad.append(f"{p.relative_to(ROOT)}: {m.group(0)}")
+        for m in _MODULE_MENTION.finditer(text):
+            seen += 1
+            parts = m.group(1).split(".")
+            if len(parts) == 2 and parts[1] in core.__all__:
+                continue
+            if not any((ROOT.joinpath(*parts[:k]).with_suffix(".py")).is_file()
+                       or (ROOT.joinpath(*parts[:k]) / "__init__.py").is_file() for k in range(2, len(parts) + 1)):
+                bad.append(f"{p.relative_to(ROOT)}: {m.group(1)}")
+    assert seen > 30, seen
+    assert not bad, bad
