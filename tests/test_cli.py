@@ -59,3 +59,10 @@ def test_unknown_command_is_usage_error():
 def test_serve_rejects_bad_port(capsys):
     assert main(["serve", "--port", "70000"]) == 2
     assert "not a valid TCP port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_serve_and_demo_reject_bad_threads(command, capsys):
+    assert main([command, "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads 0" in err and "between 1 and 1024" in err
