@@ -154,7 +154,7 @@ def test_sv005_ctrl_c_stops_cleanly(tmp_path):
     port = urllib.parse.urlparse(srv.url).port
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
-    gone, alive = psutil.wait_procs(helpers, timeout=30)
+    _, alive = psutil.wait_procs(helpers, timeout=30)
     assert not alive, [p.cmdline()[:3] for p in alive]
 
 
