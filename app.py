@@ -247,4 +247,6 @@ def create_app(*, default_analysis: str | None = None) -> dash.Dash:
 
 
 if __name__ == "__main__":
-    create_app().run(host="127.0.0.1", port=int(os.environ.get("PORT", "8050")), debug=False)
+    from core.cli.serve import run_server  # waitress, as `featurelens serve`
+
+    run_server(create_app(), host="127.0.0.1", port=int(os.environ.get("PORT", "8050")))

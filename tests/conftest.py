@@ -68,7 +68,7 @@ def start_server(base: Path, args: list[str], *, timeout: float = 60) -> AppServ
     (base / "analyses").mkdir(exist_ok=True)
     log = base / "server.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli.main", *args, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args, "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

@@ -78,7 +78,7 @@ def test_real_process(name, ws):
     env = {"FEATURELENS_DATA_DIR": str(ws.data), "FEATURELENS_ANALYSES_DIR": str(ws.analyses), **bad.env}
     import os
 
-    out = subprocess.run([sys.executable, "-m", "core.cli.main", *bad.argv], cwd=ws.data, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "core.cli", *bad.argv], cwd=ws.data, capture_output=True, text=True,
                          env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and bad.expect[0] in out.stderr

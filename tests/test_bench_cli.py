@@ -32,7 +32,7 @@ def test_cli_names_match_the_suite_registry():
 
 def test_bench_cli_end_to_end(tmp_path):
     out = tmp_path / "suite.json"
-    proc = subprocess.run([sys.executable, "-m", "core.cli.main", "bench", "search", "--quick", "--repeat", "2",
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "bench", "search", "--quick", "--repeat", "2",
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| benchmark | size | ours (median) | peer, same runs | ratio | peak RSS | runs |" in proc.stdout
@@ -123,7 +123,7 @@ def test_step_flop_count_matches_torch_flop_counter():
 
 def test_training_speed_quick_through_the_cli(tmp_path, monkeypatch):
     out = tmp_path / "suite.json"
-    proc = subprocess.run([sys.executable, "-m", "core.cli.main", "bench", "training", "--quick", "--repeat", "1",
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "bench", "training", "--quick", "--repeat", "1",
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr

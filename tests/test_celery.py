@@ -87,7 +87,7 @@ class Worker:
         env = {**os.environ, BROKER_ENV: url, "FEATURELENS_ANALYSES_DIR": str(base / "analyses"),
                "FEATURELENS_DATA_DIR": str(base / "data"), "PYTHONUNBUFFERED": "1"}
         with open(self.log, "w") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "core.cli.main", "worker", "--concurrency", str(concurrency)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--concurrency", str(concurrency)],
                                          cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while " ready." not in self.log.read_text():

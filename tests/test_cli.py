@@ -44,7 +44,7 @@ def test_validate_ok_and_bad(small_h5ad, capsys):
 def test_real_process_exit_code_and_no_traceback(tmp_path):
     bad = tmp_path / "fake.h5ad"
     bad.write_text("gene,cell\n1,2\n")
-    out = subprocess.run([sys.executable, "-m", "core.cli.main", "validate", str(bad)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "core.cli", "validate", str(bad)], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "not an HDF5/.h5ad file" in out.stderr and "Traceback" not in out.stderr
@@ -59,3 +59,10 @@ def test_unknown_command_is_usage_error():
 def test_serve_rejects_bad_port(capsys):
     assert main(["serve", "--port", "70000"]) == 2
     assert "not a valid TCP port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_serve_and_demo_reject_bad_threads(command, capsys):
+    assert main([command, "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads 0" in err and "between 1 and 1024" in err

@@ -54,7 +54,7 @@ def test_second_build_reuses_every_step(demo_analysis):
 
 
 def test_cli_demo_build_only_on_the_cached_analysis(demo_analysis):
-    proc = subprocess.run([sys.executable, "-m", "core.cli.main", "demo", "--build-only", "--out", str(demo_analysis)],
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--build-only", "--out", str(demo_analysis)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "demo analysis ready" in proc.stdout and "planted GO programs recovered" in proc.stdout

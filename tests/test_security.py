@@ -18,16 +18,21 @@ SOURCE_DIRS = ("core", "callbacks", "components", "scripts", "benchmarks")
 # ----------------------------------------------------------------------------- binding
 @pytest.fixture
 def fake_app(monkeypatch):
-    """Replace the Dash entry point so `serve` runs without starting a server; records how it was run."""
+    """Replace the Dash entry point and the server so `serve` runs without serving; records how it
+    would serve (tests/test_serve.py serves for real)."""
+    from core.cli import serve as serve_module
+
     runs: list[dict] = []
-
-    class FakeDash:
-        def run(self, **kwargs):
-            runs.append(kwargs)
-
+    built = object()
     module = types.ModuleType("app")
-    module.create_app = lambda default_analysis=None: FakeDash()
+    module.create_app = lambda default_analysis=None: built
     monkeypatch.setitem(sys.modules, "app", module)
+
+    def run_server(dash_app, **kwargs):
+        assert dash_app is built
+        runs.append(kwargs)
+
+    monkeypatch.setattr(serve_module, "run_server", run_server)
     monkeypatch.setenv("FEATURELENS_CONFINE", "")  # records the variable, so serve's setting is undone afterwards
     monkeypatch.delenv("FEATURELENS_CONFINE")
     return runs
@@ -42,7 +47,7 @@ def test_serve_binds_loopback_without_warning(fake_app, capsys):
     import os
 
     assert main(["serve", "--port", "8123"]) == 0
-    assert fake_app == [{"host": "127.0.0.1", "port": 8123, "debug": False}]
+    assert fake_app == [{"host": "127.0.0.1", "port": 8123, "debug": False, "threads": 8}]
     assert "warning" not in capsys.readouterr().err
     assert "FEATURELENS_CONFINE" not in os.environ  # on loopback, analyses may refer to data anywhere here
 
@@ -72,8 +77,8 @@ def test_debug_mode_is_refused_when_exposed(fake_app, capsys):
 
 def test_app_module_binds_loopback_when_run_directly():
     tree = ast.parse((ROOT / "app.py").read_text())
-    runs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "run"]
-    assert runs, "app.py should start the server in its __main__ block"
+    runs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) in ("run", "run_server")]
+    assert runs, "app.py should start the server (core.cli.serve.run_server) in its __main__ block"
     for call in runs:
         host = next(k.value for k in call.keywords if k.arg == "host")
         assert isinstance(host, ast.Constant) and host.value == "127.0.0.1"
