@@ -65,6 +65,9 @@ def test_planted_terms_are_top_hits(planted_analysis):
     assert (ann.loc[ann["de_direction"] == "down", "reported"] == False).all()  # noqa: E712
     cmap = a.read_parquet("concept_map.parquet")
     assert set(cmap["feature"]) == set(rep["feature"]) and cmap["category"].notna().all()
+    tech = a.read_parquet("confounders.parquet")
+    assert len(tech) == 6 and {"library_size_r", "detected_genes_r", "tracks"} <= set(tech.columns)
+    assert (tech.loc[3:5, "tracks"] == "").all() and summary["technical"]["cell_type_key"] == "cell_type"
 
 
 def test_paper_method_keeps_the_papers_rule(planted_analysis):
@@ -136,7 +139,8 @@ def test_cli_de_matches_annotation_groups(planted_analysis, tmp_path, capsys):
 def test_cli_annotate_and_compare(planted_analysis, capsys):
     a = planted_analysis
     assert main(["annotate", str(a.path), "--concepts", "go-bp", "--expression", "observed"]) == 0
-    assert "features_annotated" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "features_annotated" in out and "technical check: live features that mostly track" in out
     assert main(["compare", str(a.path), str(a.path)]) == 0
     assert "similarity: 1.000" in capsys.readouterr().out
 

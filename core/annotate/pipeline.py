@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.annotate.confounders import FLAG_ETA2, FLAG_R, analysis_confounders, tracking_counts
 from core.annotate.concept_map import ConceptMapConfig, concept_map
 from core.concepts import ConceptDB, load_go, read_gmt
 from core.concepts.go import NAMESPACES
@@ -277,6 +278,12 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
         result = annotate(acts, expr.matrix, expr.gene_names, concepts=concepts, seed=analysis.seed, config=config,
                           kind=kind, workdir=Path(work), progress=progress, should_stop=should_stop)
     summary = {**result.summary(n_live=n_live), "expression": expr.label}
+    progress(0, 1, "checking features against library size, detected genes, %mito and batch")
+    confounders = analysis_confounders(analysis, acts)
+    if confounders is not None:
+        live = np.diff(acts.tocsc().indptr) > 0
+        summary["technical"] = {"tracks": tracking_counts(confounders, live=live), **confounders.attrs,
+                                "rule": f"|within-cell-type r| ≥ {FLAG_R} or batch η² ≥ {FLAG_ETA2}"}
     cmap = None
     if bool(is_reported(result.annotations).any()) if len(result.annotations) else False:
         progress(0, 1, "building the concept map (UMAP)")
@@ -286,5 +293,7 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
         w.write_parquet("annotation_groups.parquet", result.groups)
         if cmap is not None:
             w.write_parquet("concept_map.parquet", cmap)
+        if confounders is not None:
+            w.write_parquet("confounders.parquet", confounders)
         w.write_json("annotation.json", summary)
     return summary

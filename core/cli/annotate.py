@@ -55,9 +55,15 @@ def run(args) -> int:
     summary = annotate_analysis(analysis, config=config_from_args(args), progress=ProgressBar("annotate"),
                                 force=args.force)
     for k, v in summary.items():
-        print(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}")
+        if k != "technical":
+            print(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}")
+    tech = summary.get("technical")
+    if tech is not None:
+        tracks = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in tech["tracks"].items()) or "none"
+        print(f"technical check: live features that mostly track a technical variable ({tech['rule']}): {tracks}")
     if "null_features_tested" in summary:
         print(f"self-check: null features annotated: {summary['null_features_annotated']} of "
               f"{summary['null_features_tested']} (random cell sets through the same pipeline)")
-    print(f"wrote {analysis.path}/annotations.parquet, annotation_groups.parquet, concept_map.parquet")
+    print(f"wrote {analysis.path}/annotations.parquet, annotation_groups.parquet, concept_map.parquet"
+          + (", confounders.parquet" if tech is not None else ""))
     return 0

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress, Cancelled
 
-__all__ = ["counts_location", "library_sizes", "count_rows", "write_csc", "load_csc", "CSC_FILES"]
+__all__ = ["counts_location", "library_sizes", "cell_qc", "count_rows", "write_csc", "load_csc", "CSC_FILES"]
 
 CHUNK_BYTES = 64 * 2**20
 CSC_FILES = ("counts_data.npy", "counts_indices.npy", "counts_indptr.npy")
@@ -126,6 +126,40 @@ def library_sizes(path: str | os.PathLike, *, layer: str | None = None, columns=
                 sub = block if cols is None else block[:, cols]
                 out[i:j] = np.asarray(sub.sum(axis=1), dtype=np.float64).ravel()
         return out
+
+
+def cell_qc(path: str | os.PathLike, *, layer: str | None = None, mito=None,
+            chunk_bytes: int = CHUNK_BYTES) -> dict[str, np.ndarray]:
+    """Per-cell quality-control covariates in one pass over the counts, float64 (n_cells,) each:
+    ``library_size`` (total counts), ``detected_genes`` (genes with a count > 0) and, when ``mito``
+    (bool mask over genes) marks any gene, ``pct_mito`` (100 × their counts / the total)."""
+    with _open(path, layer) as m:
+        n, g = m.shape
+        mito = None if mito is None else np.asarray(mito, dtype=bool)
+        if mito is not None and mito.shape != (g,):
+            raise InputError(f"the mitochondrial-gene mask has {mito.size} entries for {g} genes")
+        has_mito = mito is not None and bool(mito.any())
+        total, detected, mt = np.zeros(n), np.zeros(n), np.zeros(n)
+        for i, j, block in m.chunks(chunk_bytes=chunk_bytes):
+            block.eliminate_zeros()
+            vals = block.data.astype(np.float64)
+            if m.encoding == "csc":
+                rows = block.indices
+                total += np.bincount(rows, weights=vals, minlength=n)
+                detected += np.bincount(rows, minlength=n)
+                if has_mito:
+                    cols = np.repeat(np.arange(i, j), np.diff(block.indptr))
+                    keep = mito[cols]
+                    mt += np.bincount(rows[keep], weights=vals[keep], minlength=n)
+            else:
+                total[i:j] = np.asarray(block.sum(axis=1)).ravel()
+                detected[i:j] = np.diff(block.indptr)
+                if has_mito:
+                    mt[i:j] = np.asarray(block[:, mito].sum(axis=1)).ravel()
+    out = {"library_size": total, "detected_genes": detected}
+    if has_mito:
+        out["pct_mito"] = 100 * mt / np.maximum(total, 1e-12)
+    return out
 
 
 def count_rows(path: str | os.PathLike, rows, *, layer: str | None = None, columns=None,
