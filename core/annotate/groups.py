@@ -157,47 +157,14 @@ def select_groups(
     cells. ``min_cells``: features with fewer high or low cells are kept with a ``reason`` and
     not tested. Returns :class:`Groups` in the order of ``features``.
     """
-    if not 0 <= percentile < 100:
-        raise InputError(f"percentile must be in [0, 100), got {percentile}", fix="use e.g. 99")
-    if int(min_cells) < 2:
-        raise InputError(f"min_cells must be at least 2 (a variance needs two cells), got {min_cells}")
-    if int(n_low) < int(min_cells):
-        raise InputError(f"n_low ({n_low}) is below min_cells ({min_cells})", fix="raise n_low, e.g. 1000")
-    a = activations if sp.issparse(activations) else sp.csc_matrix(np.asarray(activations))
-    if a.ndim != 2:
-        raise InputError("activations must be a 2-D cells × features matrix")
-    n_cells, n_feat = a.shape
-    if features is None:
-        features = np.arange(n_feat)
-    features = np.asarray(features, dtype=np.int64).ravel()
-    if features.size and (features.min() < 0 or features.max() >= n_feat):
-        raise InputError(f"feature index out of range 0..{n_feat - 1}")
-    progress(0, 3, "groups: reading activations")
-    a = sp.csc_matrix(a)[:, features] if features.size != n_feat or np.any(features != np.arange(n_feat)) \
-        else sp.csc_matrix(a)
-    a.sort_indices()
-    data = a.data
-    if data.size and not np.all(np.isfinite(data)):
-        raise InputError("activations contain NaN or infinite values", fix="check the SAE encoder output")
-    if data.size and data.min() < 0:
-        raise InputError("activations must be ≥ 0 (SAE latents after ReLU/TopK)",
-                         fix="pass the SAE's non-negative feature activations")
-    if not np.issubdtype(data.dtype, np.floating):
-        data = data.astype(np.float64)
+    _check_group_options(percentile=percentile, n_low=n_low, min_cells=min_cells)
+    a, features = _feature_columns(activations, features, progress=progress)
+    data = _checked_values(a.data)
     if should_stop():
         raise Cancelled()
-
-    # percentile thresholds from the order statistics of each column (zeros implicit)
-    q = percentile / 100.0
-    virtual = (n_cells - 1) * q
-    lo = int(np.floor(virtual))
-    hi = min(lo + 1, n_cells - 1)
-    gamma = float(virtual - lo)
+    n_cells = a.shape[0]
     ptr = a.indptr.astype(np.int64)
-    a_lo, a_hi, n_pos = _order_stats(ptr, data, n_cells, lo, hi)
-    a_lo = a_lo.astype(data.dtype)
-    a_hi = a_hi.astype(data.dtype)
-    threshold = _lerp(a_lo, a_hi, gamma)
+    threshold, n_pos = _thresholds(ptr, data, n_cells, percentile)
     progress(1, 3, "groups: high cells")
     if should_stop():
         raise Cancelled()
@@ -226,6 +193,59 @@ def select_groups(
               "seed": seed if isinstance(seed, (int, np.integer)) else None}
     return Groups(features, threshold, n_pos, n_high, n_low_f.astype(np.int64), reason, high_ptr, high_idx,
                   order, stop, skip_ptr, skip_idx, int(n_cells), params)
+
+
+def _check_group_options(*, percentile: float, n_low: int, min_cells: int) -> None:
+    if not 0 <= percentile < 100:
+        raise InputError(f"percentile must be in [0, 100), got {percentile}", fix="use e.g. 99")
+    if int(min_cells) < 2:
+        raise InputError(f"min_cells must be at least 2 (a variance needs two cells), got {min_cells}")
+    if int(n_low) < int(min_cells):
+        raise InputError(f"n_low ({n_low}) is below min_cells ({min_cells})", fix="raise n_low, e.g. 1000")
+
+
+def _feature_columns(activations, features, *, progress: Progress) -> tuple[sp.csc_matrix, np.ndarray]:
+    """``(the columns `features` as CSC with sorted indices, the feature indices (int64))``."""
+    a = activations if sp.issparse(activations) else sp.csc_matrix(np.asarray(activations))
+    if a.ndim != 2:
+        raise InputError("activations must be a 2-D cells × features matrix")
+    n_feat = a.shape[1]
+    if features is None:
+        features = np.arange(n_feat)
+    features = np.asarray(features, dtype=np.int64).ravel()
+    if features.size and (features.min() < 0 or features.max() >= n_feat):
+        raise InputError(f"feature index out of range 0..{n_feat - 1}")
+    progress(0, 3, "groups: reading activations")
+    a = sp.csc_matrix(a)[:, features] if features.size != n_feat or np.any(features != np.arange(n_feat)) \
+        else sp.csc_matrix(a)
+    a.sort_indices()
+    return a, features
+
+
+def _checked_values(data: np.ndarray) -> np.ndarray:
+    """The stored activations, refused when not finite or negative; floats as they are, else float64."""
+    if data.size and not np.all(np.isfinite(data)):
+        raise InputError("activations contain NaN or infinite values", fix="check the SAE encoder output")
+    if data.size and data.min() < 0:
+        raise InputError("activations must be ≥ 0 (SAE latents after ReLU/TopK)",
+                         fix="pass the SAE's non-negative feature activations")
+    if not np.issubdtype(data.dtype, np.floating):
+        data = data.astype(np.float64)
+    return data
+
+
+def _thresholds(ptr: np.ndarray, data: np.ndarray, n_cells: int, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(percentile threshold, cells > 0)`` per column, from the column's order statistics (zeros implicit)."""
+    q = percentile / 100.0
+    virtual = (n_cells - 1) * q
+    lo = int(np.floor(virtual))
+    hi = min(lo + 1, n_cells - 1)
+    gamma = float(virtual - lo)
+    a_lo, a_hi, n_pos = _order_stats(ptr, data, n_cells, lo, hi)
+    a_lo = a_lo.astype(data.dtype)
+    a_hi = a_hi.astype(data.dtype)
+    return _lerp(a_lo, a_hi, gamma), n_pos
+
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

@@ -239,24 +239,31 @@ def write_csc(path: str | os.PathLike, target: str | os.PathLike, *, layer: str 
         cursor = indptr[:-1].copy()
         span = max(1, chunk_bytes // 8)  # values written between two releases of the mapped pages
         for offset, genes, sub in blocks("copying the counts by gene", 0.5):
-            if not genes.size:
-                continue
-            # windows of genes whose segments in the output lie within `span` values of each other,
-            # so the pages touched before each release stay bounded (one chunk reaches every gene)
-            window = (indptr[genes] - indptr[genes[0]]) // span
-            cuts = np.flatnonzero(np.diff(window)) + 1
-            for k0, k1 in zip([0, *cuts], [*cuts, genes.size]):
-                a, b = sub.indptr[k0], sub.indptr[k1]
-                counts = np.diff(sub.indptr[k0:k1 + 1])
-                # the k-th value of gene g's column in this chunk goes to cursor[g] + k
-                pos = np.arange(a, b, dtype=np.int64) + np.repeat(cursor[genes[k0:k1]] - sub.indptr[k0:k1], counts)
-                data[pos] = sub.data[a:b]
-                indices[pos] = sub.indices[a:b] + offset
-                cursor[genes[k0:k1]] += counts
-                _release(data, indices)
+            if genes.size:
+                _place(sub, genes, offset, indptr=indptr, cursor=cursor, data=data, indices=indices, span=span)
         del data, indices
         np.save(target / CSC_FILES[2], indptr.astype(itype))
         return n_cells, n_genes
+
+
+def _place(sub: sp.csc_matrix, genes: np.ndarray, offset: int, *, indptr: np.ndarray, cursor: np.ndarray,
+           data: np.memmap, indices: np.memmap, span: int) -> None:
+    """Copy one chunk (CSC, column k = output gene ``genes[k]``, rows from ``offset``) to its genes'
+    ``cursor`` positions in the mapped ``data``/``indices``, and advance the cursors.
+
+    Windows of genes whose segments in the output lie within ``span`` values of each other are
+    written between two releases, so the pages touched stay bounded (one chunk reaches every gene)."""
+    window = (indptr[genes] - indptr[genes[0]]) // span
+    cuts = np.flatnonzero(np.diff(window)) + 1
+    for k0, k1 in zip([0, *cuts], [*cuts, genes.size]):
+        a, b = sub.indptr[k0], sub.indptr[k1]
+        counts = np.diff(sub.indptr[k0:k1 + 1])
+        # the k-th value of gene g's column in this chunk goes to cursor[g] + k
+        pos = np.arange(a, b, dtype=np.int64) + np.repeat(cursor[genes[k0:k1]] - sub.indptr[k0:k1], counts)
+        data[pos] = sub.data[a:b]
+        indices[pos] = sub.indices[a:b] + offset
+        cursor[genes[k0:k1]] += counts
+        _release(data, indices)
 
 
 def _release(*maps: np.memmap) -> None:

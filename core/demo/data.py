@@ -217,39 +217,62 @@ class _Draw:
 def _simulate(cfg: DemoDataConfig, rng: np.random.Generator, progress: Progress) -> _Draw:
     from core.concepts import load_go
 
-    K = len(cfg.programs)
     progress(0, 5, "choosing genes from GO")
     go = load_go(("BP",))
     term_cols, term_names = _program_genes(cfg.programs, go=go)
+    gene_cols = _gene_columns(cfg, go, term_cols, rng)
+    genes = pd.Index(go.genes[gene_cols].astype(str), name="gene")
+    M = _connectivity(cfg, term_cols, gene_cols, rng)
+
+    progress(1, 5, "drawing cells and programs")
+    types = list(CELL_TYPES)
+    ct, batch, phase = _cell_labels(cfg, types, rng)
+    X, X1, X2, A, B = _programs(cfg, types, ct, batch, phase, rng)
+
+    progress(2, 5, "expression means")
+    mu, theta, identity, marker = _means(cfg, types, M, X2, ct, batch, rng)
+    return _Draw(genes=genes, term_names=term_names, term_sizes=[int(c.size) for c in term_cols], types=types,
+                 ct=ct, batch=batch, phase=phase, X=X, X1=X1, X2=X2, A=A, B=B, M=M, identity=identity,
+                 marker=marker, mu=mu, theta=theta, go_source=str(go.terms["source"].iat[0]))
+
+
+def _gene_columns(cfg: DemoDataConfig, go, term_cols: list, rng: np.random.Generator) -> np.ndarray:
+    """The GO gene columns simulated (sorted): every program gene, and random annotated filler genes."""
     program_cols = np.unique(np.concatenate(term_cols))
     if program_cols.size > cfg.n_genes:
         raise InputError(f"the programs' GO terms hold {program_cols.size} genes, more than n_genes={cfg.n_genes}",
                          fix=f"use n_genes ≥ {program_cols.size} or fewer programs")
     annotated = np.flatnonzero(np.diff(go.matrix.tocsc().indptr) > 0)
     filler = rng.choice(np.setdiff1d(annotated, program_cols), size=cfg.n_genes - program_cols.size, replace=False)
-    gene_cols = np.sort(np.concatenate([program_cols, filler]))
-    genes = pd.Index(go.genes[gene_cols].astype(str), name="gene")
-    G = gene_cols.size
-    col_pos = {c: i for i, c in enumerate(gene_cols.tolist())}
+    return np.sort(np.concatenate([program_cols, filler]))
 
-    # ---- connectivity M (genes × programs): a random share of each term's genes, log-effects
-    M = np.zeros((G, K), np.float32)
+
+def _connectivity(cfg: DemoDataConfig, term_cols: list, gene_cols: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """M (genes × programs): a random share of each term's genes, with log-effects."""
+    col_pos = {c: i for i, c in enumerate(gene_cols.tolist())}
+    M = np.zeros((gene_cols.size, len(cfg.programs)), np.float32)
     for k, cols in enumerate(term_cols):
         pos = np.fromiter((col_pos[c] for c in cols.tolist()), np.int64, cols.size)
         n_on = min(pos.size, max(10, int(round(cfg.connect_fraction * pos.size))))
         on = rng.choice(pos, size=n_on, replace=False)
         M[on, k] = cfg.effect * rng.uniform(0.7, 1.3, on.size)
+    return M
 
-    # ---- cells: types, batches, cell-cycle phase
-    progress(1, 5, "drawing cells and programs")
-    types = list(CELL_TYPES)
+
+def _cell_labels(cfg: DemoDataConfig, types: list, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(cell type index, batch index, cell-cycle phase)`` of every cell; cells grouped by type, as in an atlas."""
     share = np.array([CELL_TYPES[t][2] for t in types])
-    ct = np.sort(rng.choice(len(types), size=cfg.n_cells, p=share / share.sum()))  # grouped by type, as in an atlas
+    ct = np.sort(rng.choice(len(types), size=cfg.n_cells, p=share / share.sum()))
     batch = rng.integers(0, cfg.n_batches, cfg.n_cells)
     cycling = rng.random(cfg.n_cells) < np.array([_CYCLING.get(t, 0.05) for t in types])[ct]
     phase = np.where(cycling, np.where(rng.random(cfg.n_cells) < 0.55, "S", "G2M"), "G1")
+    return ct, batch, phase
 
-    # ---- X → X′ → X″
+
+def _programs(cfg: DemoDataConfig, types: list, ct: np.ndarray, batch: np.ndarray, phase: np.ndarray,
+              rng: np.random.Generator):
+    """``(X, X′, X″, A, B)``: program intensities, X′ = X · exp(B[batch]), X″ = X′ · A[cell type]."""
+    K = len(cfg.programs)
     X = rng.gamma(cfg.intensity_shape, 1.0 / cfg.intensity_shape, size=(cfg.n_cells, K))
     for k, p in enumerate(cfg.programs):
         if p.kind == "sparse":
@@ -260,9 +283,14 @@ def _simulate(cfg: DemoDataConfig, rng: np.random.Generator, progress: Progress)
     X1 = X * np.exp(B[batch])
     A = np.array([[1.0 if p.activity is None else p.activity.get(t, 0.0) for p in cfg.programs] for t in types])
     X2 = X1 * A[ct]
+    return X, X1, X2, A, B
 
-    # ---- log means: base + identity + programs + batch; softmax × library size
-    progress(2, 5, "expression means")
+
+def _means(cfg: DemoDataConfig, types: list, M: np.ndarray, X2: np.ndarray, ct: np.ndarray, batch: np.ndarray,
+           rng: np.random.Generator):
+    """``(NB means (cells × genes, float32), dispersions, identity log-offsets, marker genes)``: log means
+    base + identity + programs + batch, softmax × library size."""
+    G = M.shape[0]
     base = rng.normal(0.0, cfg.base_sd, G)
     nodes = list(_IDENTITY)
     free = np.flatnonzero(~M.any(axis=1))
@@ -283,9 +311,8 @@ def _simulate(cfg: DemoDataConfig, rng: np.random.Generator, progress: Progress)
     lib = cfg.library_median * lib_factor * np.exp(rng.normal(0.0, cfg.library_sd, cfg.n_cells))
     mu *= lib[:, None].astype(np.float32)
     theta = cfg.dispersion_median * np.exp(rng.normal(0.0, 0.5, G))
-    return _Draw(genes=genes, term_names=term_names, term_sizes=[int(c.size) for c in term_cols], types=types,
-                 ct=ct, batch=batch, phase=phase, X=X, X1=X1, X2=X2, A=A, B=B, M=M, identity=identity,
-                 marker=marker, mu=mu, theta=theta, go_source=str(go.terms["source"].iat[0]))
+    return mu, theta, identity, marker
+
 
 
 def _nb_counts(mu: np.ndarray, theta: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
@@ -322,7 +349,7 @@ def generate_demo_dataset(config: DemoDataConfig = DemoDataConfig(), *, seed: in
     d.mu = None  # free the dense means before assembling
 
     progress(4, 5, "assembling the AnnData")
-    types, ct, M, K = d.types, d.ct, d.M, len(cfg.programs)
+    types, ct = d.types, d.ct
     obs = pd.DataFrame({
         "cell_type": pd.Categorical(np.array(types)[ct], categories=types),
         "lineage": pd.Categorical([CELL_TYPES[types[i]][0] for i in ct]),
@@ -333,7 +360,7 @@ def generate_demo_dataset(config: DemoDataConfig = DemoDataConfig(), *, seed: in
     }, index=pd.Index([f"cell{i:05d}" for i in range(cfg.n_cells)], name="cell"))
     nodes = list(_IDENTITY)
     var = pd.DataFrame({
-        "program_genes": ["|".join(cfg.programs[k].key for k in np.flatnonzero(row)) for row in M],
+        "program_genes": ["|".join(cfg.programs[k].key for k in np.flatnonzero(row)) for row in d.M],
         "marker_of": ["|".join(nodes[n] for n in np.flatnonzero((d.marker == g).any(axis=1)))
                       for g in range(len(d.genes))],
     }, index=d.genes)
@@ -341,28 +368,35 @@ def generate_demo_dataset(config: DemoDataConfig = DemoDataConfig(), *, seed: in
     adata.obsm["truth_X"] = d.X.astype(np.float32)
     adata.obsm["truth_X_batch"] = d.X1.astype(np.float32)
     adata.obsm["truth_activity"] = d.X2.astype(np.float32)
-    adata.varm["truth_connectivity"] = M
+    adata.varm["truth_connectivity"] = d.M
     adata.varm["truth_identity"] = d.identity
-    adata.uns["ground_truth"] = {
+    adata.uns["ground_truth"] = _ground_truth(cfg, d, seed=seed)
+    progress(5, 5, f"{cfg.n_cells:,} cells × {len(d.genes):,} genes simulated")
+    return adata
+
+
+def _ground_truth(cfg: DemoDataConfig, d: _Draw, *, seed: int) -> dict:
+    """``.uns['ground_truth']``: the program table, A, B, lineages, the model, config and seed."""
+    types, M = d.types, d.M
+    return {
         "programs": {
             "key": [p.key for p in cfg.programs], "term_id": [p.term_id for p in cfg.programs],
             "term_name": d.term_names, "scope": [p.scope for p in cfg.programs], "kind": [p.kind for p in cfg.programs],
             "cell_types": ["|".join(t for t in types if p.activity is None or p.activity.get(t, 0) > 0)
                            for p in cfg.programs],
             "n_term_genes": d.term_sizes,
-            "n_genes_driven": [int((M[:, k] > 0).sum()) for k in range(K)],
+            "n_genes_driven": [int((M[:, k] > 0).sum()) for k in range(len(cfg.programs))],
         },
         "cell_types": types,
         "cell_type_activity": d.A.astype(np.float32),
         "batch_program_effect": d.B.astype(np.float32),
         "lineages": {k: list(v) for k, v in LINEAGES.items()},
-        "identity_nodes": nodes,
+        "identity_nodes": list(_IDENTITY),
         "model": "X → X′ = X·exp(B[batch]) → X″ = X′·A[cell type] → "
                  "Y ~ NB(softmax(base + identity + M·X″ + batch offset) × library size, θ)",
         "config": _json_config(cfg), "seed": int(seed), "go_source": d.go_source,
     }
-    progress(5, 5, f"{cfg.n_cells:,} cells × {len(d.genes):,} genes simulated")
-    return adata
+
 
 
 def _json_config(cfg: DemoDataConfig) -> str:

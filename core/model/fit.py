@@ -181,6 +181,40 @@ def encode_cells(model, X, lib: np.ndarray, cov: np.ndarray | None, *, device=No
     return out
 
 
+def _nb_baseline(X, lib: np.ndarray, cov: np.ndarray | None, train_idx: np.ndarray, *, device):
+    """``(p, theta)``: the training cells' per-gene composition (G,) and per-gene maximum-likelihood
+    NB theta from up to 1,000 of them."""
+    import torch
+
+    from core.model.nb import fit_nb_theta
+
+    train_sum = np.asarray(X[train_idx].sum(axis=0), dtype=np.float64).ravel()
+    p = torch.from_numpy((train_sum / max(train_sum.sum(), 1.0)).astype(np.float32)).to(device)
+    sub = train_idx if len(train_idx) <= 1000 else np.random.default_rng(0).choice(train_idx, 1000, replace=False)
+    xs, ls, _ = _batch(X, lib, cov, np.sort(sub), device)
+    return p, fit_nb_theta(xs, p[None, :] * ls)
+
+
+def _gaussian_baseline(X, train_idx: np.ndarray, *, device):
+    """``(mean, log variance)`` (G,) of every gene over the training cells."""
+    import torch
+
+    Xt = X[train_idx]
+    mean = np.asarray(Xt.sum(axis=0), dtype=np.float64).ravel() / len(train_idx)
+    sq = np.asarray(Xt.multiply(Xt).sum(axis=0), dtype=np.float64).ravel() / len(train_idx)
+    var = np.maximum(sq - mean ** 2, 1e-6)
+    return (torch.from_numpy(mean.astype(np.float32)).to(device),
+            torch.from_numpy(np.log(var).astype(np.float32)).to(device))
+
+
+def _pearson(s: np.ndarray, n_entries: int) -> float:
+    """Pearson r from the sums ``(x, y, xx, yy, xy)`` over ``n_entries`` pairs."""
+    sx, sy, sxx, syy, sxy = s
+    cov_ = sxy - sx * sy / n_entries
+    den = math.sqrt(max(sxx - sx * sx / n_entries, 0.0) * max(syy - sy * sy / n_entries, 0.0))
+    return float(cov_ / den) if den > 0 else float("nan")
+
+
 def heldout_metrics(model, X, lib: np.ndarray, cov: np.ndarray | None, idx: np.ndarray, train_idx: np.ndarray,
                     *, device=None) -> dict[str, float]:
     """Log-likelihood and reconstruction correlation on held-out cells, vs a per-gene-mean baseline.
@@ -192,25 +226,15 @@ def heldout_metrics(model, X, lib: np.ndarray, cov: np.ndarray | None, idx: np.n
     """
     import torch
 
-    from core.model.nb import fit_nb_theta, gaussian_log_prob, nb_log_prob, poisson_log_prob
+    from core.model.nb import gaussian_log_prob, nb_log_prob, poisson_log_prob
 
     device = device or torch.device("cpu")
     model.eval()
     nb = model.likelihood == "nb"
-    train_sum = np.asarray(X[train_idx].sum(axis=0), dtype=np.float64).ravel()
     if nb:
-        p = torch.from_numpy((train_sum / max(train_sum.sum(), 1.0)).astype(np.float32)).to(device)
-        sub = train_idx if len(train_idx) <= 1000 else np.random.default_rng(0).choice(train_idx, 1000, replace=False)
-        xs, ls, _ = _batch(X, lib, cov, np.sort(sub), device)
-        base_theta = fit_nb_theta(xs, p[None, :] * ls)
+        p, base_theta = _nb_baseline(X, lib, cov, train_idx, device=device)
     else:
-        Xt = X[train_idx]
-        mean = train_sum / len(train_idx)
-        sq = np.asarray(Xt.multiply(Xt).sum(axis=0), dtype=np.float64).ravel() / len(train_idx)
-        var = np.maximum(sq - mean ** 2, 1e-6)
-        base_mean = torch.from_numpy(mean.astype(np.float32)).to(device)
-        base_logvar = torch.from_numpy(np.log(var).astype(np.float32)).to(device)
-
+        base_mean, base_logvar = _gaussian_baseline(X, train_idx, device=device)
     sums = {"model": 0.0, "baseline": 0.0, "poisson": 0.0}
     corr = {"model": np.zeros(5), "baseline": np.zeros(5)}  # sum x, y, xx, yy, xy
     n_cells = 0
@@ -235,20 +259,13 @@ def heldout_metrics(model, X, lib: np.ndarray, cov: np.ndarray | None, idx: np.n
                                         float((a * b).sum())])
             n_cells += len(chunk)
     n_entries = n_cells * X.shape[1]
-
-    def pearson(s: np.ndarray) -> float:
-        sx, sy, sxx, syy, sxy = s
-        cov_ = sxy - sx * sy / n_entries
-        den = math.sqrt(max(sxx - sx * sx / n_entries, 0.0) * max(syy - sy * sy / n_entries, 0.0))
-        return float(cov_ / den) if den > 0 else float("nan")
-
     lik = "nb" if nb else "gaussian"
     out = {
         "heldout_cells": int(n_cells),
         f"heldout_{lik}_loglik_per_cell": sums["model"] / n_cells,
         f"baseline_{lik}_loglik_per_cell": sums["baseline"] / n_cells,
-        "reconstruction_pearson" + ("_log1p" if nb else ""): pearson(corr["model"]),
-        "baseline_pearson" + ("_log1p" if nb else ""): pearson(corr["baseline"]),
+        "reconstruction_pearson" + ("_log1p" if nb else ""): _pearson(corr["model"], n_entries),
+        "baseline_pearson" + ("_log1p" if nb else ""): _pearson(corr["baseline"], n_entries),
     }
     if nb:
         out["baseline_poisson_loglik_per_cell"] = sums["poisson"] / n_cells
@@ -303,12 +320,8 @@ def _init_at_gene_means(model, X_train, likelihood: str) -> None:
             model.log_gene_param.copy_(torch.from_numpy(np.log(np.maximum(var, 1e-4)).astype(np.float32)))
 
 
-def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_name, progress,
-         should_stop) -> FittedModel:
-    import torch
-
-    from core.model.vae import ExpressionModel
-
+def _checked_counts(X, *, config: ModelConfig, gene_names, data_name) -> tuple[Any, np.ndarray, list[str]]:
+    """Refuse unusable data; ``(X as float32 CSR, library sizes, gene names)``."""
     n_cells, n_genes = X.shape
     if n_cells < MIN_CELLS:
         raise InputError(f"only {n_cells} cells; the model needs at least {MIN_CELLS}")
@@ -324,27 +337,48 @@ def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_n
         bad = int((lib <= 0).sum())
         raise InputError(f"{bad} cells have no counts at all (library size 0)",
                          fix="remove empty cells (e.g. sc.pp.filter_cells(adata, min_counts=1))")
-    covariate, cov = None, None
-    if batch is not None:
-        labels = np.asarray([str(b) for b in batch])
-        if len(labels) != n_cells:
-            raise InputError(f"{len(labels)} batch labels for {n_cells} cells")
-        cats = sorted(set(labels.tolist()))
-        if len(cats) > 1:
-            covariate = {"key": batch_key or "batch", "categories": cats}
-            cov = one_hot(labels, cats, key=batch_key or "batch")
+    return X, lib, gene_names
 
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train_idx, val_idx, test_idx = _split(n_cells, config)
+
+def _batch_covariate(batch, batch_key, n_cells: int) -> tuple[dict | None, np.ndarray | None]:
+    """``(covariate description, one-hot (n_cells, n_batches))``; ``(None, None)`` for fewer than 2 batches."""
+    if batch is None:
+        return None, None
+    labels = np.asarray([str(b) for b in batch])
+    if len(labels) != n_cells:
+        raise InputError(f"{len(labels)} batch labels for {n_cells} cells")
+    cats = sorted(set(labels.tolist()))
+    if len(cats) < 2:
+        return None, None
+    return {"key": batch_key or "batch", "categories": cats}, one_hot(labels, cats, key=batch_key or "batch")
+
+
+@dataclass
+class _Trained:
+    model: Any
+    history: list[dict]
+    epochs_run: int
+    best_epoch: int
+    best: float
+    max_epochs: int
+    warmup: int
+
+
+def _train_model(X, lib: np.ndarray, cov: np.ndarray | None, train_idx: np.ndarray, val_idx: np.ndarray, *,
+                 config: ModelConfig, dev, progress, should_stop) -> _Trained:
+    """Seeded init at the gene means, KL warm-up, Adam, early stopping on the validation loss."""
+    import torch
+
+    from core.model.vae import ExpressionModel
+
     max_epochs = config.epochs_for(len(train_idx))
     warmup = config.warmup_epochs(len(train_idx), max_epochs)
     start_stopping = max(warmup, config.min_epochs)
-    started = time.perf_counter()
     n_train = len(train_idx)
     steps_per_epoch = n_train // config.batch_size + (n_train % config.batch_size >= 2)  # chunks of 1 are skipped
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = ExpressionModel(n_genes, 0 if cov is None else cov.shape[1], config).to(dev)
+        model = ExpressionModel(X.shape[1], 0 if cov is None else cov.shape[1], config).to(dev)
         _init_at_gene_means(model, X[train_idx], config.likelihood)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         gen = torch.Generator(device=dev).manual_seed(config.seed)
@@ -383,18 +417,33 @@ def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_n
                             steps_per_epoch=steps_per_epoch, stopping=stopping, progress=progress,
                             should_stop=should_stop, cancel="raise", check_every_s=0.0,
                             eval_message=lambda row, epoch: f"epoch {row['epoch']}: validation loss {row['val_loss']:.2f}")
-        history, epoch = loop.history, loop.epochs
-        best = stopping.best
         # the budget ended before early stopping could start: keep the last weights
-        best_epoch = stopping.best_row["epoch"] if stopping.restore() else epoch
+        best_epoch = stopping.best_row["epoch"] if stopping.restore() else loop.epochs
     model.eval()
+    return _Trained(model=model, history=loop.history, epochs_run=loop.epochs, best_epoch=best_epoch,
+                    best=stopping.best, max_epochs=max_epochs, warmup=warmup)
+
+
+def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_name, progress,
+         should_stop) -> FittedModel:
+    import torch
+
+    n_cells, n_genes = X.shape
+    X, lib, gene_names = _checked_counts(X, config=config, gene_names=gene_names, data_name=data_name)
+    covariate, cov = _batch_covariate(batch, batch_key, n_cells)
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train_idx, val_idx, test_idx = _split(n_cells, config)
+    started = time.perf_counter()
+    trained = _train_model(X, lib, cov, train_idx, val_idx, config=config, dev=dev, progress=progress,
+                           should_stop=should_stop)
+    model, epoch, max_epochs, best = trained.model, trained.epochs_run, trained.max_epochs, trained.best
     fit_seconds = time.perf_counter() - started
     progress(max_epochs, max_epochs, "evaluating on held-out cells")
     eval_idx = test_idx if len(test_idx) else val_idx
     metrics = heldout_metrics(model, X, lib, cov, eval_idx, train_idx, device=dev)
     metrics.update({
-        "epochs_run": epoch, "best_epoch": best_epoch, "max_epochs": max_epochs, "kl_warmup_epochs": warmup,
-        "stopped_early": epoch < max_epochs, "fit_seconds": round(fit_seconds, 2),
+        "epochs_run": epoch, "best_epoch": trained.best_epoch, "max_epochs": max_epochs,
+        "kl_warmup_epochs": trained.warmup, "stopped_early": epoch < max_epochs, "fit_seconds": round(fit_seconds, 2),
         "best_validation_loss": best if math.isfinite(best) else None,
         "n_cells": int(n_cells), "n_genes": int(n_genes),
         "n_train": int(len(train_idx)), "n_validation": int(len(val_idx)), "n_test": int(len(test_idx)),
@@ -404,4 +453,4 @@ def _fit(X, *, config: ModelConfig, gene_names, batch, batch_key, device, data_n
     embedding = encode_cells(model, X, lib, cov, device=dev)
     model.cpu()
     return FittedModel(model=model, config=config, gene_names=gene_names, covariate=covariate,
-                       embedding=embedding, metrics=metrics, history=history)
+                       embedding=embedding, metrics=metrics, history=trained.history)

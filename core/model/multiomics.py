@@ -221,6 +221,55 @@ def _direction(z: np.ndarray) -> np.ndarray:
     return np.where(z > Z_CRITICAL, "higher", np.where(z < -Z_CRITICAL, "lower", "ns"))
 
 
+def _modality_matrix(modality, *, n_cells: int):
+    """The modality's cells × peaks matrix as float64 (CSR or dense), refused when it does not fit."""
+    import scipy.sparse as sp
+
+    M = modality.matrix if isinstance(modality, Modality) else modality
+    M = sp.csr_matrix(M, dtype=np.float64) if sp.issparse(M) else np.asarray(M, dtype=np.float64)
+    if M.shape[0] != n_cells:
+        raise InputError(f"activations have {n_cells} cells but the modality has {M.shape[0]}",
+                         fix="both must describe the same cells in the same order")
+    if M.shape[1] == 0:
+        raise InputError("the modality has no columns")
+    return M
+
+
+def _high_low_stats(M, highs, lows, n_high: np.ndarray, n_lo: np.ndarray, *, ddof: int, max_block_bytes: int,
+                    progress: Progress, should_stop: ShouldStop, prefix: str) -> dict[str, np.ndarray]:
+    """Per feature (in blocks of features): mean and SE of the per-cell accessibility in the high and low
+    cells (``mean_high``, ...), and the peaks higher / lower in the high cells (``peaks_up``, ``peaks_down``)."""
+    import scipy.sparse as sp
+
+    n_cells, n_peaks = M.shape
+    M2 = M.multiply(M).tocsr() if sp.issparse(M) else M * M
+    score = np.asarray(M.mean(axis=1)).ravel()  # per-cell accessibility
+    score_m = np.column_stack([score])
+    score_m2 = score_m ** 2
+    n_feats = len(highs)
+    block = max(1, min(512, int(max_block_bytes // (8 * 6 * n_peaks))))
+    cols: dict[str, list] = {k: [] for k in ("mean_high", "mean_low", "se_high", "se_low", "peaks_up", "peaks_down")}
+    for b0 in range(0, n_feats, block):
+        if should_stop():
+            raise Cancelled("modality comparison cancelled")
+        sl = slice(b0, min(n_feats, b0 + block))
+        Sh = selection_matrices(highs[sl], n_cells)
+        Sl = selection_matrices(lows[sl], n_cells)
+        mh, sh = _group_stats(Sh, score_m, score_m2, n_high[sl], ddof)
+        ml, sl_ = _group_stats(Sl, score_m, score_m2, n_lo[sl], ddof)
+        cols["mean_high"].append(mh[:, 0])
+        cols["mean_low"].append(ml[:, 0])
+        cols["se_high"].append(sh[:, 0])
+        cols["se_low"].append(sl_[:, 0])
+        pmh, psh = _group_stats(Sh, M, M2, n_high[sl], ddof)
+        pml, psl = _group_stats(Sl, M, M2, n_lo[sl], ddof)
+        _, pz = _z(pmh, pml, psh, psl)
+        cols["peaks_up"].append((pz > Z_CRITICAL).sum(axis=1))
+        cols["peaks_down"].append((pz < -Z_CRITICAL).sum(axis=1))
+        progress(sl.stop, n_feats, f"{prefix}: compared {sl.stop:,} of {n_feats:,} features")
+    return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+
+
 def compare_modality(
     activations,
     modality,
@@ -244,45 +293,13 @@ def compare_modality(
     ``_n_peaks_higher, _n_peaks_lower`` (peaks passing the same rule each way), ready to join
     into ``features.parquet``. Features without high cells get NaN statistics and "ns".
     """
-    import scipy.sparse as sp
-
-    M = modality.matrix if isinstance(modality, Modality) else modality
-    M = sp.csr_matrix(M, dtype=np.float64) if sp.issparse(M) else np.asarray(M, dtype=np.float64)
-    n_cells, n_peaks = M.shape
-    if activations.shape[0] != n_cells:
-        raise InputError(f"activations have {activations.shape[0]} cells but the modality has {n_cells}",
-                         fix="both must describe the same cells in the same order")
-    if n_peaks == 0:
-        raise InputError("the modality has no columns")
-    M2 = M.multiply(M).tocsr() if sp.issparse(M) else M * M
-    score = np.asarray(M.mean(axis=1)).ravel()  # per-cell accessibility
-    score_m = np.column_stack([score])
-    score_m2 = score_m ** 2
+    M = _modality_matrix(modality, n_cells=activations.shape[0])
     feats = np.arange(activations.shape[1]) if features is None else np.asarray(features, dtype=np.int64)
     thresholds, highs, lows = high_low_cells(activations, feats, percentile=percentile, n_low=n_low, seed=seed)
     n_high = np.array([len(h) for h in highs], dtype=np.int64)
     n_lo = np.array([len(lw) for lw in lows], dtype=np.int64)
-    block = max(1, min(512, int(max_block_bytes // (8 * 6 * n_peaks))))
-    cols: dict[str, list] = {k: [] for k in ("mean_high", "mean_low", "se_high", "se_low", "peaks_up", "peaks_down")}
-    for b0 in range(0, feats.size, block):
-        if should_stop():
-            raise Cancelled("modality comparison cancelled")
-        sl = slice(b0, min(feats.size, b0 + block))
-        Sh = selection_matrices(highs[sl], n_cells)
-        Sl = selection_matrices(lows[sl], n_cells)
-        mh, sh = _group_stats(Sh, score_m, score_m2, n_high[sl], ddof)
-        ml, sl_ = _group_stats(Sl, score_m, score_m2, n_lo[sl], ddof)
-        cols["mean_high"].append(mh[:, 0])
-        cols["mean_low"].append(ml[:, 0])
-        cols["se_high"].append(sh[:, 0])
-        cols["se_low"].append(sl_[:, 0])
-        pmh, psh = _group_stats(Sh, M, M2, n_high[sl], ddof)
-        pml, psl = _group_stats(Sl, M, M2, n_lo[sl], ddof)
-        _, pz = _z(pmh, pml, psh, psl)
-        cols["peaks_up"].append((pz > Z_CRITICAL).sum(axis=1))
-        cols["peaks_down"].append((pz < -Z_CRITICAL).sum(axis=1))
-        progress(sl.stop, feats.size, f"{prefix}: compared {sl.stop:,} of {feats.size:,} features")
-    cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+    cat = _high_low_stats(M, highs, lows, n_high, n_lo, ddof=ddof, max_block_bytes=max_block_bytes,
+                          progress=progress, should_stop=should_stop, prefix=prefix)
     diff, z = _z(cat["mean_high"], cat["mean_low"], cat["se_high"], cat["se_low"])
     p = f"{prefix}_"
     df = pd.DataFrame({

@@ -65,10 +65,7 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     ``summary["fidelity"]``: the expression model's log-likelihood of held-out cells' counts with the
     SAE reconstruction in place of the embedding (None when the analysis has no decoder).
     """
-    from core.sae import check_trainable, encode_activations, sae_metrics, save_sae, train_sae
-    from core.sae.robustness import robustness_report, train_seeds
-    from core.sae.sweep import sparsity_sweep
-    from core.sae.stability import seed_stability
+    from core.sae import check_trainable, save_sae
 
     check_trainable(x, what=f"embedding {data_ref.get('embedding') or ''}".strip())
     if max_regional_types is not None:
@@ -78,6 +75,37 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
                              sweep=sweep)
     if not force and analysis.cached("sae", inputs=inputs):
         return analysis.read_json("metrics.json")
+    results, swept = _train_all(x, sae_config=sae_config, train_config=train_config, seeds=seeds, sweep=sweep,
+                                progress=progress, should_stop=should_stop, on_eval=on_eval)
+    measured, acts_by_seed = _measure(results, x, progress=progress)
+    primary = results[0]
+    acts = acts_by_seed[primary.train_config.seed]
+    summary, features = _characterised(*measured[primary.train_config.seed], acts, cell_types=cell_types,
+                                       max_regional_types=max_regional_types)
+    progress(0, 1, "expression fidelity on held-out cells")
+    summary["fidelity"] = _fidelity(analysis, x, primary)
+    metrics: dict[str, Any] = {"summary": summary, "training": primary.summary(), "history": primary.history,
+                               "val_cells": int(len(primary.val_index)), "robustness": None,
+                               "sparsity_sweep": swept}
+    if seeds and len(results) >= 2:
+        metrics["robustness"], features = _robustness(results, x, measured, features, cell_types=cell_types,
+                                                      max_regional_types=max_regional_types)
+    with analysis.step("sae", inputs=inputs) as w:
+        save_sae(primary.sae, w, extra={"train": train_config.to_dict(),
+                                        "data": {"n_cells": int(x.shape[0]), **data_ref}})
+        w.write_json("metrics.json", metrics)
+        w.write_parquet("features.parquet", features)
+        w.write_npz_sparse("activations.npz", acts)
+    return metrics
+
+
+def _train_all(x: np.ndarray, *, sae_config, train_config, seeds, sweep, progress, should_stop, on_eval):
+    """``(one TrainResult per seed (or one), the sparsity sweep or None)``; Cancelled on a partial run."""
+    from core.base.progress import Cancelled
+    from core.sae import train_sae
+    from core.sae.robustness import train_seeds
+    from core.sae.sweep import sparsity_sweep
+
     swept = None
     if sweep is not None:
         swept = sparsity_sweep(x, config=sae_config, train=train_config, sweep=sweep, progress=progress,
@@ -90,18 +118,25 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
         results = [train_sae(x, config=sae_config, train=train_config, progress=progress, should_stop=should_stop,
                              on_eval=on_eval)]
     if any(r.stop_reason == "should_stop" for r in results):  # a partial SAE must not be cached as done
-        from core.base.progress import Cancelled
-
         raise Cancelled("training cancelled; the analysis was not changed")
+    return results, swept
+
+
+def _measure(results, x: np.ndarray, *, progress) -> tuple[dict, dict]:
+    """``({seed: (summary, features table)}, {seed: activations (n_cells, hidden) CSR})``."""
+    from core.sae import encode_activations, sae_metrics
+
     measured, acts_by_seed = {}, {}
     for res in results:
         seed = res.train_config.seed
         progress(0, 1, f"encoding all cells (seed {seed})")
         acts_by_seed[seed] = encode_activations(res.sae, x)
         measured[seed] = sae_metrics(res.sae, x, activations=acts_by_seed[seed], val_index=res.val_index)
-    primary = results[0]
-    acts = acts_by_seed[primary.train_config.seed]
-    summary, features = measured[primary.train_config.seed]
+    return measured, acts_by_seed
+
+
+def _characterised(summary: dict, features, acts, *, cell_types, max_regional_types):
+    """The primary SAE's summary and features table with the cell-type characterisation joined in."""
     char = characterise(acts, cell_types, max_regional_types=max_regional_types)
     features = features.join(char, on="feature") if "feature" in features else features.join(char)
     if cell_types is not None:
@@ -109,27 +144,23 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
                    "max_regional_types": char.attrs["max_regional_types"]}
     else:
         summary = {**summary, "local": 0, "regional": 0, "global": 0}
-    progress(0, 1, "expression fidelity on held-out cells")
-    summary["fidelity"] = _fidelity(analysis, x, primary)
-    metrics: dict[str, Any] = {"summary": summary, "training": primary.summary(), "history": primary.history,
-                               "val_cells": int(len(primary.val_index)), "robustness": None,
-                               "sparsity_sweep": swept}
-    if seeds and len(results) >= 2:
-        def local_global(_sae, a) -> dict:
-            counts = locality_counts(characterise(a, cell_types, max_regional_types=max_regional_types)["locality"])
-            return {f"n_{name}": n for name, n in counts.items()}
+    return summary, features
 
-        report = robustness_report({r.train_config.seed: r.sae for r in results}, x, metrics=measured,
-                                   val_loss={r.train_config.seed: r.best.get("val_loss") for r in results},
-                                   characterise=local_global if cell_types is not None else None)
-        metrics["robustness"] = report.to_dict()
-        stab, metrics["robustness"]["stability"] = seed_stability(
-            [r.sae for r in results], [measured[r.train_config.seed][1]["live"].to_numpy(bool) for r in results])
-        features = features.assign(**{c: stab[c].to_numpy()[features["feature"].to_numpy()] for c in stab})
-    with analysis.step("sae", inputs=inputs) as w:
-        save_sae(primary.sae, w, extra={"train": train_config.to_dict(),
-                                        "data": {"n_cells": int(x.shape[0]), **data_ref}})
-        w.write_json("metrics.json", metrics)
-        w.write_parquet("features.parquet", features)
-        w.write_npz_sparse("activations.npz", acts)
-    return metrics
+
+def _robustness(results, x: np.ndarray, measured: dict, features, *, cell_types, max_regional_types):
+    """``(metrics["robustness"], features with each feature's seed stability)`` for two or more seeds."""
+    from core.sae.robustness import robustness_report
+    from core.sae.stability import seed_stability
+
+    def local_global(_sae, a) -> dict:
+        counts = locality_counts(characterise(a, cell_types, max_regional_types=max_regional_types)["locality"])
+        return {f"n_{name}": n for name, n in counts.items()}
+
+    report = robustness_report({r.train_config.seed: r.sae for r in results}, x, metrics=measured,
+                               val_loss={r.train_config.seed: r.best.get("val_loss") for r in results},
+                               characterise=local_global if cell_types is not None else None)
+    robustness = report.to_dict()
+    stab, robustness["stability"] = seed_stability(
+        [r.sae for r in results], [measured[r.train_config.seed][1]["live"].to_numpy(bool) for r in results])
+    features = features.assign(**{c: stab[c].to_numpy()[features["feature"].to_numpy()] for c in stab})
+    return robustness, features

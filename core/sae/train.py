@@ -146,11 +146,35 @@ def train_sae(
 def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Progress | None,
            should_stop: ShouldStop | None, on_eval: Callable[[dict[str, Any]], None] | None) -> TrainResult:
     t_start = time.monotonic()
-    n, d = x.shape
-    train_idx, val_idx = split_indices(n, val_fraction=train.val_fraction, seed=train.seed)
+    train_idx, val_idx = split_indices(x.shape[0], val_fraction=train.val_fraction, seed=train.seed)
     device = resolve_device(train.device)
+    sae, x_train, x_val = _normalized_start(x, train_idx, val_idx, config=config, train=train, device=device)
+    opt = adam_optimizer(sae, train.lr, device)
+    plan = _Plan.of(train, n_train=x_train.shape[0])
+    batches, step, evaluate, after_eval = _loop_parts(sae, opt, x_train, x_val, config=config, train=train,
+                                                      plan=plan, device=device, t_start=t_start)
+    stopping = EarlyStopping(patience=train.patience, min_delta=train.min_delta,
+                             module=sae if train.restore_best else None)
+    loop = run_training(batches=batches, step=step, evaluate=evaluate, epochs=plan.epochs,
+                        steps_per_epoch=plan.steps_per_epoch, max_steps=train.max_steps,
+                        eval_every=train.eval_every or plan.steps_per_epoch, stopping=stopping,
+                        after_eval=after_eval, on_eval=on_eval, progress=progress or no_progress,
+                        should_stop=should_stop or never_stop, check_every_s=0.2, report_every_s=0.5,
+                        eval_message=lambda row, epoch: _message(row, epoch + 1, plan.epochs))
+    restored = stopping.restore()
+    sae.eval()
+    best_row = stopping.best_row or {}
+    return TrainResult(sae=sae, train_config=train, history=loop.history, val_index=val_idx,
+                       stop_reason=loop.stop_reason, device=str(device),
+                       elapsed_s=time.monotonic() - t_start, best=dict(best_row),
+                       final=dict(best_row if restored else loop.history[-1]))
 
-    sae = build_sae(config, d_in=d, seed=train.seed).to(device)
+
+def _normalized_start(x: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *, config: SAEConfig,
+                      train: TrainConfig, device) -> tuple[SparseAutoencoder, torch.Tensor, torch.Tensor]:
+    """The seeded SAE, its input normalisation fitted and its init calibrated on the training cells;
+    ``(sae, normalised training cells, normalised validation cells)`` on ``device``."""
+    sae = build_sae(config, d_in=x.shape[1], seed=train.seed).to(device)
     x_train = torch.from_numpy(x[train_idx]).to(device)
     x_val = torch.from_numpy(x[val_idx]).to(device)
     sae.fit_normalization_(x_train)
@@ -159,19 +183,40 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
         x_val = sae.normalize(x_val).contiguous()
     sae.train()
     sae.calibrate_init_(x_train[: max(train.batch_size, 4096)])
+    return sae, x_train, x_val
 
-    opt = adam_optimizer(sae, train.lr, device)
+
+@dataclass(frozen=True)
+class _Plan:
+    """Batch size, steps and the step where the linear learning-rate decay starts."""
+
+    n_train: int
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    decay_start: int
+
+    @classmethod
+    def of(cls, train: TrainConfig, *, n_train: int) -> "_Plan":
+        bs = min(train.batch_size, n_train)
+        steps_per_epoch = -(-n_train // bs)
+        epochs = train.planned_epochs(steps_per_epoch)
+        total_steps = epochs * steps_per_epoch
+        if train.max_steps is not None:
+            total_steps = min(total_steps, train.max_steps)
+        decay_start = int(total_steps * (1 - train.decay_fraction)) if train.lr_schedule == "linear_decay" \
+            else total_steps
+        return cls(n_train, bs, steps_per_epoch, epochs, total_steps, decay_start)
+
+
+def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: torch.Tensor, x_val: torch.Tensor, *,
+                config: SAEConfig, train: TrainConfig, plan: _Plan, device, t_start: float):
+    """``(batches, step, evaluate, after_eval)`` for :func:`core.base.training_loop.run_training`; the hot
+    ``step`` reads only this scope's locals (``plan`` is unpacked) and keeps its counters on the device."""
     fast = train.engine == "auto" and sae.has_fast_grads
-    n_train = x_train.shape[0]
-    bs = min(train.batch_size, n_train)
-    steps_per_epoch = -(-n_train // bs)
-    epochs = train.planned_epochs(steps_per_epoch)
-    total_steps = epochs * steps_per_epoch
-    if train.max_steps is not None:
-        total_steps = min(total_steps, train.max_steps)
-    decay_start = int(total_steps * (1 - train.decay_fraction)) if train.lr_schedule == "linear_decay" else total_steps
+    n_train, bs, total_steps, decay_start = plan.n_train, plan.batch_size, plan.total_steps, plan.decay_start
     dead_window = getattr(config, "dead_window", None) or n_train
-
     shuffle_gen = torch.Generator().manual_seed(train.seed + 1)
     resample_gen = torch.Generator().manual_seed(train.seed + 2)
     # on the device, read only at evaluations: steps since each latent fired; summed training loss
@@ -223,21 +268,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
         if config.resample_dead and row["step"] <= total_steps * RESAMPLE_UNTIL:
             since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired, generator=resample_gen)
 
-    stopping = EarlyStopping(patience=train.patience, min_delta=train.min_delta,
-                             module=sae if train.restore_best else None)
-    loop = run_training(batches=batches, step=step, evaluate=evaluate, epochs=epochs,
-                        steps_per_epoch=steps_per_epoch, max_steps=train.max_steps,
-                        eval_every=train.eval_every or steps_per_epoch, stopping=stopping,
-                        after_eval=after_eval, on_eval=on_eval, progress=progress or no_progress,
-                        should_stop=should_stop or never_stop, check_every_s=0.2, report_every_s=0.5,
-                        eval_message=lambda row, epoch: _message(row, epoch + 1, epochs))
-    restored = stopping.restore()
-    sae.eval()
-    best_row = stopping.best_row or {}
-    return TrainResult(sae=sae, train_config=train, history=loop.history, val_index=val_idx,
-                       stop_reason=loop.stop_reason, device=str(device),
-                       elapsed_s=time.monotonic() - t_start, best=dict(best_row),
-                       final=dict(best_row if restored else loop.history[-1]))
+    return batches, step, evaluate, after_eval
 
 
 def _resample(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x_train: torch.Tensor,

@@ -213,41 +213,13 @@ def train_autoencoder(
     (``stop_reason="should_stop"``), keeping the best weights so far."""
     t0 = time.monotonic()
     x = _prepare(counts, config.transform)
-    n, d = x.shape
-    if n < 20 or d < 1:
-        raise InputError(f"too few cells to train an autoencoder ({n} cells × {d} genes)",
-                         fix="simulate at least 20 cells")
     rng = np.random.default_rng(seed)
-    if val_index is None:
-        n_val = max(1, int(round(n * config.val_fraction)))
-        val_index = np.sort(rng.permutation(n)[:n_val])
-    val_index = np.asarray(val_index, dtype=np.int64)
-    train_mask = np.ones(n, dtype=bool)
-    train_mask[val_index] = False
-    train_index = np.flatnonzero(train_mask)
-    if train_index.size < 10 or val_index.size < 1:
-        raise InputError(f"too few cells for training/validation ({train_index.size}/{val_index.size})")
-
-    genes = None
-    if config.max_genes is not None and config.max_genes < d:
-        genes = _top_variance(x, train_index, config.max_genes)
-        x = x[:, genes]
-    d_used = x.shape[1]
-    if config.latent > d_used:
-        raise InputError(f"an autoencoder latent of {config.latent} is larger than the {d_used} genes",
-                         fix=f"use a latent of at most {d_used}")
+    train_index, val_index = _split_cells(x.shape[0], x.shape[1], val_index, rng=rng,
+                                          val_fraction=config.val_fraction)
+    model, x, scale = _seeded_model(x, train_index, config=config, seed=seed)
     device = torch.device(config.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MLPAutoencoder(d_used, config, genes=genes).to(device)
-    model.n_genes_total = d
-    sample = _dense(x[train_index[: min(train_index.size, 4096)]]).astype(np.float64)
-    scale = float(np.sqrt(np.mean(sample ** 2))) or 1.0
-    model.input_scale.fill_(scale)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-    x_train = x[train_index]
-    x_val = x[val_index]
+    x_train, x_val = x[train_index], x[val_index]
     bs = min(config.batch_size, train_index.size)
     steps_per_epoch = -(-train_index.size // bs)
     per_epoch = {"loss": 0.0, "steps": 0}
@@ -284,6 +256,47 @@ def train_autoencoder(
     progress(1, 1, f"{config.name}: done")
     return AEResult(model=model, config=config, history=loop.history, val_index=val_index,
                     stop_reason=loop.stop_reason, elapsed_s=time.monotonic() - t0, best_val_loss=float(stopping.best))
+
+
+def _split_cells(n: int, d: int, val_index: np.ndarray | None, *, rng: np.random.Generator,
+                 val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(training cells, validation cells)``: ``val_index`` or a seeded ``val_fraction`` of the cells."""
+    if n < 20 or d < 1:
+        raise InputError(f"too few cells to train an autoencoder ({n} cells × {d} genes)",
+                         fix="simulate at least 20 cells")
+    if val_index is None:
+        n_val = max(1, int(round(n * val_fraction)))
+        val_index = np.sort(rng.permutation(n)[:n_val])
+    val_index = np.asarray(val_index, dtype=np.int64)
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[val_index] = False
+    train_index = np.flatnonzero(train_mask)
+    if train_index.size < 10 or val_index.size < 1:
+        raise InputError(f"too few cells for training/validation ({train_index.size}/{val_index.size})")
+    return train_index, val_index
+
+
+def _seeded_model(x: Any, train_index: np.ndarray, *, config: AEConfig, seed: int) -> tuple[MLPAutoencoder, Any, float]:
+    """``(model, x restricted to the model's genes, input scale)``: the ``max_genes`` most variable training
+    genes, weights seeded by ``seed``, inputs scaled by the root mean square of up to 4,096 training cells."""
+    d = x.shape[1]
+    genes = None
+    if config.max_genes is not None and config.max_genes < d:
+        genes = _top_variance(x, train_index, config.max_genes)
+        x = x[:, genes]
+    d_used = x.shape[1]
+    if config.latent > d_used:
+        raise InputError(f"an autoencoder latent of {config.latent} is larger than the {d_used} genes",
+                         fix=f"use a latent of at most {d_used}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MLPAutoencoder(d_used, config, genes=genes).to(torch.device(config.device))
+    model.n_genes_total = d
+    sample = _dense(x[train_index[: min(train_index.size, 4096)]]).astype(np.float64)
+    scale = float(np.sqrt(np.mean(sample ** 2))) or 1.0
+    model.input_scale.fill_(scale)
+    return model, x, scale
+
 
 
 @torch.no_grad()

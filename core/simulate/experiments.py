@@ -578,14 +578,7 @@ def structure_match(cos: np.ndarray, M: np.ndarray, *, percentile: float, alpha:
     padj = false_discovery_control(np.clip(pvals.ravel(), 0.0, 1.0)).reshape(pvals.shape)
     if match not in ("hits", "p"):
         raise InputError(f"match must be hits or p (got {match!r})")
-    best = np.empty(h, dtype=int)
-    for f in range(h):
-        if match == "hits":
-            top = np.flatnonzero(hits[f] == hits[f].max())
-            best[f] = top[np.argmin(pvals[f, top])]
-        else:
-            top = np.flatnonzero(pvals[f] == pvals[f].min())
-            best[f] = top[np.argmax(hits[f, top])]
+    best = _best_programs(hits, pvals, match=match)
     idx = np.arange(h)
     coverage = hits[idx, best] / np.maximum(size[best], 1)
     significant = (padj[idx, best] < alpha) & (hits[idx, best] > 0)
@@ -593,19 +586,7 @@ def structure_match(cos: np.ndarray, M: np.ndarray, *, percentile: float, alpha:
     features = pd.DataFrame({"percentile": percentile, "feature": idx, "n_genes": n_f, "best_program": best,
                              "hits": hits[idx, best], "coverage": coverage, "p": pvals[idx, best],
                              "p_adj": padj[idx, best], "significant": significant, "chance": density})
-    prog_rows = []
-    for j in range(Mb.shape[1]):
-        sel = np.flatnonzero(significant & (best == j))
-        if sel.size:
-            k = sel[np.argmax(coverage[sel])]
-            prog_rows.append({"percentile": percentile, "program": j, "n_genes": int(size[j]), "matched": True,
-                              "n_features": int(sel.size), "best_feature": int(k), "hits": int(hits[k, j]),
-                              "coverage": float(coverage[k]), "chance": float(density[k]), "p_adj": float(padj[k, j])})
-        else:
-            prog_rows.append({"percentile": percentile, "program": j, "n_genes": int(size[j]), "matched": False,
-                              "n_features": 0, "best_feature": -1, "hits": 0, "coverage": 0.0, "chance": np.nan,
-                              "p_adj": np.nan})
-    programs = pd.DataFrame(prog_rows)
+    programs = _program_matches(best, significant, coverage, hits, size, density, padj, percentile=percentile)
     # the paper's literal number: every feature's best match counts, significant or not
     any_cov = [coverage[best == j].max() for j in range(Mb.shape[1]) if np.any(best == j)]
     any_chance = [density[best == j][np.argmax(coverage[best == j])] for j in range(Mb.shape[1]) if np.any(best == j)]
@@ -624,6 +605,38 @@ def structure_match(cos: np.ndarray, M: np.ndarray, *, percentile: float, alpha:
         "chance_coverage_any": float(np.mean(any_chance)) if any_chance else np.nan,
     }
     return features, programs, row
+
+
+def _best_programs(hits: np.ndarray, pvals: np.ndarray, *, match: str) -> np.ndarray:
+    """Each feature's best program (features,): most hits (ties: smaller p) or, with ``match="p"``,
+    smallest p (ties: more hits)."""
+    best = np.empty(hits.shape[0], dtype=int)
+    for f in range(hits.shape[0]):
+        if match == "hits":
+            top = np.flatnonzero(hits[f] == hits[f].max())
+            best[f] = top[np.argmin(pvals[f, top])]
+        else:
+            top = np.flatnonzero(pvals[f] == pvals[f].min())
+            best[f] = top[np.argmax(hits[f, top])]
+    return best
+
+
+def _program_matches(best: np.ndarray, significant: np.ndarray, coverage: np.ndarray, hits: np.ndarray,
+                     size: np.ndarray, density: np.ndarray, padj: np.ndarray, *, percentile: float) -> pd.DataFrame:
+    """One row per program: its significant best-matching features and the one of most coverage."""
+    prog_rows = []
+    for j in range(size.size):
+        sel = np.flatnonzero(significant & (best == j))
+        if sel.size:
+            k = sel[np.argmax(coverage[sel])]
+            prog_rows.append({"percentile": percentile, "program": j, "n_genes": int(size[j]), "matched": True,
+                              "n_features": int(sel.size), "best_feature": int(k), "hits": int(hits[k, j]),
+                              "coverage": float(coverage[k]), "chance": float(density[k]), "p_adj": float(padj[k, j])})
+        else:
+            prog_rows.append({"percentile": percentile, "program": j, "n_genes": int(size[j]), "matched": False,
+                              "n_features": 0, "best_feature": -1, "hits": 0, "coverage": 0.0, "chance": np.nan,
+                              "p_adj": np.nan})
+    return pd.DataFrame(prog_rows)
 
 
 def run_structure(adata, *, config: StructureConfig = StructureConfig(), seed: int,

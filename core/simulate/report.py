@@ -42,79 +42,96 @@ def findings(results: dict[str, Any]) -> list[dict[str, str]]:
     """The paper's qualitative findings checked against ours: ``finding``, ``paper``, ``ours``,
     ``status`` (``reproduced`` / ``partly`` / ``not reproduced``)."""
     out: list[dict[str, str]] = []
-    target = PAPER["recovery_r"]
     if "recovery" in results:
-        rec = results["recovery"]
-        sae = rec.means().loc["sae"]
-        # on noisy counts the observable is judged by E[Y] (Y itself is bounded by sampling noise)
-        hi = [v for v in ("E[Y]", "X''") if v in sae.index] if "E[Y]" in sae.index else \
-            [v for v in ("Y", "X''") if v in sae.index]
-        ok = all(sae[v] >= target for v in hi)
-        ours = ", ".join(f"{v} {sae[v]:.3f}" for v in hi)
-        if "E[Y]" in sae.index:
-            ours += f"; noisy counts Y {sae['Y']:.3f} (ceiling r(Y, E[Y]) {rec.y_ceiling:.3f})"
-        out.append({"finding": "Y and X″ recovered almost perfectly by single SAE features",
-                    "paper": f"best r ≥ {target}", "ours": ours,
-                    "status": "reproduced" if ok else ("partly" if any(sae[v] >= target for v in hi)
-                                                       else "not reproduced")})
-        if "X" in sae.index:
-            lo_ok = sae["X"] < min(sae[v] for v in hi)
-            out.append({"finding": "the generative programs X are not recovered as well",
-                        "paper": "X below Y and X″ (large: not recovered)", "ours": f"X {sae['X']:.3f}",
-                        "status": "reproduced" if lo_ok else "not reproduced"})
-        means = results["recovery"].means()
-        base = means.drop(index="sae")
-        if len(base) and XPP in means.columns:
-            best_base = base[XPP].max()
-            gap = sae[XPP] - best_base
-            out.append({"finding": "SAE no better than linear baselines at recovering known variables (v2)",
-                        "paper": "no significant gain over PCA/ICA/SVD",
-                        "ours": f"X″: SAE {sae[XPP]:.3f} vs best baseline {best_base:.3f} ({base[XPP].idxmax()})",
-                        "status": "reproduced" if abs(gap) < 0.05 else "not reproduced (SAE clearly "
-                                  + ("better" if gap > 0 else "worse") + ")"})
+        out.extend(_recovery_findings(results["recovery"]))
     if "superposition" in results:
-        mean = results["superposition"].summary()["mean_r2"]
-        # noisy counts: the observable's learnable part is E[Y]
-        order = [("E[Y]" if v == "Y" and mean.get("E[Y]") is not None else v)
-                 for v in PAPER["superposition_order"]]
-        order = [v for v in order if mean.get(v) is not None]
-        ours = sorted(order, key=lambda v: -mean[v])
-        rank = {v: i for i, v in enumerate(ours)}
-        swaps = sum(rank[a] > rank[b] for i, a in enumerate(order) for b in order[i + 1:])  # Kendall distance
-        out.append({"finding": "superposition: variables nearest to Y are learned best",
-                    "paper": "Y ≈ perfect, then X″, A, B, X′, X",
-                    "ours": " > ".join(f"{v} {mean[v]:.2f}" for v in ours),
-                    "status": "reproduced" if swaps == 0 else
-                    (f"partly ({swaps} pair{'s' if swaps > 1 else ''} swapped)" if swaps <= 2 else "not reproduced")})
-        deep = _depth_effect(results["superposition"])
-        if deep is not None:
-            out.append(deep)
+        out.extend(_superposition_findings(results["superposition"]))
     if "sweep" in results:
         out.extend(_sweep_findings(results["sweep"]))
     if "structure" in results:
-        bp = results["structure"].by_percentile
-        lo, hi = PAPER["structure_coverage"]
-        sel = bp[(bp["percentile"] >= PAPER["structure_percentiles"][0])
-                 & (bp["percentile"] <= PAPER["structure_percentiles"][1])]
-        for col, chance, name in (("mean_coverage_any", "chance_coverage_any",
-                                   "fraction of M recovered, every feature's best match (the paper's count)"),
-                                  ("mean_coverage", "chance_coverage",
-                                   "fraction of M recovered, significant matches only (BH)")):
-            cov = sel[col].dropna()
-            if not len(cov):
-                out.append({"finding": name, "paper": f"{lo:.0%}–{hi:.0%} on average",
-                            "ours": "no significant feature–program match", "status": "not reproduced"})
-                continue
-            inside = cov.between(lo - 1e-9, hi + 1e-9).mean()
-            out.append({"finding": name, "paper": f"{lo:.0%}–{hi:.0%} on average",
-                        "ours": f"{_span(cov)} (chance {_span(sel[chance])})",
-                        "status": "reproduced" if inside == 1 else ("partly" if inside > 0 else "not reproduced")})
-        matched = sel["programs_matched_fraction"]
-        out.append({"finding": "X″ programs recovered in their connectivity to the genes",
-                    "paper": "more than half", "ours": f"{_span(matched)} (significant matches)",
-                    "status": "reproduced" if matched.min() > 0.5 else
-                    ("partly" if matched.max() > 0.5 else "not reproduced")})
+        out.extend(_structure_findings(results["structure"]))
     return out
+
+
+def _recovery_findings(rec) -> list[dict[str, str]]:
+    out = []
+    target = PAPER["recovery_r"]
+    sae = rec.means().loc["sae"]
+    # on noisy counts the observable is judged by E[Y] (Y itself is bounded by sampling noise)
+    hi = [v for v in ("E[Y]", "X''") if v in sae.index] if "E[Y]" in sae.index else \
+        [v for v in ("Y", "X''") if v in sae.index]
+    ok = all(sae[v] >= target for v in hi)
+    ours = ", ".join(f"{v} {sae[v]:.3f}" for v in hi)
+    if "E[Y]" in sae.index:
+        ours += f"; noisy counts Y {sae['Y']:.3f} (ceiling r(Y, E[Y]) {rec.y_ceiling:.3f})"
+    out.append({"finding": "Y and X″ recovered almost perfectly by single SAE features",
+                "paper": f"best r ≥ {target}", "ours": ours,
+                "status": "reproduced" if ok else ("partly" if any(sae[v] >= target for v in hi)
+                                                   else "not reproduced")})
+    if "X" in sae.index:
+        lo_ok = sae["X"] < min(sae[v] for v in hi)
+        out.append({"finding": "the generative programs X are not recovered as well",
+                    "paper": "X below Y and X″ (large: not recovered)", "ours": f"X {sae['X']:.3f}",
+                    "status": "reproduced" if lo_ok else "not reproduced"})
+    means = rec.means()
+    base = means.drop(index="sae")
+    if len(base) and XPP in means.columns:
+        best_base = base[XPP].max()
+        gap = sae[XPP] - best_base
+        out.append({"finding": "SAE no better than linear baselines at recovering known variables (v2)",
+                    "paper": "no significant gain over PCA/ICA/SVD",
+                    "ours": f"X″: SAE {sae[XPP]:.3f} vs best baseline {best_base:.3f} ({base[XPP].idxmax()})",
+                    "status": "reproduced" if abs(gap) < 0.05 else "not reproduced (SAE clearly "
+                              + ("better" if gap > 0 else "worse") + ")"})
+    return out
+
+
+def _superposition_findings(sup) -> list[dict[str, str]]:
+    mean = sup.summary()["mean_r2"]
+    # noisy counts: the observable's learnable part is E[Y]
+    order = [("E[Y]" if v == "Y" and mean.get("E[Y]") is not None else v)
+             for v in PAPER["superposition_order"]]
+    order = [v for v in order if mean.get(v) is not None]
+    ours = sorted(order, key=lambda v: -mean[v])
+    rank = {v: i for i, v in enumerate(ours)}
+    swaps = sum(rank[a] > rank[b] for i, a in enumerate(order) for b in order[i + 1:])  # Kendall distance
+    out = [{"finding": "superposition: variables nearest to Y are learned best",
+            "paper": "Y ≈ perfect, then X″, A, B, X′, X",
+            "ours": " > ".join(f"{v} {mean[v]:.2f}" for v in ours),
+            "status": "reproduced" if swaps == 0 else
+            (f"partly ({swaps} pair{'s' if swaps > 1 else ''} swapped)" if swaps <= 2 else "not reproduced")}]
+    deep = _depth_effect(sup)
+    if deep is not None:
+        out.append(deep)
+    return out
+
+
+def _structure_findings(structure) -> list[dict[str, str]]:
+    out = []
+    bp = structure.by_percentile
+    lo, hi = PAPER["structure_coverage"]
+    sel = bp[(bp["percentile"] >= PAPER["structure_percentiles"][0])
+             & (bp["percentile"] <= PAPER["structure_percentiles"][1])]
+    for col, chance, name in (("mean_coverage_any", "chance_coverage_any",
+                               "fraction of M recovered, every feature's best match (the paper's count)"),
+                              ("mean_coverage", "chance_coverage",
+                               "fraction of M recovered, significant matches only (BH)")):
+        cov = sel[col].dropna()
+        if not len(cov):
+            out.append({"finding": name, "paper": f"{lo:.0%}–{hi:.0%} on average",
+                        "ours": "no significant feature–program match", "status": "not reproduced"})
+            continue
+        inside = cov.between(lo - 1e-9, hi + 1e-9).mean()
+        out.append({"finding": name, "paper": f"{lo:.0%}–{hi:.0%} on average",
+                    "ours": f"{_span(cov)} (chance {_span(sel[chance])})",
+                    "status": "reproduced" if inside == 1 else ("partly" if inside > 0 else "not reproduced")})
+    matched = sel["programs_matched_fraction"]
+    out.append({"finding": "X″ programs recovered in their connectivity to the genes",
+                "paper": "more than half", "ours": f"{_span(matched)} (significant matches)",
+                "status": "reproduced" if matched.min() > 0.5 else
+                ("partly" if matched.max() > 0.5 else "not reproduced")})
+    return out
+
 
 
 def _span(values: pd.Series) -> str:

@@ -189,33 +189,17 @@ def steer(analysis, *, features, cells, config: SteerConfig = SteerConfig(), pro
                          fix="use the paired log test (test='paired-log', the default), or the built-in model")
     targets = resolve_targets(config.targets_for(len(feats)), feats, activations_csc=ctx.activations,
                               cell_types=ctx.cell_types)
-    idx = select_cells(ctx, cells)
-    n_selected = int(idx.size)
-    if config.max_cells is not None and idx.size > config.max_cells:
-        rng = np.random.default_rng(ctx.seed if config.seed is None else config.seed)
-        idx = np.sort(rng.choice(idx, size=config.max_cells, replace=False))
+    idx, n_selected = _steered_cells(ctx, cells, config)
 
     stage(1, f"steering {len(feats)} feature(s) in {idx.size:,} cells")
     z_f, before, after = steer_latents(ctx.sae, ctx.embedding[idx], features=feats, targets=targets,
                                        error_term=config.error_term)
 
     stage(2, "decoding normal and steered cells")
-    normal = ctx.normal_expression(idx)  # the analysis's cached predicted expression of these cells, if any
-    if normal is None:
-        normal = _decode(ctx.decoder, before, ctx.library_size, ctx.covariates, idx)
-    changed = np.flatnonzero((after != before).any(axis=1))
-    steered = normal.copy()
-    if changed.size:
-        steered[changed] = _decode(ctx.decoder, after[changed], ctx.library_size, ctx.covariates, idx[changed])
+    normal, steered, changed = _normal_and_steered(ctx, idx, before, after)
 
     stage(3, f"paired DE ({config.test}) over {normal.shape[1]:,} genes")
-    if config.test == "nb-glm":
-        from core.steer.glm import nb_glm_paired
-
-        stats = nb_glm_paired(normal, steered, theta=ctx.dispersion)
-    else:
-        stats = paired_log_test(normal, steered, pseudocount=config.pseudocount)
-    de = de_table(ctx.gene_names, stats, alpha=config.alpha, min_abs_log2fc=config.min_abs_log2fc)
+    de = _paired_de(ctx, normal, steered, config)
 
     stage(4, "enrichment of up- and down-regulated genes")
     concepts = steering_concepts(ctx.gene_names, databases=config.databases, gmt=config.gmt,
@@ -240,3 +224,37 @@ def steer(analysis, *, features, cells, config: SteerConfig = SteerConfig(), pro
         latent_before=before, latent_after=after, expression_normal=normal, expression_steered=steered,
         genes=list(ctx.gene_names), de=de, enrichment_up=enr_up, enrichment_down=enr_down,
         centroid_shift=shift, config=config, info=info)
+
+
+def _steered_cells(ctx: SteeringContext, cells, config: SteerConfig) -> tuple[np.ndarray, int]:
+    """``(the cells to steer, how many the selection held)``: at most ``config.max_cells``, a seeded sample."""
+    idx = select_cells(ctx, cells)
+    n_selected = int(idx.size)
+    if config.max_cells is not None and idx.size > config.max_cells:
+        rng = np.random.default_rng(ctx.seed if config.seed is None else config.seed)
+        idx = np.sort(rng.choice(idx, size=config.max_cells, replace=False))
+    return idx, n_selected
+
+
+def _normal_and_steered(ctx: SteeringContext, idx: np.ndarray, before: np.ndarray,
+                        after: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(normal expression, steered expression, cells whose latent changed)``; only those are decoded again."""
+    normal = ctx.normal_expression(idx)  # the analysis's cached predicted expression of these cells, if any
+    if normal is None:
+        normal = _decode(ctx.decoder, before, ctx.library_size, ctx.covariates, idx)
+    changed = np.flatnonzero((after != before).any(axis=1))
+    steered = normal.copy()
+    if changed.size:
+        steered[changed] = _decode(ctx.decoder, after[changed], ctx.library_size, ctx.covariates, idx[changed])
+    return normal, steered, changed
+
+
+def _paired_de(ctx: SteeringContext, normal: np.ndarray, steered: np.ndarray, config: SteerConfig):
+    """The DE table of steered vs normal cells (paired log test, or the NB GLM with the model's dispersions)."""
+    if config.test == "nb-glm":
+        from core.steer.glm import nb_glm_paired
+
+        stats = nb_glm_paired(normal, steered, theta=ctx.dispersion)
+    else:
+        stats = paired_log_test(normal, steered, pseudocount=config.pseudocount)
+    return de_table(ctx.gene_names, stats, alpha=config.alpha, min_abs_log2fc=config.min_abs_log2fc)
