@@ -31,6 +31,8 @@ from core.annotate.moderated import term_correlation
 from core.annotate.normalise import prepare
 from core.annotate.reported import is_reported, reported
 from core.annotate.specific import hierarchy
+from core.annotate.expression import resolve_expression
+from core.base import io
 
 METHODS = ("calibrated", "paper")
 
@@ -255,8 +257,6 @@ class _Runner:
 def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig(), progress: Progress = no_progress,
                       should_stop: ShouldStop = never_stop, force: bool = False) -> dict:
     """Run :func:`annotate` on an analysis folder; returns the summary (also stored in annotation.json)."""
-    from core.base import io
-    from core.annotate.expression import resolve_expression
 
     acts_file = analysis.file("activations.npz")
     if not acts_file.is_file():

@@ -8,6 +8,8 @@ from core.annotate.calibrated_de import calibrated_de
 from core.annotate.de import batched_de
 from core.annotate.normalise import prepare
 from core.annotate.groups import select_groups
+from core.annotate.expression import resolve_expression
+from core.store.dataset import load_analysis_dataset
 
 __all__ = ["feature_de"]
 
@@ -21,8 +23,6 @@ def feature_de(analysis, feature: int, *, method: str = "calibrated", expression
     (:class:`core.annotate.calibrated_de.CalibratedDE` table): gene, mean_high, mean_low (log-normalised),
     lfc, t (moderated), p, q, tested, direction, detect_high, detect_low, and ``significant``.
     ``cells``: feature, group, cell_index, cell."""
-    from core.annotate.expression import resolve_expression
-    from core.store.dataset import load_analysis_dataset
 
     acts = analysis.read_npz_sparse("activations.npz")
     if not 0 <= feature < acts.shape[1]:

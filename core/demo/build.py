@@ -28,6 +28,9 @@ from core.base.paths import analyses_dir
 from core.base.progress import Progress, no_progress
 from core.base.threads import torch_threads
 from core.demo.planted import planted_concept_score, planted_score_step
+from core.annotate.pipeline import annotate_analysis, AnnotationConfig
+from core.demo.data import DemoDataConfig
+from core.model import fit_h5ad, ModelConfig
 
 __all__ = ["build_demo", "default_demo_path", "demo_settings", "DemoSettings", "DEMO_DATASETS", "DEFAULT_DEMO",
            "DEMO_EMBEDDING", "run_planted_benchmark"]
@@ -64,8 +67,6 @@ def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings
     annotation defaults (99th percentile, 1,000 low cells). PBMC (700 cells): the default L1, 90th
     percentile and 300 low cells, so that every feature has enough high cells. Only the size
     (16 × rather than 50 ×, for speed) and the epochs are set by hand."""
-    from core.annotate.pipeline import AnnotationConfig
-    from core.model import ModelConfig
     from core.sae import TrainConfig, VanillaConfig
 
     if dataset not in DEMO_DATASETS:
@@ -75,7 +76,6 @@ def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings
                             TrainConfig(seed=seed, epochs=300, batch_size=64, lr=1e-3),
                             AnnotationConfig(concepts=("go-bp", "go-mf"), expression="predicted",
                                              percentile=90.0, n_low=300))
-    from core.demo.data import DemoDataConfig
 
     return DemoSettings(dataset, ModelConfig(seed=seed), VanillaConfig(expansion=16),
                         TrainConfig(seed=seed, epochs=30, batch_size=128, lr=1e-3),
@@ -103,7 +103,6 @@ def _make_data(settings: DemoSettings, data: Path, *, seed: int, progress: Progr
 
     Cached by a marker file next to the data holding the key of what made it.
     """
-    from core.model import fit_h5ad
     from core.model.store import default_model_dir, is_model_dir
 
     marker = data.with_suffix(".source")
@@ -135,7 +134,6 @@ def _make_data(settings: DemoSettings, data: Path, *, seed: int, progress: Progr
 def build_demo(out: str | os.PathLike | None = None, *, dataset: str = DEFAULT_DEMO, seed: int = 0,
                progress: Progress = no_progress) -> Analysis:
     """Build (or reuse) the demo analysis of ``dataset`` in ``out`` (default :func:`default_demo_path`)."""
-    from core.annotate.pipeline import annotate_analysis
     from core.sae.pipeline import train_into_analysis
 
     settings = demo_settings(dataset, seed=seed)

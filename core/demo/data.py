@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from core.base.errors import InputError
 from core.base.progress import Progress, no_progress
+from core.concepts import load_go
 
 __all__ = ["Program", "PROGRAMS", "CELL_TYPES", "LINEAGES", "ERYTHROID_STAGES", "DemoDataConfig",
            "GroundTruth", "generate_demo_dataset", "write_demo_dataset", "ground_truth"]
@@ -215,8 +216,6 @@ class _Draw:
 
 
 def _simulate(cfg: DemoDataConfig, rng: np.random.Generator, progress: Progress) -> _Draw:
-    from core.concepts import load_go
-
     progress(0, 5, "choosing genes from GO")
     go = load_go(("BP",))
     term_cols, term_names = _program_genes(cfg.programs, go=go)

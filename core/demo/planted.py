@@ -31,6 +31,12 @@ import scipy.sparse as sp
 
 from core.annotate.reported import headline_p, reported
 from core.base.errors import InputError
+from core.base import io
+from core.concepts import load_go
+from core.concepts.match import match_genes
+from core.demo.data import ground_truth
+from core.store.analysis import Analysis
+from core.store.dataset import load_analysis_dataset
 
 __all__ = ["PlantedScore", "best_matching_features", "enriched_terms", "score_planted", "planted_concept_score",
            "planted_score_step", "PLANTED_FILE"]
@@ -109,8 +115,6 @@ def enriched_terms(annotations: pd.DataFrame, feature: int) -> pd.DataFrame:
 
 def _gene_sets(term_ids, gene_names) -> dict[str, frozenset]:
     """Gene sets (restricted to the data's genes) of ``term_ids`` from the shipped, propagated GO."""
-    from core.concepts import load_go
-    from core.concepts.match import match_genes
 
     db = load_go(("BP", "MF", "CC"))
     cols, _ = match_genes(db, gene_names)
@@ -159,9 +163,6 @@ def score_planted(activations, annotations: pd.DataFrame, truth, *, top: int = 1
 def planted_concept_score(analysis, *, top: int = 10, relative_jaccard: float = 0.9) -> PlantedScore:
     """Planted-concept score of an annotated analysis (an :class:`~core.store.analysis.Analysis` or its
     folder) made from a dataset with ground truth (the simulated demo)."""
-    from core.store.analysis import Analysis
-    from core.store.dataset import load_analysis_dataset
-    from core.demo.data import ground_truth
 
     if not isinstance(analysis, Analysis):
         analysis = Analysis.open(analysis)
@@ -175,7 +176,6 @@ def planted_concept_score(analysis, *, top: int = 10, relative_jaccard: float = 
 def planted_score_step(analysis, *, top: int = 10, relative_jaccard: float = 0.9) -> dict:
     """Score an annotated analysis of a dataset with ground truth and store the result as
     ``planted_score.json`` (step ``planted``, cached by the annotations and the dataset)."""
-    from core.base import io
 
     inputs = {"annotations": io.content_hash(analysis.file("annotations.parquet")),
               "activations": io.content_hash(analysis.file("activations.npz")),

@@ -17,6 +17,8 @@ from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.model.config import ModelConfig
 from core.model.fit import FittedModel, fit_expression_model
+from core.base.io import atomic_path
+from core.model.store import default_model_dir, save_model
 
 __all__ = ["fit_anndata", "fit_h5ad", "FitReport", "write_h5ad_atomic", "counts_of"]
 
@@ -123,7 +125,6 @@ def _uns_summary(fitted: FittedModel, **extra) -> dict:
 
 def write_h5ad_atomic(adata, path: str | os.PathLike) -> Path:
     """Write ``adata`` to ``path`` via a temporary file in the same folder and a rename."""
-    from core.base.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -154,7 +155,6 @@ def fit_h5ad(
     """Fit the model on the .h5ad at ``path``; save it to ``out`` (default ``<stem>.featurelens-model/``)
     and the embedding to ``.obsm[key]`` of ``output_h5ad`` (default: ``path`` itself)."""
     from core.data.load import file_sha256, read_anndata
-    from core.model.store import default_model_dir, save_model
 
     path = Path(path)
     if path.suffix.lower() != ".h5ad":

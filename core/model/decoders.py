@@ -27,6 +27,8 @@ import numpy as np
 
 from core.base.errors import InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.io import atomic_path
+from core.base.paths import user_path
 
 __all__ = [
     "Decoder", "BuiltinDecoder", "TorchScriptDecoder", "NoDecoder", "DecodedChunk",
@@ -228,7 +230,6 @@ def decode_to_npy(decoder: Decoder, latent, library_size=None, covariates=None, 
 def decode_to_memmap(decoder: Decoder, latent, library_size=None, covariates=None, *,
                      path: str | os.PathLike, **kwargs) -> np.ndarray:
     """Write expected expression to a float32 ``.npy`` at ``path`` (atomically); return it memory-mapped read-only."""
-    from core.base.io import atomic_path
 
     with atomic_path(path) as tmp:
         decode_to_npy(decoder, latent, library_size, covariates, target=tmp, **kwargs)
@@ -282,7 +283,6 @@ class BuiltinDecoder(Decoder):
 
         import torch
 
-        from core.base.io import atomic_path
 
         module = copy.deepcopy(self.fitted.model.decoder).eval()
         with _quiet_jit():
@@ -500,7 +500,6 @@ def load_decoder(
     """
     if source is None or str(source).lower() == "none":
         return NoDecoder(n_latent=n_latent, gene_names=gene_names)
-    from core.base.paths import user_path
 
     path = user_path(source)
     if path.is_dir():

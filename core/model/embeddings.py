@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.base.errors import InputError
+from core.data.load import align_embedding, check_embedding, read_embedding_file, ValidationReport
 
 __all__ = ["list_embeddings", "get_embedding", "attach_embedding", "read_embedding"]
 
@@ -34,7 +35,6 @@ def list_embeddings(adata) -> list[str]:
 
 def get_embedding(adata, key: str) -> np.ndarray:
     """The embedding ``adata.obsm[key]`` as float32, validated (2-D, one row per cell, finite)."""
-    from core.data.load import ValidationReport, check_embedding
 
     if key not in adata.obsm:
         keys = list_embeddings(adata)
@@ -53,7 +53,6 @@ def get_embedding(adata, key: str) -> np.ndarray:
 def read_embedding(path: str | os.PathLike, *, cell_names: Sequence[str] | str | os.PathLike | None = None
                    ) -> tuple[np.ndarray, pd.Index | None]:
     """Read an embedding file; ``cell_names``: names for a file without them (a list, or a text file, one per line)."""
-    from core.data.load import read_embedding_file
 
     path = Path(path)
     arr, names = read_embedding_file(path)
@@ -84,7 +83,6 @@ def attach_embedding(adata, path: str | os.PathLike, *, key: str,
     Without cell names (a plain .npy) the rows must already be in ``adata``'s order and count.
     Returns the aligned float32 array. Refuses to replace an existing key unless ``overwrite``.
     """
-    from core.data.load import ValidationReport, align_embedding, check_embedding
 
     if not key or not isinstance(key, str):
         raise InputError("the embedding needs a non-empty .obsm key name", fix="e.g. key='X_scvi'")

@@ -21,6 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.base.errors import InputError
+from core.data.counts import count_rows
+from core.model.decoders import BuiltinDecoder
 
 __all__ = ["fidelity_score", "expression_fidelity", "nb_cell_log_likelihood", "analysis_fidelity",
            "model_log_likelihood", "MAX_FIDELITY_CELLS"]
@@ -123,7 +125,6 @@ def expression_fidelity(counts, *, original: np.ndarray, reconstruction: np.ndar
 
 def model_log_likelihood(decoder) -> CellLogLik | None:
     """The built-in model's own likelihood (its θ or variances, in the data's gene order); None otherwise."""
-    from core.model.decoders import BuiltinDecoder
 
     if not isinstance(decoder, BuiltinDecoder):
         return None
@@ -146,7 +147,6 @@ def analysis_fidelity(analysis, x: np.ndarray, cells: np.ndarray, *, reconstruct
     the score cannot be computed (no counts, counts a count model cannot score); else the result
     plus ``cells`` ("SAE validation cells") and ``decoder`` (its kind).
     """
-    from core.data.counts import count_rows
     from core.store.dataset import load_analysis_dataset
     from core.model.fit import check_counts
     from core.model.multiomics import expression_columns

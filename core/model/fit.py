@@ -18,6 +18,8 @@ from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.base.threads import auto_threads, torch_threads
 from core.base.training_loop import EarlyStopping, run_training
 from core.model.config import ModelConfig
+from core.model.nb import fit_nb_theta, gaussian_log_prob, nb_log_prob, poisson_log_prob
+from core.model.vae import ExpressionModel
 
 __all__ = ["FittedModel", "fit_expression_model", "check_counts", "as_csr", "one_hot", "encode_cells",
            "library_size", "heldout_metrics"]
@@ -186,7 +188,6 @@ def _nb_baseline(X, lib: np.ndarray, cov: np.ndarray | None, train_idx: np.ndarr
     NB theta from up to 1,000 of them."""
     import torch
 
-    from core.model.nb import fit_nb_theta
 
     train_sum = np.asarray(X[train_idx].sum(axis=0), dtype=np.float64).ravel()
     p = torch.from_numpy((train_sum / max(train_sum.sum(), 1.0)).astype(np.float32)).to(device)
@@ -226,7 +227,6 @@ def heldout_metrics(model, X, lib: np.ndarray, cov: np.ndarray | None, idx: np.n
     """
     import torch
 
-    from core.model.nb import gaussian_log_prob, nb_log_prob, poisson_log_prob
 
     device = device or torch.device("cpu")
     model.eval()
@@ -369,7 +369,6 @@ def _train_model(X, lib: np.ndarray, cov: np.ndarray | None, train_idx: np.ndarr
     """Seeded init at the gene means, KL warm-up, Adam, early stopping on the validation loss."""
     import torch
 
-    from core.model.vae import ExpressionModel
 
     max_epochs = config.epochs_for(len(train_idx))
     warmup = config.warmup_epochs(len(train_idx), max_epochs)

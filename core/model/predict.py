@@ -16,8 +16,13 @@ import pandas as pd
 
 from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
-from core.model.decoders import Decoder, decode_into, decode_to_npy
+from core.model.decoders import BuiltinDecoder, decode_into, decode_to_npy, Decoder, load_decoder
 from core.store.dataset import load_analysis_dataset
+from core.base import io
+from core.base.io import content_hash
+from core.data.load import file_sha256
+from core.model.embeddings import get_embedding
+from core.model.multiomics import expression_columns
 
 __all__ = [
     "PREDICTED_STEP", "PREDICTED_FILE", "ExpressionSource", "Block", "predicted_expression",
@@ -69,7 +74,6 @@ def predicted_expression(decoder: Decoder, latent, library_size=None, covariates
 
 def predicted_inputs(decoder: Decoder, latent, library_size=None, covariates=None) -> dict:
     """The cache key of the predicted-expression step (small JSON of hashes)."""
-    from core.base.io import content_hash
 
     return {
         "decoder": decoder.fingerprint(),
@@ -176,8 +180,6 @@ def analysis_decoder(analysis) -> Decoder | None:
     """
     from pathlib import Path
 
-    from core.base import io
-    from core.model.decoders import BuiltinDecoder
     from core.model.store import default_model_dir, is_model_dir
 
     settings = analysis.config.get("settings", {}) or {}
@@ -218,14 +220,10 @@ class _DeferredTorchScript(Decoder):
         self.path, self.covariate_key, self.output = path, covariate_key, output
 
     def resolve(self, *, n_latent: int, gene_names, probe_latent, n_covariates: int) -> Decoder:
-        from core.model.decoders import load_decoder
-
         return load_decoder(self.path, n_latent=n_latent, gene_names=gene_names, n_covariates=n_covariates,
                             output=self.output, probe_latent=probe_latent)
 
     def fingerprint(self) -> str:
-        from core.data.load import file_sha256
-
         return file_sha256(self.path)
 
 
@@ -237,7 +235,6 @@ def predicted_expression_for_analysis(analysis, decoder: Decoder):
     modelled genes; covariates: the built-in model's batch column (or, for a TorchScript
     decoder, ``settings['decoder_covariate_key']`` one-hot in sorted category order).
     """
-    from core.base.io import content_hash
 
     data = decoding_data(analysis, decoder)
     decoder, z, lib, covariates, genes = data.decoder, data.latent, data.library_size, data.covariates, data.genes
@@ -269,8 +266,6 @@ def decoding_data(analysis, decoder: Decoder) -> DecodingData:
     sizes are summed in chunks (:func:`core.data.counts.library_sizes`), so the counts are never all in
     memory. Shared by predicted expression and steering."""
     from core.data.counts import library_sizes
-    from core.model.embeddings import get_embedding
-    from core.model.multiomics import expression_columns
 
     key = _analysis_embedding_key(analysis)
     if not key:
@@ -293,7 +288,6 @@ def decoding_data(analysis, decoder: Decoder) -> DecodingData:
 def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None):
     """``decoder`` checked against the data (latent size, genes; a deferred TorchScript decoder probed),
     and the cells' covariates (one-hot batch) or None. Shared by predicted expression and steering."""
-    from core.model.decoders import BuiltinDecoder
     from core.model.fit import one_hot
 
     covariates = None

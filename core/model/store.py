@@ -17,6 +17,7 @@ from core.base import io
 from core.base.errors import InputError
 from core.model.config import ModelConfig
 from core.model.fit import FittedModel
+from core.model.vae import ExpressionModel
 
 __all__ = ["save_model", "load_model", "default_model_dir", "is_model_dir", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
@@ -80,7 +81,6 @@ def save_model(fitted: FittedModel, path: str | os.PathLike, *, overwrite: bool 
 
 def load_model(path: str | os.PathLike) -> FittedModel:
     """Load a model folder written by :func:`save_model` (``embedding`` is None)."""
-    from core.model.vae import ExpressionModel
 
     path = Path(path)
     if not is_model_dir(path):

@@ -12,6 +12,7 @@ import torch
 from core.base.progress import Cancelled
 from core.sae.data import as_matrix
 from core.sae.models import SparseAutoencoder
+from core.base.errors import InputError
 
 __all__ = ["encode_activations", "reconstruct", "iter_encoded", "DEFAULT_BATCH"]
 
@@ -93,8 +94,6 @@ def reconstruct(sae: SparseAutoencoder, data: Any, *, batch_size: int = DEFAULT_
 
 
 def _check_width(sae: SparseAutoencoder, x: np.ndarray) -> None:
-    from core.base.errors import InputError
-
     if x.shape[1] != sae.d_in:
         raise InputError(
             f"the SAE expects {sae.d_in}-dimensional input but the data has {x.shape[1]} dimensions",

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from core.sae.data import as_matrix
 from core.sae.models import SparseAutoencoder
+from core.sae.encode import encode_activations
 
 __all__ = [
     "reconstruction_metrics",
@@ -246,7 +247,6 @@ def sae_metrics(
     :func:`~core.sae.encode.encode_activations`) to avoid encoding twice."""
     import torch
 
-    from core.sae.encode import encode_activations
 
     x = as_matrix(data)
     acts = activations if activations is not None else encode_activations(sae, x)

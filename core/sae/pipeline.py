@@ -10,7 +10,13 @@ import numpy as np
 
 from core.sae.characterise import characterise, check_max_regional_types, locality_counts
 from core.base.io import content_hash
-from core.base.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.progress import Cancelled, never_stop, no_progress, Progress, ShouldStop
+from core.base.errors import InputError
+from core.model.fidelity import analysis_fidelity
+from core.sae import check_trainable, encode_activations, reconstruct, sae_metrics, save_sae, train_sae
+from core.sae.robustness import robustness_report, train_seeds
+from core.sae.stability import seed_stability
+from core.sae.sweep import sparsity_sweep
 
 __all__ = ["train_into_analysis", "sae_step_inputs"]
 
@@ -35,9 +41,6 @@ def sae_step_inputs(x: np.ndarray, *, sae_config, train_config, seeds, data_ref:
 def _fidelity(analysis, x: np.ndarray, result) -> dict | None:
     """Expression-space fidelity of ``result``'s SAE on its validation cells (:mod:`core.model.fidelity`):
     None without a decoder; ``{"unavailable": reason}`` when the decoder cannot score these data."""
-    from core.base.errors import InputError
-    from core.model.fidelity import analysis_fidelity
-    from core.sae import reconstruct
 
     try:
         return analysis_fidelity(analysis, x, result.val_index, reconstruct=lambda rows: reconstruct(result.sae, rows),
@@ -65,7 +68,6 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
     ``summary["fidelity"]``: the expression model's log-likelihood of held-out cells' counts with the
     SAE reconstruction in place of the embedding (None when the analysis has no decoder).
     """
-    from core.sae import check_trainable, save_sae
 
     check_trainable(x, what=f"embedding {data_ref.get('embedding') or ''}".strip())
     if max_regional_types is not None:
@@ -101,10 +103,6 @@ def train_into_analysis(analysis, x: np.ndarray, *, sae_config, train_config, se
 
 def _train_all(x: np.ndarray, *, sae_config, train_config, seeds, sweep, progress, should_stop, on_eval):
     """``(one TrainResult per seed (or one), the sparsity sweep or None)``; Cancelled on a partial run."""
-    from core.base.progress import Cancelled
-    from core.sae import train_sae
-    from core.sae.robustness import train_seeds
-    from core.sae.sweep import sparsity_sweep
 
     swept = None
     if sweep is not None:
@@ -124,7 +122,6 @@ def _train_all(x: np.ndarray, *, sae_config, train_config, seeds, sweep, progres
 
 def _measure(results, x: np.ndarray, *, progress) -> tuple[dict, dict]:
     """``({seed: (summary, features table)}, {seed: activations (n_cells, hidden) CSR})``."""
-    from core.sae import encode_activations, sae_metrics
 
     measured, acts_by_seed = {}, {}
     for res in results:
@@ -149,8 +146,6 @@ def _characterised(summary: dict, features, acts, *, cell_types, max_regional_ty
 
 def _robustness(results, x: np.ndarray, measured: dict, features, *, cell_types, max_regional_types):
     """``(metrics["robustness"], features with each feature's seed stability)`` for two or more seeds."""
-    from core.sae.robustness import robustness_report
-    from core.sae.stability import seed_stability
 
     def local_global(_sae, a) -> dict:
         counts = locality_counts(characterise(a, cell_types, max_regional_types=max_regional_types)["locality"])

@@ -34,6 +34,8 @@ import scipy.sparse as sp
 
 from core.base.errors import InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
+from core.base.io import atomic_path
+from core.data.load import read_anndata
 
 __all__ = [
     "SmallSimConfig",
@@ -357,7 +359,6 @@ def _to_anndata(truth: _Truth, *, config: SimConfig, seed: int, rng: np.random.G
 
 def write_simulation(adata, path: str | os.PathLike) -> str:
     """Write ``adata`` to ``path`` (.h5ad) atomically; returns the path."""
-    from core.base.io import atomic_path
 
     path = os.fspath(path)
     if not path.endswith(".h5ad"):
@@ -372,7 +373,6 @@ def write_simulation(adata, path: str | os.PathLike) -> str:
 
 def read_simulation(path: str | os.PathLike):
     """Read a simulated .h5ad and check it carries the ground truth (``.uns['simulation']``)."""
-    from core.data.load import read_anndata
 
     adata = read_anndata(path)
     simulation_info(adata, what=os.fspath(path))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from core.simulate.experiments import PAPER
 from core.simulate.generator import data_summary
+from core.base.io import write_bytes, write_json
 
 __all__ = ["data_summary", "findings", "report_markdown", "write_results"]
 
@@ -249,7 +250,6 @@ def write_results(results: dict[str, Any], out_dir: str | os.PathLike, *, data: 
                   elapsed_s: dict[str, float] | None = None) -> list[Path]:
     """Write every table as CSV, ``summary.json``, ``figures.html`` and ``report.md`` into
     ``out_dir`` (each file atomically); returns the paths written."""
-    from core.base.io import write_bytes, write_json
     from core.simulate.figures import FIGURES
 
     out = Path(out_dir)
