@@ -161,7 +161,7 @@ def test_comparable_analyses_lists_annotation_state(folder):
 
 # ----------------------------------------------------------------------------- layout defaults
 def test_options_disable_unannotated_analyses(folder):
-    opts = compare_page.analysis_options()
+    opts = compare_page.analysis_options(compare.comparable_analyses())
     assert [o["disabled"] for o in opts] == [False, False, True]
     assert opts[2]["label"] == "raw (not annotated)"
 
@@ -176,21 +176,21 @@ def test_options_disable_unannotated_analyses(folder):
     (None, {"a": "nope"}, ("alpha", "beta")),
 ])
 def test_default_pair(folder, source, query, expected):
-    assert compare_page.default_pair(compare_page.analysis_options(), source=source, query=query) == expected
+    assert compare.default_pair(compare.comparable_analyses(), source=source, query=query) == expected
 
 
 def test_default_b_prefers_an_analysis_of_the_same_data(folder):
     make_analysis(folder, "gamma", annotations(B_TERMS, seed=2), data="beta")
-    assert compare_page.default_pair(compare_page.analysis_options(), source="analysis:gamma",
+    assert compare.default_pair(compare.comparable_analyses(), source="analysis:gamma",
                                      query={}) == ("gamma", "beta")
-    assert compare_page.default_pair(compare_page.analysis_options(), source="analysis:alpha",
+    assert compare.default_pair(compare.comparable_analyses(), source="analysis:alpha",
                                      query={}) == ("alpha", "beta")  # none of alpha's data: the first other
 
 
 def test_layout_says_when_two_annotated_analyses_are_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(tmp_path))
     make_analysis(tmp_path, "only", annotations(A_TERMS, seed=0))
-    page = compare_page.layout(source="analysis:only", query={})
+    page = compare_page.layout(compare.compare_page_data("analysis:only", query={}))
     text = json.dumps(page.to_plotly_json(), default=lambda o: o.to_plotly_json())
     assert "Two annotated analyses are needed" in text and "holds 1 annotated analysis." in text
 

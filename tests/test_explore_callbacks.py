@@ -119,19 +119,20 @@ def test_volcano_profile_histogram_figures():
 # ----------------------------------------------------------------------------- layout
 def test_layout_messages_in_place(source, tmp_path_factory):
     def alert(src, query=None):
-        return text_of(explorer_page.layout(source=src, query=query or {}))
+        return text_of(explorer_page.layout(explorer.explorer_page_data(src, query=query or {})))
 
     assert "No analysis chosen" in alert(None)
     assert "The Explorer shows analyses" in alert("shipped:pbmc68k")
     assert "cannot be opened" in alert("analysis:nope") and "danger" in alert("analysis:nope")
     assert "outside the allowed" in alert("analysis:../../etc")
-    page = explorer_page.layout(source=source, query={"feature": "12", "q": "antigen", "mode": "gene"})
+    page = explorer_page.layout(explorer.explorer_page_data(source, query={"feature": "12", "q": "antigen",
+                                                                           "mode": "gene"}))
     found = text_of(page)
     for cid in (ids.EXPLORER_MAP, ids.EXPLORER_LATENT, ids.SEARCH_INPUT, ids.CARD_TERMS, ids.EXPLORER_STATE):
         assert cid in found
-    state = explorer_page.initial_state({"feature": "12"})[0]
+    state = explorer.initial_state({"feature": "12"})[0]
     assert state == {"feature": 12, "features": [12]}
-    warn = text_of(explorer_page.layout(source=source, query={"feature": "abc", "mode": "zzz"}))
+    warn = text_of(explorer_page.layout(explorer.explorer_page_data(source, query={"feature": "abc", "mode": "zzz"})))
     assert "not a feature number" in warn and "Unknown search mode" in warn
 
 
@@ -309,7 +310,7 @@ def test_state_in_the_url_round_trips():
     q2 = cb.state_query(q, source="analysis:a", state={"feature": None}, query="", mode="gene")
     assert parse_query(q2) == {"source": "analysis:a", "other": "1", "mode": "gene"}
     assert cb.write_url({"feature": 12}, "B cell", "concept", "analysis:a", q) is no_update
-    state, _ = explorer_page.initial_state(parse_query(q))
+    state, _ = explorer.initial_state(parse_query(q))
     assert state["feature"] == 12
 
 

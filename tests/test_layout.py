@@ -204,3 +204,67 @@ def test_no_private_names_imported_across_modules():
                     offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
                                   for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert offenders == []
+
+
+# ---------------------------------------------------------------------------- page layouts receive their data
+# What components/ may import from core: the types and constants of core.views (its functions read: each
+# <page>_page_data reads what its page shows, and the router passes the result in), the error types, and the pure
+# steering helpers (target text, the feature limit). Never the store, the data loaders or core.base.io; and no
+# module that reads files, no open() and no read_*/load call.
+COMPONENTS_MAY_IMPORT = ("core.views", "core.base.errors", "core.steer.targets", "core.steer.request")
+READING_MODULES = {"os", "io", "pathlib", "json", "pickle", "shutil", "glob", "tempfile", "sqlite3", "h5py",
+                   "anndata", "scanpy", "pyarrow", "torch", "joblib", "diskcache"}
+
+
+def _reads(source: str) -> list[str]:
+    """``line: what`` for each core import outside :data:`COMPONENTS_MAY_IMPORT`, each module or
+    function (a lower-case name) taken from core.views, each import of a reading module, and each
+    call of open(), ``.open``, ``.load*`` or ``read_*`` in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            if name == "open" or name.startswith(("read_", "load")):
+                found.append(f"{node.lineno}: calls {name}()")
+            continue
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [f"core.{a.name}" for a in node.names] if node.module == "core" else [node.module]
+            if node.module.startswith("core.views"):
+                found += [f"{node.lineno}: imports {node.module}.{a.name}" for a in node.names if a.name[:1].islower()]
+                continue
+        else:
+            continue
+        for name in modules:
+            allowed = any(name == m or name.startswith(m + ".") for m in COMPONENTS_MAY_IMPORT)
+            if name.split(".")[0] in READING_MODULES or name.startswith("core") and (
+                    not allowed or name.startswith("core.views")):
+                found.append(f"{node.lineno}: imports {name}")
+    return found
+
+
+def test_the_layout_reader_check_finds_reads():
+    bad = ("import os\nfrom core.store.analysis import Analysis\nfrom core import data\nimport core.base.io\n"
+           "from core.views.steering import SteeringPageData, steering_page_data\n"
+           "from core.base.errors import InputError\nimport core.views.compare\n"
+           "def layout(source):\n    a = Analysis.open(source)\n    open('x')\n    pd.read_parquet('y')\n"
+           "    np.load('z')\n    return a.read_json('run.json')\n")
+    assert sorted(_reads(bad)) == sorted([
+        "1: imports os", "2: imports core.store.analysis", "3: imports core.data",
+        "4: imports core.base.io", "5: imports core.views.steering.steering_page_data",
+        "7: imports core.views.compare", "9: calls open()", "10: calls open()", "11: calls read_parquet()",
+        "12: calls load()", "13: calls read_json()"])
+
+
+def test_components_receive_data_rather_than_read_it():
+    files = sorted((ROOT / "components").glob("*.py"))
+    assert len(files) >= 10
+    offenders = {str(p.relative_to(ROOT)): found for p in files if (found := _reads(p.read_text()))}
+    assert offenders == {}
+    pages = sorted((ROOT / "components").glob("*_page.py"))
+    assert len(pages) == 5
+    for p in pages:  # layout(data): one argument, the page's data from core.views.<page>.<page>_page_data
+        fn = next(n for n in ast.parse(p.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "layout")
+        assert [a.arg for a in fn.args.args] == ["data"] and not fn.args.kwonlyargs, p.name

@@ -207,10 +207,10 @@ def test_run_in_url():
 
 def test_layout_lists_runs_newest_and_takes_the_url_run(lab):
     _, run, _ = lab
-    page = simulation_page.layout(source=None, query={})
+    page = simulation_page.layout(simulation.simulation_page_data(None, query={}))
     dropdown = _find(page, ids.SIM_RUNS)
     assert dropdown.value == run.run_id and dropdown.options[0]["value"] == run.run_id
-    assert _find(simulation_page.layout(source=None, query={"run": "gone"}), ids.SIM_RUNS).value == run.run_id
+    assert _find(simulation_page.layout(simulation.simulation_page_data(None, query={"run": "gone"})), ids.SIM_RUNS).value == run.run_id
 
 
 def _find(component, cid):
@@ -250,7 +250,7 @@ def demo_folder(tmp_path, monkeypatch):
 def test_planted_analyses_are_those_of_the_simulated_demo(demo_folder):
     assert simulation.planted_analyses() == [{"name": "demo", "annotated": True, "scored": True},
                                          {"name": "demo-raw", "annotated": False, "scored": False}]
-    assert [o["value"] for o in simulation_page.planted_options()] == ["demo", "demo-raw"]
+    assert [o["value"] for o in simulation_page.planted_options(simulation.planted_analyses())] == ["demo", "demo-raw"]
 
 
 def test_show_planted_displays_the_stored_score(demo_folder):
