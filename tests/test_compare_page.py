@@ -248,3 +248,28 @@ def test_concept_count_figure_groups_and_jitter():
     xs = np.frombuffer(base64.b64decode(x["bdata"]), dtype="<f4") if isinstance(x, dict) else np.asarray(x)
     assert abs(xs[0] - 3) <= 0.3
     assert figures.concept_count_figure(terms.iloc[:0]).layout.annotations[0].text == "no terms to compare"
+
+
+# ----------------------------------------------------------------------------- the page's data
+def test_compare_page_data_lists_the_analyses_and_picks_the_pair(folder):
+    d = compare.compare_page_data("analysis:beta", query={})
+    assert d.analyses == tuple(compare.comparable_analyses()) and (d.a, d.b, d.n_usable) == ("beta", "alpha", 2)
+    d = compare.compare_page_data(None, query={"a": "alpha", "b": "raw"})
+    assert (d.a, d.b) == ("alpha", "raw")
+    assert compare.compare_page_data("shipped:pbmc68k") == compare.compare_page_data("shipped:pbmc68k", query={})
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ("missing", ((), None, None, 0)),  # no analyses folder yet: nothing to list, nothing raised
+    ("empty", ((), None, None, 0)),
+    ("one", (({"name": "only", "annotated": True, "dataset": "only"},), "only", None, 1)),
+])
+def test_compare_page_data_without_two_annotated_analyses(tmp_path, monkeypatch, setup, expected):
+    root = tmp_path / "analyses"
+    if setup != "missing":
+        root.mkdir()
+    if setup == "one":
+        make_analysis(root, "only", annotations(A_TERMS, seed=0))
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(root))
+    d = compare.compare_page_data("analysis:only", query={"b": "nope"})
+    assert (d.analyses, d.a, d.b, d.n_usable) == expected

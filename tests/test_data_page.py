@@ -620,3 +620,19 @@ def _walk(node):
         return
     yield node
     yield from _walk(getattr(node, "children", None))
+
+
+# ----------------------------------------------------------------------------- the page's data
+def test_data_page_data_carries_the_source_options_and_the_upload_cap(folders, small_in_data, monkeypatch):
+    from core.views.data_sources import source_options
+
+    monkeypatch.delenv("FEATURELENS_MAX_UPLOAD_MB", raising=False)
+    good = data_page_data("file:small.h5ad", query={"ignored": "1"})
+    assert good.source == "file:small.h5ad" and good.options == source_options("file:small.h5ad")
+    assert good.options.error is None and good.upload_cap == 500 * 1024 * 1024
+    monkeypatch.setenv("FEATURELENS_MAX_UPLOAD_MB", "1.5")
+    assert data_page_data("file:small.h5ad").upload_cap == int(1.5 * 1024 * 1024)
+    for bad, words in (("file:missing.h5ad", "missing.h5ad"), ("file:../../etc/passwd", "outside the allowed"),
+                       (None, "no dataset"), ("sideways:x", "unknown source kind")):
+        opts = data_page_data(bad).options
+        assert words in opts.error, (bad, opts.error)

@@ -548,3 +548,60 @@ def test_a_run_where_no_gene_passes_lists_the_largest_changes_with_a_note(analys
     # nothing moved at all: nothing to list, and the note says so
     assert "changed at all" in text_of(cb.changes_note(0, n_listed=0, alpha=0.05, min_abs_log2fc=1))
     assert cb.changes_note(3, n_listed=20, alpha=0.05, min_abs_log2fc=1) is None
+
+
+# ----------------------------------------------------------------------------- the page's data
+@pytest.mark.parametrize("source, title, level", [
+    (None, "No analysis chosen.", "info"),
+    ("shipped:pbmc68k", "Steering works on analyses.", "info"),
+    ("analysis:nodecoder", "This analysis cannot be steered.", "warning"),
+    ("analysis:untrained", "This analysis cannot be steered.", "warning"),
+    ("analysis:nothere", "This analysis cannot be opened.", "danger"),
+    ("analysis:../../etc", "This analysis cannot be opened.", "danger"),
+    ("sideways:x", "This analysis cannot be opened.", "danger"),
+])
+def test_steering_page_data_returns_the_problem_and_raises_nothing(analyses, source, title, level):
+    d = views_steering.steering_page_data(source, query={"feature": "1", "run": "f1-abc"})
+    assert (d.source, d.problem.title, d.problem.level) == (source, title, level)
+    assert d.offered is None and d.form is None and d.features == () and d.run is None
+
+
+def test_steering_page_data_of_a_damaged_or_dead_sae(analyses):
+    for name in ("dead", "damaged"):
+        shutil.copytree(analyses / "planted", analyses / name)
+    try:
+        feats = pd.read_parquet(analyses / "dead" / "features.parquet").assign(live=False)
+        feats.to_parquet(analyses / "dead" / "features.parquet")
+        dead = views_steering.steering_page_data("analysis:dead").problem
+        assert (dead.title, dead.level) == ("Nothing to steer.", "warning") and "no live feature" in dead.text
+        (analyses / "damaged" / "features.parquet").write_bytes(b"not a parquet file")
+        damaged = views_steering.steering_page_data("analysis:damaged").problem
+        assert (damaged.title, damaged.level) == ("This analysis cannot be opened.", "danger")
+        assert "features table cannot be read" in damaged.text
+    finally:
+        for name in ("dead", "damaged"):
+            shutil.rmtree(analyses / name)
+
+
+def test_steering_page_data_of_a_good_source(analyses):
+    d = views_steering.steering_page_data(SOURCE, query={"feature": "x,9,2", "run": " f2-gone "})
+    assert d.problem is None and d.source == SOURCE and d.n_live == 8 and d.types == ("a", "b", "c")
+    assert d.features == (2,) and d.run == "f2-gone"
+    assert d.offered["feature"].tolist() == [2, 0, 1, 3, 4, 5, 6, 7]  # the chosen first, then by feature
+    assert d.offered.columns.tolist() == ["feature", "label"] and d.offered["label"].iloc[0].startswith("2 · ")
+    assert d.form == {**views_steering.FORM_DEFAULTS, "features": [2], "cell_mode": "types"}
+    assert d.warnings == ("The link asks for feature 'x', which is not a feature number; it is ignored.",
+                          "Feature 9 is not a live feature of this SAE, so it cannot be steered; choose another.")
+    carried = views_steering.steering_page_data(SOURCE, query={"cells": "explorer"})
+    assert carried.form["cell_mode"] == "explorer" and carried.features == () and carried.warnings == ()
+    plain = views_steering.steering_page_data(SOURCE)  # no query: the defaults
+    assert (plain.form, plain.features, plain.run, plain.warnings) == \
+        ({**views_steering.FORM_DEFAULTS, "cell_mode": "types"}, (), None, ())
+
+
+def test_steering_page_data_restores_a_stored_run(analyses, ran):
+    _, shown, _ = ran
+    d = views_steering.steering_page_data(SOURCE, query={"run": shown["run_id"], "cells": "explorer"})
+    stored = views_steering.run_form(Analysis.open(analyses / "planted"), shown["run_id"], types=["a", "b", "c"])
+    assert d.run == shown["run_id"] and d.features == (0,) and d.form == stored
+    assert (d.form["cell_mode"], d.form["cell_types"], d.form["target"]) == ("types", ["a"], "max")

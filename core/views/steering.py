@@ -384,6 +384,10 @@ def steering_page_data(source: str | None, *, query: dict[str, str] | None = Non
     except FeatureLensError as exc:
         return SteeringPageData(source=source, problem=PageProblem("This analysis cannot be opened.", exc.message,
                                                                    "danger"))
+    except (OSError, ValueError) as exc:  # a damaged features.parquet (pyarrow's errors are ValueErrors)
+        return SteeringPageData(source=source, problem=PageProblem(
+            "This analysis cannot be opened.", f"Its features table cannot be read ({type(exc).__name__}: {exc}). "
+            "Fix: train the SAE again with `featurelens train` (it writes the table with the SAE).", "danger"))
     if choices.empty:
         return SteeringPageData(source=source, problem=PageProblem(
             "Nothing to steer.", "This SAE has no live feature (none fires on any cell); train another one on the "
