@@ -25,7 +25,7 @@ from core.base.paths import data_dir
 from core.sae.stability import describe_stability
 from core.views.data_sources import default_analysis_name
 from core.views.data import (TrainRequest, analysis_overview, annotate_named, fit_model_for_source,
-                            preset_form_values, train_for_source)
+                            preset_form_values, train_for_source, upload_cap_bytes)
 
 from .jobs import error_alert, register_job, success_alert
 
@@ -114,7 +114,6 @@ def open_analysis(n_clicks, name):
 def receive_upload(checked):
     """The browser-checked upload → saved in the data folder and chosen, or an alert."""
     from core.store.uploads import decode_data_url, save_upload
-    from components.data_page import upload_cap_bytes
 
     if not checked:
         raise PreventUpdate

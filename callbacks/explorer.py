@@ -22,7 +22,7 @@ import pandas as pd
 from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
 from components import ids
-from components.explorer_page import PLACEHOLDERS, initial_state, selection_chips
+from components.explorer_page import PLACEHOLDERS, selection_chips
 from components.feature_card import card_header, de_rows, term_link, terms_note, terms_rows
 from components.figures import (activation_histogram_figure, cell_type_profile_figure, concept_map_figure,
                                 empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
@@ -455,7 +455,7 @@ def follow_url(search, pathname, written, source, state, query, mode):
     params = parse_query(search)
     if params.get("source") and params["source"] != source:
         return no_update, no_update, no_update, no_update  # another analysis: the shell renders the page anew
-    wanted, _ = initial_state(params)
+    wanted, _ = explorer.initial_state(params)
     new_state = no_update if wanted["feature"] == (state or {}).get("feature") else wanted
     q = params.get("q", "")
     new_query = no_update if q.strip() == (query or "").strip() else q

@@ -13,15 +13,26 @@ from dash import Input, Output, State, callback, ctx, no_update
 
 from components import compare_page, data_page, explorer_page, ids, shell, simulation_page, steering_page
 from core.store.catalog import describe_source, list_sources
+from core.views.compare import compare_page_data
+from core.views.data import data_page_data
+from core.views.explorer import explorer_page_data
+from core.views.simulation import simulation_page_data
+from core.views.steering import steering_page_data
 
-# slug -> layout(*, source, query): every page module exposes the same signature.
-PAGE_LAYOUTS = {
-    "data": data_page.layout,
-    "explorer": explorer_page.layout,
-    "steering": steering_page.layout,
-    "compare": compare_page.layout,
-    "simulation": simulation_page.layout,
+# slug -> (page_data(source, *, query), layout(data)): core reads what a page shows; the layout draws it.
+PAGE_VIEWS = {
+    "data": (data_page_data, data_page.layout),
+    "explorer": (explorer_page_data, explorer_page.layout),
+    "steering": (steering_page_data, steering_page.layout),
+    "compare": (compare_page_data, compare_page.layout),
+    "simulation": (simulation_page_data, simulation_page.layout),
 }
+
+
+def page_layout(slug: str, *, source: str | None, query: dict[str, str]):
+    """The layout of page ``slug`` for ``source`` and the URL ``query``."""
+    page_data, layout = PAGE_VIEWS[slug]
+    return layout(page_data(source, query=query))
 
 
 def parse_query(search: str | None) -> dict[str, str]:
@@ -54,7 +65,7 @@ def render_page(pathname: str | None, source: str | None = None, search: str | N
     now = {"page": page.slug, "source": shown}
     if by_picker and rendered == now:
         return no_update, no_update
-    return PAGE_LAYOUTS[page.slug](source=shown, query=query), now
+    return page_layout(page.slug, source=shown, query=query), now
 
 
 def sync_source(search: str | None, value: str | None, options: list[dict] | None, *, triggered=None):

@@ -21,7 +21,7 @@ from components import ids
 from components.job_panel import job_alert
 from components.simulation_page import PLANTED, RUN, no_run_message, planted_view, run_error, run_options, run_view
 from core.base.errors import FeatureLensError, InputError
-from core.views.simulation import SimLabConfig, load_run, planted_analyses, planted_score_for, read_planted_score, run_simlab
+from core.views.simulation import SimLabConfig, list_runs, load_run, planted_analyses, planted_score_for, read_planted_score, run_simlab
 
 from .jobs import register_job, success_alert
 
@@ -60,7 +60,7 @@ def recovery_job(progress, cells, genes, seed, epochs):
         best = ", ".join(f"{str(v).replace(chr(39) * 2, '″')} {x:.2f}" for v, x in sae.items())
         alert = success_alert(f"Best |r| of an SAE feature: {best} ({run.elapsed_s.get('total', 0):.0f} s).",
                               title="Run finished.")
-    return alert, run_options(), run.run_id
+    return alert, run_options(list_runs()), run.run_id
 
 
 def show_run(run_id):
@@ -74,7 +74,7 @@ def show_run(run_id):
 
 
 def refresh_runs(_n_clicks):
-    return run_options()
+    return run_options(list_runs())
 
 
 def write_url(run_id, search):

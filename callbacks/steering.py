@@ -34,8 +34,7 @@ from dash.exceptions import PreventUpdate
 
 from components import ids
 from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
-from components.steering_page import (RUN, TARGET_HELP, explorer_mode_option, feature_option,
-                                      run_form)
+from components.steering_page import RUN, TARGET_HELP, explorer_mode_option, feature_option
 from core.views import explorer
 from components.job_panel import exception_alert
 from core.store.analysis import Analysis
@@ -44,7 +43,7 @@ from core.base.errors import FeatureLensError
 from core.steer import (SteeringResult, SteerRequest, list_steering_runs, load_steering_run, steer_into_analysis,
                         steering_context)
 from core.steer.request import feature_ids
-from core.views.steering import cell_type_choices, feature_choices, largest_changes, latent_axes
+from core.views.steering import cell_type_choices, feature_choices, largest_changes, latent_axes, run_form
 
 from .jobs import register_job, success_alert
 

@@ -2,7 +2,8 @@
 unique concepts, concept-count correlation).
 
 The pickers default to the URL's ``?a=`` and ``?b=`` (written back when they change, so a reload or
-a shared link shows the same pair), else to the app's source and another annotated analysis. The
+a shared link shows the same pair), else to the app's source and another annotated analysis
+(:func:`core.views.compare.compare_page_data`). The
 comparison itself is filled by :mod:`callbacks.compare`.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.views.compare import comparable_analyses
+from core.views.compare import ComparePageData
 
 from . import ids
 from .feature_card import grid
@@ -45,45 +46,27 @@ HIDDEN = {"display": "none"}
 SHOWN = {"display": "block"}
 
 
-def analysis_options() -> list[dict]:
-    """Dropdown options: every analysis; those without annotations are listed but disabled.
-    ``dataset`` (not shown) identifies each one's data, for :func:`default_pair`."""
+def analysis_options(analyses) -> list[dict]:
+    """Dropdown options for ``analyses`` (:func:`core.views.compare.comparable_analyses`); those
+    without annotations are listed but disabled."""
     return [{"label": a["name"] if a["annotated"] else f"{a['name']} (not annotated)", "value": a["name"],
-             "disabled": not a["annotated"], "dataset": a["dataset"]} for a in comparable_analyses()]
-
-
-def default_pair(options: list[dict], *, source: str | None, query: dict[str, str]) -> tuple[str | None, str | None]:
-    """``(A, B)``: the URL's ``a``/``b`` when they name analyses; else A = the app's source (if an
-    annotated analysis) or the first annotated one, and B = another annotated analysis, preferably
-    of the same data as A (two models or SAEs of the same cells)."""
-    names = {o["value"] for o in options}
-    usable = [o["value"] for o in options if not o["disabled"]]
-    a = query.get("a") if query.get("a") in names else None
-    if a is None:
-        kind, _, name = (source or "").partition(":")
-        a = name if kind == "analysis" and name in usable else (usable[0] if usable else None)
-    b = query.get("b") if query.get("b") in names and query.get("b") != a else None
-    if b is None:
-        data = {o["value"]: o.get("dataset") for o in options}
-        others = [n for n in usable if n != a]
-        b = next((n for n in others if data.get(a) and data.get(n) == data.get(a)), others[0] if others else None)
-    return a, b
+             "disabled": not a["annotated"]} for a in analyses]
 
 
 def _picker(label: str, picker_id: str, options: list[dict], value: str | None) -> dbc.Col:
     return dbc.Col([
         dbc.Label(label, html_for=picker_id, className="fw-semibold mb-1"),
-        dcc.Dropdown(id=picker_id, options=[{k: o[k] for k in ("label", "value", "disabled")} for o in options],
+        dcc.Dropdown(id=picker_id, options=options,
                      value=value, clearable=False,
                      placeholder="choose an annotated analysis"),
     ], md=6)
 
 
-def layout(*, source: str | None, query: dict[str, str]) -> html.Div:
+def layout(data: ComparePageData) -> html.Div:
+    """The Compare page for ``data`` (:func:`core.views.compare.compare_page_data`)."""
     page = PAGE_BY_SLUG["compare"]
-    options = analysis_options()
-    a, b = default_pair(options, source=source, query=query)
-    n_usable = sum(not o["disabled"] for o in options)
+    options = analysis_options(data.analyses)
+    a, b, n_usable = data.a, data.b, data.n_usable
     note = None
     if n_usable < 2:
         note = dbc.Alert([html.Strong("Two annotated analyses are needed. "),

@@ -2,17 +2,17 @@
 live chart, annotate it, and see what the analysis holds.
 
 Every control exists for every source (disabled where it does not apply), so the page's
-callbacks never target a missing component. The summary card is filled from the analysis on
+callbacks never target a missing component; what it shows of the source comes from
+:func:`core.views.data.data_page_data`. The summary card is filled from the analysis on
 disk by :mod:`callbacks.data`, so a reload or a second tab shows the same results.
 """
 from __future__ import annotations
 
-import os
-
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.views.data_sources import SourceOptions, source_options
+from core.views.data import DataPageData
+from core.views.data_sources import SourceOptions
 
 from . import ids
 from .figures import feature_density_figure, sparsity_frontier_figure
@@ -21,7 +21,7 @@ from .shell import PAGE_BY_SLUG
 from .training_chart import empty_training_figure, training_figure
 
 __all__ = ["layout", "FIT", "TRAIN", "ANNOTATE", "summary_body", "annotation_method_text", "embedding_option",
-           "dims_of", "upload_cap_bytes", "PRESET_CHOICES", "ARCH_CHOICES", "CONCEPT_CHOICES", "METHOD_CHOICES"]
+           "dims_of", "PRESET_CHOICES", "ARCH_CHOICES", "CONCEPT_CHOICES", "METHOD_CHOICES"]
 
 FIT = JobIds(ids.DATA_FIT_JOB)
 TRAIN = JobIds(ids.DATA_TRAIN_JOB)
@@ -57,11 +57,6 @@ EXPRESSION_CHOICES = [
     {"label": "observed counts", "value": "observed"},
 ]
 SMALL_DATA_CELLS = 5_000   # below this, annotation defaults to the demo's 90th percentile
-
-
-def upload_cap_bytes() -> int:
-    """The upload cap (``FEATURELENS_MAX_UPLOAD_MB``, as app.py's ``MAX_UPLOAD_BYTES``)."""
-    return int(float(os.environ.get("FEATURELENS_MAX_UPLOAD_MB", "500")) * 1024 * 1024)
 
 
 def embedding_option(key: str, dims: int | None) -> dict:
@@ -266,14 +261,15 @@ def _summary_card() -> dbc.Card:
     ], className="mb-3 h-100")
 
 
-def layout(*, source: str | None, query: dict[str, str]) -> html.Div:  # noqa: ARG001
+def layout(data: DataPageData) -> html.Div:
+    """The page for ``data`` (:func:`core.views.data.data_page_data`)."""
     page = PAGE_BY_SLUG["data"]
-    opts = source_options(source)
+    opts = data.options
     return html.Div([
         html.H2(page.title),
         html.P(page.summary, className="lead"),
-        dcc.Store(id=ids.DATA_SOURCE, data=source),
-        dbc.Row([dbc.Col(_data_card(opts, upload_cap_bytes()), lg=5, className="mb-3"),
+        dcc.Store(id=ids.DATA_SOURCE, data=data.source),
+        dbc.Row([dbc.Col(_data_card(opts, data.upload_cap), lg=5, className="mb-3"),
                  dbc.Col(_train_card(opts), lg=7, className="mb-3")]),
         dbc.Row([dbc.Col(_annotate_card(opts), lg=5, className="mb-3"),
                  dbc.Col(_summary_card(), lg=7, className="mb-3")]),

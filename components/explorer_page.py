@@ -1,6 +1,7 @@
 """The Explorer: search, the concept map linked to the latent space, reverse lookup, the feature card.
 
-The layout is an empty frame (cheap to render); its figures and tables are filled by the
+The layout is an empty frame (cheap to render) drawn from
+:func:`core.views.explorer.explorer_page_data`; its figures and tables are filled by the
 callbacks in :mod:`callbacks.explorer`. The URL query (``?source=…&feature=…&q=…&mode=…``)
 sets the initial selection and search, so a shared link reopens the same view.
 """
@@ -9,9 +10,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.store.analysis import Analysis
-from core.store.catalog import resolve_source
-from core.base.errors import FeatureLensError
+from core.views.explorer import ExplorerPageData
+from core.views.problem import PageProblem
 
 from . import ids
 from .feature_card import card_layout, grid
@@ -51,74 +51,29 @@ LOOKUP_TERM_COLUMNS = [
 ]
 
 
-def initial_state(query: dict[str, str]) -> tuple[dict, list[str]]:
-    """The selection a URL query asks for, and warnings about parts of it that are not usable."""
-    warnings = []
-    feature = None
-    raw = query.get("feature")
-    if raw not in (None, ""):
-        try:
-            feature = int(raw)
-            if feature < 0:
-                raise ValueError
-        except ValueError:
-            warnings.append(f"The link asks for feature {raw!r}, which is not a feature number; it is ignored.")
-            feature = None
-    return {"feature": feature, "features": [feature] if feature is not None else []}, warnings
-
-
-def _message(title: str, text, colour: str) -> html.Div:
+def _message(problem: PageProblem) -> html.Div:
     page = PAGE_BY_SLUG["explorer"]
     return html.Div([html.H2(page.title), html.P(page.summary, className="lead"),
-                     dbc.Alert([html.Strong(title + " "), text], color=colour, id=ids.EXPLORER_ALERT)],
+                     dbc.Alert([html.Strong(problem.title + " "), problem.text], color=problem.level,
+                               id=ids.EXPLORER_ALERT)],
                     id=ids.EXPLORER_PAGE)
 
 
-def check_source(source: str | None) -> str | None:
-    """None if ``source`` is an analysis the Explorer can show, else why not (raises nothing)."""
-    if not source:
-        return "none"
-    try:
-        kind, path = resolve_source(source)
-        if kind != "analysis":
-            return "not-analysis"
-        a = Analysis.open(path)
-    except FeatureLensError as exc:
-        return f"error:{exc.message}" + (f" Fix: {exc.fix}" if exc.fix else "")
-    if not a.has("activations.npz"):
-        return "untrained"
-    return None
-
-
-def layout(*, source: str | None, query: dict[str, str]) -> html.Div:
-    problem = check_source(source)
-    if problem == "none":
-        return _message("No analysis chosen.", "Pick an analysis in the list above (entries named "
-                        "“Analysis · …”), or build the demo with `featurelens demo --build-only`.", "info")
-    if problem == "not-analysis":
-        return _message("The Explorer shows analyses.", f"{source} is a dataset: train an SAE on it on the "
-                        "Data & training page (or with `featurelens train`), then pick the analysis above.", "info")
-    if problem == "untrained":
-        return _message("This analysis has no SAE yet.", "Train one on the Data & training page, or with "
-                        "`featurelens train DATA --out ANALYSIS`.", "warning")
-    if problem and problem.startswith("error:"):
-        return _message("This analysis cannot be opened.", problem[len("error:"):], "danger")
-    state, warnings = initial_state(query)
-    mode = query.get("mode", "concept")
-    if mode not in PLACEHOLDERS:
-        warnings.append(f"Unknown search mode {mode!r} in the link; searching GO terms.")
-        mode = "concept"
+def layout(data: ExplorerPageData) -> html.Div:
+    """The Explorer for ``data`` (:func:`core.views.explorer.explorer_page_data`)."""
+    if data.problem:
+        return _message(data.problem)
     return html.Div([
-        dcc.Store(id=ids.EXPLORER_SOURCE, data=source),
-        dcc.Store(id=ids.EXPLORER_STATE, data=state),
+        dcc.Store(id=ids.EXPLORER_SOURCE, data=data.source),
+        dcc.Store(id=ids.EXPLORER_STATE, data=data.state),
         dcc.Store(id=ids.EXPLORER_HITS, data=[]),
         dcc.Store(id=ids.EXPLORER_MAP_META),
         dcc.Store(id=ids.EXPLORER_LATENT_META),
         dcc.Store(id=ids.SEARCH_GENES_READY, data=0),
         dcc.Store(id=ids.EXPLORER_CELLS),
         dcc.Store(id=ids.EXPLORER_URL_WRITTEN),
-        html.Div([dbc.Alert(w, color="warning", className="py-2") for w in warnings], id=ids.EXPLORER_ALERT),
-        search_card(query=query.get("q", ""), mode=mode),
+        html.Div([dbc.Alert(w, color="warning", className="py-2") for w in data.warnings], id=ids.EXPLORER_ALERT),
+        search_card(query=data.query, mode=data.mode),
         dbc.Row([
             dbc.Col(map_card(), lg=6),
             dbc.Col(latent_card(), lg=6),

@@ -2,7 +2,8 @@
 experiment (SAE vs PCA, ICA, SVD), show the tables, a bar figure and the findings vs the paper; and
 the planted-concept score of an analysis built from the simulated demo dataset.
 
-Every run is stored on disk (:mod:`core.views.simulation`), listed in the "Run" picker and named in the URL
+Every run is stored on disk (:mod:`core.views.simulation`, which also lists what the page shows:
+:func:`core.views.simulation.simulation_page_data`), listed in the "Run" picker and named in the URL
 (``?run=<id>``), so a reload or a second tab shows the same results.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from core.base.errors import FeatureLensError
-from core.views.simulation import METHOD_LABELS, SimLabConfig, SimRun, list_runs, planted_analyses
+from core.views.simulation import METHOD_LABELS, SimLabConfig, SimRun, SimulationPageData
 
 from . import ids
 from .figures import recovery_bars_figure
@@ -26,13 +27,15 @@ VARIABLE_NAMES = {"Y": ("Y", "observed counts"), "X''": ("X″", "X · A: what d
 STATUS_COLOURS = {"reproduced": "success", "partly": "warning"}
 
 
-def run_options() -> list[dict]:
-    return [{"label": r["label"], "value": r["run_id"]} for r in list_runs()]
+def run_options(runs) -> list[dict]:
+    """Run picker options for ``runs`` (:func:`core.views.simulation.list_runs`)."""
+    return [{"label": r["label"], "value": r["run_id"]} for r in runs]
 
 
-def planted_options() -> list[dict]:
+def planted_options(analyses) -> list[dict]:
+    """Analysis picker options for ``analyses`` (:func:`core.views.simulation.planted_analyses`)."""
     out = []
-    for a in planted_analyses():
+    for a in analyses:
         note = "" if a["annotated"] else " (not annotated)"
         out.append({"label": a["name"] + note, "value": a["name"]})
     return out
@@ -47,12 +50,12 @@ def _number(label: str, input_id: str, value: int, *, help_text: str) -> dbc.Col
     ], xs=6, md=3)
 
 
-def layout(*, source: str | None, query: dict[str, str]) -> html.Div:  # noqa: ARG001 - the lab needs no source
+def layout(data: SimulationPageData) -> html.Div:
+    """The lab for ``data`` (:func:`core.views.simulation.simulation_page_data`)."""
     page = PAGE_BY_SLUG["simulation"]
-    runs = run_options()
-    run_ids = [o["value"] for o in runs]
-    run = query.get("run") if query.get("run") in run_ids else (run_ids[0] if run_ids else None)
-    planted = planted_options()
+    runs = run_options(data.runs)
+    run = data.run
+    planted = planted_options(data.planted)
     d = SimLabConfig()
     return html.Div([
         html.H2(page.title),

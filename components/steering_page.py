@@ -2,7 +2,8 @@
 and see the latent shift, the volcano of changed genes, the enriched terms up and down, the
 nearest-cell-type shift and every earlier run of the analysis.
 
-The layout is a frame: the form is filled from the analysis (features, cell types); the results
+The layout is a frame: the form is filled from the analysis (features, cell types, the run named in
+the URL) by :func:`core.views.steering.steering_page_data`; the results
 are drawn by :mod:`callbacks.steering` from the run stored in the analysis folder
 (``steering/<run_id>/``), named in ``ids.STEER_SHOWN`` and in the URL (``?run=``), so a reload or
 a second tab shows the same run.
@@ -12,12 +13,9 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from core.store.analysis import Analysis
-from core.store.catalog import resolve_source
-from core.base.errors import FeatureLensError
 from core.steer.request import MAX_FEATURES  # features steered together
-from core.steer.targets import parse_target
-from core.views.steering import cell_type_choices, feature_choices, steerability
+from core.views.problem import PageProblem
+from core.views.steering import SteeringPageData
 
 from . import ids
 from .feature_card import grid
@@ -25,13 +23,11 @@ from .figures import empty_figure
 from .job_panel import JobIds, job_panel
 from .shell import PAGE_BY_SLUG
 
-__all__ = ["layout", "RUN", "TARGET_CHOICES", "CELL_MODES", "TEST_CHOICES", "INITIAL_FEATURE_OPTIONS",
-           "MAX_FEATURES", "FORM_DEFAULTS", "run_form", "feature_option", "initial_features", "open_steerable", "TERM_COLUMNS",
-           "HISTORY_COLUMNS", "MOVE_COLUMNS", "CHANGES_COLUMNS", "ERROR_TERM_HELP", "MAX_CARRIED_CELLS",
-           "explorer_mode_option", "target_form"]
+__all__ = ["layout", "RUN", "TARGET_CHOICES", "CELL_MODES", "TEST_CHOICES", "MAX_FEATURES", "feature_option",
+           "TERM_COLUMNS", "HISTORY_COLUMNS", "MOVE_COLUMNS", "CHANGES_COLUMNS", "ERROR_TERM_HELP",
+           "MAX_CARRIED_CELLS", "explorer_mode_option"]
 
 RUN = JobIds(ids.STEER_RUN_JOB)
-INITIAL_FEATURE_OPTIONS = 200     # options sent with the page; typing searches all live features
 
 MAX_CARRIED_CELLS = 5000         # cells the Explorer's lasso may carry here (= steering's max_cells: none dropped)
 EXPLORER_MODE_LABEL = "cells selected in the Explorer"
@@ -63,101 +59,6 @@ def feature_option(row) -> dict:
     return {"label": str(row["label"]), "value": int(row["feature"])}
 
 
-def open_steerable(source: str | None) -> tuple[Analysis | None, tuple[str, str, str] | None]:
-    """``(analysis, None)`` when ``source`` can be steered, else ``(None, (title, text, colour))``."""
-    if not source:
-        return None, ("No analysis chosen.", "Pick an analysis in the list above (entries named “Analysis · …”), "
-                      "or build the demo with `featurelens demo --build-only`.", "info")
-    try:
-        kind, path = resolve_source(source)
-        if kind != "analysis":
-            return None, ("Steering works on analyses.",
-                          f"{source} is a dataset: fit the built-in model and train an SAE on it on the Data & "
-                          "training page, then pick the analysis above.", "info")
-        analysis = Analysis.open(path)
-        problem = steerability(analysis)
-    except FeatureLensError as exc:
-        return None, ("This analysis cannot be opened.", exc.message + (f" Fix: {exc.fix}" if exc.fix else ""),
-                      "danger")
-    if problem:
-        return None, ("This analysis cannot be steered.", f"{problem[0]} Fix: {problem[1]}", "warning")
-    return analysis, None
-
-
-def initial_features(query: dict[str, str], live: set[int]) -> tuple[list[int], list[str]]:
-    """The features a URL asks for (``?feature=12`` or ``12,40``) and warnings about the rest."""
-    raw = (query.get("feature") or "").strip()
-    if not raw:
-        return [], []
-    out, warnings = [], []
-    for part in raw.split(","):
-        part = part.strip()
-        try:
-            f = int(part)
-        except ValueError:
-            warnings.append(f"The link asks for feature {part!r}, which is not a feature number; it is ignored.")
-            continue
-        if f not in live:
-            warnings.append(f"Feature {f} is not a live feature of this SAE, so it cannot be steered; choose another.")
-        elif f not in out:
-            out.append(f)
-    return out[:MAX_FEATURES], warnings
-
-
-FORM_DEFAULTS = {"features": [], "cell_mode": "types", "cell_types": [], "target": "max", "factor": 2.0,
-                 "percentile": 99.0, "mean_type": None, "mean_factor": 1.5, "value": 1.0, "error_term": True,
-                 "test": "paired-log"}
-
-
-def target_form(target, *, types: list[str]) -> dict:
-    """The target controls (keys ``target``, ``factor``, ``percentile``, ``mean_type``, ``mean_factor``,
-    ``value`` of :data:`FORM_DEFAULTS`) that write ``target`` (a stored run's target text); {} when
-    the form cannot write it (e.g. different targets per feature)."""
-    if isinstance(target, (list, tuple)):
-        if len(set(target)) != 1:
-            return {}
-        target = target[0]
-    try:
-        t = parse_target(target)
-    except FeatureLensError:
-        return {}
-    if t.kind == "off":
-        return {"target": "off"}
-    if t.kind == "max":
-        return {"target": "max"} if t.factor == 1 and t.text == "max" else {"target": "factor", "factor": t.factor}
-    if t.kind == "percentile":
-        return {"target": "percentile", "percentile": t.percentile}
-    if t.kind == "value":
-        return {"target": "value", "value": t.value}
-    whole = t.text[len("mean:"):]
-    if whole in types:  # a type literally named like "TYPE x2" wins, as in core.steer.targets
-        return {"target": "mean", "mean_type": whole, "mean_factor": 1.0}
-    return {"target": "mean", "mean_type": t.cell_type, "mean_factor": t.factor} if t.cell_type in types else {}
-
-
-def run_form(analysis: Analysis, run_id: str | None, *, types: list[str]) -> dict | None:
-    """The form values that reproduce stored run ``run_id`` (keys of :data:`FORM_DEFAULTS`), or None
-    when there is no such run. Lassoed cells (here or in the Explorer) cannot be restored: such a run
-    leaves the cells as they are."""
-    if not run_id or not analysis.has(f"steering/{run_id}/run.json"):
-        return None
-    meta = analysis.read_json(f"steering/{run_id}/run.json")
-    cfg = meta.get("config", {})
-    form = dict(FORM_DEFAULTS, features=[int(f) for f in meta.get("features", [])],
-                error_term=bool(cfg.get("error_term", True)), test=cfg.get("test", "paired-log"))
-    form.update(target_form(cfg.get("target", "max"), types=types))
-    cells = str(meta.get("info", {}).get("cells", ""))
-    if cells == "all":
-        form["cell_mode"] = "all"
-    elif cells.startswith("cell_type="):
-        value = cells[len("cell_type="):]
-        chosen = [value] if value in types else [t for t in value.split(",") if t in types]
-        form["cell_mode"], form["cell_types"] = "types", chosen
-    else:
-        form.pop("cell_mode"), form.pop("cell_types")
-    return form
-
-
 def explorer_mode_option(selection: dict | None, *, source: str | None) -> dict:
     """The 'cells selected in the Explorer' choice for ``selection`` (the ``ids.STORE_CELLS`` data):
     labelled with its number of cells, disabled when it holds none for ``source``."""
@@ -168,50 +69,28 @@ def explorer_mode_option(selection: dict | None, *, source: str | None) -> dict:
     return {"label": f"the {n:,} cell{'s' if n != 1 else ''} selected in the Explorer", "value": "explorer"}
 
 
-def _message(title: str, text, colour: str) -> html.Div:
+def _message(problem: PageProblem) -> html.Div:
     page = PAGE_BY_SLUG["steering"]
     return html.Div([html.H2(page.title), html.P(page.summary, className="lead"),
-                     dbc.Alert([html.Strong(title + " "), text], color=colour, id=ids.STEER_ALERT)],
+                     dbc.Alert([html.Strong(problem.title + " "), problem.text], color=problem.level,
+                               id=ids.STEER_ALERT)],
                     id=ids.STEERING_PAGE)
 
 
-def layout(*, source: str | None, query: dict[str, str]) -> html.Div:
-    analysis, problem = open_steerable(source)
-    if problem:
-        return _message(*problem)
-    try:
-        choices = feature_choices(analysis)
-        types = cell_type_choices(analysis)
-    except FeatureLensError as exc:
-        return _message("This analysis cannot be opened.", exc.message, "danger")
-    if choices.empty:
-        return _message("Nothing to steer.", "This SAE has no live feature (none fires on any cell); train another "
-                        "one on the Data & training page.", "warning")
-    features, warnings = initial_features(query, set(choices["feature"].tolist()))
-    run = (query.get("run") or "").strip() or None
-    try:
-        form = run_form(analysis, run, types=types) or {}
-    except (FeatureLensError, OSError, ValueError):
-        form = {}
-    if form and not features:
-        features = form["features"]
-    # "Steer in these N cells →" of the Explorer's lasso, unless the run named shows other cells
-    carried = query.get("cells") == "explorer" and "cell_mode" not in form
-    form = {**FORM_DEFAULTS, "cell_mode": "types" if types else "all", **form, "features": features}
-    if carried:
-        form["cell_mode"] = "explorer"
-    chosen = choices[choices["feature"].isin(features)]
-    first = choices.head(INITIAL_FEATURE_OPTIONS)
-    options = [feature_option(r) for _, r in chosen.iterrows()] + \
-        [feature_option(r) for _, r in first[~first["feature"].isin(features)].iterrows()]
+def layout(data: SteeringPageData) -> html.Div:
+    """The Steering page for ``data`` (:func:`core.views.steering.steering_page_data`)."""
+    if data.problem:
+        return _message(data.problem)
+    options = [feature_option(r) for _, r in data.offered.iterrows()]
+    types = list(data.types)
     return html.Div([
-        dcc.Store(id=ids.STEER_SOURCE, data=source),
-        dcc.Store(id=ids.STEER_SHOWN, data={"run_id": run, "features": features}),
+        dcc.Store(id=ids.STEER_SOURCE, data=data.source),
+        dcc.Store(id=ids.STEER_SHOWN, data={"run_id": data.run, "features": list(data.features)}),
         dcc.Store(id=ids.STEER_LASSO, data=[]),
         dcc.Download(id=ids.STEER_DOWNLOAD),
-        html.Div([dbc.Alert(w, color="warning", className="py-2") for w in warnings], id=ids.STEER_ALERT),
+        html.Div([dbc.Alert(w, color="warning", className="py-2") for w in data.warnings], id=ids.STEER_ALERT),
         dbc.Row([
-            dbc.Col(settings_card(options=options, form=form, n_live=len(choices), types=types), lg=5, xl=4),
+            dbc.Col(settings_card(options=options, form=data.form, n_live=data.n_live, types=types), lg=5, xl=4),
             dbc.Col(latent_card(), lg=7, xl=8),
         ], className="g-3 mb-3"),
         results_card(),
@@ -228,7 +107,7 @@ def _label(text: str, **kwargs) -> dbc.Label:
 
 
 def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[str]) -> dbc.Card:
-    """The form, filled with ``form`` (keys of :data:`FORM_DEFAULTS`)."""
+    """The form, filled with ``form`` (keys of :data:`core.views.steering.FORM_DEFAULTS`)."""
     modes = [{**m, "disabled": True} if m["value"] == "types" and not types else m for m in CELL_MODES]
     targets = [{**t, "disabled": True} if t["value"] == "mean" and not types else t for t in TARGET_CHOICES]
     return dbc.Card([

@@ -161,7 +161,7 @@ def test_comparable_analyses_lists_annotation_state(folder):
 
 # ----------------------------------------------------------------------------- layout defaults
 def test_options_disable_unannotated_analyses(folder):
-    opts = compare_page.analysis_options()
+    opts = compare_page.analysis_options(compare.comparable_analyses())
     assert [o["disabled"] for o in opts] == [False, False, True]
     assert opts[2]["label"] == "raw (not annotated)"
 
@@ -176,21 +176,21 @@ def test_options_disable_unannotated_analyses(folder):
     (None, {"a": "nope"}, ("alpha", "beta")),
 ])
 def test_default_pair(folder, source, query, expected):
-    assert compare_page.default_pair(compare_page.analysis_options(), source=source, query=query) == expected
+    assert compare.default_pair(compare.comparable_analyses(), source=source, query=query) == expected
 
 
 def test_default_b_prefers_an_analysis_of_the_same_data(folder):
     make_analysis(folder, "gamma", annotations(B_TERMS, seed=2), data="beta")
-    assert compare_page.default_pair(compare_page.analysis_options(), source="analysis:gamma",
+    assert compare.default_pair(compare.comparable_analyses(), source="analysis:gamma",
                                      query={}) == ("gamma", "beta")
-    assert compare_page.default_pair(compare_page.analysis_options(), source="analysis:alpha",
+    assert compare.default_pair(compare.comparable_analyses(), source="analysis:alpha",
                                      query={}) == ("alpha", "beta")  # none of alpha's data: the first other
 
 
 def test_layout_says_when_two_annotated_analyses_are_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(tmp_path))
     make_analysis(tmp_path, "only", annotations(A_TERMS, seed=0))
-    page = compare_page.layout(source="analysis:only", query={})
+    page = compare_page.layout(compare.compare_page_data("analysis:only", query={}))
     text = json.dumps(page.to_plotly_json(), default=lambda o: o.to_plotly_json())
     assert "Two annotated analyses are needed" in text and "holds 1 annotated analysis." in text
 
@@ -248,3 +248,28 @@ def test_concept_count_figure_groups_and_jitter():
     xs = np.frombuffer(base64.b64decode(x["bdata"]), dtype="<f4") if isinstance(x, dict) else np.asarray(x)
     assert abs(xs[0] - 3) <= 0.3
     assert figures.concept_count_figure(terms.iloc[:0]).layout.annotations[0].text == "no terms to compare"
+
+
+# ----------------------------------------------------------------------------- the page's data
+def test_compare_page_data_lists_the_analyses_and_picks_the_pair(folder):
+    d = compare.compare_page_data("analysis:beta", query={})
+    assert d.analyses == tuple(compare.comparable_analyses()) and (d.a, d.b, d.n_usable) == ("beta", "alpha", 2)
+    d = compare.compare_page_data(None, query={"a": "alpha", "b": "raw"})
+    assert (d.a, d.b) == ("alpha", "raw")
+    assert compare.compare_page_data("shipped:pbmc68k") == compare.compare_page_data("shipped:pbmc68k", query={})
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ("missing", ((), None, None, 0)),  # no analyses folder yet: nothing to list, nothing raised
+    ("empty", ((), None, None, 0)),
+    ("one", (({"name": "only", "annotated": True, "dataset": "only"},), "only", None, 1)),
+])
+def test_compare_page_data_without_two_annotated_analyses(tmp_path, monkeypatch, setup, expected):
+    root = tmp_path / "analyses"
+    if setup != "missing":
+        root.mkdir()
+    if setup == "one":
+        make_analysis(root, "only", annotations(A_TERMS, seed=0))
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(root))
+    d = compare.compare_page_data("analysis:only", query={"b": "nope"})
+    assert (d.analyses, d.a, d.b, d.n_usable) == expected

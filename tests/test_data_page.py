@@ -10,6 +10,7 @@ import pytest
 from dash import no_update
 
 from core.base.errors import InputError
+from core.views.data import data_page_data
 from core.base.progress import Cancelled
 
 
@@ -221,8 +222,8 @@ def test_layout_renders_every_control_for_good_and_bad_sources(folders):
 
     from components import data_page, ids
 
-    good = component_ids(data_page.layout(source="shipped:pbmc68k", query={}))
-    bad = data_page.layout(source="file:missing.h5ad", query={})
+    good = component_ids(data_page.layout(data_page_data("shipped:pbmc68k", query={})))
+    bad = data_page.layout(data_page_data("file:missing.h5ad", query={}))
     must = {ids.DATA_PAGE, ids.DATA_EMBEDDING, ids.DATA_SUMMARY, ids.DATA_UPLOAD, data_page.TRAIN.start,
             data_page.TRAIN.cancel, data_page.ANNOTATE.start, data_page.FIT.bar, ids.DATA_TRAIN_LIVE_CHART}
     assert must <= good and must <= component_ids(bad)
@@ -433,7 +434,7 @@ def test_method_control_defaults_to_calibrated_and_lists_the_pipeline_methods(fo
     from core.annotate.pipeline import METHODS
 
     assert [c["value"] for c in data_page.METHOD_CHOICES] == list(METHODS)
-    page = data_page.layout(source="shipped:pbmc68k", query={})
+    page = data_page.layout(data_page_data("shipped:pbmc68k", query={}))
     assert ids.DATA_ANN_METHOD in component_ids(page)
     control = _find(page, ids.DATA_ANN_METHOD)
     assert control.value == "calibrated" and control.options == data_page.METHOD_CHOICES
@@ -537,7 +538,7 @@ def test_the_three_seed_option_reaches_the_train_request(monkeypatch, folders):
     from components import data_page, ids
     from core.views.data import TrainRequest
 
-    radio = _find(data_page.layout(source="shipped:pbmc68k", query={}), ids.DATA_SEEDS)
+    radio = _find(data_page.layout(data_page_data("shipped:pbmc68k", query={})), ids.DATA_SEEDS)
     assert radio is not None and radio.value == 1 and [o["value"] for o in radio.options] == [1, 3]
     params = list(inspect.signature(cb.train_job).parameters)[1:]
     assert len(params) == len(cb.TRAIN_FORM) and params[-1] == "seeds"
@@ -619,3 +620,19 @@ def _walk(node):
         return
     yield node
     yield from _walk(getattr(node, "children", None))
+
+
+# ----------------------------------------------------------------------------- the page's data
+def test_data_page_data_carries_the_source_options_and_the_upload_cap(folders, small_in_data, monkeypatch):
+    from core.views.data_sources import source_options
+
+    monkeypatch.delenv("FEATURELENS_MAX_UPLOAD_MB", raising=False)
+    good = data_page_data("file:small.h5ad", query={"ignored": "1"})
+    assert good.source == "file:small.h5ad" and good.options == source_options("file:small.h5ad")
+    assert good.options.error is None and good.upload_cap == 500 * 1024 * 1024
+    monkeypatch.setenv("FEATURELENS_MAX_UPLOAD_MB", "1.5")
+    assert data_page_data("file:small.h5ad").upload_cap == int(1.5 * 1024 * 1024)
+    for bad, words in (("file:missing.h5ad", "missing.h5ad"), ("file:../../etc/passwd", "outside the allowed"),
+                       (None, "no dataset"), ("sideways:x", "unknown source kind")):
+        opts = data_page_data(bad).options
+        assert words in opts.error, (bad, opts.error)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -119,19 +120,20 @@ def test_volcano_profile_histogram_figures():
 # ----------------------------------------------------------------------------- layout
 def test_layout_messages_in_place(source, tmp_path_factory):
     def alert(src, query=None):
-        return text_of(explorer_page.layout(source=src, query=query or {}))
+        return text_of(explorer_page.layout(explorer.explorer_page_data(src, query=query or {})))
 
     assert "No analysis chosen" in alert(None)
     assert "The Explorer shows analyses" in alert("shipped:pbmc68k")
     assert "cannot be opened" in alert("analysis:nope") and "danger" in alert("analysis:nope")
     assert "outside the allowed" in alert("analysis:../../etc")
-    page = explorer_page.layout(source=source, query={"feature": "12", "q": "antigen", "mode": "gene"})
+    page = explorer_page.layout(explorer.explorer_page_data(source, query={"feature": "12", "q": "antigen",
+                                                                           "mode": "gene"}))
     found = text_of(page)
     for cid in (ids.EXPLORER_MAP, ids.EXPLORER_LATENT, ids.SEARCH_INPUT, ids.CARD_TERMS, ids.EXPLORER_STATE):
         assert cid in found
-    state = explorer_page.initial_state({"feature": "12"})[0]
+    state = explorer.initial_state({"feature": "12"})[0]
     assert state == {"feature": 12, "features": [12]}
-    warn = text_of(explorer_page.layout(source=source, query={"feature": "abc", "mode": "zzz"}))
+    warn = text_of(explorer_page.layout(explorer.explorer_page_data(source, query={"feature": "abc", "mode": "zzz"})))
     assert "not a feature number" in warn and "Unknown search mode" in warn
 
 
@@ -309,7 +311,7 @@ def test_state_in_the_url_round_trips():
     q2 = cb.state_query(q, source="analysis:a", state={"feature": None}, query="", mode="gene")
     assert parse_query(q2) == {"source": "analysis:a", "other": "1", "mode": "gene"}
     assert cb.write_url({"feature": 12}, "B cell", "concept", "analysis:a", q) is no_update
-    state, _ = explorer_page.initial_state(parse_query(q))
+    state, _ = explorer.initial_state(parse_query(q))
     assert state["feature"] == 12
 
 
@@ -523,3 +525,40 @@ def test_locality_legend_and_card_for_regional_and_old_tables():
     assert "higher in 2 cell types" in text_of(regional)
     local = feature_card.card_header({**base, "locality": "local", "significant_types": ["B"]}, source=SOURCE)
     assert local.children[0].children[1].color == "danger" and "B" in text_of(local)
+
+
+# ----------------------------------------------------------------------------- the page's data
+def test_explorer_page_data_returns_each_problem_and_raises_nothing(source, tmp_path, monkeypatch):
+    from core.store.analysis import Analysis
+
+    def problem(src):
+        p = explorer.explorer_page_data(src, query={"feature": "3"}).problem
+        return None if p is None else (p.title, p.level)
+
+    assert problem(None) == ("No analysis chosen.", "info")
+    assert problem("") == ("No analysis chosen.", "info")
+    assert problem("shipped:pbmc68k") == ("The Explorer shows analyses.", "info")
+    assert "shipped:pbmc68k is a dataset" in explorer.explorer_page_data("shipped:pbmc68k").problem.text
+    assert problem("analysis:nope") == ("This analysis cannot be opened.", "danger")
+    escape = explorer.explorer_page_data("analysis:../../etc").problem
+    assert escape.level == "danger" and "outside the allowed" in escape.text
+    assert problem("sideways:x") == ("This analysis cannot be opened.", "danger")
+    assert problem(source) is None
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(tmp_path))
+    Analysis.create(tmp_path / "untrained", dataset={"path": "d.h5ad"})
+    assert problem("analysis:untrained") == ("This analysis has no SAE yet.", "warning")
+    bare = explorer.explorer_page_data("analysis:untrained", query={"feature": "3", "q": "x"})
+    assert bare.state is None and bare.warnings == () and bare.query == ""  # nothing but the problem
+
+
+def test_explorer_page_data_of_a_good_source_reads_the_link(source):
+    d = explorer.explorer_page_data(source, query={"feature": "12", "q": "antigen", "mode": "gene"})
+    assert (d.source, d.problem, d.state, d.query, d.mode, d.warnings) == \
+        (source, None, {"feature": 12, "features": [12]}, "antigen", "gene", ())
+    d = explorer.explorer_page_data(source, query={"feature": "-1", "mode": "zzz"})
+    assert d.state == {"feature": None, "features": []} and d.mode == "concept"
+    assert d.warnings == ("The link asks for feature '-1', which is not a feature number; it is ignored.",
+                          "Unknown search mode 'zzz' in the link; searching GO terms.")
+    assert explorer.explorer_page_data(source) == explorer.explorer_page_data(source, query={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.mode = "gene"

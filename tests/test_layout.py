@@ -224,3 +224,70 @@ def test_core_functions_are_at_most_60_lines():
     too_long = {k: n for k, n in lengths.items() if n > 60 and k not in kept}
     assert too_long == {}, "split these into named steps (or add them to `kept` with a reason)"
     assert {k: lengths.get(k) for k in kept if lengths.get(k, 0) <= 60} == {}, "stale entries in `kept`"
+
+
+# ---------------------------------------------------------------------------- page layouts receive their data
+# What components/ may import from core: types and constants (capitalised names) only, and only from core.views
+# (its functions read: each <page>_page_data reads what its page shows, and the router passes the result in),
+# core.base.errors and core.steer.request (MAX_FEATURES). Never the store, the data loaders or core.base.io, nor
+# a core module or function; and no module that reads files, no open() and no read_*/load call.
+COMPONENTS_MAY_IMPORT = ("core.views", "core.base.errors", "core.steer.request")
+READING_MODULES = {"os", "io", "pathlib", "json", "pickle", "shutil", "glob", "tempfile", "sqlite3", "h5py",
+                   "anndata", "scanpy", "pyarrow", "torch", "joblib", "diskcache"}
+
+
+def _reads(source: str) -> list[str]:
+    """``line: what`` for each core import outside :data:`COMPONENTS_MAY_IMPORT`, each core module or
+    function (a lower-case name) imported, each import of a reading module, and each call of open(),
+    ``.open``, ``.load*`` or ``read_*`` in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            if name == "open" or name.startswith(("read_", "load")):
+                found.append(f"{node.lineno}: calls {name}()")
+            continue
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [f"core.{a.name}" for a in node.names] if node.module == "core" else [node.module]
+            if node.module.startswith("core."):
+                found += [f"{node.lineno}: imports {node.module}.{a.name}" for a in node.names if a.name[:1].islower()]
+                if any(node.module == m or node.module.startswith(m + ".") for m in COMPONENTS_MAY_IMPORT):
+                    continue
+        else:
+            continue
+        for name in modules:  # a whole module: a reading one, or core's outside the list, or core.views (its functions)
+            allowed = any(name == m or name.startswith(m + ".") for m in COMPONENTS_MAY_IMPORT)
+            outside = name.startswith("core") and (not allowed or name.startswith("core.views"))
+            if name.split(".")[0] in READING_MODULES or outside:
+                found.append(f"{node.lineno}: imports {name}")
+    return found
+
+
+def test_the_layout_reader_check_finds_reads():
+    bad = ("import os\nfrom core.store.analysis import Analysis\nfrom core import data\nimport core.base.io\n"
+           "from core.views.steering import SteeringPageData, steering_page_data\n"
+           "from core.base.errors import InputError\nimport core.views.compare\n"
+           "def layout(source):\n    a = Analysis.open(source)\n    open('x')\n    pd.read_parquet('y')\n"
+           "    np.load('z')\n    return a.read_json('run.json')\n"
+           "from core.steer.request import MAX_FEATURES, steer_into_analysis\nfrom core.steer.targets import Target\n")
+    assert sorted(_reads(bad)) == sorted([
+        "1: imports os", "2: imports core.store.analysis", "3: imports core.data",
+        "4: imports core.base.io", "5: imports core.views.steering.steering_page_data",
+        "14: imports core.steer.request.steer_into_analysis", "15: imports core.steer.targets",
+        "7: imports core.views.compare", "9: calls open()", "10: calls open()", "11: calls read_parquet()",
+        "12: calls load()", "13: calls read_json()"])
+
+
+def test_components_receive_data_rather_than_read_it():
+    files = sorted((ROOT / "components").glob("*.py"))
+    assert len(files) >= 10
+    offenders = {str(p.relative_to(ROOT)): found for p in files if (found := _reads(p.read_text()))}
+    assert offenders == {}
+    pages = sorted((ROOT / "components").glob("*_page.py"))
+    assert len(pages) == 5
+    for p in pages:  # layout(data): one argument, the page's data from core.views.<page>.<page>_page_data
+        fn = next(n for n in ast.parse(p.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "layout")
+        assert [a.arg for a in fn.args.args] == ["data"] and not fn.args.kwonlyargs, p.name

@@ -207,10 +207,10 @@ def test_run_in_url():
 
 def test_layout_lists_runs_newest_and_takes_the_url_run(lab):
     _, run, _ = lab
-    page = simulation_page.layout(source=None, query={})
+    page = simulation_page.layout(simulation.simulation_page_data(None, query={}))
     dropdown = _find(page, ids.SIM_RUNS)
     assert dropdown.value == run.run_id and dropdown.options[0]["value"] == run.run_id
-    assert _find(simulation_page.layout(source=None, query={"run": "gone"}), ids.SIM_RUNS).value == run.run_id
+    assert _find(simulation_page.layout(simulation.simulation_page_data(None, query={"run": "gone"})), ids.SIM_RUNS).value == run.run_id
 
 
 def _find(component, cid):
@@ -250,7 +250,7 @@ def demo_folder(tmp_path, monkeypatch):
 def test_planted_analyses_are_those_of_the_simulated_demo(demo_folder):
     assert simulation.planted_analyses() == [{"name": "demo", "annotated": True, "scored": True},
                                          {"name": "demo-raw", "annotated": False, "scored": False}]
-    assert [o["value"] for o in simulation_page.planted_options()] == ["demo", "demo-raw"]
+    assert [o["value"] for o in simulation_page.planted_options(simulation.planted_analyses())] == ["demo", "demo-raw"]
 
 
 def test_show_planted_displays_the_stored_score(demo_folder):
@@ -298,3 +298,20 @@ def test_recovery_bars_figure():
     assert fig.layout.shapes[0].y0 == 0.9
     assert "no recovery results" in figures.recovery_bars_figure(best.iloc[:0]).layout.annotations[0].text
     assert [t.type for t in figures.recovery_bars_figure(best, target=None).data] == ["bar", "bar"]
+
+
+# ----------------------------------------------------------------------------- the page's data
+def test_simulation_page_data_lists_runs_and_takes_the_url_run(lab):
+    _, run, _ = lab
+    d = simulation.simulation_page_data(None, query={"run": run.run_id})
+    assert d.runs == tuple(simulation.list_runs()) and d.run == run.run_id and d.planted == ()
+    assert simulation.simulation_page_data("analysis:x", query={"run": "gone"}).run == run.run_id  # the newest
+    assert simulation.simulation_page_data(None) == simulation.simulation_page_data(None, query={})
+
+
+def test_simulation_page_data_without_runs(demo_folder, monkeypatch):
+    d = simulation.simulation_page_data(None, query={"run": "gone"})
+    assert (d.runs, d.run) == ((), None)
+    assert d.planted == tuple(simulation.planted_analyses()) and [a["name"] for a in d.planted] == ["demo", "demo-raw"]
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(demo_folder / "not-made-yet"))
+    assert simulation.simulation_page_data(None) == simulation.SimulationPageData()

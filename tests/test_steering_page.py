@@ -21,7 +21,9 @@ from core.views import explorer
 from core.store.analysis import Analysis
 from core.base.errors import InputError
 from core.steer import list_steering_runs, load_steering_run
-from core.views.steering import AXES_FILE, AXES_STEP, cell_type_choices, feature_choices, latent_axes, steerability
+from core.views import steering as views_steering
+from core.views.steering import (AXES_FILE, AXES_STEP, cell_type_choices, feature_choices, latent_axes, steerability,
+                                 steering_page_data)
 from steer_data import PLANTED_TERM
 from steer_page_data import build_steerable
 
@@ -93,14 +95,14 @@ def test_steering_ids_are_unique_and_registered():
     ("analysis:../../etc", "This analysis cannot be opened.", ""),
 ])
 def test_layout_explains_what_to_do_when_it_cannot_steer(analyses, source, title, words):
-    page = steering_page.layout(source=source, query={})
+    page = steering_page.layout(steering_page_data(source, query={}))
     alert = find(page, ids.STEER_ALERT)
     assert alert is not None and find(page, ids.STEER_FEATURES) is None
     assert title in text_of(alert) and words in text_of(alert)
 
 
 def test_layout_preselects_the_linked_feature_and_offers_cell_types(analyses):
-    page = steering_page.layout(source=SOURCE, query={"feature": "1", "run": "f1-abc"})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"feature": "1", "run": "f1-abc"}))
     dropdown = find(page, ids.STEER_FEATURES)
     assert dropdown.value == [1]
     values = [o["value"] for o in dropdown.options]
@@ -113,7 +115,7 @@ def test_layout_preselects_the_linked_feature_and_offers_cell_types(analyses):
 
 
 def test_layout_warns_about_unusable_linked_features(analyses):
-    page = steering_page.layout(source=SOURCE, query={"feature": "x,9,2"})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"feature": "x,9,2"}))
     assert find(page, ids.STEER_FEATURES).value == [2]
     text = text_of(find(page, ids.STEER_ALERT))
     assert "'x', which is not a feature number" in text and "Feature 9 is not a live feature" in text
@@ -267,13 +269,13 @@ def test_history_lists_runs_and_a_click_shows_one(analyses, ran):
 
 def test_reloading_a_run_link_restores_its_form(analyses, ran):
     _, shown, _ = ran
-    page = steering_page.layout(source=SOURCE, query={"run": shown["run_id"]})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"run": shown["run_id"]}))
     assert find(page, ids.STEER_FEATURES).value == [0] and find(page, ids.STEER_CELL_TYPES).value == ["a"]
     assert find(page, ids.STEER_SHOWN).data["run_id"] == shown["run_id"]
     a = Analysis.open(analyses / "planted")
-    form = steering_page.run_form(a, shown["run_id"], types=["a", "b", "c"])
+    form = views_steering.run_form(a, shown["run_id"], types=["a", "b", "c"])
     assert form["target"] == "max" and form["cell_mode"] == "types"
-    assert steering_page.run_form(a, "f0-nothere", types=[]) is None
+    assert views_steering.run_form(a, "f0-nothere", types=[]) is None
 
 
 def test_without_a_run_id_the_newest_run_of_the_features_is_shown(analyses, ran):
@@ -355,7 +357,7 @@ def test_a_lassoed_run_with_a_multiple_round_trips(analyses, ran):
     res = load_steering_run(a, shown["run_id"])
     assert res.cells.tolist() == [3, 4, 5] and res.info["cells"] == "lasso: 3 cells"
     assert res.config.target == "x3" and res.config.error_term is False
-    form = steering_page.run_form(a, shown["run_id"], types=["a", "b", "c"])
+    form = views_steering.run_form(a, shown["run_id"], types=["a", "b", "c"])
     assert (form["target"], form["factor"], form["error_term"]) == ("factor", 3.0, False)
     assert "cell_mode" not in form  # lassoed cells are not restored
     rows, _ = cb.history_rows(shown, SOURCE)
@@ -417,13 +419,13 @@ def test_the_form_reads_back_every_target_it_writes(kind, extra, expected):
     args = {"factor": 2, "percentile": 99, "mean_type": None, "mean_factor": None, "value": None, **extra}
     cfg = cb.steering_request([0], "all", [], [], kind, args["factor"], args["percentile"], True, "paired-log",
                               args["mean_type"], args["mean_factor"], args["value"]).config
-    assert steering_page.target_form(cfg.target, types=["a", "b", "bx2"]) == expected
+    assert views_steering.target_form(cfg.target, types=["a", "b", "bx2"]) == expected
 
 
 def test_target_form_leaves_what_it_cannot_write():
-    assert steering_page.target_form(["max", "off"], types=[]) == {}      # one target per feature
-    assert steering_page.target_form("mean:zx1.5", types=["a"]) == {}     # a cell type no longer there
-    assert steering_page.target_form("sideways", types=[]) == {}
+    assert views_steering.target_form(["max", "off"], types=[]) == {}      # one target per feature
+    assert views_steering.target_form("mean:zx1.5", types=["a"]) == {}     # a cell type no longer there
+    assert views_steering.target_form("sideways", types=[]) == {}
 
 
 def test_a_cell_type_mean_run_round_trips_through_the_history(analyses, ran):
@@ -445,7 +447,7 @@ def test_a_cell_type_mean_run_round_trips_through_the_history(analyses, ran):
     assert picked["run_id"] == shown["run_id"] and feats == [0] and (mode, types) == ("types", ["a"])
     assert (target, mean_type, mean_factor) == ("mean", "b", 1.5)
     # so does a reload of its link
-    page = steering_page.layout(source=SOURCE, query={"run": shown["run_id"]})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"run": shown["run_id"]}))
     assert find(page, ids.STEER_TARGET).value == "mean" and find(page, ids.STEER_MEAN_TYPE).value == "b"
     assert find(page, ids.STEER_MEAN_FACTOR).value == 1.5
     assert find(page, ids.STEER_MEAN_BOX).style == {"display": "block"}
@@ -454,7 +456,7 @@ def test_a_cell_type_mean_run_round_trips_through_the_history(analyses, ran):
 # ----------------------------------------------------------------------------- cells carried from the Explorer
 def test_cells_carried_from_the_explorer_are_a_cell_choice(analyses):
     store = {"source": SOURCE, "cells": [9, 2, 5], "n": 3}
-    page = steering_page.layout(source=SOURCE, query={"feature": "2", "cells": "explorer"})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"feature": "2", "cells": "explorer"}))
     assert find(page, ids.STEER_CELL_MODE).value == "explorer"
     options = find(page, ids.STEER_CELL_MODE).options
     labelled = cb.cell_mode_options(SOURCE, store, options)
@@ -479,10 +481,10 @@ def test_a_run_on_cells_carried_from_the_explorer(analyses, ran):
     assert res.cells.tolist() == [10, 11, 12, 40] and res.info["cells"] == "Explorer selection: 4 cells"
     assert "in 4 cells" in text_of(cb.summary_line(res))
     # its link keeps the carried cells as the choice; a link to a run on cell types shows those
-    page = steering_page.layout(source=SOURCE, query={"run": shown["run_id"], "cells": "explorer"})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"run": shown["run_id"], "cells": "explorer"}))
     assert find(page, ids.STEER_CELL_MODE).value == "explorer"
     _, first, _ = ran
-    page = steering_page.layout(source=SOURCE, query={"run": first["run_id"], "cells": "explorer"})
+    page = steering_page.layout(steering_page_data(SOURCE, query={"run": first["run_id"], "cells": "explorer"}))
     assert find(page, ids.STEER_CELL_MODE).value == "types" and find(page, ids.STEER_CELL_TYPES).value == ["a"]
     # the cells of another analysis are not used
     out = run_job(cb.run_steering, JobProgress(None), [SOURCE, [2], "explorer", [], [], "max", 2, 99, True,
@@ -546,3 +548,60 @@ def test_a_run_where_no_gene_passes_lists_the_largest_changes_with_a_note(analys
     # nothing moved at all: nothing to list, and the note says so
     assert "changed at all" in text_of(cb.changes_note(0, n_listed=0, alpha=0.05, min_abs_log2fc=1))
     assert cb.changes_note(3, n_listed=20, alpha=0.05, min_abs_log2fc=1) is None
+
+
+# ----------------------------------------------------------------------------- the page's data
+@pytest.mark.parametrize("source, title, level", [
+    (None, "No analysis chosen.", "info"),
+    ("shipped:pbmc68k", "Steering works on analyses.", "info"),
+    ("analysis:nodecoder", "This analysis cannot be steered.", "warning"),
+    ("analysis:untrained", "This analysis cannot be steered.", "warning"),
+    ("analysis:nothere", "This analysis cannot be opened.", "danger"),
+    ("analysis:../../etc", "This analysis cannot be opened.", "danger"),
+    ("sideways:x", "This analysis cannot be opened.", "danger"),
+])
+def test_steering_page_data_returns_the_problem_and_raises_nothing(analyses, source, title, level):
+    d = views_steering.steering_page_data(source, query={"feature": "1", "run": "f1-abc"})
+    assert (d.source, d.problem.title, d.problem.level) == (source, title, level)
+    assert d.offered is None and d.form is None and d.features == () and d.run is None
+
+
+def test_steering_page_data_of_a_damaged_or_dead_sae(analyses):
+    for name in ("dead", "damaged"):
+        shutil.copytree(analyses / "planted", analyses / name)
+    try:
+        feats = pd.read_parquet(analyses / "dead" / "features.parquet").assign(live=False)
+        feats.to_parquet(analyses / "dead" / "features.parquet")
+        dead = views_steering.steering_page_data("analysis:dead").problem
+        assert (dead.title, dead.level) == ("Nothing to steer.", "warning") and "no live feature" in dead.text
+        (analyses / "damaged" / "features.parquet").write_bytes(b"not a parquet file")
+        damaged = views_steering.steering_page_data("analysis:damaged").problem
+        assert (damaged.title, damaged.level) == ("This analysis cannot be opened.", "danger")
+        assert "features table cannot be read" in damaged.text
+    finally:
+        for name in ("dead", "damaged"):
+            shutil.rmtree(analyses / name)
+
+
+def test_steering_page_data_of_a_good_source(analyses):
+    d = views_steering.steering_page_data(SOURCE, query={"feature": "x,9,2", "run": " f2-gone "})
+    assert d.problem is None and d.source == SOURCE and d.n_live == 8 and d.types == ("a", "b", "c")
+    assert d.features == (2,) and d.run == "f2-gone"
+    assert d.offered["feature"].tolist() == [2, 0, 1, 3, 4, 5, 6, 7]  # the chosen first, then by feature
+    assert d.offered.columns.tolist() == ["feature", "label"] and d.offered["label"].iloc[0].startswith("2 · ")
+    assert d.form == {**views_steering.FORM_DEFAULTS, "features": [2], "cell_mode": "types"}
+    assert d.warnings == ("The link asks for feature 'x', which is not a feature number; it is ignored.",
+                          "Feature 9 is not a live feature of this SAE, so it cannot be steered; choose another.")
+    carried = views_steering.steering_page_data(SOURCE, query={"cells": "explorer"})
+    assert carried.form["cell_mode"] == "explorer" and carried.features == () and carried.warnings == ()
+    plain = views_steering.steering_page_data(SOURCE)  # no query: the defaults
+    assert (plain.form, plain.features, plain.run, plain.warnings) == \
+        ({**views_steering.FORM_DEFAULTS, "cell_mode": "types"}, (), None, ())
+
+
+def test_steering_page_data_restores_a_stored_run(analyses, ran):
+    _, shown, _ = ran
+    d = views_steering.steering_page_data(SOURCE, query={"run": shown["run_id"], "cells": "explorer"})
+    stored = views_steering.run_form(Analysis.open(analyses / "planted"), shown["run_id"], types=["a", "b", "c"])
+    assert d.run == shown["run_id"] and d.features == (0,) and d.form == stored
+    assert (d.form["cell_mode"], d.form["cell_types"], d.form["target"]) == ("types", ["a"], "max")

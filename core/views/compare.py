@@ -24,7 +24,7 @@ from core.base.errors import InputError
 from core.store.analysis import Analysis
 
 __all__ = ["AnalysisComparison", "comparable_analyses", "compare_analyses", "term_counts", "describe_matches",
-           "clear_cache"]
+           "clear_cache", "default_pair", "ComparePageData", "compare_page_data"]
 
 ANNOTATIONS = "annotations.parquet"
 CACHE_SIZE = 8
@@ -66,6 +66,41 @@ def comparable_analyses() -> list[dict]:
             dataset = None
         out.append({"name": p.name, "annotated": (p / ANNOTATIONS).is_file(), "dataset": dataset})
     return out
+
+
+def default_pair(analyses: list[dict], *, source: str | None, query: dict[str, str]) -> tuple[str | None, str | None]:
+    """``(A, B)`` among ``analyses`` (:func:`comparable_analyses`): the URL's ``a``/``b`` when they name
+    analyses; else A = the app's source (if an annotated analysis) or the first annotated one, and
+    B = another annotated analysis, preferably of the same data as A (two models or SAEs of the same cells)."""
+    names = {r["name"] for r in analyses}
+    usable = [r["name"] for r in analyses if r["annotated"]]
+    a = query.get("a") if query.get("a") in names else None
+    if a is None:
+        kind, _, name = (source or "").partition(":")
+        a = name if kind == "analysis" and name in usable else (usable[0] if usable else None)
+    b = query.get("b") if query.get("b") in names and query.get("b") != a else None
+    if b is None:
+        data = {r["name"]: r.get("dataset") for r in analyses}
+        others = [n for n in usable if n != a]
+        b = next((n for n in others if data.get(a) and data.get(n) == data.get(a)), others[0] if others else None)
+    return a, b
+
+
+@dataclass(frozen=True)
+class ComparePageData:
+    """What the Compare page's layout shows: every analysis (as :func:`comparable_analyses`), the
+    pair picked (``a``, ``b``: :func:`default_pair`) and how many are annotated (``n_usable``)."""
+    analyses: tuple[dict, ...] = ()
+    a: str | None = None
+    b: str | None = None
+    n_usable: int = 0
+
+
+def compare_page_data(source: str | None, *, query: dict[str, str] | None = None) -> ComparePageData:
+    """The Compare page for the app's ``source`` and the URL ``query`` (``a``, ``b``)."""
+    analyses = tuple(comparable_analyses())
+    a, b = default_pair(list(analyses), source=source, query=query or {})
+    return ComparePageData(analyses=analyses, a=a, b=b, n_usable=sum(bool(r["annotated"]) for r in analyses))
 
 
 def term_counts(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:

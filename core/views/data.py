@@ -8,6 +8,7 @@ atomically. Nothing here imports dash.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,13 +20,13 @@ from core.data.datasets import shipped
 from core.base.errors import InputError
 from core.base.paths import data_dir
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
-from core.views.data_sources import MODEL_KEY, analysis_path, resolve_decoder
+from core.views.data_sources import MODEL_KEY, SourceOptions, analysis_path, resolve_decoder, source_options
 
 if TYPE_CHECKING:
     from core.sae.request import SAERequest
 
 __all__ = ["TrainRequest", "preset_form_values", "FitOutcome", "fit_model_for_source", "train_for_source", "annotate_named",
-           "analysis_overview", "fitted_file_name"]
+           "analysis_overview", "fitted_file_name", "upload_cap_bytes", "DataPageData", "data_page_data"]
 
 ARCHS = ("vanilla", "relu", "topk", "batchtopk")
 MAX_SEEDS = 5
@@ -301,3 +302,23 @@ def analysis_overview(name: str) -> dict[str, Any]:
     except InputError as exc:
         out.update(error=exc.message, fix=exc.fix)
     return out
+
+
+# ----------------------------------------------------------------------------- the page
+def upload_cap_bytes() -> int:
+    """The upload cap (``FEATURELENS_MAX_UPLOAD_MB``, as app.py's ``MAX_UPLOAD_BYTES``)."""
+    return int(float(os.environ.get("FEATURELENS_MAX_UPLOAD_MB", "500")) * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class DataPageData:
+    """What the Data & training page's layout shows: the ``source``, its form ``options`` (an error
+    inside when it cannot be used) and the ``upload_cap`` in bytes."""
+    source: str | None
+    options: SourceOptions
+    upload_cap: int
+
+
+def data_page_data(source: str | None, *, query: dict[str, str] | None = None) -> DataPageData:  # noqa: ARG001
+    """The Data & training page for ``source`` (the page reads nothing from the URL ``query``)."""
+    return DataPageData(source=source, options=source_options(source), upload_cap=upload_cap_bytes())

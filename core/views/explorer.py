@@ -28,19 +28,22 @@ import pandas as pd
 import scipy.sparse as sp
 
 from core.store.analysis import Analysis
+from core.store.catalog import resolve_source
 from core.annotate.reported import findable, headline_p, is_reported, ordered, reported
 from core.sae.characterise import Z_CRIT
 from core.base.cache import LRUCache, file_stamp
-from core.base.errors import InputError
+from core.base.errors import FeatureLensError, InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.annotate.search import ConceptIndex, characteristic_features
+from core.views.problem import PageProblem, error_text
 
 __all__ = [
     "LATENT_FILE", "CELLS_FILE", "TOP_GENES_FILE", "pca_2d", "ensure_latent", "ExplorerData", "explorer_data", "ConceptSearch",
     "feature_cells", "cell_type_profile", "activation_histogram", "feature_summary", "term_status", "feature_terms",
     "feature_de_table", "top_de_genes", "build_top_genes", "GeneIndex", "parse_feature_ids", "search_features",
     "search_hits", "suggestions", "latent_inputs", "paper_table",
-    "reverse_lookup", "annotation_settings",
+    "reverse_lookup", "annotation_settings", "SEARCH_MODES", "ExplorerPageData", "explorer_page_data",
+    "initial_state",
 ]
 
 LATENT_FILE = "latent_pca.npy"
@@ -48,6 +51,69 @@ CELLS_FILE = "cells.parquet"
 LATENT_INFO_FILE = "latent.json"
 TOP_GENES_FILE = "top_genes.parquet"
 SEARCH_MODES = ("concept", "gene", "feature")
+
+
+# ----------------------------------------------------------------------------- the page
+@dataclass(frozen=True)
+class ExplorerPageData:
+    """What the Explorer's layout shows: ``problem`` when ``source`` cannot be explored, else the
+    selection (``state``: feature, features), search (``query``, ``mode``) and link ``warnings``."""
+    source: str | None
+    problem: PageProblem | None = None
+    state: dict | None = None
+    query: str = ""
+    mode: str = "concept"
+    warnings: tuple[str, ...] = ()
+
+
+def initial_state(query: dict[str, str]) -> tuple[dict, list[str]]:
+    """The selection a URL query asks for, and warnings about parts of it that are not usable."""
+    warnings = []
+    feature = None
+    raw = query.get("feature")
+    if raw not in (None, ""):
+        try:
+            feature = int(raw)
+            if feature < 0:
+                raise ValueError
+        except ValueError:
+            warnings.append(f"The link asks for feature {raw!r}, which is not a feature number; it is ignored.")
+            feature = None
+    return {"feature": feature, "features": [feature] if feature is not None else []}, warnings
+
+
+def _source_problem(source: str | None) -> PageProblem | None:
+    if not source:
+        return PageProblem("No analysis chosen.", "Pick an analysis in the list above (entries named "
+                           "“Analysis · …”), or build the demo with `featurelens demo --build-only`.", "info")
+    try:
+        kind, path = resolve_source(source)
+        if kind != "analysis":
+            return PageProblem("The Explorer shows analyses.", f"{source} is a dataset: train an SAE on it on the "
+                               "Data & training page (or with `featurelens train`), then pick the analysis above.",
+                               "info")
+        a = Analysis.open(path)
+    except FeatureLensError as exc:
+        return PageProblem("This analysis cannot be opened.", error_text(exc), "danger")
+    if not a.has("activations.npz"):
+        return PageProblem("This analysis has no SAE yet.", "Train one on the Data & training page, or with "
+                           "`featurelens train DATA --out ANALYSIS`.", "warning")
+    return None
+
+
+def explorer_page_data(source: str | None, *, query: dict[str, str] | None = None) -> ExplorerPageData:
+    """The Explorer's page for ``source`` and the URL ``query`` (feature, q, mode); raises nothing."""
+    query = query or {}
+    problem = _source_problem(source)
+    if problem:
+        return ExplorerPageData(source=source, problem=problem)
+    state, warnings = initial_state(query)
+    mode = query.get("mode", "concept")
+    if mode not in SEARCH_MODES:
+        warnings.append(f"Unknown search mode {mode!r} in the link; searching GO terms.")
+        mode = "concept"
+    return ExplorerPageData(source=source, state=state, query=query.get("q", ""), mode=mode,
+                            warnings=tuple(warnings))
 
 
 # ----------------------------------------------------------------------------- latent space

@@ -41,7 +41,8 @@ from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 
 __all__ = ["SimLabConfig", "SimRun", "METHODS", "METHOD_LABELS", "simulations_dir", "run_simlab", "load_run",
-           "list_runs", "readout_r2", "planted_analyses", "planted_score_for", "read_planted_score"]
+           "list_runs", "readout_r2", "planted_analyses", "planted_score_for", "read_planted_score",
+           "SimulationPageData", "simulation_page_data"]
 
 RUN_FILE = "run.json"
 #: column order of the tables (the SAE first, the autoencoder's own axes last)
@@ -385,3 +386,23 @@ def planted_score_for(name: str, *, progress: Progress = no_progress) -> dict:
     result = planted_score_step(a)
     progress(1, 1, "scored")
     return result
+
+
+# ----------------------------------------------------------------------------- the page
+@dataclass(frozen=True)
+class SimulationPageData:
+    """What the Simulation lab's layout shows: the stored ``runs`` (as :func:`list_runs`, newest
+    first), the ``run`` shown (the URL's ``?run=`` if stored, else the newest; None without runs) and
+    the ``planted`` analyses (as :func:`planted_analyses`)."""
+    runs: tuple[dict, ...] = ()
+    run: str | None = None
+    planted: tuple[dict, ...] = ()
+
+
+def simulation_page_data(source: str | None = None, *, query: dict[str, str] | None = None) -> SimulationPageData:
+    """The Simulation lab page for the URL ``query`` (``run``); the lab needs no ``source``."""
+    query = query or {}
+    runs = tuple(list_runs())
+    run_ids = [r["run_id"] for r in runs]
+    run = query.get("run") if query.get("run") in run_ids else (run_ids[0] if run_ids else None)
+    return SimulationPageData(runs=runs, run=run, planted=tuple(planted_analyses()))

@@ -20,11 +20,16 @@ import numpy as np
 import pandas as pd
 
 from core.store.analysis import Analysis
+from core.store.catalog import resolve_source
 from core.annotate.reported import ordered, reported
-from core.base.errors import InputError
+from core.base.errors import FeatureLensError, InputError
+from core.steer.request import MAX_FEATURES
+from core.steer.targets import parse_target
+from core.views.problem import PageProblem, error_text
 
 __all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
-           "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS"]
+           "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS", "SteeringPageData", "steering_page_data", "open_steerable",
+           "initial_features", "FORM_DEFAULTS", "target_form", "run_form", "INITIAL_FEATURE_OPTIONS"]
 
 AXES_STEP = "latent_axes"
 AXES_FILE = "latent_axes.npz"
@@ -251,3 +256,159 @@ def latent_axes(analysis: Analysis, *, embedding: np.ndarray | None = None, pers
         while len(_AXES) > 8:
             _AXES.popitem(last=False)
     return hit
+
+
+# ----------------------------------------------------------------------------- the page
+INITIAL_FEATURE_OPTIONS = 200     # options sent with the page; typing searches all live features
+FORM_DEFAULTS = {"features": [], "cell_mode": "types", "cell_types": [], "target": "max", "factor": 2.0,
+                 "percentile": 99.0, "mean_type": None, "mean_factor": 1.5, "value": 1.0, "error_term": True,
+                 "test": "paired-log"}
+
+
+@dataclass(frozen=True)
+class SteeringPageData:
+    """What the Steering page's layout shows: ``problem`` when ``source`` cannot be steered; else
+    ``offered`` (the feature choices sent with the page: columns feature, label; the chosen first),
+    ``n_live`` live features, the cell ``types``, the ``form`` values (keys of :data:`FORM_DEFAULTS`),
+    the ``run`` shown (URL ``?run=``), the chosen ``features`` and link ``warnings``."""
+    source: str | None
+    problem: PageProblem | None = None
+    offered: pd.DataFrame | None = None
+    n_live: int = 0
+    types: tuple[str, ...] = ()
+    form: dict | None = None
+    run: str | None = None
+    features: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def open_steerable(source: str | None) -> tuple[Analysis | None, PageProblem | None]:
+    """``(analysis, None)`` when ``source`` can be steered, else ``(None, problem)``; raises nothing."""
+    if not source:
+        return None, PageProblem("No analysis chosen.", "Pick an analysis in the list above (entries named "
+                                 "“Analysis · …”), or build the demo with `featurelens demo --build-only`.", "info")
+    try:
+        kind, path = resolve_source(source)
+        if kind != "analysis":
+            return None, PageProblem("Steering works on analyses.",
+                                     f"{source} is a dataset: fit the built-in model and train an SAE on it on the "
+                                     "Data & training page, then pick the analysis above.", "info")
+        analysis = Analysis.open(path)
+        problem = steerability(analysis)
+    except FeatureLensError as exc:
+        return None, PageProblem("This analysis cannot be opened.", error_text(exc), "danger")
+    if problem:
+        return None, PageProblem("This analysis cannot be steered.", f"{problem[0]} Fix: {problem[1]}", "warning")
+    return analysis, None
+
+
+def initial_features(query: dict[str, str], live: set[int]) -> tuple[list[int], list[str]]:
+    """The features a URL asks for (``?feature=12`` or ``12,40``) and warnings about the rest."""
+    raw = (query.get("feature") or "").strip()
+    if not raw:
+        return [], []
+    out, warnings = [], []
+    for part in raw.split(","):
+        part = part.strip()
+        try:
+            f = int(part)
+        except ValueError:
+            warnings.append(f"The link asks for feature {part!r}, which is not a feature number; it is ignored.")
+            continue
+        if f not in live:
+            warnings.append(f"Feature {f} is not a live feature of this SAE, so it cannot be steered; choose another.")
+        elif f not in out:
+            out.append(f)
+    return out[:MAX_FEATURES], warnings
+
+
+def target_form(target, *, types: list[str]) -> dict:
+    """The target controls (keys ``target``, ``factor``, ``percentile``, ``mean_type``, ``mean_factor``,
+    ``value`` of :data:`FORM_DEFAULTS`) that write ``target`` (a stored run's target text); {} when
+    the form cannot write it (e.g. different targets per feature)."""
+    if isinstance(target, (list, tuple)):
+        if len(set(target)) != 1:
+            return {}
+        target = target[0]
+    try:
+        t = parse_target(target)
+    except FeatureLensError:
+        return {}
+    if t.kind == "off":
+        return {"target": "off"}
+    if t.kind == "max":
+        return {"target": "max"} if t.factor == 1 and t.text == "max" else {"target": "factor", "factor": t.factor}
+    if t.kind == "percentile":
+        return {"target": "percentile", "percentile": t.percentile}
+    if t.kind == "value":
+        return {"target": "value", "value": t.value}
+    whole = t.text[len("mean:"):]
+    if whole in types:  # a type literally named like "TYPE x2" wins, as in core.steer.targets
+        return {"target": "mean", "mean_type": whole, "mean_factor": 1.0}
+    return {"target": "mean", "mean_type": t.cell_type, "mean_factor": t.factor} if t.cell_type in types else {}
+
+
+def run_form(analysis: Analysis, run_id: str | None, *, types: list[str]) -> dict | None:
+    """The form values that reproduce stored run ``run_id`` (keys of :data:`FORM_DEFAULTS`), or None
+    when there is no such run. Lassoed cells (here or in the Explorer) cannot be restored: such a run
+    leaves the cells as they are."""
+    if not run_id or not analysis.has(f"steering/{run_id}/run.json"):
+        return None
+    meta = analysis.read_json(f"steering/{run_id}/run.json")
+    cfg = meta.get("config", {})
+    form = dict(FORM_DEFAULTS, features=[int(f) for f in meta.get("features", [])],
+                error_term=bool(cfg.get("error_term", True)), test=cfg.get("test", "paired-log"))
+    form.update(target_form(cfg.get("target", "max"), types=types))
+    cells = str(meta.get("info", {}).get("cells", ""))
+    if cells == "all":
+        form["cell_mode"] = "all"
+    elif cells.startswith("cell_type="):
+        value = cells[len("cell_type="):]
+        chosen = [value] if value in types else [t for t in value.split(",") if t in types]
+        form["cell_mode"], form["cell_types"] = "types", chosen
+    else:
+        form.pop("cell_mode"), form.pop("cell_types")
+    return form
+
+
+def steering_page_data(source: str | None, *, query: dict[str, str] | None = None) -> SteeringPageData:
+    """The Steering page for ``source`` and the URL ``query`` (feature, run, cells); raises nothing
+    for a bad source (it becomes ``problem``)."""
+    query = query or {}
+    analysis, problem = open_steerable(source)
+    if problem:
+        return SteeringPageData(source=source, problem=problem)
+    try:
+        choices = feature_choices(analysis)
+        types = cell_type_choices(analysis)
+    except FeatureLensError as exc:
+        return SteeringPageData(source=source, problem=PageProblem("This analysis cannot be opened.", exc.message,
+                                                                   "danger"))
+    except (OSError, ValueError) as exc:  # a damaged features.parquet (pyarrow's errors are ValueErrors)
+        return SteeringPageData(source=source, problem=PageProblem(
+            "This analysis cannot be opened.", f"Its features table cannot be read ({type(exc).__name__}: {exc}). "
+            "Fix: train the SAE again with `featurelens train` (it writes the table with the SAE).", "danger"))
+    if choices.empty:
+        return SteeringPageData(source=source, problem=PageProblem(
+            "Nothing to steer.", "This SAE has no live feature (none fires on any cell); train another one on the "
+            "Data & training page.", "warning"))
+    features, warnings = initial_features(query, set(choices["feature"].tolist()))
+    run = (query.get("run") or "").strip() or None
+    try:
+        form = run_form(analysis, run, types=types) or {}
+    except (FeatureLensError, OSError, ValueError):
+        form = {}
+    if form and not features:
+        features = form["features"]
+    # "Steer in these N cells →" of the Explorer's lasso, unless the run named shows other cells
+    carried = query.get("cells") == "explorer" and "cell_mode" not in form
+    form = {**FORM_DEFAULTS, "cell_mode": "types" if types else "all", **form, "features": features}
+    if carried:
+        form["cell_mode"] = "explorer"
+    chosen = choices[choices["feature"].isin(features)]
+    first = choices.head(INITIAL_FEATURE_OPTIONS)
+    rest = first[~first["feature"].isin(features)]
+    offered = (pd.concat([chosen, rest]) if len(chosen) else rest)[["feature", "label"]]
+    return SteeringPageData(source=source, offered=offered.reset_index(drop=True), n_live=len(choices),
+                            types=tuple(types), form=form, run=run, features=tuple(features),
+                            warnings=tuple(warnings))
