@@ -22,6 +22,8 @@ from core.annotate.compare import compare_annotations
 from core.base.cache import LRUCache, file_stamp
 from core.base.errors import InputError
 from core.store.analysis import Analysis
+from core.base.io import read_json
+from core.base.paths import analyses_dir, confine
 
 __all__ = ["AnalysisComparison", "comparable_analyses", "compare_analyses", "term_counts", "describe_matches",
            "clear_cache", "default_pair", "ComparePageData", "compare_page_data"]
@@ -49,8 +51,6 @@ class AnalysisComparison:
 def comparable_analyses() -> list[dict]:
     """Every analysis in the analyses folder: ``[{"name", "annotated", "dataset"}]`` (annotated = can be
     compared; dataset = the content hash of its data, or its path, or None when unreadable)."""
-    from core.base.io import read_json
-    from core.base.paths import analyses_dir
 
     adir = analyses_dir()
     if not adir.is_dir():
@@ -148,8 +148,6 @@ def describe_matches(matches: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, *,
 
 
 def _annotation_file(name: str) -> Path:
-    from core.base.paths import analyses_dir, confine
-
     if not name:
         raise InputError("choose two analyses to compare", fix="pick analysis A and analysis B above")
     path = confine(name, roots=[analyses_dir()])

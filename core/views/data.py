@@ -21,6 +21,11 @@ from core.base.errors import InputError
 from core.base.paths import data_dir
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.views.data_sources import MODEL_KEY, SourceOptions, analysis_path, resolve_decoder, source_options
+from core.model import fit_h5ad, ModelConfig
+from core.model.store import default_model_dir
+from core.sae import check_trainable, preset, PRESETS
+from core.sae.pipeline import train_into_analysis
+from core.sae.request import SAERequest
 
 if TYPE_CHECKING:
     from core.sae.request import SAERequest
@@ -83,8 +88,6 @@ class TrainRequest:
 
     def sae_request(self) -> SAERequest:
         """The SAE settings as an :class:`~core.sae.request.SAERequest` (same rules as the CLI)."""
-        from core.sae import preset  # core.sae imports torch: not at app start-up
-        from core.sae.request import SAERequest
 
         # the form shows the preset's epochs: only a changed value is an override (which, as
         # `--epochs` does, also drops the preset's floor on steps for small datasets)
@@ -109,7 +112,6 @@ def preset_form_values(preset: str, arch: str | None = None) -> dict[str, Any]:
     ``expansion`` (None when the preset fixes ``hidden``), ``hidden``, ``sparsity_kind`` ("l1"
     or "k"), ``sparsity``, ``epochs``, ``patience`` and the preset's one-line ``description``.
     """
-    from core.sae import PRESETS
 
     sae_cfg, train_cfg = TrainRequest(source="-", analysis="preview", preset=preset, arch=arch).configs()
     uses_k = hasattr(sae_cfg, "k")
@@ -139,8 +141,6 @@ def fit_model_for_source(source: str, *, latent: int = 20, seed: int = 0, progre
     The chosen file is never rewritten (analyses refer to it by content hash). An existing
     output is refused rather than replaced, for the same reason.
     """
-    from core.model import ModelConfig, fit_h5ad
-    from core.model.store import default_model_dir
 
     kind, path = resolve_source(source)
     if kind == "analysis":
@@ -204,8 +204,6 @@ def train_for_source(request: TrainRequest, *, progress: Progress = no_progress,
     the analysis (refused if it belongs to another dataset), train → encode → metrics →
     characterise as one atomic step (reused when data and settings are unchanged).
     """
-    from core.sae import check_trainable
-    from core.sae.pipeline import train_into_analysis
 
     sae_cfg, train_cfg = request.configs()
     ds, ref, use_cell_types = _dataset_for(request)

@@ -36,6 +36,15 @@ from core.base.errors import FeatureLensError, InputError
 from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_progress
 from core.annotate.search import ConceptIndex, characteristic_features
 from core.views.problem import PageProblem, error_text
+from core.annotate.calibrated_de import calibrated_de, de_of_cells
+from core.annotate.de import batched_de, FC_EPS, significant_genes
+from core.annotate.expression import resolve_expression
+from core.annotate.groups import select_groups
+from core.annotate.normalise import log_normalise, prepare
+from core.annotate.pipeline import AnnotationConfig
+from core.annotate.stats import bh, welch_from_moments
+from core.base import io
+from core.data.load import load_dataset
 
 __all__ = [
     "LATENT_FILE", "CELLS_FILE", "TOP_GENES_FILE", "pca_2d", "ensure_latent", "ExplorerData", "explorer_data", "ConceptSearch",
@@ -151,7 +160,6 @@ def ensure_latent(analysis: Analysis, *, progress: Progress = no_progress) -> No
     inputs = latent_inputs(analysis)
     if analysis.cached("latent", inputs=inputs):
         return
-    from core.data.load import load_dataset
 
     ref = analysis.config.get("dataset", {})
     path = Path(ref.get("path", ""))
@@ -546,7 +554,6 @@ def feature_terms(annotations: pd.DataFrame | None, feature: int, *, show_all: b
 def annotation_settings(analysis: Analysis) -> dict:
     """The group and DE settings the analysis was annotated with (defaults before annotation).
     ``method``: "paper" for analyses annotated before the calibrated method existed."""
-    from core.annotate.pipeline import AnnotationConfig
 
     cfg = analysis.config.get("steps", {}).get("annotate", {}).get("inputs", {}).get("config")
     d = AnnotationConfig()
@@ -573,7 +580,6 @@ def feature_de_table(data: ExplorerData, feature: int) -> pd.DataFrame:
     significant (calibrated method also: direction, tested, detect_high, detect_low); sorted by t
     (most up-regulated first). Only the feature's high and low cells (and, for the calibrated method,
     its 1,000 reference cells) are read from the expression matrix."""
-    from core.annotate.groups import select_groups
 
     f = data.check_feature(feature)
     s = annotation_settings(data.analysis)
@@ -598,8 +604,6 @@ def _rows(matrix, rows: np.ndarray) -> np.ndarray:
 
 def paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
     """Welch's t on raw values (as ``scipy.stats.ttest_ind(equal_var=False)``), the paper's rule."""
-    from core.annotate.de import FC_EPS, significant_genes
-    from core.annotate.stats import bh, welch_from_moments
 
     sub = _rows(matrix, np.concatenate([high, low])).astype(np.float64)
     a, b = sub[:high.size], sub[high.size:]
@@ -618,8 +622,6 @@ def paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
 
 def _calibrated_table(data: ExplorerData, groups, high, low, s: dict, genes) -> pd.DataFrame:
     """The calibrated DE of one feature (:func:`core.annotate.calibrated_de.de_of_cells`)."""
-    from core.annotate.calibrated_de import de_of_cells
-    from core.annotate.normalise import log_normalise
 
     expr = data.expression()
     scale = cell_scale_of(data)
@@ -670,12 +672,6 @@ def build_top_genes(analysis: Analysis, *, n_top: int = 20, block_size: int = 25
                     should_stop: ShouldStop = never_stop) -> pd.DataFrame:
     """Top DE genes of every testable feature (step ``top_genes``, ``top_genes.parquet``), with
     the annotation's groups, expression and rule. Cached; re-running with the same inputs reads it."""
-    from core.base import io
-    from core.annotate.calibrated_de import calibrated_de
-    from core.annotate.de import batched_de
-    from core.annotate.groups import select_groups
-    from core.annotate.normalise import prepare
-    from core.annotate.expression import resolve_expression
 
     s = annotation_settings(analysis)
     acts_file = analysis.file("activations.npz")

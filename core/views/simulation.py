@@ -37,8 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.base.errors import InputError
+from core.base.errors import FeatureLensError, InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
+from core.base.io import content_hash, read_json, write_bytes, write_json
+from core.base.paths import analyses_dir, confine
+from core.store.analysis import Analysis
 
 __all__ = ["SimLabConfig", "SimRun", "METHODS", "METHOD_LABELS", "simulations_dir", "run_simlab", "load_run",
            "list_runs", "readout_r2", "planted_analyses", "planted_score_for", "read_planted_score",
@@ -54,7 +57,6 @@ LIMITS = {"n_cells": (200, 50_000), "n_genes": (3, 2_000), "seed": (0, 2**31 - 1
 
 def simulations_dir() -> Path:
     """``<analyses folder>/simulations`` (where the app keeps simulation runs)."""
-    from core.base.paths import analyses_dir
 
     return analyses_dir() / "simulations"
 
@@ -92,7 +94,6 @@ class SimLabConfig:
     @property
     def run_id(self) -> str:
         """``small-<cells>x<genes>-seed<seed>-<hash of all settings>`` (stable across versions of this file)."""
-        from core.base.io import content_hash
 
         digest = content_hash({"kind": "small-recovery", **self.to_dict()})[:8]
         return f"small-{self.n_cells}x{self.n_genes}-seed{self.seed}-{digest}"
@@ -245,7 +246,6 @@ def run_simlab(config: SimLabConfig = SimLabConfig(), *, root: str | os.PathLike
 
 def _write_run(staging: Path, record: dict, results: dict, best_r: pd.DataFrame, r2: pd.DataFrame, data: dict,
                config: SimLabConfig) -> None:
-    from core.base.io import write_bytes, write_json
     from core.simulate.report import write_results
 
     write_results(results, staging, data=data, seed=config.seed, elapsed_s=record["elapsed_s"])
@@ -281,8 +281,6 @@ def _commit(root: Path, run_id: str, write) -> None:
 
 
 def _run_path(run_id: str, root: Path) -> Path:
-    from core.base.paths import confine
-
     if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
         raise InputError(f"not a simulation run: {run_id!r}", fix="choose a run from the list")
     return confine(run_id, roots=[root])
@@ -290,7 +288,6 @@ def _run_path(run_id: str, root: Path) -> Path:
 
 def load_run(run_id: str, *, root: str | os.PathLike | None = None) -> SimRun:
     """The stored run ``run_id`` (InputError if there is none or it cannot be read)."""
-    from core.base.io import read_json
 
     root = Path(root) if root is not None else simulations_dir()
     path = _run_path(run_id, root)
@@ -311,7 +308,6 @@ def load_run(run_id: str, *, root: str | os.PathLike | None = None) -> SimRun:
 
 def list_runs(*, root: str | os.PathLike | None = None) -> list[dict[str, str]]:
     """Stored runs, newest first: ``[{"run_id", "label", "created"}]`` (unreadable folders skipped)."""
-    from core.base.io import read_json
 
     root = Path(root) if root is not None else simulations_dir()
     out = []
@@ -335,9 +331,6 @@ def list_runs(*, root: str | os.PathLike | None = None) -> list[dict[str, str]]:
 def planted_analyses() -> list[dict[str, Any]]:
     """Analyses in the analyses folder built from the simulated demo dataset (ground truth inside):
     ``[{"name", "annotated", "scored"}]``."""
-    from core.store.analysis import Analysis
-    from core.base.errors import FeatureLensError
-    from core.base.paths import analyses_dir
     from core.demo.planted import PLANTED_FILE
 
     out = []
@@ -357,9 +350,6 @@ def planted_analyses() -> list[dict[str, Any]]:
 
 
 def _open_analysis(name: str):
-    from core.store.analysis import Analysis
-    from core.base.paths import analyses_dir, confine
-
     if not name:
         raise InputError("no analysis chosen", fix="choose an analysis built from the simulated demo dataset")
     return Analysis.open(confine(name, roots=[analyses_dir()]))

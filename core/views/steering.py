@@ -26,6 +26,9 @@ from core.base.errors import FeatureLensError, InputError
 from core.steer.request import MAX_FEATURES
 from core.steer.targets import parse_target
 from core.views.problem import PageProblem, error_text
+from core.base import io
+from core.data.load import load_dataset
+from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
 
 __all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
            "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS", "SteeringPageData", "steering_page_data", "open_steerable",
@@ -47,7 +50,6 @@ def steerability(analysis: Analysis) -> tuple[str, str] | None:
     does, but its weights are not loaded (the app calls this in its server process, which must not
     run torch: a background job forked after a parallel torch operation in the server can hang in
     OpenMP). The steering job itself loads and checks the decoder fully."""
-    from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
 
     for name in ("sae.pt", "activations.npz"):
         if not analysis.has(name):
@@ -73,7 +75,6 @@ def steerability(analysis: Analysis) -> tuple[str, str] | None:
 def _decoder_problem(analysis: Analysis) -> str | None:
     """None if the analysis names a decoder that exists, "none" if it has none, else what is wrong
     (the lookup order of ``analysis_decoder``; no weights are read)."""
-    from core.base import io
     from core.model.store import default_model_dir, is_model_dir
 
     settings = analysis.config.get("settings", {}) or {}
@@ -202,8 +203,6 @@ def _axes_inputs(analysis: Analysis) -> dict:
 
 
 def _embedding_of(analysis: Analysis) -> np.ndarray:
-    from core.data.load import load_dataset
-
     ref = analysis.config.get("dataset", {}) or {}
     path = Path(ref.get("path", ""))
     if not path.is_file():
