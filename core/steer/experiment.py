@@ -463,14 +463,32 @@ def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress 
     ref_res = runs[ref_label]
     wanted = {("up", t) for t in ref_res.enrichment_up["term_id"]} | {("down", t) for t in
                                                                       ref_res.enrichment_down["term_id"]}
-    keys = list(zip(all_scores["direction"], all_scores["term_id"]))
-    terms = all_scores[[k in wanted for k in keys]].reset_index(drop=True)
+    terms = _term_grid(all_scores, conditions, sorted(wanted))
     verdicts = term_verdicts(terms, reference=ref_label, margin=exp.margin, term_q=exp.term_q)
     info = {**common, "n_cells": int(idx.size), "control_features": control_feats, "reference_run": ref_label,
             "concept_terms_tested": int(concepts.n_terms) if concepts is not None else 0, **ctx.info}
     progress(total, total, "experiment done")
     return ExperimentResult(experiment=exp, runs=runs, conditions=conditions, terms=terms, verdicts=verdicts,
                             info=info)
+
+
+def _term_grid(scores: pd.DataFrame, conditions: pd.DataFrame, wanted: list[tuple[str, str]]) -> pd.DataFrame:
+    """The scores of the ``wanted`` (direction, term) pairs in every run; a term a run's table lacks
+    (both its p-values 1) gets score 0 and q 1."""
+    cols = ["run", "kind", "strength", "direction", "term_id", "term_name", "score", "q"]
+    if not wanted:
+        return pd.DataFrame(columns=cols)
+    names = scores.drop_duplicates(["direction", "term_id"]).set_index(["direction", "term_id"])["term_name"]
+    grid = pd.DataFrame([(r.run, r.kind, r.strength, d, t) for r in conditions.itertuples() for d, t in wanted],
+                        columns=cols[:5])
+    grid["term_name"] = [names.get((d, t), "") for d, t in zip(grid["direction"], grid["term_id"])]
+    got = scores.set_index(["run", "direction", "term_id"])[["score", "q"]]
+    got = got[~got.index.duplicated()]
+    key = pd.MultiIndex.from_arrays([grid["run"], grid["direction"], grid["term_id"]])
+    found = got.reindex(key)
+    grid["score"] = found["score"].fillna(0.0).to_numpy()
+    grid["q"] = found["q"].fillna(1.0).to_numpy()
+    return grid
 
 
 # ------------------------------------------------------------------------------------------ storage
