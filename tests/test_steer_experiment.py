@@ -48,6 +48,13 @@ def test_sweep_shape_and_same_cells(planted):
     one = steer(a, features=[0], cells="cell_type=a", config=SteerConfig(target="max"))
     pd.testing.assert_frame_equal(res.runs["feature-x1"].de, one.de)
     pd.testing.assert_frame_equal(res.runs["feature-x1"].enrichment_up, one.enrichment_up)
+    off = steer(a, features=[0], cells="cell_type=a", config=SteerConfig(target="off"))
+    pd.testing.assert_frame_equal(res.runs["feature-off"].de, off.de, check_exact=False, rtol=1e-12)
+    idle = run_experiment(a, SteerExperiment(feature=0, cells=tuple(np.flatnonzero(ctx.embedding[:, 0] <= 0)[:50]),
+                                             strengths=(1,), controls=0))
+    assert idle.runs["feature-off"].info["cells_changed"] == 0  # the short cut when nothing moved = the test's
+    ref = steer(a, features=[0], cells=idle.runs["feature-off"].cells, config=SteerConfig(target="off"))
+    pd.testing.assert_frame_equal(idle.runs["feature-off"].de, ref.de, check_exact=False, rtol=1e-12)
     # the cells come closer to type b as the dose grows (up to 1×), and the planted term's score rises
     assert dr["toward[b]"].iloc[2] > dr["toward[b]"].iloc[1] > 0
     t = res.terms[(res.terms["term_id"] == PLANTED_TERM) & (res.terms["kind"] == "feature")].sort_values("strength")

@@ -255,7 +255,12 @@ def evaluate_shift(ctx: SteeringContext, *, cells: np.ndarray, normal: np.ndarra
         lib, cov = ctx.library_size, ctx.covariates
         steered[changed] = decode_all(ctx.decoder, after[changed], None if lib is None else lib[rows],
                                       None if cov is None else cov[rows])
-    if config.test == "nb-glm":
+    if changed.size == 0 and cells.size:  # nothing moved: what either test returns for d ≡ 0, without the pass
+        mean = normal.mean(0, dtype=np.float64)
+        zero = np.zeros(normal.shape[1])
+        stats = {"mean_normal": mean, "mean_steered": mean.copy(), "log2fc": zero, "pvalue": zero + 1.0,
+                 "stat": zero.copy() if cells.size >= 2 else zero + np.nan}
+    elif config.test == "nb-glm":
         from core.steer.glm import nb_glm_paired
 
         stats = nb_glm_paired(normal, steered, theta=ctx.dispersion)
