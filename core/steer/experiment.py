@@ -1,4 +1,4 @@
-"""Steering as a controlled experiment (docs/method.md §6.1): a dose–response sweep of one feature
+"""Steering as a controlled experiment (docs/method.md §6a): a dose–response sweep of one feature
 in the same cells, with matched controls and a verdict per term.
 
     from core.steer import SteerExperiment, run_experiment, save_experiment

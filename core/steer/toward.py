@@ -1,4 +1,4 @@
-"""Steer toward a cell type (docs/method.md §6.2): rank the features whose steering moves cells of
+"""Steer toward a cell type (docs/method.md §6b): rank the features whose steering moves cells of
 type A toward type B's centroid, then run the best one.
 
     from core.steer import rank_toward, steer_toward
