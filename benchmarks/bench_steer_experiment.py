@@ -11,7 +11,7 @@ shift, and the per-term verdicts. For scale, one plain ``steer()`` run in the sa
 
     python benchmarks/bench_steer_experiment.py [--repeats 3] [--controls 2] [--workdir /tmp/featurelens-bench-steering]
 
-Writes benchmarks/results/steer_experiment.json.
+Writes benchmarks/results/steer_experiment.json (other --controls: steer_experiment_controls<N>.json).
 """
 from __future__ import annotations
 
@@ -92,8 +92,9 @@ def main(argv=None) -> dict:
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     r["target_s"] = 10.0
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(r, indent=2) + "\n")
+    path = RESULTS if args.controls == 2 else RESULTS.with_name(f"steer_experiment_controls{args.controls}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r, indent=2) + "\n")
     print(f"experiment: {r['cells']:,} cells × {r['genes']:,} genes, {len(r['strengths'])} strengths + "
           f"{2 * r['controls_per_kind']} control runs ({r['runs']} runs): median {r['experiment_median_s']:.2f} s "
           f"(runs {', '.join(f'{t:.2f}' for t in r['experiment_s'])}; target ≤ 10 s); CPU {r['cpu_median_s']:.2f} s")
