@@ -86,6 +86,12 @@ def test_controls_are_matched(wide):
     u = [res.runs[f"control-direction-{k}"].latent_after[0] - ref.latent_before[0] for k in (1, 2)]
     assert abs(np.dot(u[0], u[1])) / (np.linalg.norm(u[0]) * np.linalg.norm(u[1])) < 0.9
     assert all(abs(v[0]) / np.linalg.norm(v) < 0.9 for v in u)
+    # without the error term the controls start from the SAE reconstruction, as the feature's run does
+    paper = run_experiment(a, SteerExperiment(feature=0, cells="cell_type=a", strengths=(1,), controls=1, seed=4,
+                                              config=SteerConfig(error_term=False)))
+    for label in paper.conditions["run"][2:]:
+        r = paper.runs[label]  # this SAE is exact: the reconstruction is the cell, so the norms match again
+        np.testing.assert_allclose(np.linalg.norm(r.latent_after - r.latent_before, axis=1), norm, rtol=1e-3)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
