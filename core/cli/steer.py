@@ -16,6 +16,11 @@ examples:
   featurelens steer analyses/bm --feature 2306 --cells "cell_type=HSC,NK" --target x2 --out steer-2306
   featurelens steer analyses/bm --feature 12,40 --cells all --target max,off
   featurelens steer analyses/bm --feature 12 --cells "cell_type=B cell" --target "mean:B cellx1.5"
+
+experiments (docs/steering.md, "Steering experiments"):
+  featurelens steer analyses/bm --feature 2306 --cells "cell_type=MEP" --sweep 0.5,1,2,4 --controls 2 --out sweep
+  featurelens steer analyses/bm --cells "cell_type=MEP" --toward Erythroblast          # rank, then steer the best
+  featurelens steer analyses/bm --cells "cell_type=MEP" --toward Erythroblast --sweep 0.5,1,2,4
 """
 
 
@@ -24,7 +29,8 @@ def configure(parser) -> None:
     from core.steer.targets import TARGET_HELP
 
     parser.add_argument("analysis", help="analysis folder (after `featurelens train`, with a model decoder)")
-    parser.add_argument("--feature", required=True, help="feature id(s), comma-separated")
+    parser.add_argument("--feature", help="feature id(s), comma-separated (with --toward: the candidates; "
+                                           "default every live feature)")
     parser.add_argument("--cells", required=True, help=f"which cells: {SELECTION_HELP}")
     parser.add_argument("--target", default="max",
                         help=f"{TARGET_HELP}; one for all features or one per feature, comma-separated "
@@ -44,6 +50,16 @@ def configure(parser) -> None:
     parser.add_argument("--save-expression", action="store_true",
                         help="also store each cell's normal and steered expected expression with the run "
                              "(cells × genes × 2 float32: 107 MB for 1,000 cells × 13,431 genes)")
+    parser.add_argument("--sweep", metavar="S1,S2,...",
+                        help="dose–response experiment: steer the feature to each multiple of its maximum "
+                             "(e.g. 0.5,1,2,4; off is always added), with matched controls; stored as one run group")
+    parser.add_argument("--controls", metavar="N",
+                        help="control runs of each kind alongside a sweep: random similar-frequency features and "
+                             "random embedding directions with the same shift (default 1; 0 = none)")
+    parser.add_argument("--seed", metavar="N", help="seed of the controls' draws (default: the analysis seed)")
+    parser.add_argument("--toward", metavar="TYPE",
+                        help="rank the features whose steering (to --target) moves the cells toward cell type "
+                             "TYPE's centroid, then steer the best one (with --sweep: run the experiment on it)")
     parser.add_argument("--out", help="also write the tables into this folder")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv", help="table format for --out (csv)")
 
@@ -148,14 +164,151 @@ def print_summary(result) -> None:
               f"closest approach: {s['closest_approach']}")
 
 
+def _count(text, name: str, *, default: int) -> int:
+    from core.base.errors import InputError
+
+    if text is None:
+        return default
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise InputError(f"--{name} must be a whole number ≥ 0, got {text!r}", fix=f"e.g. --{name} 2")
+    return v
+
+
+def experiment_from_args(args, *, feature: int, seed: int):
+    """The :class:`~core.steer.experiment.SteerExperiment` of ``--sweep`` / ``--controls`` / ``--seed``."""
+    from core.steer import SteerExperiment, parse_strengths
+
+    strengths = parse_strengths(args.sweep) if args.sweep is not None else _single_strength(args.target)
+    return SteerExperiment(feature=feature, cells=args.cells, strengths=strengths,
+                           controls=_count(args.controls, "controls", default=1),
+                           seed=_count(args.seed, "seed", default=seed), config=config_from_args(args))
+
+
+def _single_strength(target: str) -> tuple[float, ...]:
+    """--controls without --sweep: the strength of --target (max or xN)."""
+    from core.base.errors import InputError
+    from core.steer import parse_target
+
+    t = parse_target(target)
+    if t.kind != "max":
+        raise InputError(f"--controls needs the strength as a multiple of the maximum; --target {target!r} is not",
+                         fix="use --target max or xN, or give --sweep 0.5,1,2,4")
+    return (t.factor,)
+
+
+def write_experiment(result, out, *, fmt: str = "csv") -> list[str]:
+    """Write an experiment's tables into ``out`` (conditions, terms, verdicts, summary.json) and each
+    run's tables (as :func:`write_tables`) into ``out/runs/<run>/``; returns the top-level names."""
+    from core.base import io
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, df in (("conditions", result.conditions), ("terms", result.terms), ("verdicts", result.verdicts)):
+        path = out / f"{name}.{fmt}"
+        with io.atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False) if fmt == "csv" else df.to_parquet(tmp, index=False)
+        written.append(path.name)
+    for label, res in result.runs.items():
+        write_tables(res, out / "runs" / label, fmt=fmt)
+    io.write_json(out / "summary.json", {**result.summary(), "experiment": result.experiment.to_dict()})
+    return [*written, "summary.json", "runs/"]
+
+
+def print_experiment(result) -> None:
+    exp = result.experiment
+    print(f"experiment {result.experiment_id}: feature {exp.feature} in {result.info['cells']} "
+          f"({result.info['n_cells']:,} cells); strengths {', '.join(f'{s:g}×' for s in exp.strengths)} of its maximum")
+    print("  run                      strength  genes up  down  terms up")
+    for r in result.conditions.itertuples():
+        print(f"  {r.run:<24} {r.strength:>7g}× {r.n_up:>9,} {r.n_down:>5,} {r.n_terms_up:>9,}")
+    v = result.verdicts
+    if not len(v):
+        print("no enriched term at the reference strength, so nothing to judge against the controls")
+        return
+    n_spec = int((v["verdict"] == "specific").sum())
+    print(f"terms at {exp.reference:g}× against {2 * exp.controls} control run(s) (specific: q < {exp.term_q:g} and "
+          f"−log10 p ≥ every control's + {exp.margin:g}): {n_spec} specific of {len(v)}")
+    for r in v.head(8).itertuples():
+        print(f"  {r.direction:<4} {r.term_id} {r.term_name}: score {r.score:.3g} vs controls "
+              f"{r.best_control_feature:.3g} (feature) / {r.best_control_direction:.3g} (direction) — {r.verdict}")
+
+
+def _run_toward(args, analysis, progress, *, run_best: bool):
+    """Rank the features (printing the top 5); with ``run_best`` also steer and store the best one.
+    Returns ``(ranking, best feature, its run or None)``."""
+    from core.base.errors import InputError
+    from core.steer import rank_toward, steer_toward
+
+    feats = _features(args.feature) if args.feature else None
+    config = config_from_args(args)
+    if run_best:
+        t = steer_toward(analysis, cells=args.cells, toward=args.toward, config=config, features=feats,
+                         progress=progress)
+        ranking, feature, result = t.ranking, t.feature, t.result
+    else:
+        ranking = rank_toward(analysis, cells=args.cells, toward=args.toward, config=config, features=feats)
+        if not ranking["change"].iloc[0] < 0:
+            raise InputError(f"no feature moves these cells toward {args.toward!r} when steered to {args.target}",
+                             fix="try a stronger target (e.g. --target x2) or other cells")
+        feature, result = int(ranking["feature"].iloc[0]), None
+    print(f"features that move {args.cells} toward {args.toward} (steered to {args.target}):")
+    for r in ranking.head(5).itertuples():
+        near = "" if r.nearest_target_after != r.nearest_target_after else \
+            f", nearest {args.toward}: {r.nearest_target_before:.0%} → {r.nearest_target_after:.0%}"
+        print(f"  {r.rank}. feature {r.feature}: mean distance {r.mean_distance_before:.3g} → "
+              f"{r.mean_distance_after:.3g} ({r.progress:+.0%} of the way{near})")
+    return ranking, feature, result
+
+
 def run(args) -> int:
     from pathlib import Path
 
+    from core.base.errors import InputError
     from core.store.analysis import Analysis
     from core.base.progress import ProgressBar
-    from core.steer import steer_into_analysis
+    from core.steer import run_experiment, save_experiment, steer_into_analysis
 
     analysis = Analysis.open(args.analysis)
+    if args.feature is None and args.toward is None:
+        raise InputError("no feature to steer", fix="give --feature ID, or --toward TYPE to rank the features")
+    experiment = args.sweep is not None or args.controls is not None
+    if experiment:  # refuse bad options before any work
+        experiment_from_args(args, feature=0, seed=analysis.seed)
+    out = Path(args.out) if args.out else None
+    if args.toward is not None:
+        ranking, feature, result = _run_toward(args, analysis, ProgressBar("steer"), run_best=not experiment)
+        if out:
+            from core.base import io
+
+            out.mkdir(parents=True, exist_ok=True)
+            with io.atomic_path(out / f"toward.{args.format}") as tmp:
+                ranking.to_csv(tmp, index=False) if args.format == "csv" else ranking.to_parquet(tmp, index=False)
+        if result is not None:
+            print_summary(result)
+            print(f"stored as run {result.run_id} in {analysis.path}/steering/{result.run_id}/")
+            if out:
+                files = write_tables(result, out, fmt=args.format)
+                print(f"wrote {args.out}/: toward.{args.format}, {', '.join(files)}")
+            return 0
+    elif experiment:
+        feats = _features(args.feature)
+        if len(feats) != 1:
+            raise InputError(f"a sweep steers one feature, got {len(feats)}", fix="give one --feature")
+        feature = feats[0]
+    if experiment:
+        exp = experiment_from_args(args, feature=feature, seed=analysis.seed)
+        result = run_experiment(analysis, exp, progress=ProgressBar("sweep"))
+        save_experiment(analysis, result)
+        print_experiment(result)
+        print(f"stored as experiment {result.experiment_id} in {analysis.path}/steer-experiments/{result.experiment_id}/")
+        if out:
+            files = write_experiment(result, out, fmt=args.format)
+            print(f"wrote {args.out}/: {', '.join(files)}")
+        return 0
     result = steer_into_analysis(analysis, request_from_args(args), progress=ProgressBar("steer"))
     run_id = result.run_id
     print_summary(result)

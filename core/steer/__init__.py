@@ -8,11 +8,19 @@
     run_id = save_steering_run(analysis, result)
     # or both in one call, as the CLI and the app do:
     result = steer_into_analysis(analysis, SteerRequest(features=(12,), cells="all"))
+    # a dose–response sweep with matched controls and a verdict per term (one stored run group)
+    exp = run_experiment(analysis, SteerExperiment(feature=12, cells="cell_type=MEP", strengths=(0.5, 1, 2, 4)))
+    save_experiment(analysis, exp); exp.verdicts; exp.dose_response()
+    # the features that move MEP cells toward erythroblasts, and a run of the best one
+    steer_toward(analysis, cells="cell_type=MEP", toward="Erythroblast").ranking
 """
 from core.steer.cells import SELECTION_HELP, select_cells
 from core.steer.centroids import centroid_shift, centroid_summary
 from core.steer.config import TESTS, SteerConfig
 from core.steer.context import SteeringContext, cell_type_centroids, clear_context_cache, steering_context
+from core.steer.experiment import (NOT_ABOVE, SPECIFIC, ExperimentResult, SteerExperiment, evaluate_shift,
+                                   list_experiments, load_experiment, matched_controls, parse_strengths,
+                                   run_experiment, save_experiment, term_scores, term_verdicts)
 from core.steer.enrichment import ENRICH_COLUMNS, steering_concepts, up_down_enrichment
 from core.steer.glm import nb_glm_paired
 from core.steer.paired_de import DE_COLUMNS, de_table, paired_log_test
@@ -20,6 +28,7 @@ from core.steer.request import SteerRequest, steer_into_analysis
 from core.steer.run import SteeringResult, steer, steer_latents
 from core.steer.store import list_steering_runs, load_steering_run, save_steering_run
 from core.steer.targets import TARGET_HELP, Target, parse_target, resolve_targets
+from core.steer.toward import TowardResult, rank_toward, steer_toward
 
 __all__ = [
     "SteerConfig", "TESTS", "steer", "steer_latents", "SteeringResult", "select_cells", "SELECTION_HELP",
@@ -28,4 +37,7 @@ __all__ = [
     "paired_log_test", "nb_glm_paired", "de_table", "DE_COLUMNS",
     "steering_concepts", "up_down_enrichment", "ENRICH_COLUMNS", "centroid_shift", "centroid_summary",
     "save_steering_run", "list_steering_runs", "load_steering_run", "SteerRequest", "steer_into_analysis",
+    "SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment", "list_experiments",
+    "parse_strengths", "evaluate_shift", "matched_controls", "term_scores", "term_verdicts", "SPECIFIC", "NOT_ABOVE",
+    "rank_toward", "steer_toward", "TowardResult",
 ]
