@@ -19,6 +19,8 @@ import pandas as pd
 
 from core.base.cache import LRUCache
 from core.base.errors import InputError
+from core.model.decoders import BuiltinDecoder, HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
+from core.model.predict import analysis_decoder, decoding_data, PREDICTED_FILE, predicted_inputs, PREDICTED_STEP
 
 __all__ = ["SteeringContext", "steering_context", "cell_type_centroids", "clear_context_cache"]
 
@@ -134,8 +136,6 @@ def steering_context(analysis, *, use_cache: bool = True) -> SteeringContext:
 
 
 def _build(analysis) -> SteeringContext:
-    from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
-    from core.model.predict import analysis_decoder, decoding_data
     from core.sae import load_sae
 
     for name in ("sae.pt", "sae.json", "activations.npz"):
@@ -171,7 +171,6 @@ def _build(analysis) -> SteeringContext:
 def _cached_prediction(analysis, decoder, z, lib, covariates):
     """The analysis's predicted expression (``predicted_expression.npy``) if it was made by this decoder
     from this embedding, library sizes and covariates; else None."""
-    from core.model.predict import PREDICTED_FILE, PREDICTED_STEP, predicted_inputs
 
     inputs = predicted_inputs(decoder, z, lib, covariates)
     if not analysis.cached(PREDICTED_STEP, inputs=inputs):
@@ -182,7 +181,6 @@ def _cached_prediction(analysis, decoder, z, lib, covariates):
 
 def _dispersion(decoder) -> np.ndarray | None:
     """The built-in NB model's per-gene θ in the data's gene order; None for other decoders."""
-    from core.model.decoders import BuiltinDecoder
 
     if not isinstance(decoder, BuiltinDecoder) or decoder.fitted.config.likelihood != "nb":
         return None

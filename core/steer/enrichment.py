@@ -16,6 +16,12 @@ import pandas as pd
 
 from core.base.cache import LRUCache
 from core.base.errors import InputError
+from core.annotate.de import DEResult
+from core.annotate.enrich import enrichment_stats
+from core.base import io
+from core.concepts import load_go, read_gmt
+from core.concepts.go import NAMESPACES
+from core.concepts.match import prepare_concepts
 
 __all__ = ["ENRICH_COLUMNS", "up_down_enrichment", "steering_concepts"]
 
@@ -29,10 +35,6 @@ def steering_concepts(gene_names, *, databases=("go-bp",), gmt=(), propagate: bo
                       max_size: int = 500):
     """The concept databases restricted to ``gene_names`` and filtered by size (cached in memory);
     None when no database is chosen."""
-    from core.base import io
-    from core.concepts import load_go, read_gmt
-    from core.concepts.go import NAMESPACES
-    from core.concepts.match import prepare_concepts
 
     if not databases and not gmt:
         return None
@@ -55,8 +57,6 @@ def up_down_enrichment(de: pd.DataFrame, concepts, *, p_max: float = 0.01) -> tu
     :func:`steering_concepts`, or None for empty tables. ``genes``: the term's significant genes
     of that direction, comma-separated.
     """
-    from core.annotate.de import DEResult
-    from core.annotate.enrich import enrichment_stats
 
     if concepts is None:
         empty = pd.DataFrame(columns=ENRICH_COLUMNS)

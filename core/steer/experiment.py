@@ -41,6 +41,7 @@ from core.steer.enrichment import steering_concepts, up_down_enrichment
 from core.steer.paired_de import de_table, paired_log_test
 from core.steer.run import SteeringResult, steer_latents
 from core.steer.targets import parse_target, resolve_targets
+from core.model.decoders import decode_all
 
 __all__ = ["SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment",
            "list_experiments", "parse_strengths", "evaluate_shift", "matched_controls", "term_scores",
@@ -246,7 +247,6 @@ def evaluate_shift(ctx: SteeringContext, *, cells: np.ndarray, normal: np.ndarra
     enrichment tables filtered with ``config.enrich_p``) and the unfiltered enrichment of every
     term (for scoring terms against controls).
     """
-    from core.model.decoders import decode_all
 
     changed = np.flatnonzero((after != before).any(axis=1))
     steered = normal.copy()
@@ -358,30 +358,40 @@ def _condition_row(label: str, kind: str, strength: float, feature, target: floa
     return row
 
 
-def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress = no_progress,
-                   should_stop: ShouldStop = never_stop) -> ExperimentResult:
-    """Run ``experiment`` on ``analysis`` (an Analysis or a :class:`SteeringContext`); nothing is stored.
+@dataclass
+class _Cells:
+    """What every run of one experiment shares: the cells ``idx`` (sorted), their embedding ``x``
+    (n, d), their decoded ``normal`` expression, the concepts and the runs' common info."""
 
-    InputError for a missing decoder, an unknown or dead feature, an empty selection, too few live
-    features for the controls; :class:`~core.base.progress.Cancelled` when ``should_stop()``.
-    """
-    exp, config = experiment, experiment.config
-    n_runs = len(exp.strengths) + 2 * exp.controls
-    total = n_runs + 1
+    idx: np.ndarray
+    x: np.ndarray
+    normal: np.ndarray
+    concepts: object
+    common: dict
 
-    def stage(i: int, message: str) -> None:
-        if should_stop():
-            raise Cancelled("steering experiment cancelled")
-        progress(i, total, message)
 
-    stage(0, "loading the SAE, decoder and data")
-    ctx = analysis if isinstance(analysis, SteeringContext) else steering_context(analysis)
-    f = exp.feature
-    _check_feature(ctx, f)
-    if config.test == "nb-glm" and ctx.dispersion is None:
-        raise InputError("the NB GLM test needs the model's gene dispersions, and this decoder has none",
-                         fix="use the paired log test (test='paired-log', the default)")
-    control_feats = matched_controls(ctx, feature=f, n=exp.controls, seed=exp.seed, pool=exp.pool)
+@dataclass
+class _Collected:
+    """The runs of an experiment as they are made: results by label, condition rows, term scores."""
+
+    runs: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
+
+    def add(self, label, kind, strength, feature, target, res, up, down) -> None:
+        self.runs[label] = res
+        self.rows.append(_condition_row(label, kind, strength, feature, target, res))
+        for direction, table in (("up", up), ("down", down)):
+            sc = term_scores(table)
+            sc.insert(0, "direction", direction)
+            sc.insert(0, "strength", float(strength))
+            sc.insert(0, "kind", kind)
+            sc.insert(0, "run", label)
+            self.scores.append(sc)
+
+
+def _experiment_cells(ctx: SteeringContext, exp: SteerExperiment) -> _Cells:
+    config = exp.config
     idx = select_cells(ctx, exp.cells if isinstance(exp.cells, str) else list(exp.cells))
     n_selected = int(idx.size)
     if config.max_cells is not None and idx.size > config.max_cells:
@@ -390,8 +400,6 @@ def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress 
     x = np.ascontiguousarray(ctx.embedding[idx], np.float32)
     normal = ctx.normal_expression(idx)
     if normal is None:
-        from core.model.decoders import decode_all
-
         lib, cov = ctx.library_size, ctx.covariates
         normal = decode_all(ctx.decoder, x, None if lib is None else lib[idx], None if cov is None else cov[idx])
     concepts = steering_concepts(ctx.gene_names, databases=config.databases, gmt=config.gmt,
@@ -400,40 +408,39 @@ def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress 
     common = {"cells": describe_selection(exp.cells, n_selected) if isinstance(exp.cells, str)
               else f"{n_selected} cells (explicit list)", "n_selected": n_selected,
               "subsampled": bool(idx.size < n_selected)}
-    runs, rows, scores = {}, [], []
+    return _Cells(idx=idx, x=x, normal=normal, concepts=concepts, common=common)
 
-    def add(label, kind, strength, feature, target, res, up, down):
-        runs[label] = res
-        rows.append(_condition_row(label, kind, strength, feature, target, res))
-        for direction, table in (("up", up), ("down", down)):
-            sc = term_scores(table)
-            sc.insert(0, "direction", direction)
-            sc.insert(0, "strength", float(strength))
-            sc.insert(0, "kind", kind)
-            sc.insert(0, "run", label)
-            scores.append(sc)
 
+def _sweep(ctx, exp: SteerExperiment, cells: _Cells, out: _Collected, stage) -> np.ndarray:
+    """The feature at every strength; returns its activation change at the reference strength (n,)."""
+    f, config = exp.feature, exp.config
     dz_ref = None
-    step = 1
-    for s in exp.strengths:
-        stage(step, f"feature {f} at {'off' if s == 0 else f'{s:g}× its maximum'}")
-        step += 1
+    for k, s in enumerate(exp.strengths):
+        stage(1 + k, f"feature {f} at {'off' if s == 0 else f'{s:g}× its maximum'}")
         target = parse_target("off" if s == 0 else f"x{s:g}")
         t = resolve_targets([target], [f], activations_csc=ctx.activations, cell_types=ctx.cell_types)
-        z_f, before, after = steer_latents(ctx.sae, x, features=[f], targets=t, error_term=config.error_term)
+        z_f, before, after = steer_latents(ctx.sae, cells.x, features=[f], targets=t, error_term=config.error_term)
         cfg = dataclasses.replace(config, target=target.text)
-        res, up, down = evaluate_shift(ctx, cells=idx, normal=normal, before=before, after=after, config=cfg,
-                                       concepts=concepts, features=[f], targets=t, target_labels=[target.text],
-                                       activations_before=z_f, info={**common, "strength": float(s)})
-        add(_label("feature", s), "feature", s, f, float(t[0]), res, up, down)
+        res, up, down = evaluate_shift(ctx, cells=cells.idx, normal=cells.normal, before=before, after=after,
+                                       config=cfg, concepts=cells.concepts, features=[f], targets=t,
+                                       target_labels=[target.text], activations_before=z_f,
+                                       info={**cells.common, "strength": float(s)})
+        out.add(_label("feature", s), "feature", s, f, float(t[0]), res, up, down)
         if s == exp.reference:
             dz_ref = (t[0] - z_f[:, 0]).astype(np.float64)
+    return dz_ref
 
+
+def _controls(ctx, exp: SteerExperiment, cells: _Cells, out: _Collected, stage, *, control_feats, dz_ref) -> None:
+    """Matched controls at the reference strength: each moves every cell's embedding as far as the
+    feature does (ρᵢ), along a similar-frequency feature's direction or a random one."""
+    f, config, x = exp.feature, exp.config, cells.x
     v = _directions(ctx.sae)
     rho = np.abs(dz_ref) * np.linalg.norm(v[:, f])  # (n,) the norm of the feature's change in each cell
     base = x if config.error_term else _reconstruction(ctx.sae, x)
     ref_cfg = dataclasses.replace(config, target=f"x{exp.reference:g}")
     acts = ctx.activations
+    step = 1 + len(exp.strengths)
     for g in control_feats:
         stage(step, f"control: feature {g} (similar firing frequency)")
         step += 1
@@ -442,38 +449,66 @@ def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress 
         after = (base + dzg[:, None] * vg[None, :]).astype(np.float32)
         col = np.zeros(ctx.n_cells, np.float32)
         col[acts.indices[acts.indptr[g]:acts.indptr[g + 1]]] = acts.data[acts.indptr[g]:acts.indptr[g + 1]]
-        zg = col[idx]
-        res, up, down = evaluate_shift(ctx, cells=idx, normal=normal, before=x, after=after, config=ref_cfg,
-                                       concepts=concepts, features=[g], targets=[float((zg + dzg).mean())],
-                                       target_labels=["matched shift"], activations_before=zg[:, None],
-                                       info={**common, "control": "feature", "control_of": f}, origin=x)
-        add(_label("control-feature", g), "control-feature", exp.reference, g, float((zg + dzg).mean()), res, up,
-            down)
+        zg = col[cells.idx]
+        res, up, down = evaluate_shift(ctx, cells=cells.idx, normal=cells.normal, before=x, after=after,
+                                       config=ref_cfg, concepts=cells.concepts, features=[g],
+                                       targets=[float((zg + dzg).mean())], target_labels=["matched shift"],
+                                       activations_before=zg[:, None],
+                                       info={**cells.common, "control": "feature", "control_of": f}, origin=x)
+        out.add(_label("control-feature", g), "control-feature", exp.reference, g, float((zg + dzg).mean()),
+                res, up, down)
     for k in range(exp.controls):
         stage(step, f"control: random direction {k + 1}")
         step += 1
         u = np.random.default_rng([exp.seed, f, 2, k]).standard_normal(x.shape[1])
         u /= np.linalg.norm(u)
         after = (base + rho[:, None] * u[None, :]).astype(np.float32)
-        res, up, down = evaluate_shift(ctx, cells=idx, normal=normal, before=x, after=after, config=ref_cfg,
-                                       concepts=concepts, target_labels=["matched shift"],
-                                       info={**common, "control": "direction", "control_of": f,
+        res, up, down = evaluate_shift(ctx, cells=cells.idx, normal=cells.normal, before=x, after=after,
+                                       config=ref_cfg, concepts=cells.concepts, target_labels=["matched shift"],
+                                       info={**cells.common, "control": "direction", "control_of": f,
                                              "direction": u.tolist()}, origin=x)
-        add(_label("control-direction", k + 1), "control-direction", exp.reference, None, 0.0, res, up, down)
+        out.add(_label("control-direction", k + 1), "control-direction", exp.reference, None, 0.0, res, up, down)
 
-    stage(step, "scoring terms against the controls")
-    conditions = pd.DataFrame(rows)
-    all_scores = pd.concat(scores, ignore_index=True)
+
+def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress = no_progress,
+                   should_stop: ShouldStop = never_stop) -> ExperimentResult:
+    """Run ``experiment`` on ``analysis`` (an Analysis or a :class:`SteeringContext`); nothing is stored.
+
+    InputError for a missing decoder, an unknown or dead feature, an empty selection, too few live
+    features for the controls; :class:`~core.base.progress.Cancelled` when ``should_stop()``.
+    """
+    exp, config = experiment, experiment.config
+    total = len(exp.strengths) + 2 * exp.controls + 1
+
+    def stage(i: int, message: str) -> None:
+        if should_stop():
+            raise Cancelled("steering experiment cancelled")
+        progress(i, total, message)
+
+    stage(0, "loading the SAE, decoder and data")
+    ctx = analysis if isinstance(analysis, SteeringContext) else steering_context(analysis)
+    _check_feature(ctx, exp.feature)
+    if config.test == "nb-glm" and ctx.dispersion is None:
+        raise InputError("the NB GLM test needs the model's gene dispersions, and this decoder has none",
+                         fix="use the paired log test (test='paired-log', the default)")
+    control_feats = matched_controls(ctx, feature=exp.feature, n=exp.controls, seed=exp.seed, pool=exp.pool)
+    cells = _experiment_cells(ctx, exp)
+    out = _Collected()
+    dz_ref = _sweep(ctx, exp, cells, out, stage)
+    _controls(ctx, exp, cells, out, stage, control_feats=control_feats, dz_ref=dz_ref)
+    stage(total, "scoring terms against the controls")
+    conditions = pd.DataFrame(out.rows)
     ref_label = _label("feature", exp.reference)
-    ref_res = runs[ref_label]
+    ref_res = out.runs[ref_label]
     wanted = {("up", t) for t in ref_res.enrichment_up["term_id"]} | {("down", t) for t in
                                                                       ref_res.enrichment_down["term_id"]}
-    terms = _term_grid(all_scores, conditions, sorted(wanted))
+    terms = _term_grid(pd.concat(out.scores, ignore_index=True), conditions, sorted(wanted))
     verdicts = term_verdicts(terms, reference=ref_label, margin=exp.margin, term_q=exp.term_q)
-    info = {**common, "n_cells": int(idx.size), "control_features": control_feats, "reference_run": ref_label,
-            "concept_terms_tested": int(concepts.n_terms) if concepts is not None else 0, **ctx.info}
+    info = {**cells.common, "n_cells": int(cells.idx.size), "control_features": control_feats,
+            "reference_run": ref_label, "concept_terms_tested": int(cells.concepts.n_terms)
+            if cells.concepts is not None else 0, **ctx.info}
     progress(total, total, "experiment done")
-    return ExperimentResult(experiment=exp, runs=runs, conditions=conditions, terms=terms, verdicts=verdicts,
+    return ExperimentResult(experiment=exp, runs=out.runs, conditions=conditions, terms=terms, verdicts=verdicts,
                             info=info)
 
 

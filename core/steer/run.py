@@ -32,6 +32,7 @@ from core.steer.context import SteeringContext, steering_context
 from core.steer.enrichment import steering_concepts, up_down_enrichment
 from core.steer.paired_de import de_table, paired_log_test
 from core.steer.targets import resolve_targets
+from core.model.decoders import decode_all
 
 __all__ = ["SteeringResult", "steer", "steer_latents"]
 
@@ -159,8 +160,6 @@ def steer_latents(sae, x: np.ndarray, *, features: list[int], targets: np.ndarra
 
 
 def _decode(decoder, latent, lib, cov, rows) -> np.ndarray:
-    from core.model.decoders import decode_all
-
     return decode_all(decoder, latent, None if lib is None else lib[rows], None if cov is None else cov[rows])
 
 

@@ -61,6 +61,33 @@ def _cell_index(ctx: SteeringContext, cells, toward: str) -> tuple[np.ndarray, i
     return idx, names.index(toward)
 
 
+def _live_candidates(ctx, features) -> np.ndarray:
+    """Sorted live feature ids among ``features`` (None: every live feature); InputError for none."""
+    fired = np.diff(ctx.activations.indptr)
+    if features is None:
+        cand = np.flatnonzero(fired > 0)
+    else:
+        cand = np.unique(np.asarray(list(features), np.int64))
+        bad = cand[(cand < 0) | (cand >= fired.size)]
+        if bad.size:
+            raise InputError(f"feature {int(bad[0])} does not exist (the SAE has {fired.size} features)")
+        cand = cand[fired[cand] > 0]
+    if cand.size == 0:
+        raise InputError("no live feature to rank", fix="choose live features (features.parquet, column 'live')")
+    return cand
+
+
+def _nearest_fractions(top: pd.DataFrame, *, cand, z, x, v, centroids, j) -> list[float]:
+    """For each row of ``top`` (feature, target): the fraction of cells nearest to type ``j`` after steering."""
+    fracs = []
+    for f, t in zip(top["feature"], top["target"]):
+        k = int(np.searchsorted(cand, f))
+        zf = z[:, [f]].toarray().ravel().astype(np.float64)
+        after = x + (t - zf)[:, None] * v[:, k][None, :]
+        fracs.append(float((_nearest(after, centroids) == j).mean()))
+    return fracs
+
+
 def rank_toward(analysis, *, cells, toward: str, config: SteerConfig = SteerConfig(), features=None,
                 nearest_for: int = 50, chunk: int = 2048) -> pd.DataFrame:
     """Rank features by how far steering them (to ``config.target``) moves ``cells`` toward cell type
@@ -75,17 +102,7 @@ def rank_toward(analysis, *, cells, toward: str, config: SteerConfig = SteerConf
     if config.max_cells is not None and idx.size > config.max_cells:
         rng = np.random.default_rng(ctx.seed if config.seed is None else config.seed)
         idx = np.sort(rng.choice(idx, size=config.max_cells, replace=False))
-    fired = np.diff(ctx.activations.indptr)
-    if features is None:
-        cand = np.flatnonzero(fired > 0)
-    else:
-        cand = np.unique(np.asarray(list(features), np.int64))
-        bad = cand[(cand < 0) | (cand >= fired.size)]
-        if bad.size:
-            raise InputError(f"feature {int(bad[0])} does not exist (the SAE has {fired.size} features)")
-        cand = cand[fired[cand] > 0]
-    if cand.size == 0:
-        raise InputError("no live feature to rank", fix="choose live features (features.parquet, column 'live')")
+    cand = _live_candidates(ctx, features)
     names, centroids = ctx.centroids()
     targets = resolve_targets(config.targets_for(1) * cand.size, cand.tolist(), activations_csc=ctx.activations,
                               cell_types=ctx.cell_types).astype(np.float64)
@@ -110,15 +127,8 @@ def rank_toward(analysis, *, cells, toward: str, config: SteerConfig = SteerConf
     out["change"] = out["mean_distance_after"] - before
     out["progress"] = -out["change"] / before if before > 0 else 0.0
     out = out.sort_values(["change", "feature"], kind="stable").reset_index(drop=True)
-    near_b = float((_nearest(x, centroids) == j).mean())
-    top = out.head(nearest_for)
-    fracs = []
-    for f, t in zip(top["feature"], top["target"]):
-        k = int(np.searchsorted(cand, f))
-        zf = z[:, [f]].toarray().ravel().astype(np.float64)
-        after = x + (t - zf)[:, None] * v[:, k][None, :]
-        fracs.append(float((_nearest(after, centroids) == j).mean()))
-    out["nearest_target_before"] = near_b
+    fracs = _nearest_fractions(out.head(nearest_for), cand=cand, z=z, x=x, v=v, centroids=centroids, j=j)
+    out["nearest_target_before"] = float((_nearest(x, centroids) == j).mean())
     out["nearest_target_after"] = np.nan
     out.loc[: len(fracs) - 1, "nearest_target_after"] = fracs
     head = out.head(len(fracs)).sort_values(["change", "nearest_target_after"], ascending=[True, False],
