@@ -33,17 +33,23 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components import ids
-from components.figures import empty_figure, latent_figure, latent_shift_figure, nearest_type_figure, volcano_figure
-from components.steering_page import RUN, TARGET_HELP, explorer_mode_option, feature_option
+from components.figures import (compare_shift_figure, dose_response_figure, empty_figure, latent_figure,
+                                latent_shift_figure, nearest_type_figure, term_dose_figure, toward_dose_figure,
+                                volcano_figure)
+from components.steering_page import (EXPERIMENT, RUN, TARGET_HELP, TOWARD_RANK, TOWARD_RUN, explorer_mode_option,
+                                      feature_option)
 from core.views import explorer
 from components.job_panel import exception_alert
 from core.store.analysis import Analysis
 from core.store.catalog import analysis_source_path
 from core.base.errors import FeatureLensError
-from core.steer import (SteeringResult, SteerRequest, list_steering_runs, load_steering_run, steer_into_analysis,
-                        steering_context)
+from core.steer import (SteeringResult, SteerRequest, list_experiments, list_steering_runs, load_experiment,
+                        load_steering_run, rank_toward, run_experiment, save_experiment, steer_into_analysis,
+                        steer_toward, steering_context)
 from core.steer.request import feature_ids
-from core.views.steering import cell_type_choices, feature_choices, largest_changes, latent_axes, run_form
+from core.views.steering import (cell_type_choices, compare_shift, compare_terms, experiment_line, experiment_request,
+                                 experiment_rows, feature_choices, largest_changes, latent_axes, load_any_run,
+                                 run_choices, run_form, top_terms, toward_choice, toward_rows, verdict_rows)
 
 from .jobs import register_job, success_alert
 
@@ -156,15 +162,167 @@ def run_steering(progress, source, features, cell_mode, cell_types, lasso, targe
     analysis = open_analysis(source)
     t0 = time.perf_counter()
     result = steer_into_analysis(analysis, request, progress=progress)
-    try:
-        latent_axes(Analysis.open(analysis.path), embedding=steering_context(analysis).embedding, persist=True)
-    except FeatureLensError as exc:  # the run is saved; only its latent view will be missing
-        log.warning("latent axes of %s not stored: %s", analysis.path, exc.message)
+    store_axes(analysis)
     s = result.summary()
     took = time.perf_counter() - t0
     return (success_alert(f"{s['n_up']} genes up, {s['n_down']} down in {s['n_cells']:,} cells "
                           f"({took:.1f} s). Run {result.run_id}."),
             {"run_id": result.run_id, "features": list(request.features), "at": time.time()})
+
+
+def store_axes(analysis: Analysis) -> None:
+    """Store the latent view's axes after a run (in the job: it has the embedding in memory)."""
+    try:
+        latent_axes(Analysis.open(analysis.path), embedding=steering_context(analysis).embedding, persist=True)
+    except FeatureLensError as exc:  # the run is saved; only its latent view will be missing
+        log.warning("latent axes of %s not stored: %s", analysis.path, exc.message)
+
+
+# ----------------------------------------------------------------------------- dose–response experiment
+def mode_controls(mode):
+    """Styles of the target section, the one-run panel, the experiment settings and its panel."""
+    sweep = mode == "experiment"
+    return (HIDDEN if sweep else SHOWN, HIDDEN if sweep else SHOWN, SHOWN if sweep else HIDDEN,
+            SHOWN if sweep else HIDDEN)
+
+
+def run_sweep(progress, source, features, cell_mode, cell_types, lasso, error_term, test, strengths, controls,
+              selection=None):
+    """Background job: the form's feature and cells swept at ``strengths`` with ``controls`` of each
+    kind, stored as one experiment; returns (alert, the shown-experiment store, the tab to show)."""
+    request = steering_request(features, cell_mode, cell_types, lasso, "max", None, None, error_term, test,
+                               carried=carried_cells(selection, source))
+    experiment = experiment_request(request, strengths=strengths, controls=controls)
+    analysis = open_analysis(source)
+    t0 = time.perf_counter()
+    result = run_experiment(analysis, experiment, progress=progress)
+    eid = save_experiment(analysis, result)
+    s = result.summary()
+    return (success_alert(f"{len(result.runs)} runs in {s['n_cells']:,} cells ({time.perf_counter() - t0:.1f} s): "
+                          f"{s['n_specific']} of {s['n_terms']} terms specific. Experiment {eid}."),
+            {"experiment_id": eid, "at": time.time()}, "experiment")
+
+
+def pick_experiment(analysis: Analysis, shown: dict | None) -> str | None:
+    """The experiment to show: the store's, else the newest of the analysis (None without one)."""
+    if (shown or {}).get("experiment_id"):
+        return str(shown["experiment_id"])
+    stored = list_experiments(analysis)
+    return str(stored["experiment_id"].iloc[-1]) if len(stored) else None
+
+
+def show_experiment(shown, source):
+    """Summary, changed genes / term scores / shift toward each type against strength, verdict rows."""
+    blank = empty_figure("no experiment shown yet: choose “dose–response with controls” above", height=300)
+    try:
+        analysis = open_analysis(source)
+        eid = pick_experiment(analysis, shown)
+        result = load_experiment(analysis, eid) if eid else None
+    except Exception as exc:  # noqa: BLE001 - shown in place
+        return _alert(exc, what="This experiment cannot be shown:"), blank, blank, blank, []
+    if result is None:
+        return "No experiment yet.", blank, blank, blank, []
+    c = result.conditions
+    ref = result.experiment.reference
+    changed = dose_response_figure(c, column="n_changed", title=f"Changed genes (controls at {ref:g}×)")
+    terms = term_dose_figure(result.terms, wanted=top_terms(result, n=5), title="Top up-regulated terms")
+    toward = toward_dose_figure(c, title="Shift toward each cell type")
+    line = [html.Span(experiment_line(result)), html.Small(f"  experiment {eid}", className="text-muted")]
+    return line, changed, terms, toward, verdict_rows(result)
+
+
+def experiment_history(shown, source):
+    """Rows of the stored-experiments table (newest first) and its note."""
+    try:
+        analysis = open_analysis(source)
+        rows = experiment_rows(analysis)
+        current = pick_experiment(analysis, shown)
+    except Exception as exc:  # noqa: BLE001
+        return [], _alert(exc, what="Experiments:")
+    if not rows:
+        return [], "No experiment in this analysis yet."
+    return rows, f"{len(rows)} experiment{'s' if len(rows) != 1 else ''} stored; showing {current}"
+
+
+def pick_experiment_row(cell):
+    """A click in the stored-experiments table → show that experiment."""
+    eid = (cell or {}).get("rowId")
+    if not eid:
+        raise PreventUpdate
+    return {"experiment_id": str(eid), "at": time.time()}
+
+
+# ----------------------------------------------------------------------------- toward a cell type
+def _toward_note(ranking: pd.DataFrame, toward: str) -> str:
+    best = ranking.iloc[0]
+    return (f"{len(ranking):,} live features ranked; best: feature {int(best['feature'])}, which brings the cells "
+            f"{float(best['progress']):.0%} closer to the centre of {toward}.")
+
+
+def rank_toward_job(progress, source, type_a, type_b):
+    """Background job: rank the features that move cells of ``type_a`` toward ``type_b``."""
+    cells, toward = toward_choice(type_a, type_b)
+    progress(0, 1, "loading the SAE and ranking every live feature…")
+    ranking = rank_toward(open_analysis(source), cells=cells, toward=toward)
+    progress(1, 1, "ranked")
+    return success_alert(_toward_note(ranking, toward), title="Ranked."), toward_rows(ranking),         _toward_note(ranking, toward)
+
+
+def run_toward_job(progress, source, type_a, type_b):
+    """Background job: rank, steer the best feature in the cells of ``type_a`` and store the run;
+    returns (alert, the shown-run store, ranking rows, note)."""
+    cells, toward = toward_choice(type_a, type_b)
+    analysis = open_analysis(source)
+    res = steer_toward(analysis, cells=cells, toward=toward, progress=progress)
+    store_axes(analysis)
+    s = res.result.summary()
+    return (success_alert(f"Feature {res.feature} steered in {s['n_cells']:,} cells of {type_a}: {s['n_up']} genes "
+                          f"up, {s['n_down']} down. Run {res.result.run_id} (shown above)."),
+            {"run_id": res.result.run_id, "features": [res.feature], "at": time.time()},
+            toward_rows(res.ranking), _toward_note(res.ranking, toward))
+
+
+# ----------------------------------------------------------------------------- compare two runs
+def compare_options(shown, exp_shown, source):
+    """The stored runs (plain and experiments') for both pickers; refreshed after every run."""
+    try:
+        options = run_choices(open_analysis(source))
+    except FeatureLensError:
+        return no_update, no_update
+    return options, options
+
+
+def _short(key: str) -> str:
+    return key.split(":", 1)[1].replace(":", " · ") if ":" in key else key
+
+
+def _compare_volcano(result: SteeringResult, key: str, side: str):
+    de = result.de
+    fig = volcano_figure(de, fold_col="log2fc", q_col="qvalue", significant_col="significant", label_col="gene",
+                         title=f"{side}: {_short(key)} · {int(de['significant'].sum())} genes changed", height=360)
+    fig.update_layout(xaxis_title="log2 fold change (steered vs normal)")
+    return fig
+
+
+def compare_runs(key_a, key_b, source):
+    """Alert, volcano A, volcano B, term rows (scores in both), shift toward each type; a missing or
+    unknown run → an alert with the fix, the figures shown before are kept."""
+    if not key_a or not key_b:
+        return (dbc.Alert("Choose two stored runs, A and B (plain runs, or an experiment's runs such as the "
+                          "feature at 1× and a control).", color="info", className="py-2 small"),
+                *[no_update] * 4)
+    try:
+        analysis = open_analysis(source)
+        a, b = load_any_run(analysis, key_a), load_any_run(analysis, key_b)
+    except Exception as exc:  # noqa: BLE001 - shown in place
+        return (_alert(exc, what="These runs cannot be compared:"), *[no_update] * 4)
+    terms = compare_terms(a, b)
+    rows = terms.replace([np.inf, -np.inf], np.nan).round(2).astype(object)
+    shift = compare_shift(a, b)
+    note = None if key_a != key_b else dbc.Alert("A and B are the same run.", color="warning", className="py-2 small")
+    return (note, _compare_volcano(a, key_a, "A"), _compare_volcano(b, key_b, "B"),
+            rows.where(pd.notna(rows), None).to_dict("records"),
+            compare_shift_figure(shift, label_a="A", label_b="B", title="A vs B: closer to each type's centre"))
 
 
 # ----------------------------------------------------------------------------- showing a run
@@ -430,3 +588,38 @@ callback(Output(ids.STEER_DOWNLOAD, "data"), Input(ids.STEER_EXPORT_DE, "n_click
          State(ids.STEER_SOURCE, "data"), prevent_initial_call=True)(export_de)
 callback(Output(ids.URL, "search", allow_duplicate=True), Input(ids.STEER_SHOWN, "data"),
          State(ids.STEER_SOURCE, "data"), State(ids.URL, "search"), prevent_initial_call=True)(write_url)
+
+register_job(EXPERIMENT, run_sweep,
+             outputs=[Output(ids.STEER_EXP_SHOWN, "data", allow_duplicate=True), Output(ids.STEER_LOWER_TABS, "active_tab")],
+             states=[State(ids.STEER_SOURCE, "data"), State(ids.STEER_FEATURES, "value"),
+                     State(ids.STEER_CELL_MODE, "value"), State(ids.STEER_CELL_TYPES, "value"),
+                     State(ids.STEER_LASSO, "data"), State(ids.STEER_ERROR_TERM, "value"),
+                     State(ids.STEER_TEST, "value"), State(ids.STEER_EXP_STRENGTHS, "value"),
+                     State(ids.STEER_EXP_CONTROLS, "value"), State(ids.STORE_CELLS, "data")])
+register_job(TOWARD_RANK, rank_toward_job,
+             outputs=[Output(ids.STEER_TOWARD_TABLE, "rowData"), Output(ids.STEER_TOWARD_NOTE, "children")],
+             states=[State(ids.STEER_SOURCE, "data"), State(ids.STEER_TOWARD_FROM, "value"),
+                     State(ids.STEER_TOWARD_TO, "value")])
+register_job(TOWARD_RUN, run_toward_job,
+             outputs=[Output(ids.STEER_SHOWN, "data", allow_duplicate=True),
+                      Output(ids.STEER_TOWARD_TABLE, "rowData", allow_duplicate=True),
+                      Output(ids.STEER_TOWARD_NOTE, "children", allow_duplicate=True)],
+             states=[State(ids.STEER_SOURCE, "data"), State(ids.STEER_TOWARD_FROM, "value"),
+                     State(ids.STEER_TOWARD_TO, "value")])
+callback(Output(ids.STEER_TARGET_SECTION, "style"), Output(ids.STEER_RUN_BOX, "style"),
+         Output(ids.STEER_EXP_SETTINGS, "style"), Output(ids.STEER_EXP_BOX, "style"),
+         Input(ids.STEER_MODE, "value"))(mode_controls)
+callback(Output(ids.STEER_EXP_SUMMARY, "children"), Output(ids.STEER_EXP_CHANGED, "figure"),
+         Output(ids.STEER_EXP_TERMS, "figure"), Output(ids.STEER_EXP_TOWARD, "figure"),
+         Output(ids.STEER_EXP_VERDICTS, "rowData"), Input(ids.STEER_EXP_SHOWN, "data"),
+         State(ids.STEER_SOURCE, "data"))(show_experiment)
+callback(Output(ids.STEER_EXP_HISTORY, "rowData"), Output(ids.STEER_EXP_HISTORY_NOTE, "children"),
+         Input(ids.STEER_EXP_SHOWN, "data"), State(ids.STEER_SOURCE, "data"))(experiment_history)
+callback(Output(ids.STEER_EXP_SHOWN, "data", allow_duplicate=True), Input(ids.STEER_EXP_HISTORY, "cellClicked"),
+         prevent_initial_call=True)(pick_experiment_row)
+callback(Output(ids.STEER_CMP_A, "options"), Output(ids.STEER_CMP_B, "options"), Input(ids.STEER_SHOWN, "data"),
+         Input(ids.STEER_EXP_SHOWN, "data"), State(ids.STEER_SOURCE, "data"))(compare_options)
+callback(Output(ids.STEER_CMP_ALERT, "children"), Output(ids.STEER_CMP_VOLCANO_A, "figure"),
+         Output(ids.STEER_CMP_VOLCANO_B, "figure"), Output(ids.STEER_CMP_TERMS, "rowData"),
+         Output(ids.STEER_CMP_SHIFT, "figure"), Input(ids.STEER_CMP_A, "value"), Input(ids.STEER_CMP_B, "value"),
+         State(ids.STEER_SOURCE, "data"))(compare_runs)

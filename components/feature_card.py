@@ -115,8 +115,10 @@ def card_layout() -> dbc.Card:
     ], id=ids.CARD, className="mb-4")
 
 
-def steer_href(source: str, feature: int) -> str:
-    return "/steering?" + urlencode({"source": source, "feature": int(feature)})
+def steer_href(source: str, feature: int, *, mode: str | None = None) -> str:
+    """The Steering page with ``feature`` chosen; ``mode="experiment"`` opens the dose–response sweep."""
+    query = {"source": source, "feature": int(feature), **({"mode": mode} if mode else {})}
+    return "/steering?" + urlencode(query)
 
 
 def card_header(summary: dict, *, source: str) -> html.Div:
@@ -146,6 +148,9 @@ def card_header(summary: dict, *, source: str) -> html.Div:
             *badges,
             dbc.Button("Steer this feature →", id=ids.CARD_STEER, href=steer_href(source, f), size="sm",
                        color="primary", outline=True, className="float-end"),
+            dbc.Button("dose–response with controls →", id=ids.CARD_STEER_EXPERIMENT,
+                       href=steer_href(source, f, mode="experiment"), size="sm", color="link",
+                       className="float-end py-0", title="Steer it at several strengths, with matched controls"),
         ]),
         html.Small(facts, className="text-muted"),
         stability_line(summary),

@@ -462,3 +462,111 @@ def recovery_bars_figure(best_r: pd.DataFrame, *, target: float | None = 0.9, la
                       yaxis=dict(title="mean best |Pearson r|", range=[0, 1.1]),
                       legend=dict(font=dict(size=10), orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))
     return fig
+
+
+# ----------------------------------------------------------------------------- steering experiments
+CONTROL_SYMBOLS = {"control-feature": "diamond-open", "control-direction": "x"}
+CONTROL_NAMES = {"control-feature": "control: similar feature", "control-direction": "control: random direction"}
+SERIES_COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+                  "#bcbd22", "#7f7f7f"]
+
+
+def _dose_layout(fig: go.Figure, *, title: str, y_title: str, height: int | None) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=50, r=10, t=40, b=40), title=dict(text=title, font=dict(size=13)),
+                      xaxis=dict(title="strength (× the feature's maximum; 0 = off)", type="category"),
+                      yaxis_title=y_title, legend=dict(font=dict(size=10)), hovermode="closest")
+    return fig
+
+
+def dose_response_figure(conditions: pd.DataFrame, *, column: str = "n_changed", title: str = "",
+                         y_title: str = "changed genes", height: int | None = 300) -> go.Figure:
+    """One value of an experiment's runs against strength: the feature's sweep as a line (rows of
+    ``conditions`` with kind "feature"), each control run as a marker at the strength it matches
+    (kinds "control-feature", "control-direction"). ``conditions``: columns run, kind, strength,
+    feature and ``column`` (:attr:`core.steer.ExperimentResult.conditions`)."""
+    if conditions is None or conditions.empty or column not in conditions:
+        return empty_figure("no experiment shown", height=height)
+    feat = conditions[conditions["kind"] == "feature"].sort_values("strength")
+    fig = new_figure()
+    fig.add_trace(go.Scatter(x=[f"{s:g}" for s in feat["strength"]], y=feat[column], mode="lines+markers",
+                             name=f"feature {int(feat['feature'].iloc[0])}" if len(feat) else "feature",
+                             line=dict(color=STEERED_COLOUR, width=2), customdata=feat["run"],
+                             hovertemplate="%{customdata}: %{y}<extra></extra>"))
+    for kind, name in CONTROL_NAMES.items():
+        ctrl = conditions[conditions["kind"] == kind]
+        if len(ctrl):
+            fig.add_trace(go.Scatter(x=[f"{s:g}" for s in ctrl["strength"]], y=ctrl[column], mode="markers",
+                                     name=f"{name} ({len(ctrl)})", customdata=ctrl["run"],
+                                     marker=dict(symbol=CONTROL_SYMBOLS[kind], size=11, color=NORMAL_COLOUR),
+                                     hovertemplate="%{customdata}: %{y}<extra></extra>"))
+    return _dose_layout(fig, title=title, y_title=y_title, height=height)
+
+
+def term_dose_figure(terms: pd.DataFrame, *, wanted, title: str = "", height: int | None = 300) -> go.Figure:
+    """The score (−log10 p) of each ``wanted`` (direction, term_id) against strength: one coloured
+    line per term for the feature's sweep, the controls' scores of that term as open markers of its
+    colour at the strength they match. ``terms``: the long score table (run, kind, strength,
+    direction, term_id, term_name, score) of :attr:`core.steer.ExperimentResult.terms`."""
+    if terms is None or terms.empty or not len(wanted):
+        return empty_figure("no enriched up-regulated term to follow", height=height)
+    fig = new_figure()
+    for i, (direction, term_id) in enumerate(wanted):
+        rows = terms[(terms["direction"] == direction) & (terms["term_id"] == term_id)]
+        if rows.empty:
+            continue
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        name = str(rows["term_name"].iloc[0])[:40]
+        feat = rows[rows["kind"] == "feature"].sort_values("strength")
+        fig.add_trace(go.Scatter(x=[f"{s:g}" for s in feat["strength"]], y=feat["score"], mode="lines+markers",
+                                 name=name, legendgroup=term_id, line=dict(color=colour, width=2),
+                                 hovertemplate=name + "<br>%{y:.1f}<extra></extra>"))
+        ctrl = rows[rows["kind"] != "feature"]
+        if len(ctrl):
+            fig.add_trace(go.Scatter(
+                x=[f"{s:g}" for s in ctrl["strength"]], y=ctrl["score"], mode="markers", name=f"{name}: controls",
+                legendgroup=term_id, showlegend=False, customdata=ctrl["run"],
+                marker=dict(symbol=[CONTROL_SYMBOLS.get(k, "circle-open") for k in ctrl["kind"]], size=10,
+                            color=colour), hovertemplate=name + " · %{customdata}<br>%{y:.1f}<extra></extra>"))
+    return _dose_layout(fig, title=title, y_title="term score (−log10 p)", height=height)
+
+
+def toward_dose_figure(conditions: pd.DataFrame, *, title: str = "", height: int | None = 300) -> go.Figure:
+    """How much closer the cells came to each cell type's centroid (the ``toward[T]`` columns of
+    :attr:`core.steer.ExperimentResult.conditions`; > 0 = closer) against strength: one line per
+    type for the feature's sweep, the controls as markers of the type's colour."""
+    cols = [c for c in (conditions.columns if conditions is not None else []) if c.startswith("toward[")]
+    if not cols:
+        return empty_figure("no cell types: the shift toward each type is not available", height=height)
+    fig = new_figure()
+    feat = conditions[conditions["kind"] == "feature"].sort_values("strength")
+    ctrl = conditions[conditions["kind"] != "feature"]
+    for i, col in enumerate(cols):
+        colour, name = SERIES_COLOURS[i % len(SERIES_COLOURS)], col[len("toward["):-1]
+        fig.add_trace(go.Scatter(x=[f"{s:g}" for s in feat["strength"]], y=feat[col], mode="lines+markers",
+                                 name=name, legendgroup=name, line=dict(color=colour, width=2),
+                                 hovertemplate=f"toward {name}: " + "%{y:.3g}<extra></extra>"))
+        if len(ctrl):
+            fig.add_trace(go.Scatter(
+                x=[f"{s:g}" for s in ctrl["strength"]], y=ctrl[col], mode="markers", legendgroup=name,
+                showlegend=False, customdata=ctrl["run"], name=f"{name}: controls",
+                marker=dict(symbol=[CONTROL_SYMBOLS.get(k, "circle-open") for k in ctrl["kind"]], size=10,
+                            color=colour), hovertemplate=f"toward {name} · " + "%{customdata}: %{y:.3g}<extra></extra>"))
+    return _dose_layout(fig, title=title, y_title="closer to the type's centre (mean distance)", height=height)
+
+
+def compare_shift_figure(shift: pd.DataFrame, *, label_a: str = "A", label_b: str = "B", title: str = "",
+                         height: int | None = None) -> go.Figure:
+    """Two runs' shift toward each cell type side by side (``shift``: cell_type, toward_a, toward_b;
+    > 0 = the run's cells came closer to that type's centre), as grouped horizontal bars."""
+    if shift is None or shift.empty:
+        return empty_figure("no cell types: the shift toward each type is not available", height=height or 240)
+    fig = new_figure()
+    for col, name, colour in (("toward_a", label_a, STEERED_COLOUR), ("toward_b", label_b, "#1f77b4")):
+        fig.add_trace(go.Bar(x=shift[col], y=shift["cell_type"].astype(str), orientation="h", name=name,
+                             marker_color=colour, hovertemplate="%{y}: %{x:.3g} closer (" + name + ")<extra></extra>"))
+    fig.update_layout(barmode="group", bargap=0.3, height=height or min(520, 140 + 44 * len(shift)),
+                      margin=dict(l=10, r=10, t=60, b=40), title=dict(text=title, font=dict(size=13), x=0.01),
+                      xaxis_title="closer to the type's centre (mean distance; < 0 = further)",
+                      yaxis=dict(automargin=True), legend=dict(font=dict(size=10), orientation="h", y=1.0,
+                                                               yanchor="bottom", x=1, xanchor="right"))
+    return fig

@@ -114,6 +114,7 @@ CARD_EXPORT_TERMS = "card-export-terms-button"
 CARD_EXPORT_DE = "card-export-de-button"
 CARD_DOWNLOAD = "card-download"
 CARD_STEER = "card-steer-link"
+CARD_STEER_EXPERIMENT = "card-steer-experiment-link"  # the same, opening the dose–response sweep with controls
 CARD_STABILITY = "card-stability"                # the card's "stable across seeds" line
 
 
@@ -162,6 +163,36 @@ STEER_TERMS_DOWN = "steer-terms-down-table"
 STEER_TERMS_DOWN_NOTE = "steer-terms-down-note"
 STEER_HISTORY = "steer-history-table"
 STEER_HISTORY_NOTE = "steer-history-note"
+STEER_MODE = "steer-mode-radio"                # one run | dose–response with controls (URL ?mode=experiment)
+STEER_TARGET_SECTION = "steer-target-section"  # hidden in experiment mode (the sweep sets the strengths)
+STEER_RUN_BOX = "steer-run-box"                # the one-run job panel
+STEER_EXP_BOX = "steer-exp-box"                # strengths, controls and the experiment job panel
+STEER_EXP_SETTINGS = "steer-exp-settings"     # strengths and controls (shown in experiment mode)
+STEER_EXP_STRENGTHS = "steer-exp-strengths-input"
+STEER_EXP_CONTROLS = "steer-exp-controls-input"
+STEER_EXP_JOB = "steer-exp"                    # job panel prefix: the sweep with controls
+STEER_EXP_SHOWN = "steer-exp-shown-store"      # {"experiment_id": str | None}: the experiment shown
+STEER_LOWER_TABS = "steer-lower-tabs"          # experiment | toward | compare
+STEER_EXP_SUMMARY = "steer-exp-summary"
+STEER_EXP_CHANGED = "steer-exp-changed-graph"  # changed genes vs strength
+STEER_EXP_TERMS = "steer-exp-terms-graph"      # top up terms' scores vs strength
+STEER_EXP_TOWARD = "steer-exp-toward-graph"    # shift toward each cell type vs strength
+STEER_EXP_VERDICTS = "steer-exp-verdicts-table"
+STEER_EXP_HISTORY = "steer-exp-history-table"
+STEER_EXP_HISTORY_NOTE = "steer-exp-history-note"
+STEER_TOWARD_FROM = "steer-toward-from-select"  # cells of type A
+STEER_TOWARD_TO = "steer-toward-to-select"      # target type B
+STEER_TOWARD_RANK_JOB = "steer-toward-rank"     # job panel prefix: rank the features
+STEER_TOWARD_RUN_JOB = "steer-toward-run"       # job panel prefix: steer the best
+STEER_TOWARD_TABLE = "steer-toward-table"
+STEER_TOWARD_NOTE = "steer-toward-note"
+STEER_CMP_A = "steer-compare-a-select"          # a stored run (run:<id> or exp:<id>:<label>)
+STEER_CMP_B = "steer-compare-b-select"
+STEER_CMP_ALERT = "steer-compare-alert"
+STEER_CMP_VOLCANO_A = "steer-compare-volcano-a-graph"
+STEER_CMP_VOLCANO_B = "steer-compare-volcano-b-graph"
+STEER_CMP_TERMS = "steer-compare-terms-table"
+STEER_CMP_SHIFT = "steer-compare-shift-graph"
 
 # --- compare page (compare-*) ---
 COMPARE_A = "compare-a-select"                 # analysis A (dropdown of analyses)

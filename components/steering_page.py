@@ -25,9 +25,19 @@ from .shell import PAGE_BY_SLUG
 
 __all__ = ["layout", "RUN", "TARGET_CHOICES", "CELL_MODES", "TEST_CHOICES", "MAX_FEATURES", "feature_option",
            "TERM_COLUMNS", "HISTORY_COLUMNS", "MOVE_COLUMNS", "CHANGES_COLUMNS", "ERROR_TERM_HELP",
-           "MAX_CARRIED_CELLS", "explorer_mode_option"]
+           "MAX_CARRIED_CELLS", "explorer_mode_option", "EXPERIMENT", "TOWARD_RANK", "TOWARD_RUN", "RUN_MODES",
+           "VERDICT_COLUMNS", "EXPERIMENT_COLUMNS", "TOWARD_COLUMNS", "COMPARE_COLUMNS", "TAB_OF_MODE"]
 
 RUN = JobIds(ids.STEER_RUN_JOB)
+EXPERIMENT = JobIds(ids.STEER_EXP_JOB)
+TOWARD_RANK = JobIds(ids.STEER_TOWARD_RANK_JOB)
+TOWARD_RUN = JobIds(ids.STEER_TOWARD_RUN_JOB)
+RUN_MODES = [{"label": "one run", "value": "run"}, {"label": "dose–response with controls", "value": "experiment"}]
+EXPERIMENT_HELP = ("The feature is set to each strength × its maximum in the same cells (off is always included). "
+                   "Controls, at 1× (or the largest strength): random live features of similar firing frequency, "
+                   "and random directions in the embedding, each moving every cell as far as the feature does. "
+                   "A term is “specific” when it beats every control by 1 (−log10 p) at q < 0.05.")
+TAB_OF_MODE = {"run": "experiment", "experiment": "experiment", "toward": "toward", "compare": "compare"}
 
 MAX_CARRIED_CELLS = 5000         # cells the Explorer's lasso may carry here (= steering's max_cells: none dropped)
 EXPLORER_MODE_LABEL = "cells selected in the Explorer"
@@ -87,14 +97,17 @@ def layout(data: SteeringPageData) -> html.Div:
         dcc.Store(id=ids.STEER_SOURCE, data=data.source),
         dcc.Store(id=ids.STEER_SHOWN, data={"run_id": data.run, "features": list(data.features)}),
         dcc.Store(id=ids.STEER_LASSO, data=[]),
+        dcc.Store(id=ids.STEER_EXP_SHOWN, data={"experiment_id": None}),
         dcc.Download(id=ids.STEER_DOWNLOAD),
         html.Div([dbc.Alert(w, color="warning", className="py-2") for w in data.warnings], id=ids.STEER_ALERT),
         dbc.Row([
-            dbc.Col(settings_card(options=options, form=data.form, n_live=data.n_live, types=types), lg=5, xl=4),
+            dbc.Col(settings_card(options=options, form=data.form, n_live=data.n_live, types=types, mode=data.mode),
+                    lg=5, xl=4),
             dbc.Col(latent_card(), lg=7, xl=8),
         ], className="g-3 mb-3"),
         results_card(),
         history_card(),
+        lower_tabs(types=types, mode=data.mode),
     ], id=ids.STEERING_PAGE)
 
 
@@ -106,14 +119,18 @@ def _label(text: str, **kwargs) -> dbc.Label:
     return dbc.Label(text, className="mb-1 fw-semibold small", **kwargs)
 
 
-def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[str]) -> dbc.Card:
-    """The form, filled with ``form`` (keys of :data:`core.views.steering.FORM_DEFAULTS`)."""
+def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[str], mode: str = "run") -> dbc.Card:
+    """The form, filled with ``form`` (keys of :data:`core.views.steering.FORM_DEFAULTS`); ``mode``
+    "experiment" opens it as a dose–response sweep with controls."""
+    sweep = mode == "experiment"
     modes = [{**m, "disabled": True} if m["value"] == "types" and not types else m for m in CELL_MODES]
     targets = [{**t, "disabled": True} if t["value"] == "mean" and not types else t for t in TARGET_CHOICES]
     return dbc.Card([
         dbc.CardHeader(html.Span([html.Strong("Steering experiment"),
                                   html.Small(" set features in chosen cells, re-decode, compare", className="text-muted")])),
         dbc.CardBody([
+            dbc.RadioItems(id=ids.STEER_MODE, options=RUN_MODES, value="experiment" if sweep else "run", inline=True,
+                           className="small mb-2 fw-semibold"),
             html.Div([
                 _label("Feature(s)", html_for=ids.STEER_FEATURES),
                 dcc.Dropdown(id=ids.STEER_FEATURES, options=options, value=form["features"], multi=True,
@@ -157,7 +174,8 @@ def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[s
                                                    value=form["value"])], size="sm", style={"maxWidth": "16rem"}),
                          id=ids.STEER_VALUE_BOX, style=_shown(form["target"] == "value"), className="mt-2"),
                 html.Small(TARGET_HELP[form["target"]], id=ids.STEER_TARGET_HELP, className="text-muted d-block"),
-            ], className="mb-3"),
+            ], className="mb-3", id=ids.STEER_TARGET_SECTION, style=_shown(not sweep)),
+            experiment_box(form, shown=sweep),
             dbc.Row([
                 dbc.Col([
                     dbc.Switch(id=ids.STEER_ERROR_TERM, label="keep the SAE error term", value=form["error_term"],
@@ -169,8 +187,13 @@ def settings_card(*, options: list[dict], form: dict, n_live: int, types: list[s
                 _label("Test"),
                 dbc.RadioItems(id=ids.STEER_TEST, options=TEST_CHOICES, value=form["test"], className="small"),
             ], className="mb-3"),
-            job_panel(RUN, start_label="Run steering",
-                      help="Runs in the background; the first run of an analysis loads its model (a few seconds)."),
+            html.Div(job_panel(RUN, start_label="Run steering",
+                               help="Runs in the background; the first run of an analysis loads its model "
+                                    "(a few seconds)."), id=ids.STEER_RUN_BOX, style=_shown(not sweep)),
+            html.Div(job_panel(EXPERIMENT, start_label="Run the sweep with controls",
+                               help="One background job: every strength and every control in the same cells; "
+                                    "stored in the analysis as one experiment."),
+                     id=ids.STEER_EXP_BOX, style=_shown(sweep)),
         ]),
     ])
 
@@ -283,5 +306,148 @@ def history_card() -> dbc.Card:
         dbc.CardBody([
             html.Small("", id=ids.STEER_HISTORY_NOTE, className="text-muted d-block mb-1"),
             grid(ids.STEER_HISTORY, HISTORY_COLUMNS, height="240px", row_id="run_id"),
+        ]),
+    ], className="mb-4")
+
+
+# ----------------------------------------------------------------------------- experiment, toward, compare
+def experiment_box(form: dict, *, shown: bool) -> html.Div:
+    """Strengths and controls of the dose–response sweep (shown in experiment mode)."""
+    return html.Div([
+        dbc.Row([
+            dbc.Col([_label("Strengths (× maximum)", html_for=ids.STEER_EXP_STRENGTHS),
+                     dbc.Input(id=ids.STEER_EXP_STRENGTHS, value=form.get("strengths", "0.5, 1, 2, 4"), size="sm",
+                               debounce=True)], width=7),
+            dbc.Col([_label("Controls of each kind", html_for=ids.STEER_EXP_CONTROLS),
+                     dbc.Input(id=ids.STEER_EXP_CONTROLS, type="number", min=0, max=10, step=1,
+                               value=form.get("controls", 2), size="sm")], width=5),
+        ], className="g-2"),
+        html.Small(EXPERIMENT_HELP, className="text-muted d-block"),
+    ], className="mb-3", id=ids.STEER_EXP_SETTINGS, style=_shown(shown))
+
+
+VERDICT_COLUMNS = [
+    {"field": "direction", "headerName": "", "width": 70},
+    {"field": "term_name", "headerName": "term", "flex": 2, "minWidth": 220, "filter": "agTextColumnFilter",
+     "tooltipField": "term_name"},
+    {"field": "verdict", "headerName": "verdict", "width": 150, "filter": "agTextColumnFilter",
+     "cellClassRules": {"text-success fw-semibold": "params.value == 'specific'",
+                        "text-muted": "params.value != 'specific'"}},
+    _num("score", "score", ".1f", 85), _num("q", "q", ".2~e", 95),
+    _num("best_control_feature", "best ctrl feature", ".1f", 130),
+    _num("best_control_direction", "best ctrl direction", ".1f", 140),
+    _num("margin_over_controls", "margin", ".1f", 90),
+]
+EXPERIMENT_COLUMNS = [
+    {"field": "when", "headerName": "when", "width": 140, "sort": "desc"},
+    _num("feature", "feature", None, 85), {"field": "cells", "headerName": "cells", "flex": 1, "minWidth": 150,
+                                             "tooltipField": "cells"},
+    _num("n_cells", "n", None, 75), {"field": "strengths", "headerName": "strengths", "width": 120},
+    {"field": "control_features", "headerName": "control features", "width": 140},
+    _num("n_specific", "specific", None, 90), _num("n_terms", "terms", None, 80),
+    {"field": "experiment_id", "headerName": "experiment", "width": 150},
+]
+TOWARD_COLUMNS = [
+    _num("rank", "rank", None, 70), _num("feature", "feature", None, 85), _num("target", "target", ".3~g", 90),
+    _num("mean_distance_before", "distance before", ".3~g", 130),
+    _num("mean_distance_after", "distance after", ".3~g", 120), _num("change", "change", ".3~g", 95),
+    _num("progress", "progress", ".1%", 95), _num("nearest_target_after", "nearest to target after", ".0%", 170),
+]
+COMPARE_COLUMNS = [
+    {"field": "direction", "headerName": "", "width": 70},
+    {"field": "term_name", "headerName": "term", "flex": 2, "minWidth": 220, "filter": "agTextColumnFilter",
+     "tooltipField": "term_name"},
+    _num("score_a", "score A", ".1f", 90), _num("score_b", "score B", ".1f", 90),
+    _num("difference", "A − B", ".1f", 90),
+]
+
+
+def lower_tabs(*, types: list[str], mode: str) -> dbc.Tabs:
+    """The dose–response experiment shown, 'toward a cell type' and 'compare two runs'."""
+    return dbc.Tabs([
+        dbc.Tab(experiment_card(), label="Dose–response & controls", tab_id="experiment"),
+        dbc.Tab(toward_card(types), label="Toward a cell type", tab_id="toward"),
+        dbc.Tab(compare_card(), label="Compare two runs", tab_id="compare"),
+    ], id=ids.STEER_LOWER_TABS, active_tab=TAB_OF_MODE.get(mode, "experiment"), className="mb-2")
+
+
+def experiment_card() -> dbc.Card:
+    return dbc.Card([
+        dbc.CardHeader(html.Div([html.Strong("Experiment", className="me-2"),
+                                 html.Span("", id=ids.STEER_EXP_SUMMARY, className="small")])),
+        dbc.CardBody([
+            dbc.Row([
+                dbc.Col(_graph(ids.STEER_EXP_CHANGED, "no experiment shown yet", 300), lg=4),
+                dbc.Col(_graph(ids.STEER_EXP_TERMS, "", 300), lg=4),
+                dbc.Col(_graph(ids.STEER_EXP_TOWARD, "", 300), lg=4),
+            ], className="g-2"),
+            html.H6(["Verdict per term ", html.Small("each term of the feature's run at the reference strength "
+                                                     "against the best control", className="text-muted fw-normal")],
+                    className="mt-2"),
+            grid(ids.STEER_EXP_VERDICTS, VERDICT_COLUMNS, height="300px"),
+            html.H6(["Stored experiments ", html.Small("click a row to show it again", className="text-muted "
+                                                       "fw-normal")], className="mt-3"),
+            html.Small("", id=ids.STEER_EXP_HISTORY_NOTE, className="text-muted d-block mb-1"),
+            grid(ids.STEER_EXP_HISTORY, EXPERIMENT_COLUMNS, height="200px", row_id="experiment_id"),
+        ]),
+    ], className="mb-4")
+
+
+def toward_card(types: list[str]) -> dbc.Card:
+    options = [{"label": t, "value": t} for t in types]
+    return dbc.Card([
+        dbc.CardHeader(html.Span([html.Strong("Steer toward a cell type"),
+                                  html.Small(" rank the features that move cells of type A toward type B's centre, "
+                                             "then steer the best (to its maximum)", className="text-muted")])),
+        dbc.CardBody([
+            dbc.Row([
+                dbc.Col([_label("Cells of type (A)", html_for=ids.STEER_TOWARD_FROM),
+                         dcc.Dropdown(id=ids.STEER_TOWARD_FROM, options=options, placeholder="cells of type…")],
+                        md=4),
+                dbc.Col([_label("Toward type (B)", html_for=ids.STEER_TOWARD_TO),
+                         dcc.Dropdown(id=ids.STEER_TOWARD_TO, options=options, placeholder="target cell type…")],
+                        md=4),
+            ], className="g-2 mb-2"),
+            dbc.Row([
+                dbc.Col(job_panel(TOWARD_RANK, start_label="Rank features", help="Every live feature, at once."),
+                        md=6),
+                dbc.Col(job_panel(TOWARD_RUN, start_label="Steer the best",
+                                  help="Steers the best-ranked feature in these cells; the run is shown above and "
+                                       "stored with the other runs."), md=6),
+            ], className="g-2"),
+            html.Small("", id=ids.STEER_TOWARD_NOTE, className="text-muted d-block my-1"),
+            grid(ids.STEER_TOWARD_TABLE, TOWARD_COLUMNS, height="300px", row_id="feature"),
+        ]),
+    ], className="mb-4")
+
+
+def compare_card() -> dbc.Card:
+    return dbc.Card([
+        dbc.CardHeader(html.Span([html.Strong("Compare two runs"),
+                                  html.Small(" stored runs or an experiment's runs (e.g. the feature vs a control, "
+                                             "or 1× vs 4×)", className="text-muted")])),
+        dbc.CardBody([
+            dbc.Row([
+                dbc.Col([_label("Run A", html_for=ids.STEER_CMP_A),
+                         dcc.Dropdown(id=ids.STEER_CMP_A, options=[], placeholder="choose a stored run",
+                                      optionHeight=40)], md=6),
+                dbc.Col([_label("Run B", html_for=ids.STEER_CMP_B),
+                         dcc.Dropdown(id=ids.STEER_CMP_B, options=[], placeholder="choose a stored run",
+                                      optionHeight=40)], md=6),
+            ], className="g-2 mb-2"),
+            html.Div(id=ids.STEER_CMP_ALERT),
+            dbc.Row([
+                dbc.Col(dcc.Graph(id=ids.STEER_CMP_VOLCANO_A, figure=empty_figure("choose run A", height=360),
+                                  config={"displaylogo": False}), md=6),
+                dbc.Col(dcc.Graph(id=ids.STEER_CMP_VOLCANO_B, figure=empty_figure("choose run B", height=360),
+                                  config={"displaylogo": False}), md=6),
+            ], className="g-2"),
+            dbc.Row([
+                dbc.Col([html.H6("Terms, both runs"),
+                         grid(ids.STEER_CMP_TERMS, COMPARE_COLUMNS, height="320px")], lg=7),
+                dbc.Col([html.H6("Shift toward each cell type"),
+                         dcc.Graph(id=ids.STEER_CMP_SHIFT, figure=empty_figure(height=300),
+                                   config={"displaylogo": False})], lg=5),
+            ], className="g-2 mt-1"),
         ]),
     ], className="mb-4")

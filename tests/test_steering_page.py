@@ -20,7 +20,7 @@ from components import figures, ids, steering_page
 from core.views import explorer
 from core.store.analysis import Analysis
 from core.base.errors import InputError
-from core.steer import list_steering_runs, load_steering_run
+from core.steer import list_experiments, list_steering_runs, load_experiment, load_steering_run
 from core.views import steering as views_steering
 from core.views.steering import (AXES_FILE, AXES_STEP, cell_type_choices, feature_choices, latent_axes, steerability,
                                  steering_page_data)
@@ -605,3 +605,231 @@ def test_steering_page_data_restores_a_stored_run(analyses, ran):
     stored = views_steering.run_form(Analysis.open(analyses / "planted"), shown["run_id"], types=["a", "b", "c"])
     assert d.run == shown["run_id"] and d.features == (0,) and d.form == stored
     assert (d.form["cell_mode"], d.form["cell_types"], d.form["target"]) == ("types", ["a"], "max")
+
+
+# ----------------------------------------------------------------------------- experiment, toward, compare
+@pytest.fixture(scope="module")
+def swept(analyses):
+    """The experiment job run once: feature 0 in the cells of type a at 0.5, 1, 2, 4 with 2 controls each."""
+    sent = []
+    progress = JobProgress(sent.append, min_interval=0.0)
+    alert, shown, tab = cb.run_sweep(progress, SOURCE, [0], "types", ["a"], [], True, "paired-log", "0.5, 1, 2, 4", 2)
+    return alert, shown, tab, sent
+
+
+def test_new_steering_ids_are_unique_and_the_job_panels_do_not_clash():
+    every = ids.all_ids() + steering_page.RUN.all() + steering_page.EXPERIMENT.all() + \
+        steering_page.TOWARD_RANK.all() + steering_page.TOWARD_RUN.all()
+    assert len(every) == len(set(every))
+    assert {ids.STEER_EXP_VERDICTS, ids.STEER_TOWARD_TABLE, ids.STEER_CMP_TERMS} <= set(ids.all_ids())
+
+
+def test_the_mode_in_the_link_opens_the_experiment(analyses):
+    data = steering_page_data(SOURCE, query={"feature": "0", "mode": "experiment"})
+    assert data.mode == "experiment" and data.features == (0,) and not data.warnings
+    page = steering_page.layout(data)
+    assert find(page, ids.STEER_MODE).value == "experiment"
+    assert find(page, ids.STEER_TARGET_SECTION).style == {"display": "none"}
+    assert find(page, ids.STEER_EXP_BOX).style == {"display": "block"}
+    assert find(page, ids.STEER_EXP_STRENGTHS).value == "0.5, 1, 2, 4" and find(page, ids.STEER_EXP_CONTROLS).value == 2
+    assert find(page, ids.STEER_LOWER_TABS).active_tab == "experiment"
+    plain = steering_page_data(SOURCE, query={"feature": "0"})
+    assert plain.mode == "run" and find(steering_page.layout(plain), ids.STEER_MODE).value == "run"
+    bad = steering_page_data(SOURCE, query={"feature": "0", "mode": "sweeep"})
+    assert bad.mode == "run" and any("mode 'sweeep'" in w for w in bad.warnings)
+    assert find(steering_page.layout(steering_page_data(SOURCE, query={"mode": "compare"})),
+                ids.STEER_LOWER_TABS).active_tab == "compare"
+    assert cb.mode_controls("experiment") == (cb.HIDDEN, cb.HIDDEN, cb.SHOWN, cb.SHOWN)
+    assert cb.mode_controls("run") == (cb.SHOWN, cb.SHOWN, cb.HIDDEN, cb.HIDDEN)
+
+
+def test_the_card_offers_the_experiment():
+    from components.feature_card import steer_href
+
+    assert steer_href("analysis:planted", 3, mode="experiment") == \
+        "/steering?source=analysis%3Aplanted&feature=3&mode=experiment"
+    assert "mode" not in steer_href("analysis:planted", 3)
+
+
+def test_experiment_request_from_the_form():
+    req = cb.steering_request([0], "types", ["a"], [], "max", 2, 99, False, "paired-log")
+    exp = views_steering.experiment_request(req, strengths="1, 4, x2", controls="3")
+    assert exp.feature == 0 and exp.cells == "cell_type=a" and exp.strengths == (0.0, 1.0, 2.0, 4.0)
+    assert exp.controls == 3 and exp.reference == 1.0 and exp.config.error_term is False
+
+
+@pytest.mark.parametrize("features, strengths, controls, message, fix", [
+    ([0, 1], "1,2", 2, "sweeps one feature; 2 are chosen", "keep one feature"),
+    ([0], "1, two", 2, "invalid sweep strength 'two'", "0.5,1,2,4"),
+    ([0], "", 2, "no sweep strength", "0.5,1,2,4"),
+    ([0], "-1", 2, "≥ 0", "0.5,1,2,4"),
+    ([0], "1,2", 1.5, "whole number", "e.g. 2"),
+    ([0], "1,2", None, "no number of controls", "e.g. 2"),
+    ([0], "1,2", 50, "from 0 to 10", "e.g. 2"),
+])
+def test_bad_experiment_settings_say_what_to_fix(features, strengths, controls, message, fix):
+    req = cb.steering_request(features, "types", ["a"], [], "max", 2, 99, True, "paired-log")
+    with pytest.raises(InputError) as err:
+        views_steering.experiment_request(req, strengths=strengths, controls=controls)
+    assert message in err.value.message and fix in (err.value.fix or "")
+
+
+def test_experiment_job_stores_one_experiment_and_reports_progress(analyses, swept):
+    alert, shown, tab, sent = swept
+    text = text_of(alert)
+    assert "Done." in text and "9 runs in 80 cells" in text and "terms specific" in text, text
+    assert tab == "experiment" and shown["experiment_id"].startswith("x0-")
+    stored = list_experiments(Analysis.open(analyses / "planted"))
+    assert stored["experiment_id"].tolist() == [shown["experiment_id"]]
+    percents = [m[0] for m in sent]
+    assert percents == sorted(percents) and percents[-1] == 100 and len(set(percents)) >= 5
+    assert any("control: random direction 2" in m[2] for m in sent)
+
+
+def test_showing_the_experiment_plots_and_verdicts(analyses, swept):
+    _, shown, _, _ = swept
+    summary, changed, terms, toward, rows = cb.show_experiment(shown, SOURCE)
+    line = text_of(summary)
+    assert "Feature 0 in 80 cells (cell_type=a)" in line and "off, 0.5×, 1×, 2×, 4×" in line
+    assert "2 random directions" in line and "oxygen transport" in line
+    res = load_experiment(Analysis.open(analyses / "planted"), shown["experiment_id"])
+    # changed genes: the feature's line over the five strengths, the 4 controls at 1×
+    assert list(changed.data[0].x) == ["0", "0.5", "1", "2", "4"]
+    assert list(changed.data[0].y) == res.dose_response()["n_changed"].tolist()
+    assert [len(t.x) for t in changed.data[1:]] == [2, 2] and set(changed.data[1].x) == {"1"}
+    # terms: the first line is the best up term, its controls' scores beside it
+    best = res.verdicts[res.verdicts["direction"] == "up"].iloc[0]
+    assert terms.data[0].name == best["term_name"][:40] and terms.data[0].y[2] == pytest.approx(best["score"])
+    assert max(terms.data[1].y) == pytest.approx(max(best["best_control_feature"], best["best_control_direction"]))
+    assert [t.name for t in toward.data if t.showlegend is not False] == ["a", "b", "c"]
+    # the verdict table: oxygen transport is specific against both kinds of control
+    ox = next(r for r in rows if r["term_id"] == PLANTED_TERM and r["direction"] == "up")
+    assert ox["verdict"] == "specific" and ox["margin_over_controls"] >= 1
+    assert len(rows) == len(res.verdicts) and all(r["verdict"] in ("specific", "not above control") for r in rows)
+
+
+def test_stored_experiments_are_listed_and_reopen(analyses, swept):
+    _, shown, _, _ = swept
+    rows, note = cb.experiment_history({}, SOURCE)
+    assert [r["experiment_id"] for r in rows] == [shown["experiment_id"]] and "1 experiment stored" in note
+    assert rows[0]["strengths"] == "0,0.5,1,2,4" and rows[0]["when"]
+    picked = cb.pick_experiment_row({"rowId": shown["experiment_id"]})
+    assert picked["experiment_id"] == shown["experiment_id"]
+    with pytest.raises(PreventUpdate):
+        cb.pick_experiment_row({})
+    # the newest experiment is shown without an id; an unknown id is an alert, not a crash
+    assert "Feature 0" in text_of(cb.show_experiment({}, SOURCE)[0])
+    alert = cb.show_experiment({"experiment_id": "x9-nothere"}, SOURCE)[0]
+    assert "no steering experiment 'x9-nothere'" in text_of(alert)
+
+
+def test_a_failed_experiment_job_changes_nothing(analyses, swept):
+    out = run_job(cb.run_sweep, JobProgress(None), (SOURCE, [0, 1], "types", ["a"], [], True, "paired-log",
+                                                    "1,2", 2), n_outputs=2)
+    assert "sweeps one feature" in text_of(out[0]) and "Fix:" in text_of(out[0])
+    assert out[1:] == (no_update, no_update)
+    assert len(list_experiments(Analysis.open(analyses / "planted"))) == 1
+
+
+def test_dose_response_figure_builders_on_a_planted_table():
+    c = pd.DataFrame({"run": ["feature-off", "feature-x1", "feature-x2", "control-feature-3", "control-direction-1"],
+                      "kind": ["feature", "feature", "feature", "control-feature", "control-direction"],
+                      "strength": [0.0, 1.0, 2.0, 1.0, 1.0], "feature": [7, 7, 7, 3, -1],
+                      "n_changed": [0, 40, 90, 5, 2], "toward[a]": [0.0, 0.5, 1.0, 0.1, -0.1],
+                      "toward[b]": [0.0, -0.2, -0.4, 0.0, 0.0]})
+    fig = figures.dose_response_figure(c)
+    assert fig.data[0].name == "feature 7" and list(fig.data[0].y) == [0, 40, 90]
+    assert [t.name for t in fig.data[1:]] == ["control: similar feature (1)", "control: random direction (1)"]
+    assert fig.data[1].marker.symbol == "diamond-open" and fig.data[2].marker.symbol == "x"
+    tow = figures.toward_dose_figure(c)
+    assert [t.name for t in tow.data] == ["a", "a: controls", "b", "b: controls"]
+    assert list(tow.data[0].y) == [0.0, 0.5, 1.0] and list(tow.data[1].y) == [0.1, -0.1]
+    terms = pd.DataFrame({"run": c["run"].repeat(2).to_numpy(), "kind": c["kind"].repeat(2).to_numpy(),
+                          "strength": c["strength"].repeat(2).to_numpy(), "direction": "up",
+                          "term_id": ["T1", "T2"] * 5, "term_name": ["one", "two"] * 5,
+                          "score": [0, 0, 5, 1, 9, 2, 1, 1, 0.5, 3]})
+    tf = figures.term_dose_figure(terms, wanted=[("up", "T2"), ("up", "T1")])
+    assert [t.name for t in tf.data] == ["two", "two: controls", "one", "one: controls"]
+    assert list(tf.data[0].y) == [0, 1, 2] and list(tf.data[1].y) == [1, 3]
+    assert tf.data[0].line.color == tf.data[1].marker.color
+    assert "no experiment" in figures.dose_response_figure(c.head(0)).layout.annotations[0].text
+    assert "no enriched" in figures.term_dose_figure(terms, wanted=[]).layout.annotations[0].text
+    assert "no cell types" in figures.toward_dose_figure(c[["run", "kind", "strength"]]).layout.annotations[0].text
+    shift = pd.DataFrame({"cell_type": ["a", "b"], "toward_a": [0.5, -0.1], "toward_b": [0.0, 0.2]})
+    cs = figures.compare_shift_figure(shift, label_a="1×", label_b="4×")
+    assert [t.name for t in cs.data] == ["1×", "4×"] and list(cs.data[1].x) == [0.0, 0.2]
+
+
+@pytest.mark.parametrize("a, b, message", [(None, "b", "no cell type chosen for the cells"),
+                                           ("a", "", "no target cell type"), ("a", "a", "already of type 'a'")])
+def test_bad_toward_choices_say_what_to_fix(a, b, message):
+    with pytest.raises(InputError) as err:
+        views_steering.toward_choice(a, b)
+    assert message in err.value.message and err.value.fix
+
+
+def test_toward_ranks_then_steers_the_best(analyses, ran):
+    alert, rows, note = cb.rank_toward_job(JobProgress(None), SOURCE, "a", "b")
+    assert "Ranked." in text_of(alert) and rows[0]["rank"] == 1 and rows[0]["feature"] == 0
+    assert len(rows) <= 20 and rows[0]["change"] < 0 and "best: feature 0" in note
+    before = len(list_steering_runs(Analysis.open(analyses / "planted")))
+    alert, shown, rows2, _ = cb.run_toward_job(JobProgress(None), SOURCE, "a", "b")
+    assert "Feature 0 steered in 80 cells of a" in text_of(alert) and shown["features"] == [0]
+    # feature 0 to its maximum in the cells of a is the run of the `ran` fixture: stored once, shown again
+    runs = list_steering_runs(Analysis.open(analyses / "planted"))
+    assert shown["run_id"] == ran[1]["run_id"] and len(runs) == before and rows2 == rows
+    assert text_of(cb.show_run(shown, SOURCE)[0]).count("Feature 0 → max") == 1
+    out = run_job(cb.run_toward_job, JobProgress(None), (SOURCE, "a", None), n_outputs=3)
+    assert "no target cell type" in text_of(out[0]) and out[1:] == (no_update,) * 3
+
+
+def test_compare_two_runs_of_an_experiment(analyses, swept, ran):
+    _, shown, _, _ = swept
+    a_opts, b_opts = cb.compare_options({}, shown, SOURCE)
+    values = [o["value"] for o in a_opts]
+    eid = shown["experiment_id"]
+    assert f"run:{ran[1]['run_id']}" in values and f"exp:{eid}:feature-x1" in values
+    assert f"exp:{eid}:control-direction-2" in values and a_opts == b_opts
+    label = next(o["label"] for o in a_opts if o["value"] == f"exp:{eid}:feature-x4")
+    assert label == f"experiment {eid} · feature 0 at 4×"
+    alert, va, vb, rows, shift = cb.compare_runs(f"exp:{eid}:feature-x1", f"exp:{eid}:control-direction-1", SOURCE)
+    assert alert is None and va.layout.title.text.startswith("A: ") and "control-direction-1" in vb.layout.title.text
+    res = load_experiment(Analysis.open(analyses / "planted"), eid)
+    ox = next(r for r in rows if r["term_id"] == PLANTED_TERM and r["direction"] == "up")
+    verdict = res.verdicts.set_index(["direction", "term_id"]).loc[("up", PLANTED_TERM)]
+    assert ox["score_a"] == pytest.approx(verdict["score"], abs=0.01) and ox["score_b"] < ox["score_a"]
+    assert ox["difference"] == pytest.approx(ox["score_a"] - ox["score_b"], abs=0.02)
+    assert [t.name for t in shift.data] == ["A", "B"] and set(shift.data[0].y) == {"a", "b", "c"}
+    toward_b = -res.runs["feature-x1"].centroid_summary().set_index("cell_type").loc["b", "change"]
+    assert dict(zip(shift.data[0].y, shift.data[0].x))["b"] == pytest.approx(toward_b)
+
+
+def test_compare_needs_two_known_runs(analyses, ran):
+    alert, *rest = cb.compare_runs(None, f"run:{ran[1]['run_id']}", SOURCE)
+    assert "Choose two stored runs" in text_of(alert) and rest == [no_update] * 4
+    alert, *rest = cb.compare_runs(f"run:{ran[1]['run_id']}", "exp:x0-nothere:feature-x1", SOURCE)
+    assert "no steering experiment 'x0-nothere'" in text_of(alert) and rest == [no_update] * 4
+    with pytest.raises(InputError, match="not a stored run"):
+        views_steering.load_any_run(Analysis.open(analyses / "planted"), "bogus")
+
+
+def test_compare_terms_and_shift_of_planted_runs():
+    class Run:
+        def __init__(self, up, types):
+            self.enrichment_up, self.enrichment_down = up, up.head(0)
+            self._cs = pd.DataFrame({"cell_type": types, "change": [-0.5, 0.25][:len(types)]})
+
+        def centroid_summary(self):
+            return self._cs
+
+    def table(ids_, p):
+        return pd.DataFrame({"term_id": ids_, "term_name": [f"name {t}" for t in ids_], "hits": 5, "expected": 1.0,
+                             "binom_p": p, "binom_q": p, "mwu_p": 1.0, "mwu_q": 1.0})
+
+    a, b = Run(table(["T1", "T2"], [1e-10, 1e-3]), ["a", "b"]), Run(table(["T2", "T3"], [1e-2, 1e-5]), ["a"])
+    out = views_steering.compare_terms(a, b)
+    assert out["term_id"].tolist() == ["T1", "T3", "T2"]
+    assert out["score_a"].tolist() == pytest.approx([10, 0, 3]) and out["score_b"].tolist() == pytest.approx([0, 5, 2])
+    assert out["difference"].tolist() == pytest.approx([10, -5, 1])
+    sh = views_steering.compare_shift(a, b).set_index("cell_type")
+    assert sh.loc["a"].tolist() == [0.5, 0.5] and sh.loc["b"].tolist() == [-0.25, 0.0]

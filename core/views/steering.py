@@ -23,7 +23,11 @@ from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
 from core.annotate.reported import ordered, reported
 from core.base.errors import FeatureLensError, InputError
-from core.steer.request import MAX_FEATURES
+from core.steer.experiment import (EXPERIMENT_PREFIX, ExperimentResult, SteerExperiment, list_experiments,
+                                   load_experiment, parse_strengths, term_scores)
+from core.steer.request import MAX_FEATURES, SteerRequest
+from core.steer.run import SteeringResult
+from core.steer.store import list_steering_runs, load_steering_run
 from core.steer.targets import parse_target
 from core.views.problem import PageProblem, error_text
 from core.base import io
@@ -32,7 +36,10 @@ from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
 
 __all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
            "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS", "SteeringPageData", "steering_page_data", "open_steerable",
-           "initial_features", "FORM_DEFAULTS", "target_form", "run_form", "INITIAL_FEATURE_OPTIONS"]
+           "initial_features", "FORM_DEFAULTS", "target_form", "run_form", "INITIAL_FEATURE_OPTIONS", "MODES",
+           "experiment_request", "experiment_rows", "top_terms", "verdict_rows", "run_choices", "load_any_run",
+           "compare_terms", "compare_shift", "toward_rows", "COMPARE_TERM_COLUMNS", "page_mode", "toward_choice",
+           "experiment_line"]
 
 AXES_STEP = "latent_axes"
 AXES_FILE = "latent_axes.npz"
@@ -261,7 +268,8 @@ def latent_axes(analysis: Analysis, *, embedding: np.ndarray | None = None, pers
 INITIAL_FEATURE_OPTIONS = 200     # options sent with the page; typing searches all live features
 FORM_DEFAULTS = {"features": [], "cell_mode": "types", "cell_types": [], "target": "max", "factor": 2.0,
                  "percentile": 99.0, "mean_type": None, "mean_factor": 1.5, "value": 1.0, "error_term": True,
-                 "test": "paired-log"}
+                 "test": "paired-log", "strengths": "0.5, 1, 2, 4", "controls": 2}
+MODES = ("run", "experiment", "toward", "compare")   # ?mode=: one run (default), dose–response, toward, compare
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,8 @@ class SteeringPageData:
     """What the Steering page's layout shows: ``problem`` when ``source`` cannot be steered; else
     ``offered`` (the feature choices sent with the page: columns feature, label; the chosen first),
     ``n_live`` live features, the cell ``types``, the ``form`` values (keys of :data:`FORM_DEFAULTS`),
-    the ``run`` shown (URL ``?run=``), the chosen ``features`` and link ``warnings``."""
+    the ``run`` shown (URL ``?run=``), the chosen ``features``, link ``warnings`` and the ``mode``
+    (one of :data:`MODES`, URL ``?mode=``)."""
     source: str | None
     problem: PageProblem | None = None
     offered: pd.DataFrame | None = None
@@ -279,6 +288,7 @@ class SteeringPageData:
     run: str | None = None
     features: tuple[int, ...] = ()
     warnings: tuple[str, ...] = ()
+    mode: str = "run"
 
 
 def open_steerable(source: str | None) -> tuple[Analysis | None, PageProblem | None]:
@@ -392,6 +402,8 @@ def steering_page_data(source: str | None, *, query: dict[str, str] | None = Non
             "Nothing to steer.", "This SAE has no live feature (none fires on any cell); train another one on the "
             "Data & training page.", "warning"))
     features, warnings = initial_features(query, set(choices["feature"].tolist()))
+    mode, bad_mode = page_mode(query)
+    warnings += bad_mode
     run = (query.get("run") or "").strip() or None
     try:
         form = run_form(analysis, run, types=types) or {}
@@ -410,4 +422,173 @@ def steering_page_data(source: str | None, *, query: dict[str, str] | None = Non
     offered = (pd.concat([chosen, rest]) if len(chosen) else rest)[["feature", "label"]]
     return SteeringPageData(source=source, offered=offered.reset_index(drop=True), n_live=len(choices),
                             types=tuple(types), form=form, run=run, features=tuple(features),
-                            warnings=tuple(warnings))
+                            warnings=tuple(warnings), mode=mode)
+
+
+def page_mode(query: dict[str, str]) -> tuple[str, list[str]]:
+    """The mode a URL asks for (``?mode=experiment``; default "run") and a warning for an unknown one."""
+    mode = (query.get("mode") or "run").strip().lower()
+    if mode in MODES:
+        return mode, []
+    return "run", [f"The link asks for mode {mode!r}, which the Steering page does not have "
+                   f"(it has {', '.join(MODES)}); one run is shown instead."]
+
+
+# ----------------------------------------------------------------------------- experiments, toward, compare
+def experiment_request(request: SteerRequest, *, strengths, controls) -> SteerExperiment:
+    """The form's request (its one feature, cells, error term and test) as a dose–response sweep
+    at ``strengths`` (text "0.5, 1, 2, 4" or numbers) with ``controls`` of each kind; the request's
+    target is not used. InputError saying what to fix."""
+    if len(request.features) != 1:
+        raise InputError(f"an experiment sweeps one feature; {len(request.features)} are chosen",
+                         fix="keep one feature in the Feature(s) box")
+    if controls is None or str(controls).strip() == "":
+        raise InputError("no number of controls given", fix="e.g. 2 (0 runs the sweep without controls)")
+    try:
+        n = float(controls)
+    except (TypeError, ValueError):
+        raise InputError(f"controls must be a whole number, got {controls!r}", fix="e.g. 2") from None
+    if not n.is_integer() or not 0 <= n <= 10:
+        raise InputError(f"controls must be a whole number from 0 to 10, got {controls!r}", fix="e.g. 2")
+    text = strengths if isinstance(strengths, str) else ",".join(map(str, strengths or []))
+    if not text.strip():
+        raise InputError("no sweep strength given", fix="e.g. 0.5,1,2,4 (multiples of the feature's maximum)")
+    return SteerExperiment(feature=request.features[0], cells=request.cells, strengths=parse_strengths(text),
+                           controls=int(n), config=request.config)
+
+
+def experiment_rows(analysis: Analysis) -> list[dict]:
+    """The stored experiments, newest first, as table rows (``when`` added)."""
+    df = list_experiments(analysis).iloc[::-1].copy()
+    df["when"] = df["completed"].astype(str).str.replace("T", " ").str.slice(0, 16)
+    return df.astype(object).where(pd.notna(df), None).to_dict("records")
+
+
+def top_terms(result: ExperimentResult, *, n: int = 5) -> list[tuple[str, str]]:
+    """The ``n`` best-scoring up-regulated terms of the reference run, as (direction, term_id)."""
+    v = result.verdicts
+    up = v[v["direction"] == "up"].sort_values("score", ascending=False, kind="stable").head(n)
+    return [("up", str(t)) for t in up["term_id"]]
+
+
+def verdict_rows(result: ExperimentResult) -> list[dict]:
+    """One row per term of the verdict table (up first), numbers rounded for display, no NaN."""
+    df = result.verdicts.replace([np.inf, -np.inf], np.nan).copy()
+    for col in ("score", "best_control_feature", "best_control_direction", "margin_over_controls"):
+        df[col] = df[col].astype(float).round(2)
+    return df.astype(object).where(pd.notna(df), None).to_dict("records")
+
+
+def run_choices(analysis: Analysis) -> list[dict]:
+    """Every stored run to compare: plain runs (value ``run:<id>``) newest first, then each stored
+    experiment's runs (``exp:<experiment id>:<run label>``)."""
+    out = []
+    for r in list_steering_runs(analysis).iloc[::-1].itertuples():
+        out.append({"label": f"run {r.run_id} · feature {r.features} → {r.targets} · {r.cells}",
+                    "value": f"run:{r.run_id}"})
+    for e in list_experiments(analysis).iloc[::-1].itertuples():
+        conditions = analysis.read_parquet(f"steer-experiments/{e.experiment_id}/conditions.parquet")
+        for c in conditions.itertuples():
+            out.append({"label": f"experiment {e.experiment_id} · {_run_words(c.kind, c.strength, c.feature)}",
+                        "value": f"exp:{e.experiment_id}:{c.run}"})
+    return out
+
+
+def _run_words(kind: str, strength: float, feature: int) -> str:
+    if kind == "feature":
+        return f"feature {feature} off" if strength == 0 else f"feature {feature} at {strength:g}×"
+    if kind == "control-feature":
+        return f"control: feature {feature} at {strength:g}×'s shift"
+    return f"control: random direction at {strength:g}×'s shift"
+
+
+def load_any_run(analysis: Analysis, key: str | None) -> SteeringResult:
+    """The run named by a :func:`run_choices` value; InputError for none or an unknown one."""
+    key = (key or "").strip()
+    if key.startswith("run:"):
+        return load_steering_run(analysis, key[len("run:"):])
+    if key.startswith("exp:") and key.count(":") >= 2:
+        _, eid, label = key.split(":", 2)
+        if EXPERIMENT_PREFIX + eid not in analysis.config.get("steps", {}):
+            raise InputError(f"no steering experiment {eid!r} in this analysis", fix="pick a run from the list")
+        runs = load_experiment(analysis, eid).runs
+        if label not in runs:
+            raise InputError(f"experiment {eid} has no run {label!r}", fix=f"pick one of {', '.join(runs)}")
+        return runs[label]
+    raise InputError("no run chosen" if not key else f"{key!r} is not a stored run",
+                     fix="pick two runs from the lists (plain runs or an experiment's runs)")
+
+
+COMPARE_TERM_COLUMNS = ["direction", "term_id", "term_name", "score_a", "score_b", "difference"]
+
+
+def compare_terms(a: SteeringResult, b: SteeringResult, *, n: int = 50) -> pd.DataFrame:
+    """Terms enriched (up or down) in either run, with each run's score (−log10 p, as the
+    experiment's verdicts: :func:`core.steer.term_scores`; 0 when a run's table lacks the term) and
+    ``difference`` = A − B; the ``n`` with the largest score in either run, best first."""
+    parts = []
+    for direction in ("up", "down"):
+        scores = []
+        for res in (a, b):
+            table = res.enrichment_up if direction == "up" else res.enrichment_down
+            scores.append(term_scores(table).drop_duplicates("term_id").set_index("term_id") if len(table)
+                          else pd.DataFrame(columns=["term_name", "score", "q"]))
+        ids_ = list(dict.fromkeys([*scores[0].index, *scores[1].index]))
+        names = pd.concat([scores[0]["term_name"], scores[1]["term_name"]])
+        names = names[~names.index.duplicated()]
+        parts.append(pd.DataFrame({
+            "direction": direction, "term_id": ids_, "term_name": [str(names.get(t, "")) for t in ids_],
+            "score_a": scores[0]["score"].reindex(ids_).fillna(0.0).astype(float).to_numpy(),
+            "score_b": scores[1]["score"].reindex(ids_).fillna(0.0).astype(float).to_numpy()}))
+    out = pd.concat(parts, ignore_index=True)
+    out["difference"] = out["score_a"] - out["score_b"]
+    best = out[["score_a", "score_b"]].max(axis=1)
+    order = np.argsort(-best.to_numpy(), kind="stable")
+    return out.iloc[order].head(n).reset_index(drop=True)[COMPARE_TERM_COLUMNS]
+
+
+def compare_shift(a: SteeringResult, b: SteeringResult) -> pd.DataFrame:
+    """Per cell type: how much closer each run's cells came to its centroid on average
+    (``toward_a``, ``toward_b``: −change of the mean distance; > 0 = closer)."""
+    sa, sb = a.centroid_summary(), b.centroid_summary()
+    if sa is None or sb is None or sa.empty or sb.empty:
+        return pd.DataFrame(columns=["cell_type", "toward_a", "toward_b"])
+    ta = (-sa.set_index("cell_type")["change"]).rename("toward_a")
+    tb = (-sb.set_index("cell_type")["change"]).rename("toward_b")
+    return pd.concat([ta, tb], axis=1).fillna(0.0).rename_axis("cell_type").reset_index()
+
+
+def toward_rows(ranking: pd.DataFrame, *, n: int = 20) -> list[dict]:
+    """The ``n`` best rows of a :func:`core.steer.rank_toward` ranking, rounded, for a table."""
+    df = ranking.head(n).copy()
+    for col in df.columns:
+        if df[col].dtype.kind == "f":
+            df[col] = df[col].round(4)
+    return df.astype(object).where(pd.notna(df), None).to_dict("records")
+
+
+
+def toward_choice(type_a, type_b) -> tuple[str, str]:
+    """The 'toward' form (cells of type A, target type B) -> (cell selection, target type);
+    InputError for a missing or identical choice."""
+    a, b = str(type_a or "").strip(), str(type_b or "").strip()
+    if not a:
+        raise InputError("no cell type chosen for the cells to steer (A)", fix="choose the cells' type under "
+                         "“Cells of type (A)”")
+    if not b:
+        raise InputError("no target cell type chosen (B)", fix="choose the type to steer toward under “Toward type (B)”")
+    if a == b:
+        raise InputError(f"the cells are already of type {a!r}", fix="choose a different target type (B)")
+    return f"cell_type={a}", b
+
+
+def experiment_line(result: ExperimentResult) -> str:
+    """One sentence about an experiment: feature, cells, strengths, controls, specific terms."""
+    s, exp = result.summary(), result.experiment
+    strengths = ", ".join("off" if v == 0 else f"{v:g}×" for v in exp.strengths)
+    ctrl = (f"controls at {exp.reference:g}×: feature{'s' if len(s['control_features']) != 1 else ''} "
+            f"{', '.join(map(str, s['control_features']))} and {exp.controls} random direction"
+            f"{'s' if exp.controls != 1 else ''}" if exp.controls else "no controls")
+    spec = f": {'; '.join(s['specific_terms'][:3])}" if s["specific_terms"] else ""
+    return (f"Feature {exp.feature} in {s['n_cells']:,} cells ({s['cells']}) · {strengths} · {ctrl} · "
+            f"{s['n_specific']} of {s['n_terms']} terms specific{spec}")
