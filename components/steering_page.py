@@ -93,6 +93,7 @@ def layout(data: SteeringPageData) -> html.Div:
         return _message(data.problem)
     options = [feature_option(r) for _, r in data.offered.iterrows()]
     types = list(data.types)
+    lower = lower_tabs(types=types, mode=data.mode)  # first when the link asks for its mode
     return html.Div([
         dcc.Store(id=ids.STEER_SOURCE, data=data.source),
         dcc.Store(id=ids.STEER_SHOWN, data={"run_id": data.run, "features": list(data.features)}),
@@ -105,9 +106,7 @@ def layout(data: SteeringPageData) -> html.Div:
                     lg=5, xl=4),
             dbc.Col(latent_card(), lg=7, xl=8),
         ], className="g-3 mb-3"),
-        results_card(),
-        history_card(),
-        lower_tabs(types=types, mode=data.mode),
+        *((lower, results_card(), history_card()) if data.mode != "run" else (results_card(), history_card(), lower)),
     ], id=ids.STEERING_PAGE)
 
 

@@ -230,3 +230,113 @@ def test_bst006_cell_type_mean_target_largest_changes_and_history(server, page, 
     expect(page.locator("#steer-mean-factor-input")).to_have_value("1.5")
     expect(page.locator("#steer-celltypes-select")).to_contain_text("c")
     expect(summary).to_contain_text("Feature 0 → mean:bx1.5", timeout=30_000)
+
+
+# ----------------------------------------------------------------------------- experiment, toward, compare
+def pick_matching(page, dropdown: str, text: str) -> None:
+    """Choose the first option of a dcc.Dropdown whose label contains ``text``."""
+    page.click(dropdown)
+    page.get_by_role("option").filter(has_text=text).first.click()
+    page.keyboard.press("Escape")
+
+
+def start_and_wait(page, prefix: str) -> str:
+    page.click(f"#{prefix}-start")
+    expect(page.locator(f"#{prefix}-alert .alert")).to_be_visible(timeout=JOB_MS)
+    expect(page.locator(f"#{prefix}-start")).to_be_enabled(timeout=30_000)
+    return page.locator(f"#{prefix}-alert").inner_text()
+
+
+def test_bst007_sweep_with_controls_from_the_cards_link(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    page.goto(f"{server.url}/explorer?source=analysis%3Aplanted&feature=0")
+    link = page.locator("#card-steer-experiment-link")
+    expect(link).to_be_visible(timeout=30_000)
+    link.click()
+    # the Steering page opens on the dose–response sweep: strengths and controls instead of a target
+    expect(page.locator("#steering-page")).to_be_visible(timeout=30_000)
+    expect(page).to_have_url(re.compile(r"/steering\?.*feature=0.*mode=experiment"))
+    expect(page.get_by_label("dose–response with controls")).to_be_checked()
+    expect(page.locator("#steer-exp-strengths-input")).to_have_value("0.5, 1, 2, 4")
+    expect(page.locator("#steer-exp-controls-input")).to_have_value("2")
+    expect(page.locator("#steer-target-section")).to_be_hidden()
+    expect(page.locator("#steer-run-start")).to_be_hidden()
+    choose_cell_type(page, "a")
+    screenshot("1-experiment-form")
+    # bad strengths: an alert saying what to fix, nothing computed
+    page.fill("#steer-exp-strengths-input", "1, two")
+    page.keyboard.press("Enter")
+    outcome = start_and_wait(page, "steer-exp")
+    assert "invalid sweep strength 'two'" in outcome and "Fix:" in outcome, outcome
+    # the sweep with its controls: one job, then the dose–response plots and the verdicts
+    page.fill("#steer-exp-strengths-input", "0.5, 1, 2, 4")
+    page.keyboard.press("Enter")
+    page.click("#steer-exp-start")
+    expect(page.locator("#steer-exp-status")).to_have_text("Running…", timeout=10_000)
+    expect(page.locator("#steer-exp-cancel")).to_be_enabled()
+    expect(page.locator("#steer-exp-alert .alert")).to_contain_text("Done.", timeout=JOB_MS)
+    outcome = page.locator("#steer-exp-alert").inner_text()
+    assert "9 runs in 80 cells" in outcome and "terms specific" in outcome, outcome
+    summary = page.locator("#steer-exp-summary")
+    expect(summary).to_contain_text("Feature 0 in 80 cells (cell_type=a)", timeout=30_000)
+    expect(summary).to_contain_text("2 random directions")
+    page.wait_for_function("() => (document.querySelector('#steer-exp-changed-graph .js-plotly-plot')?._fullData "
+                           "|| []).map(d => d.name).join('|') === "
+                           "'feature 0|control: similar feature (2)|control: random direction (2)'", timeout=30_000)
+    row = page.locator("#steer-exp-verdicts-table .ag-center-cols-container .ag-row", has_text="oxygen transport")
+    expect(row.first).to_contain_text("specific", timeout=30_000)
+    expect(page.locator("#steer-exp-history-table .ag-center-cols-container .ag-row")).to_have_count(1)
+    page.locator("#steer-exp-verdicts-table").scroll_into_view_if_needed()
+    screenshot("2-dose-response")
+    # a reload shows the stored experiment again (the newest of the analysis)
+    page.reload()
+    expect(page.locator("#steer-exp-summary")).to_contain_text("Feature 0 in 80 cells", timeout=30_000)
+
+
+def test_bst008_toward_a_cell_type_ranks_then_steers_the_best(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    page.goto(f"{server.url}/steering?source=analysis%3Aplanted&mode=toward")
+    expect(page.locator("#steer-toward-from-select")).to_be_visible(timeout=30_000)
+    # nothing chosen: an alert with the fix
+    outcome = start_and_wait(page, "steer-toward-run")
+    assert "no cell type chosen for the cells" in outcome and "Fix:" in outcome, outcome
+    pick(page, "#steer-toward-from-select", "b")
+    pick(page, "#steer-toward-to-select", "a")
+    outcome = start_and_wait(page, "steer-toward-rank")
+    assert "Ranked." in outcome and "best: feature" in outcome, outcome
+    first = page.locator("#steer-toward-table .ag-center-cols-container .ag-row[row-index='0']")
+    expect(first).to_be_visible(timeout=30_000)
+    best = first.locator("[col-id=feature]").inner_text().strip()
+    assert best.isdigit()
+    screenshot("1-ranked")
+    outcome = start_and_wait(page, "steer-toward-run")
+    assert f"Feature {best} steered in 80 cells of b" in outcome, outcome
+    summary = page.locator("#steer-results-summary")
+    expect(summary).to_contain_text(f"Feature {best} → max", timeout=30_000)
+    expect(summary).to_contain_text("(cell_type=b)")
+    expect(page).to_have_url(re.compile(rf"run=f{best}-"))
+    screenshot("2-steered-toward")
+
+
+def test_bst009_two_runs_compared_side_by_side(server, page, screenshot):
+    """Uses the experiment of test_bst007 (same server)."""
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    page.goto(f"{server.url}/steering?source=analysis%3Aplanted&mode=compare")
+    expect(page.locator("#steer-compare-a-select")).to_be_visible(timeout=30_000)
+    expect(page.locator("#steer-compare-alert")).to_contain_text("Choose two stored runs", timeout=30_000)
+    pick_matching(page, "#steer-compare-a-select", "feature 0 at 1×")
+    pick_matching(page, "#steer-compare-b-select", "control: random direction")
+    for side in ("a", "b"):
+        page.wait_for_function(f"() => (document.querySelector('#steer-compare-volcano-{side}-graph .js-plotly-plot')"
+                               f"?.layout?.title?.text || '').startsWith('{side.upper()}: ')", timeout=30_000)
+    terms = page.locator("#steer-compare-terms-table .ag-center-cols-container")
+    expect(terms).to_contain_text("oxygen transport", timeout=30_000)
+    page.wait_for_function("() => (document.querySelector('#steer-compare-shift-graph .js-plotly-plot')?._fullData "
+                           "|| []).map(d => d.name).join('|') === 'A|B'", timeout=30_000)
+    screenshot("1-feature-vs-control")
+    # 1× vs 4× of the same feature
+    pick_matching(page, "#steer-compare-b-select", "feature 0 at 4×")
+    page.wait_for_function("() => (document.querySelector('#steer-compare-volcano-b-graph .js-plotly-plot')"
+                           "?.layout?.title?.text || '').includes('feature-x4')", timeout=30_000)
+    expect(page.locator("#steer-compare-alert")).to_be_empty()
+    screenshot("2-1x-vs-4x")

@@ -633,8 +633,12 @@ def test_the_mode_in_the_link_opens_the_experiment(analyses):
     assert find(page, ids.STEER_EXP_BOX).style == {"display": "block"}
     assert find(page, ids.STEER_EXP_STRENGTHS).value == "0.5, 1, 2, 4" and find(page, ids.STEER_EXP_CONTROLS).value == 2
     assert find(page, ids.STEER_LOWER_TABS).active_tab == "experiment"
+    order = [getattr(c, "id", None) for c in page.children]  # the experiment's results come first
+    assert order.index(ids.STEER_LOWER_TABS) < order.index(ids.STEER_RESULTS)
     plain = steering_page_data(SOURCE, query={"feature": "0"})
     assert plain.mode == "run" and find(steering_page.layout(plain), ids.STEER_MODE).value == "run"
+    order = [getattr(c, "id", None) for c in steering_page.layout(plain).children]
+    assert order.index(ids.STEER_RESULTS) < order.index(ids.STEER_LOWER_TABS)
     bad = steering_page_data(SOURCE, query={"feature": "0", "mode": "sweeep"})
     assert bad.mode == "run" and any("mode 'sweeep'" in w for w in bad.warnings)
     assert find(steering_page.layout(steering_page_data(SOURCE, query={"mode": "compare"})),
@@ -649,6 +653,12 @@ def test_the_card_offers_the_experiment():
     assert steer_href("analysis:planted", 3, mode="experiment") == \
         "/steering?source=analysis%3Aplanted&feature=3&mode=experiment"
     assert "mode" not in steer_href("analysis:planted", 3)
+    from components.feature_card import card_header
+
+    header = card_header({"feature": 3, "n_cells": 10, "frequency": 0.1, "max_activation": 1.0, "n_terms": 0,
+                          "locality": "local"}, source="analysis:planted")
+    assert find(header, ids.CARD_STEER).href == steer_href("analysis:planted", 3)
+    assert find(header, ids.CARD_STEER_EXPERIMENT).href == steer_href("analysis:planted", 3, mode="experiment")
 
 
 def test_experiment_request_from_the_form():
