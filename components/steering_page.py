@@ -15,7 +15,7 @@ from dash import dcc, html
 
 from core.steer.request import MAX_FEATURES  # features steered together
 from core.views.problem import PageProblem
-from core.views.steering import SteeringPageData
+from core.views.steering import VERDICT_CAVEAT, SteeringPageData
 
 from . import ids
 from .feature_card import grid
@@ -322,6 +322,7 @@ def experiment_box(form: dict, *, shown: bool) -> html.Div:
                                value=form.get("controls", 2), size="sm")], width=5),
         ], className="g-2"),
         html.Small(EXPERIMENT_HELP, className="text-muted d-block"),
+        dbc.Alert(VERDICT_CAVEAT, color="warning", className="py-1 px-2 mt-2 mb-0 small"),
     ], className="mb-3", id=ids.STEER_EXP_SETTINGS, style=_shown(shown))
 
 

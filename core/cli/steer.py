@@ -219,6 +219,8 @@ def write_experiment(result, out, *, fmt: str = "csv") -> list[str]:
 
 
 def print_experiment(result) -> None:
+    from core.steer.experiment import VERDICT_CAVEAT
+
     exp = result.experiment
     print(f"experiment {result.experiment_id}: feature {exp.feature} in {result.info['cells']} "
           f"({result.info['n_cells']:,} cells); strengths {', '.join(f'{s:g}×' for s in exp.strengths)} of its maximum")
@@ -232,6 +234,7 @@ def print_experiment(result) -> None:
     n_spec = int((v["verdict"] == "specific").sum())
     print(f"terms at {exp.reference:g}× against {2 * exp.controls} control run(s) (specific: q < {exp.term_q:g} and "
           f"−log10 p ≥ every control's + {exp.margin:g}): {n_spec} specific of {len(v)}")
+    print(f"caution: {VERDICT_CAVEAT}")
     for r in v.head(8).itertuples():
         print(f"  {r.direction:<4} {r.term_id} {r.term_name}: score {r.score:.3g} vs controls "
               f"{r.best_control_feature:.3g} (feature) / {r.best_control_direction:.3g} (direction) — {r.verdict}")

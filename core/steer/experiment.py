@@ -43,9 +43,14 @@ from core.steer.run import SteeringResult, steer_latents
 from core.steer.targets import parse_target, resolve_targets
 from core.model.decoders import decode_all
 
-__all__ = ["SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment",
+__all__ = ["VERDICT_CAVEAT", "SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment",
            "list_experiments", "parse_strengths", "evaluate_shift", "matched_controls", "term_scores",
            "term_verdicts", "SPECIFIC", "NOT_ABOVE", "NO_CONTROLS", "EXPERIMENT_PREFIX"]
+
+# Shown wherever verdicts are (CLI, Steering page): measured on the simulated demo (docs/steering.md).
+VERDICT_CAVEAT = ("Not yet calibrated: on the demo, random non-erythroid features get 200–280 “specific” terms "
+                  "(erythroid ones among them) and the erythroid feature's erythroid terms are “not above "
+                  "control”. Read verdicts as exploratory (docs/steering.md, “Verdicts: known problem”).")
 
 SPECIFIC, NOT_ABOVE, NO_CONTROLS = "specific", "not above control", "no controls"
 EXPERIMENT_PREFIX = "steer-experiment/"

@@ -23,7 +23,7 @@ from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
 from core.annotate.reported import ordered, reported
 from core.base.errors import FeatureLensError, InputError
-from core.steer.experiment import (EXPERIMENT_PREFIX, ExperimentResult, SteerExperiment, list_experiments,
+from core.steer.experiment import (EXPERIMENT_PREFIX, VERDICT_CAVEAT, ExperimentResult, SteerExperiment, list_experiments,
                                    load_experiment, parse_strengths, term_scores)
 from core.steer.request import MAX_FEATURES, SteerRequest
 from core.steer.run import SteeringResult
@@ -34,7 +34,7 @@ from core.base import io
 from core.data.load import load_dataset
 from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
 
-__all__ = ["steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
+__all__ = ["VERDICT_CAVEAT", "steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
            "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS", "SteeringPageData", "steering_page_data", "open_steerable",
            "initial_features", "FORM_DEFAULTS", "target_form", "run_form", "INITIAL_FEATURE_OPTIONS", "MODES",
            "experiment_request", "experiment_rows", "top_terms", "verdict_rows", "run_choices", "load_any_run",
