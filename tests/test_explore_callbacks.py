@@ -466,7 +466,7 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
     what training writes)."""
     import shutil
 
-    one = text_of(cb.render_card({"feature": 0}, SOURCE)[0])
+    one = text_of(cb.render_checks({"feature": 0}, SOURCE)[0])
     assert "train with 3 seeds to measure" in one and "stable across seeds:" not in one
     assert explorer.feature_summary(data, 0)["stability_measured"] is False
     src = small_analysis_path(tmp_path_factory)
@@ -489,11 +489,11 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
     assert (s["stability"], s["stability_seeds"], s["stability_chance"]) == (pytest.approx(0.973), 2, 0.55)
     line = feature_card.stability_line(s)
     assert line.id == ids.CARD_STABILITY
-    text = text_of(cb.render_card({"feature": stable}, "analysis:seeds")[0])
+    text = text_of(cb.render_checks({"feature": stable}, "analysis:seeds")[0])
     assert "stable across seeds: 0.97 (best-matched decoder cosine in 2 other seeds)" in text
     assert "seed artefact" not in text and "random directions would score about 0.55" in line.title
     assert "lowest 0.95" in line.title
-    text = text_of(cb.render_card({"feature": shaky}, "analysis:seeds")[0])
+    text = text_of(cb.render_checks({"feature": shaky}, "analysis:seeds")[0])
     assert "stable across seeds: 0.41" in text and "may be a seed artefact" in text
     dead = feature_card.stability_line({"stability_measured": True, "stability": None, "stability_seeds": 0})
     assert "a dead feature" in text_of(dead)   # NaN: the kept SAE's dead features
