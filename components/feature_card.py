@@ -289,6 +289,6 @@ def confounder_section(conf: dict | None) -> html.Div:
                                         className="fw-bold text-danger" if r["flag"] else None),
                                 html.Td(("|r| ≥ " if r["statistic"] == "r" else "η² ≥ ") + f"{r['threshold']:g}")])
                        for r in conf["rows"]])
-    parts.append(dbc.Table([head, body], size="sm", bordered=False, className="small mb-0 w-auto",
-                           id="card-confounder-table", title=conf["rule"]))
+    parts.append(html.Div(dbc.Table([head, body], size="sm", bordered=False, className="small mb-0 w-auto"),
+                          id="card-confounder-table", title=conf["rule"]))
     return html.Div(parts)
