@@ -164,7 +164,7 @@ def card_header(summary: dict, *, source: str) -> html.Div:
     if summary.get("redundant"):
         badges.append(dbc.Badge("redundant", color="warning", text_color="dark", className="me-1"))
     if summary.get("tracks"):
-        badges.append(dbc.Badge("may be technical", color="danger", className="me-1", id="card-technical-badge",
+        badges.append(dbc.Badge("may be technical", color="danger", className="me-1", id=ids.CARD_TECHNICAL_BADGE,
                                 title=f"its activation mostly tracks {summary.get('tracks_label') or summary['tracks']} "
                                       "within cell types (see the technical variables below)"))
     facts = (f"active in {summary['n_cells']:,} cells ({100 * summary['frequency']:.1f}%) · "
@@ -282,7 +282,7 @@ def confounder_section(conf: dict | None) -> html.Div:
         parts.append(dbc.Alert(f"Mostly tracks {conf['tracks_label']}: may be technical. Its activation follows "
                                f"{conf['tracks_label']} within cell types, so its terms may describe a technical "
                                "effect rather than a program.", color="warning", className="py-2 mb-2",
-                               id="card-technical-alert"))
+                               id=ids.CARD_TECHNICAL_ALERT))
     head = html.Thead(html.Tr([html.Th(c) for c in ("variable", "statistic", "value", "flag at")]))
     body = html.Tbody([html.Tr([html.Td(r["label"]), html.Td(r["statistic"]),
                                 html.Td("—" if r["value"] is None else f"{r['value']:.2f}",
@@ -290,5 +290,5 @@ def confounder_section(conf: dict | None) -> html.Div:
                                 html.Td(("|r| ≥ " if r["statistic"] == "r" else "η² ≥ ") + f"{r['threshold']:g}")])
                        for r in conf["rows"]])
     parts.append(html.Div(dbc.Table([head, body], size="sm", bordered=False, className="small mb-0 w-auto"),
-                          id="card-confounder-table", title=conf["rule"]))
+                          id=ids.CARD_CONFOUNDER_TABLE, title=conf["rule"]))
     return html.Div(parts)

@@ -216,3 +216,6 @@ CARD_PROFILES_SECTION = "card-profiles-section"  # activation histogram and cell
 CARD_DE_SECTION = "card-de-section"
 EXPLORER_HEATMAP = "explorer-heatmap-graph"      # cell type × feature mean activation
 EXPLORER_HEATMAP_ALERT = "explorer-heatmap-alert"
+CARD_TECHNICAL_BADGE = "card-technical-badge"    # header badge: "may be technical"
+CARD_TECHNICAL_ALERT = "card-technical-alert"    # "Mostly tracks library size: may be technical"
+CARD_CONFOUNDER_TABLE = "card-confounder-table"
