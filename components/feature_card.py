@@ -100,7 +100,7 @@ def _sections() -> dict:
             dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_TERMS, size="sm", color="secondary", outline=True,
                        disabled=True, title="Download the terms listed, with all statistics"),
         ], className="mb-1"),
-        grid(ids.CARD_TERMS, TERM_COLUMNS, height="300px", row_id="term_id"),
+        grid(ids.CARD_TERMS, TERM_COLUMNS, height="240px", row_id="term_id"),
     ], id=ids.CARD_UP_SECTION)
     down = html.Div([
         html.Div([html.H6("Terms of the genes down in the high cells", className="d-inline me-2"),
