@@ -289,8 +289,7 @@ def test_bx006_heatmap_click_opens_a_feature_and_lists_a_cell_types_features(ser
     wait_for_graph(page, HEATMAP)
     title = page.evaluate(f"() => document.querySelector('{HEATMAP}').layout.title.text")
     assert "live features" in title and "grouped by top cell type" in title
-    n_shown = page.evaluate(f"() => document.querySelector('{HEATMAP}')._fullData[0]._length || "
-                            f"document.querySelector('{HEATMAP}').data[0].x.length")
+    n_shown = page.evaluate(f"() => document.querySelector('{HEATMAP}').data[0].customdata[0].length")
     assert 0 < n_shown <= 300
     screenshot("1-heatmap")
     # a cell opens its feature: the card, the latent colouring and the red frame on the heatmap
