@@ -23,8 +23,10 @@ from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_
 
 from components import ids
 from components.explorer_page import PLACEHOLDERS, selection_chips
-from components.feature_card import card_header, de_rows, term_link, terms_note, terms_rows
-from components.figures import (activation_histogram_figure, cell_type_profile_figure, concept_map_figure,
+from components.feature_card import (card_header, confounder_section, de_rows, down_note, stability_line, term_link,
+                                     terms_note, terms_rows)
+from components.figures import (activation_histogram_figure, cell_type_heatmap_figure, cell_type_profile_figure,
+                                concept_map_figure, heatmap_shapes,
                                 empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
                                 selected_trace, volcano_figure)
 from components.job_panel import exception_alert
@@ -39,6 +41,7 @@ MAX_SELECTED = 200      # features a box selection on the map may hold
 MAX_HITS = 500          # search hits highlighted on the map
 MAX_RESULTS = 50        # rows of the search results table
 GENE_INDEX_INLINE = 5e7  # build the gene index inside the search callback below cells × features (else a job)
+MAX_HEATMAP = 300       # features on the cell type × feature heatmap (the strongest)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -301,6 +304,35 @@ def render_terms(state, show_all, source):
         return [], f"no terms: {msg}", True
 
 
+def render_down_terms(state, source):
+    """Rows and note of the down-terms grid (terms of the genes down in the high cells)."""
+    feature = (state or {}).get("feature")
+    if feature is None:
+        return [], ""
+    try:
+        data = load(source)
+        q_max = explorer.annotation_settings(data.analysis)["fdr"]
+        terms = explorer.feature_down_terms(data.annotations, data.check_feature(feature), q_max=q_max)
+        return terms_rows(terms) if terms is not None else [], down_note(terms, annotated=data.annotations is not None)
+    except Exception as exc:  # noqa: BLE001
+        if not isinstance(exc, FeatureLensError):
+            log.exception("down terms of feature %s failed", feature)
+        return [], f"no terms: {exc.message if isinstance(exc, FeatureLensError) else exc}"
+
+
+def render_checks(state, source):
+    """Stability across seeds and the technical-variable flags of the selected feature."""
+    feature = (state or {}).get("feature")
+    if feature is None:
+        return None, None
+    try:
+        data = load(source)
+        summary = explorer.feature_summary(data, feature)
+        return stability_line(summary), confounder_section(explorer.feature_confounders(data, summary["feature"]))
+    except Exception as exc:  # noqa: BLE001
+        return None, error_alert(exc, what=f"Feature {feature}:")
+
+
 def render_de(state, source):
     """Volcano figure, DE rows, DE note."""
     feature = (state or {}).get("feature")
@@ -336,6 +368,48 @@ def export_de(n_clicks, state, source):
         return no_update
     de = load(source).de_table(feature)
     return dcc.send_data_frame(de.to_csv, f"feature{int(feature)}_de.csv", index=False)
+
+
+# ----------------------------------------------------------------------------- heatmap
+def update_heatmap(source, state, *, triggered=None):
+    """The cell type × feature heatmap (the selected feature framed), alert. A selection change
+    alone sends a Patch of the frame (the layout's shapes), not the figure."""
+    triggered = triggered_ids() if triggered is None else triggered
+    try:
+        heat = explorer.heatmap_data(load(source), max_features=MAX_HEATMAP)
+        selected = (state or {}).get("feature")
+        if triggered and triggered <= {ids.EXPLORER_STATE, f"{ids.EXPLORER_STATE}.data"}:
+            patch = Patch()
+            patch["layout"]["shapes"] = heatmap_shapes(heat, selected=selected)
+            return patch, no_update
+        return cell_type_heatmap_figure(heat, selected=selected), None
+    except Exception as exc:  # noqa: BLE001
+        return empty_figure("the heatmap could not be drawn", height=300), error_alert(exc, what="Heatmap:")
+
+
+def heatmap_click(click, source):
+    """A click on the heatmap. On a cell (or a locality square): open that feature (read from the
+    point's column, ``x``). On the cell-type strip (trace 1): that type's features in the search
+    results, ringed on the map. Outputs: state, result rows, search status, hits."""
+    points = (click or {}).get("points") or []
+    if not points:
+        return no_update, no_update, no_update, no_update
+    p = points[0]
+    try:
+        data = load(source)
+        if p.get("curveNumber") != 1:
+            feats = explorer.heatmap_data(data, max_features=MAX_HEATMAP).features
+            j = int(round(float(p.get("x"))))
+            if not 0 <= j < feats.size:
+                return no_update, no_update, no_update, no_update
+            return {"feature": int(feats[j]), "features": [int(feats[j])]}, no_update, no_update, no_update
+        cell_type = str(p.get("y"))
+        res = explorer.cell_type_features(data, cell_type, limit=MAX_RESULTS)
+    except Exception as exc:  # noqa: BLE001
+        return no_update, [], error_alert(exc, what="Heatmap:"), []
+    status = (f"{len(res)} feature{'s' if len(res) != 1 else ''} with top cell type {cell_type}, highest mean "
+              "activation there first; rings mark them on the concept map. Click a row to open one.")
+    return no_update, explore_records(res), status, res["feature"].tolist()
 
 
 # ----------------------------------------------------------------------------- reverse lookup
@@ -499,6 +573,18 @@ callback(Output(ids.CARD_TERMS, "rowData"), Output(ids.CARD_TERMS_NOTE, "childre
          Output(ids.CARD_EXPORT_TERMS, "disabled"),
          Input(ids.EXPLORER_STATE, "data"), Input(ids.CARD_TERMS_ALL, "value"),
          State(ids.EXPLORER_SOURCE, "data"))(render_terms)
+callback(Output(ids.CARD_DOWN_TERMS, "rowData"), Output(ids.CARD_DOWN_NOTE, "children"),
+         Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_down_terms)
+callback(Output(ids.CARD_STABILITY_SECTION, "children"), Output(ids.CARD_CONFOUNDERS, "children"),
+         Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_checks)
+callback(Output(ids.EXPLORER_HEATMAP, "figure"), Output(ids.EXPLORER_HEATMAP_ALERT, "children"),
+         Input(ids.EXPLORER_SOURCE, "data"), Input(ids.EXPLORER_STATE, "data"))(update_heatmap)
+callback(Output(ids.EXPLORER_STATE, "data", allow_duplicate=True),
+         Output(ids.SEARCH_RESULTS, "rowData", allow_duplicate=True),
+         Output(ids.SEARCH_STATUS, "children", allow_duplicate=True),
+         Output(ids.EXPLORER_HITS, "data", allow_duplicate=True),
+         Input(ids.EXPLORER_HEATMAP, "clickData"), State(ids.EXPLORER_SOURCE, "data"),
+         prevent_initial_call=True)(heatmap_click)
 callback(Output(ids.CARD_VOLCANO, "figure"), Output(ids.CARD_DE, "rowData"), Output(ids.CARD_DE_NOTE, "children"),
          Input(ids.EXPLORER_STATE, "data"), State(ids.EXPLORER_SOURCE, "data"))(render_de)
 callback(Output(ids.CARD_DOWNLOAD, "data"), Input(ids.CARD_EXPORT_TERMS, "n_clicks"),

@@ -1,4 +1,5 @@
-"""The Explorer: search, the concept map linked to the latent space, reverse lookup, the feature card.
+"""The Explorer: search, the concept map linked to the latent space, the cell type × feature heatmap,
+reverse lookup, the feature card.
 
 The layout is an empty frame (cheap to render) drawn from
 :func:`core.views.explorer.explorer_page_data`; its figures and tables are filled by the
@@ -79,6 +80,7 @@ def layout(data: ExplorerPageData) -> html.Div:
             dbc.Col(latent_card(), lg=6),
         ], className="g-3 mb-3"),
         html.Div(id=ids.EXPLORER_SELECTION, className="mb-2"),
+        heatmap_card(),
         lookup_card(),
         card_layout(),
     ], id=ids.EXPLORER_PAGE)
@@ -141,6 +143,21 @@ def latent_card() -> dbc.Card:
                        colours=[("selected feature", "feature"), ("cell type", "celltype")],
                        alert_id=ids.EXPLORER_LATENT_ALERT, graph_id=ids.EXPLORER_LATENT,
                        loading="loading the latent space…")
+
+
+def heatmap_card() -> dbc.Card:
+    """Cell type × feature mean activation (filled by :func:`callbacks.explorer.update_heatmap`)."""
+    return dbc.Card([
+        dbc.CardHeader(html.Span([html.Strong("Cell types × features"),
+                                  html.Small(" mean activation · click a cell to open the feature, a cell type "
+                                             "(grey strip) to list its features", className="text-muted")])),
+        dbc.CardBody([html.Div(id=ids.EXPLORER_HEATMAP_ALERT),
+                      dcc.Loading(dcc.Graph(id=ids.EXPLORER_HEATMAP, figure=empty_figure("loading the heatmap…",
+                                                                                         height=300),
+                                            config={"displaylogo": False, "modeBarButtonsToRemove":
+                                                    ["autoScale2d", "toggleSpikelines", "lasso2d", "select2d"]}),
+                                  type="circle", delay_show=400)], className="p-1"),
+    ], className="mb-3")
 
 
 def lookup_card() -> dbc.Card:

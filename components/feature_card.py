@@ -1,10 +1,12 @@
-"""The feature card: header (badges, steer link, exports), activation histogram, cell-type
-profile, the feature's reported terms (sortable, filterable, linked to GO; a switch shows every
-nominal row with its status) and the top DE genes (volcano + table).
+"""The feature card: header (badges, steer link), then, top to bottom (:data:`CARD_SECTIONS`):
+the feature's reported terms (up-regulated genes; sortable, filterable, linked to GO; a switch
+shows every nominal row with its status), the terms of its down-regulated genes, stability across
+seeds, the technical-variable flags, the activation histogram and cell-type profile, and the top
+DE genes (volcano + table).
 
 :func:`card_layout` is the empty frame the Explorer renders once; the callbacks fill it through
-:func:`card_header`, :func:`terms_rows`, :func:`terms_note` and :func:`de_rows` (pure functions,
-unit-tested).
+:func:`card_header`, :func:`terms_rows`, :func:`terms_note`, :func:`down_note`,
+:func:`stability_line`, :func:`confounder_section` and :func:`de_rows` (pure functions, unit-tested).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ GO_URL = "https://www.ebi.ac.uk/QuickGO/term/{}"
 DE_ROWS = 300  # rows of the DE table in the page (the CSV export has every gene)
 
 _NUM = {"type": "rightAligned", "filter": "agNumberColumnFilter"}
+
 
 
 def _sci(field: str, header: str, width: int = 105) -> dict:
@@ -74,43 +77,65 @@ def grid(grid_id: str, columns: list[dict], *, height: str = "300px", row_id: st
                       style={"height": height, "width": "100%"}, className="ag-theme-quartz", **kwargs)
 
 
+#: The card's sections, top to bottom (issue 16: concepts first, then the checks, then the evidence).
+CARD_SECTIONS = (ids.CARD_UP_SECTION, ids.CARD_DOWN_SECTION, ids.CARD_STABILITY_SECTION, ids.CARD_CONFOUNDERS,
+                 ids.CARD_PROFILES_SECTION, ids.CARD_DE_SECTION)
+
+
+def _graph(graph_id: str, height: str) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=empty_figure(), style={"height": height}, config={"displaylogo": False},
+                     responsive=True)
+
+
+def _sections() -> dict:
+    up = html.Div([
+        html.Div([
+            html.H6("Reported terms (genes up in the high cells)", className="d-inline me-2"),
+            html.Small(id=ids.CARD_TERMS_NOTE, className="text-muted me-2"),
+            html.Span(dbc.Switch(id=ids.CARD_TERMS_ALL, label="show all nominal", value=False,
+                                 className="d-inline-block me-2 small mb-0"),
+                      title="Also list the nominally enriched rows that are not reported: GO ancestors "
+                            "explained by a reported term, terms of the genes down in the high cells, "
+                            "and pairs that miss the FDR"),
+            dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_TERMS, size="sm", color="secondary", outline=True,
+                       disabled=True, title="Download the terms listed, with all statistics"),
+        ], className="mb-1"),
+        grid(ids.CARD_TERMS, TERM_COLUMNS, height="240px", row_id="term_id"),
+    ], id=ids.CARD_UP_SECTION)
+    down = html.Div([
+        html.Div([html.H6("Terms of the genes down in the high cells", className="d-inline me-2"),
+                  html.Small(id=ids.CARD_DOWN_NOTE, className="text-muted")], className="mb-1"),
+        grid(ids.CARD_DOWN_TERMS, TERM_COLUMNS, height="200px", row_id="term_id"),
+    ], id=ids.CARD_DOWN_SECTION, className="mt-3")
+    profiles = html.Div(dbc.Row([dbc.Col(_graph(ids.CARD_HISTOGRAM, "300px"), md=5),
+                                 dbc.Col(_graph(ids.CARD_PROFILE, "300px"), md=7)], className="g-2"),
+                        id=ids.CARD_PROFILES_SECTION, className="mt-3")
+    de = html.Div([
+        html.Div([
+            html.H6("Top DE genes (high vs low cells)", className="d-inline me-2"),
+            html.Small(id=ids.CARD_DE_NOTE, className="text-muted me-2"),
+            dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_DE, size="sm", color="secondary", outline=True,
+                       disabled=True, title="Download the DE table of every gene"),
+        ], className="mb-1"),
+        dcc.Loading(dbc.Row([
+            dbc.Col(_graph(ids.CARD_VOLCANO, "380px"), lg=6),
+            dbc.Col(grid(ids.CARD_DE, DE_COLUMNS, height="380px", row_id="gene"), lg=6),
+        ], className="g-2"), type="circle", delay_show=300),
+    ], id=ids.CARD_DE_SECTION, className="mt-3")
+    return {ids.CARD_UP_SECTION: up, ids.CARD_DOWN_SECTION: down,
+            ids.CARD_STABILITY_SECTION: html.Div(id=ids.CARD_STABILITY_SECTION, className="mt-3"),
+            ids.CARD_CONFOUNDERS: html.Div(id=ids.CARD_CONFOUNDERS, className="mt-2"),
+            ids.CARD_PROFILES_SECTION: profiles, ids.CARD_DE_SECTION: de}
+
+
 def card_layout() -> dbc.Card:
-    """The card's frame; everything inside is filled by the Explorer's callbacks."""
+    """The card's frame (sections in :data:`CARD_SECTIONS` order); the Explorer's callbacks fill it."""
+    sections = _sections()
     return dbc.Card([
-        dbc.CardHeader(html.Div("Select a feature: click it on the concept map, in the search results or "
-                                "in the reverse lookup.", className="text-muted"), id=ids.CARD_HEADER),
+        dbc.CardHeader(html.Div("Select a feature: click it on the concept map, in the search results, on the "
+                                "heatmap or in the reverse lookup.", className="text-muted"), id=ids.CARD_HEADER),
         html.Div(id=ids.CARD_ALERT, className="px-3 pt-2"),
-        dbc.CardBody([
-            dbc.Row([
-                dbc.Col(dcc.Graph(id=ids.CARD_HISTOGRAM, figure=empty_figure(), style={"height": "300px"},
-                                  config={"displaylogo": False}, responsive=True), md=5),
-                dbc.Col(dcc.Graph(id=ids.CARD_PROFILE, figure=empty_figure(), style={"height": "300px"},
-                                  config={"displaylogo": False}, responsive=True), md=7),
-            ], className="g-2"),
-            html.Div([
-                html.H6("Enriched terms", className="d-inline me-2"),
-                html.Small(id=ids.CARD_TERMS_NOTE, className="text-muted me-2"),
-                html.Span(dbc.Switch(id=ids.CARD_TERMS_ALL, label="show all nominal", value=False,
-                                     className="d-inline-block me-2 small mb-0"),
-                          title="Also list the nominally enriched rows that are not reported: GO ancestors "
-                                "explained by a reported term, terms of the genes down in the high cells, "
-                                "and pairs that miss the FDR"),
-                dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_TERMS, size="sm", color="secondary", outline=True,
-                           disabled=True, title="Download the terms listed, with all statistics"),
-            ], className="mt-3 mb-1"),
-            grid(ids.CARD_TERMS, TERM_COLUMNS, height="320px", row_id="term_id"),
-            html.Div([
-                html.H6("Top DE genes (high vs low cells)", className="d-inline me-2"),
-                html.Small(id=ids.CARD_DE_NOTE, className="text-muted me-2"),
-                dbc.Button("⤓ CSV", id=ids.CARD_EXPORT_DE, size="sm", color="secondary", outline=True,
-                           disabled=True, title="Download the DE table of every gene"),
-            ], className="mt-3 mb-1"),
-            dcc.Loading(dbc.Row([
-                dbc.Col(dcc.Graph(id=ids.CARD_VOLCANO, figure=empty_figure(), style={"height": "380px"},
-                                  config={"displaylogo": False}, responsive=True), lg=6),
-                dbc.Col(grid(ids.CARD_DE, DE_COLUMNS, height="380px", row_id="gene"), lg=6),
-            ], className="g-2"), type="circle", delay_show=300),
-        ], id=ids.CARD_BODY, style={"display": "none"}),
+        dbc.CardBody([sections[s] for s in CARD_SECTIONS], id=ids.CARD_BODY, style={"display": "none"}),
         dcc.Download(id=ids.CARD_DOWNLOAD),
     ], id=ids.CARD, className="mb-4")
 
@@ -140,6 +165,10 @@ def card_header(summary: dict, *, source: str) -> html.Div:
         badges.append(dbc.Badge(summary["category"], color="info", className="me-1"))
     if summary.get("redundant"):
         badges.append(dbc.Badge("redundant", color="warning", text_color="dark", className="me-1"))
+    if summary.get("tracks"):
+        badges.append(dbc.Badge("may be technical", color="danger", className="me-1", id=ids.CARD_TECHNICAL_BADGE,
+                                title=f"its activation mostly tracks {summary.get('tracks_label') or summary['tracks']} "
+                                      "within cell types (see the technical variables below)"))
     facts = (f"active in {summary['n_cells']:,} cells ({100 * summary['frequency']:.1f}%) · "
              f"max {summary['max_activation']:.3g} · {summary['n_terms']} reported terms")
     return html.Div([
@@ -153,7 +182,6 @@ def card_header(summary: dict, *, source: str) -> html.Div:
                        className="float-end py-0", title="Steer it at several strengths, with matched controls"),
         ]),
         html.Small(facts, className="text-muted"),
-        stability_line(summary),
     ])
 
 
@@ -232,3 +260,40 @@ def de_rows(de: pd.DataFrame, *, limit: int = DE_ROWS) -> list[dict]:
     df = de.iloc[order].head(limit).copy()
     df["significant"] = np.where(df["significant"], "yes", "no")
     return _records(df)
+
+
+def down_note(terms: pd.DataFrame | None, *, annotated: bool = True) -> str:
+    """The line beside the down-terms grid (``terms``: :func:`core.views.explorer.feature_down_terms`)."""
+    if not annotated:
+        return "none (the analysis is not annotated)"
+    if terms is None:
+        return "not separated: the paper's method enriches up and down genes together"
+    if terms.empty:
+        return "none at FDR 5 %"
+    return f"{len(terms)} at FDR 5 %; they describe the feature's low cells, not its concepts"
+
+
+def confounder_section(conf: dict | None) -> html.Div:
+    """The technical-variable flags of one feature (:func:`core.views.explorer.feature_confounders`):
+    a warning when it tracks one, then a small table (variable, statistic, value, threshold) with the
+    rule in the tooltip; a short note when the analysis has no such check."""
+    if conf is None:
+        return html.Small("Technical variables: not checked for this analysis (annotate it again with counts "
+                          "to check library size, detected genes, % mito and batch).", className="text-muted")
+    parts = [html.Div([html.H6("Technical variables", className="d-inline me-2"),
+                       html.Small("within cell types; hover for the rule", className="text-muted")],
+                      title=conf["rule"], className="mb-1")]
+    if conf["tracks"]:
+        parts.append(dbc.Alert(f"Mostly tracks {conf['tracks_label']}: may be technical. Its activation follows "
+                               f"{conf['tracks_label']} within cell types, so its terms may describe a technical "
+                               "effect rather than a program.", color="warning", className="py-2 mb-2",
+                               id=ids.CARD_TECHNICAL_ALERT))
+    head = html.Thead(html.Tr([html.Th(c) for c in ("variable", "statistic", "value", "flag at")]))
+    body = html.Tbody([html.Tr([html.Td(r["label"]), html.Td(r["statistic"]),
+                                html.Td("—" if r["value"] is None else f"{r['value']:.2f}",
+                                        className="fw-bold text-danger" if r["flag"] else None),
+                                html.Td(("|r| ≥ " if r["statistic"] == "r" else "η² ≥ ") + f"{r['threshold']:g}")])
+                       for r in conf["rows"]])
+    parts.append(html.Div(dbc.Table([head, body], size="sm", bordered=False, className="small mb-0 w-auto"),
+                          id=ids.CARD_CONFOUNDER_TABLE, title=conf["rule"]))
+    return html.Div(parts)

@@ -19,7 +19,7 @@ __all__ = [
     "CATEGORY_PALETTE", "LOCALITY_COLOURS", "typed_array", "empty_figure", "map_groups", "concept_map_figure",
     "highlight_trace", "selected_trace", "latent_figure", "latent_active_trace", "activation_histogram_figure",
     "cell_type_profile_figure", "volcano_figure", "feature_density_figure", "marker_sizes",
-]
+    "cell_type_heatmap_figure", "heatmap_shapes"]
 
 CATEGORY_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
@@ -570,3 +570,69 @@ def compare_shift_figure(shift: pd.DataFrame, *, label_a: str = "A", label_b: st
                       yaxis=dict(automargin=True), legend=dict(font=dict(size=10), orientation="h", y=1.0,
                                                                yanchor="bottom", x=1, xanchor="right"))
     return fig
+
+
+HEATMAP_SCALE = "Blues"
+
+
+def cell_type_heatmap_figure(heat, *, selected: int | None = None, height: int | None = None) -> go.Figure:
+    """Cell type × feature heatmap of ``heat`` (:class:`core.views.explorer.HeatmapData`): mean
+    activation per cell type, each feature (column) scaled to its peak, features grouped by their
+    top cell type (thin lines between groups), locality marked by a strip of squares on top, and a
+    clickable strip of the cell types on the left.
+
+    Traces: 0 the heatmap (``customdata`` = [feature, mean] per cell), 1 the cell-type strip (``customdata``
+    = cell type), then one locality trace per locality present (``customdata`` = feature)."""
+    types = [str(t) for t in heat.types]
+    n = int(heat.n_shown)
+    if n == 0:
+        return empty_figure("no live features to show", height=height)
+    means = np.asarray(heat.means, np.float64)
+    peak = means.max(axis=0)
+    z = np.divide(means, peak, out=np.zeros_like(means), where=peak > 0)
+    x = np.arange(n)
+    feats = np.asarray(heat.features, np.int64)
+    custom = np.stack([np.tile(feats, (len(types), 1)), np.round(means, 4)], axis=-1).tolist()
+    traces = [go.Heatmap(z=z.astype(np.float32), x=x, y=types, customdata=custom, colorscale=HEATMAP_SCALE, zmin=0,
+                         zmax=1, name="mean activation",
+                         hovertemplate="feature %{customdata[0]} · %{y}<br>mean %{customdata[1]:.3g} "
+                                       "(%{z:.0%} of its peak)<extra></extra>",
+                         colorbar=dict(title=dict(text="share of<br>peak", side="top"), thickness=10, len=0.6)),
+              go.Heatmap(z=[[i] for i in range(len(types))], x=[0], y=types, customdata=[[t] for t in types],
+                         xaxis="x2", yaxis="y", colorscale=[[0, "#e9ecef"], [1, "#ced4da"]], showscale=False,
+                         hovertemplate="%{customdata}: click to list its features<extra></extra>",
+                         name="cell types")]
+    loc = np.asarray(heat.locality, dtype=object)
+    for name in LOCALITY_ORDER:
+        m = loc == name
+        if m.any():
+            traces.append(go.Scatter(x=x[m], y=np.zeros(int(m.sum())), yaxis="y2", mode="markers", name=name,
+                                     marker=dict(symbol="square", size=7, color=LOCALITY_COLOURS[name]),
+                                     customdata=feats[m].tolist(),
+                                     hovertemplate="feature %{customdata} · " + name + "<extra></extra>"))
+    fig = new_figure(traces)
+    more = f"the {n:,} strongest of {heat.n_live:,} live features" if n < heat.n_live else f"all {n:,} live features"
+    fig.update_layout(
+        height=height if height is not None else 30 * len(types) + 150, margin=dict(l=10, r=10, t=50, b=30),
+        title=dict(text=f"Mean activation per cell type · {more}, grouped by top cell type", font=dict(size=13)),
+        xaxis=dict(domain=[0.045, 1], showticklabels=False, showgrid=False, title="features (click one to open it)"),
+        xaxis2=dict(domain=[0, 0.035], showticklabels=False, showgrid=False, fixedrange=True),
+        yaxis=dict(domain=[0, 0.9], anchor="x2", autorange="reversed", showgrid=False, tickfont=dict(size=11)),
+        yaxis2=dict(domain=[0.92, 1], anchor="x", visible=False, fixedrange=True, range=[-1, 1]),
+        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right", title=dict(text="locality")),
+        shapes=heatmap_shapes(heat, selected=selected), clickmode="event")
+    return fig
+
+
+def heatmap_shapes(heat, *, selected: int | None = None) -> list[dict]:
+    """Lines between the top-cell-type groups of :func:`cell_type_heatmap_figure`, and a red frame
+    around the ``selected`` feature's column when it is shown."""
+    n, top = int(heat.n_shown), heat.top_type
+    shapes = [dict(type="line", x0=i - 0.5, x1=i - 0.5, y0=0, y1=0.9, xref="x", yref="paper",
+                   line=dict(width=1, color="#495057")) for i in range(1, n) if top[i] != top[i - 1]]
+    hit = np.flatnonzero(np.asarray(heat.features) == int(selected)) if selected is not None else ()
+    if len(hit):
+        j = int(hit[0])
+        shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=0, y1=0.9, xref="x", yref="paper",
+                           line=dict(width=2, color="#d62728")))
+    return shapes

@@ -235,3 +235,18 @@ def nav_link(page: str) -> str:
 def all_ids() -> list[str]:
     """Every string ID defined above (for the uniqueness test)."""
     return [v for k, v in globals().items() if k.isupper() and isinstance(v, str)]
+
+# --- explorer: feature-card sections and the cell type × feature heatmap (issue 16) ---
+CARD_UP_SECTION = "card-up-terms-section"        # reported (up-regulated) terms
+CARD_DOWN_SECTION = "card-down-terms-section"    # terms of the genes down in the high cells
+CARD_DOWN_TERMS = "card-down-terms-grid"
+CARD_DOWN_NOTE = "card-down-terms-note"
+CARD_STABILITY_SECTION = "card-stability-section"
+CARD_CONFOUNDERS = "card-confounders-section"    # technical-variable flags (confounders.parquet)
+CARD_PROFILES_SECTION = "card-profiles-section"  # activation histogram and cell-type profile
+CARD_DE_SECTION = "card-de-section"
+EXPLORER_HEATMAP = "explorer-heatmap-graph"      # cell type × feature mean activation
+EXPLORER_HEATMAP_ALERT = "explorer-heatmap-alert"
+CARD_TECHNICAL_BADGE = "card-technical-badge"    # header badge: "may be technical"
+CARD_TECHNICAL_ALERT = "card-technical-alert"    # "Mostly tracks library size: may be technical"
+CARD_CONFOUNDER_TABLE = "card-confounder-table"

@@ -1,5 +1,6 @@
 """The Explorer in a real browser: search → highlight → click → recolour + card; reload restores the view;
-map click, lasso reverse lookup, exports, bad input shown in place."""
+map click, lasso reverse lookup, exports, bad input shown in place; the cell type × feature heatmap
+and the card's technical-variable flags."""
 from __future__ import annotations
 
 import re
@@ -24,15 +25,30 @@ def server(tmp_path_factory):
     built = small_analysis_path(tmp_path_factory)
     base = tmp_path_factory.mktemp("explorer-app")
     shutil.copytree(built, base / "analyses" / "pbmc-small")
+    plant_technical_row(built, base / "analyses" / "pbmc-tech")
     srv = start_server(base, ["serve"])
     yield srv
     stop_server(srv)
 
 
-def explorer_url(server, **query) -> str:
+TECH_FEATURE = 5
+
+
+def plant_technical_row(built, out) -> None:
+    """A copy of the analysis whose ``confounders.parquet`` says feature :data:`TECH_FEATURE` tracks
+    library size (r = 0.82): a doctored row to check what the card shows; the rule itself is tested
+    in tests/test_confounders.py and tests/test_explore_core.py."""
+    shutil.copytree(built, out)
+    conf = pd.read_parquet(out / "confounders.parquet")
+    hit = conf["feature"] == TECH_FEATURE
+    conf.loc[hit, "library_size_r"], conf.loc[hit, "tracks"] = 0.82, "library_size"
+    conf.to_parquet(out / "confounders.parquet")
+
+
+def explorer_url(server, source: str = "analysis:pbmc-small", **query) -> str:
     from urllib.parse import urlencode
 
-    return f"{server.url}/explorer?" + urlencode({"source": "analysis:pbmc-small", **query})
+    return f"{server.url}/explorer?" + urlencode({"source": source, **query})
 
 
 def latent_title(page) -> str:
@@ -252,3 +268,69 @@ def test_bx005_back_and_forward_restore_the_feature_and_the_search(server, page,
                            ".startsWith('no feature selected')", timeout=15000)
     screenshot("2-back-to-start")
     assert server.proc.poll() is None
+
+
+HEATMAP = "#explorer-heatmap-graph .js-plotly-plot"
+
+
+def _heatmap_point(page, trace: int, row: int, col: int) -> tuple[float, float]:
+    """Viewport position of cell (row, col) of heatmap trace 0 (features) or 1 (the cell-type strip)."""
+    page.locator(HEATMAP).scroll_into_view_if_needed()
+    return page.evaluate("""([sel, trace, row, col]) => {
+        const gd = document.querySelector(sel), fl = gd._fullLayout, box = gd.getBoundingClientRect();
+        const xa = trace === 1 ? fl.xaxis2 : fl.xaxis, ya = fl.yaxis;
+        return [box.left + xa._offset + xa.l2p(col), box.top + ya._offset + ya.l2p(row)]; }""",
+                         [HEATMAP, trace, row, col])
+
+
+def test_bx006_heatmap_click_opens_a_feature_and_lists_a_cell_types_features(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(explorer_url(server))
+    wait_for_graph(page, HEATMAP)
+    title = page.evaluate(f"() => document.querySelector('{HEATMAP}').layout.title.text")
+    assert "live features" in title and "grouped by top cell type" in title
+    n_shown = page.evaluate(f"() => document.querySelector('{HEATMAP}').data[0].customdata[0].length")
+    assert 0 < n_shown <= 300
+    screenshot("1-heatmap")
+    # a cell opens its feature: the card, the latent colouring and the red frame on the heatmap
+    row, col = 1, n_shown // 2
+    feature = page.evaluate(f"() => document.querySelector('{HEATMAP}').data[0].customdata[{row}][{col}][0]")
+    page.mouse.click(*_heatmap_point(page, 0, row, col))
+    expect(page.locator("#card-title")).to_have_text(f"Feature {feature}", timeout=15000)
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+                           f".startsWith('feature {feature}: active in')", timeout=15000)
+    page.wait_for_function(f"() => (document.querySelector('{HEATMAP}').layout.shapes || [])"
+                           ".some(s => s.type === 'rect')", timeout=15000)
+    expect(page).to_have_url(re.compile(rf"feature={feature}\b"))
+    # the card: up terms, down terms, stability, technical variables, in that order
+    for sel in ("#card-up-terms-section", "#card-down-terms-section", "#card-stability", "#card-confounder-table"):
+        expect(page.locator(sel)).to_be_visible(timeout=15000)
+    tops = [page.locator(sel).bounding_box()["y"] for sel in
+            ("#card-up-terms-section", "#card-down-terms-section", "#card-stability", "#card-confounder-table",
+             "#card-profiles-section", "#card-de-section")]
+    assert tops == sorted(tops)
+    expect(page.locator("#card-confounder-table")).to_contain_text("library size")
+    expect(page.locator("#card-technical-alert")).to_have_count(0)
+    screenshot("2-feature-from-heatmap")
+    # a cell type (the grey strip) lists its features in the search results
+    cell_type = page.evaluate(f"() => document.querySelector('{HEATMAP}').data[1].y[{row}]")
+    page.mouse.click(*_heatmap_point(page, 1, row, 0))
+    expect(page.locator("#search-results-status")).to_contain_text(f"with top cell type {cell_type}", timeout=15000)
+    first = page.locator("#search-results-grid .ag-center-cols-container .ag-row").first
+    expect(first).to_contain_text(f"top cell type {cell_type}")
+    screenshot("3-cell-type-features")
+    assert server.proc.poll() is None
+
+
+def test_bx007_card_warns_when_a_feature_tracks_library_size(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(explorer_url(server, source="analysis:pbmc-tech", feature=str(TECH_FEATURE)))
+    expect(page.locator("#card-title")).to_have_text(f"Feature {TECH_FEATURE}", timeout=20000)
+    expect(page.locator("#card-technical-badge")).to_have_text("may be technical", timeout=15000)
+    expect(page.locator("#card-technical-alert")).to_contain_text("Mostly tracks library size: may be technical")
+    expect(page.locator("#card-confounder-table")).to_contain_text("0.82")
+    assert "|r| ≥ 0.5" in page.locator("#card-confounder-table").get_attribute("title")
+    page.locator("#card-confounders-section").scroll_into_view_if_needed()
+    screenshot("technical")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#card-feature").screenshot(path=str(ARTIFACTS / "test_bx007-card.png"))

@@ -466,7 +466,7 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
     what training writes)."""
     import shutil
 
-    one = text_of(cb.render_card({"feature": 0}, SOURCE)[0])
+    one = text_of(cb.render_checks({"feature": 0}, SOURCE)[0])
     assert "train with 3 seeds to measure" in one and "stable across seeds:" not in one
     assert explorer.feature_summary(data, 0)["stability_measured"] is False
     src = small_analysis_path(tmp_path_factory)
@@ -489,11 +489,11 @@ def test_the_card_shows_stability_across_seeds(tmp_path_factory, monkeypatch, da
     assert (s["stability"], s["stability_seeds"], s["stability_chance"]) == (pytest.approx(0.973), 2, 0.55)
     line = feature_card.stability_line(s)
     assert line.id == ids.CARD_STABILITY
-    text = text_of(cb.render_card({"feature": stable}, "analysis:seeds")[0])
+    text = text_of(cb.render_checks({"feature": stable}, "analysis:seeds")[0])
     assert "stable across seeds: 0.97 (best-matched decoder cosine in 2 other seeds)" in text
     assert "seed artefact" not in text and "random directions would score about 0.55" in line.title
     assert "lowest 0.95" in line.title
-    text = text_of(cb.render_card({"feature": shaky}, "analysis:seeds")[0])
+    text = text_of(cb.render_checks({"feature": shaky}, "analysis:seeds")[0])
     assert "stable across seeds: 0.41" in text and "may be a seed artefact" in text
     dead = feature_card.stability_line({"stability_measured": True, "stability": None, "stability_seeds": 0})
     assert "a dead feature" in text_of(dead)   # NaN: the kept SAE's dead features
@@ -562,3 +562,125 @@ def test_explorer_page_data_of_a_good_source_reads_the_link(source):
     assert explorer.explorer_page_data(source) == explorer.explorer_page_data(source, query={})
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.mode = "gene"
+
+
+# ----------------------------------------------------------------------------- card order, checks, heatmap (issue 16)
+def _ids_in(component) -> list[str]:
+    """Every string id in a component tree, depth first (document order)."""
+    out = []
+    cid = getattr(component, "id", None)
+    if isinstance(cid, str):
+        out.append(cid)
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            out.extend(_ids_in(child))
+    return out
+
+
+def test_card_sections_lead_with_up_terms_then_down_stability_confounders():
+    order = feature_card.CARD_SECTIONS
+    assert order[:4] == (ids.CARD_UP_SECTION, ids.CARD_DOWN_SECTION, ids.CARD_STABILITY_SECTION,
+                         ids.CARD_CONFOUNDERS)
+    found = _ids_in(feature_card.card_layout())
+    assert [i for i in found if i in order] == list(order)
+    # the grids sit in their sections, in that order: up terms, down terms, … DE table last
+    pos = {i: found.index(i) for i in (ids.CARD_TERMS, ids.CARD_DOWN_TERMS, ids.CARD_HISTOGRAM, ids.CARD_DE)}
+    assert pos[ids.CARD_TERMS] < pos[ids.CARD_DOWN_TERMS] < found.index(ids.CARD_CONFOUNDERS) \
+        < pos[ids.CARD_HISTOGRAM] < pos[ids.CARD_DE]
+
+
+def _text(component) -> str:
+    """:func:`text_of` with non-ASCII characters kept (≥, η²)."""
+    return json.dumps(component.to_plotly_json(), ensure_ascii=False,
+                      default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o))
+
+
+def test_confounder_section_table_warning_and_note():
+    rows = [{"variable": "library_size", "label": "library size", "statistic": "r", "value": 0.81, "threshold": 0.5,
+             "flag": True},
+            {"variable": "batch", "label": "batch", "statistic": "η²", "value": 0.02, "threshold": 0.25,
+             "flag": False}]
+    conf = {"feature": 3, "rows": rows, "tracks": "library_size", "tracks_label": "library size",
+            "rule": explorer.confounder_rule()}
+    sec = feature_card.confounder_section(conf)
+    text = _text(sec)
+    assert "Mostly tracks library size: may be technical" in text and "card-technical-alert" in text
+    table = next(c for c in sec.children if getattr(c, "id", None) == "card-confounder-table")
+    assert table.title == explorer.confounder_rule() and "|r| ≥ 0.5" in table.title
+    assert "0.81" in text and "0.02" in text and "|r| ≥ 0.5" in text and "η² ≥ 0.25" in text
+    calm = text_of(feature_card.confounder_section({**conf, "tracks": "", "tracks_label": ""}))
+    assert "may be technical" not in calm and "card-confounder-table" in calm
+    assert "not checked for this analysis" in text_of(feature_card.confounder_section(None))
+    base = {"feature": 3, "n_cells": 10, "frequency": 0.1, "max_activation": 1.0, "n_terms": 0, "category": None,
+            "locality": "global", "significant_types": []}
+    assert "may be technical" in text_of(feature_card.card_header({**base, "tracks": "library_size",
+                                                                   "tracks_label": "library size"}, source=SOURCE))
+    assert "may be technical" not in text_of(feature_card.card_header({**base, "tracks": ""}, source=SOURCE))
+
+
+def test_render_checks_and_down_terms_of_the_analysis(source, data):
+    stability, conf = cb.render_checks({"feature": 5}, source)
+    assert stability.id == ids.CARD_STABILITY and "train with 3 seeds" in text_of(stability)
+    assert "card-confounder-table" in text_of(conf) and "library size" in text_of(conf)
+    assert cb.render_checks({"feature": None}, source) == (None, None)
+    assert "does not exist" in text_of(cb.render_checks({"feature": 9999}, source)[1])
+    rows, note = cb.render_down_terms({"feature": 5}, source)
+    down = explorer.feature_down_terms(data.annotations, 5)
+    assert len(rows) == len(down) and (note.startswith(f"{len(down)} at FDR") or note == "none at FDR 5 %")
+    assert cb.render_down_terms({"feature": None}, source) == ([], "")
+
+
+def _heat(types=("a", "b", "c")):
+    means = np.array([[2.0, 1.0, 0.0, 0.1], [0.5, 4.0, 3.0, 0.0], [0.0, 0.0, 1.5, 0.2]], np.float32)
+    return explorer.HeatmapData(means=means, types=list(types), features=np.array([7, 2, 9, 4]),
+                                top_type=np.array(["a", "b", "b", "c"], dtype=object),
+                                locality=np.array(["local", "regional", "local", "global"], dtype=object),
+                                n_live=10, n_shown=4)
+
+
+def test_cell_type_heatmap_figure():
+    heat = _heat()
+    fig = figures.cell_type_heatmap_figure(heat, selected=9)
+    hm, strip = fig.data[0], fig.data[1]
+    z = np.asarray(hm.z, float)
+    np.testing.assert_allclose(z.max(axis=0), 1.0)                       # each feature scaled to its peak
+    np.testing.assert_allclose(z[:, 1], heat.means[:, 1] / 4.0, rtol=1e-6)
+    assert list(hm.y) == ["a", "b", "c"] and [c[0] for c in hm.customdata[0]] == [7, 2, 9, 4]
+    assert hm.customdata[1][1][1] == pytest.approx(4.0)
+    assert list(strip.customdata) == [["a"], ["b"], ["c"]] and strip.xaxis == "x2"
+    locs = {t.name: list(t.customdata) for t in fig.data[2:]}
+    assert locs == {"local": [7, 9], "regional": [2], "global": [4]}
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.x0 for s in lines) == [0.5, 2.5]                     # between the a | b b | c groups
+    frame = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(frame) == 1 and frame[0].x0 == 1.5                        # feature 9 is column 2
+    assert "the 4 strongest of 10 live features" in fig.layout.title.text
+    assert len(figures.heatmap_shapes(heat, selected=123)) == 2
+    assert "no live features" in figures.cell_type_heatmap_figure(
+        dataclasses.replace(heat, n_shown=0, features=np.zeros(0, int))).layout.annotations[0].text
+    assert len(to_json_plotly(fig)) < 20_000
+
+
+def test_update_heatmap_full_then_patch_and_clicks(source, data):
+    fig, alert = cb.update_heatmap(source, None, triggered={ids.EXPLORER_SOURCE})
+    assert alert is None and isinstance(fig, go.Figure)
+    heat = explorer.heatmap_data(data, max_features=cb.MAX_HEATMAP)
+    assert [c[0] for c in fig.data[0].customdata[0]] == heat.features.tolist()
+    assert len(to_json_plotly(fig)) < 400_000                           # small browser payload
+    patch, _ = cb.update_heatmap(source, {"feature": int(heat.features[3])}, triggered=STATE)
+    shapes = operations(patch)[("layout", "shapes")]
+    assert isinstance(patch, Patch) and shapes[-1]["type"] == "rect" and shapes[-1]["x0"] == 2.5
+    # a cell opens its feature
+    state, *rest = cb.heatmap_click({"points": [{"curveNumber": 0, "x": 3, "y": heat.types[0]}]}, source)
+    assert state == {"feature": int(heat.features[3]), "features": [int(heat.features[3])]}
+    assert rest == [no_update] * 3
+    assert cb.heatmap_click({"points": [{"curveNumber": 2, "x": 0}]}, source)[0]["feature"] == int(heat.features[0])
+    # a cell type lists its features in the search results, ringed on the map
+    t = heat.top_type[0]
+    state, rows, status, hits = cb.heatmap_click({"points": [{"curveNumber": 1, "x": 0, "y": t}]}, source)
+    assert state is no_update and rows and [r["feature"] for r in rows] == hits
+    assert f"top cell type {t}" in status and (data.features.loc[hits, "top_cell_type"] == t).all()
+    assert cb.heatmap_click(None, source) == (no_update,) * 4
+    _, rows, alert, hits = cb.heatmap_click({"points": [{"curveNumber": 1, "y": "nope"}]}, source)
+    assert rows == [] and hits == [] and "not a cell type" in text_of(alert)

@@ -341,3 +341,111 @@ def test_reverse_lookup_of_one_cell_type_finds_its_local_features(data):
     assert terms["n_features"].is_monotonic_decreasing
     with pytest.raises(InputError, match="select at least"):
         explorer.reverse_lookup(data, [1])
+
+
+# ----------------------------------------------------------------------------- card checks, heatmap (issue 16)
+def test_down_terms_are_the_fdr_passing_down_rows_best_first():
+    ann = _calibrated_rows()
+    extra = pd.DataFrame({"feature": [4, 4], "term_id": ["GO:d2", "GO:d3"], "term_name": ["down two", "down miss"],
+                          "namespace": "BP", "hyper_p": [1e-4, 0.01], "hyper_q": [1e-3, 0.3], "binom_p": 1e-9,
+                          "reported": False, "redundant_with": "", "de_direction": "down"})
+    down = explorer.feature_down_terms(pd.concat([ann, extra], ignore_index=True), 4, q_max=0.05)
+    assert down["term_id"].tolist() == ["GO:down", "GO:d2"]       # GO:d3 misses the FDR; up rows never listed
+    assert (down["status"] == "down in high cells").all() and "feature" not in down
+    assert explorer.feature_down_terms(ann, 9).empty
+    assert explorer.feature_down_terms(ann.drop(columns="de_direction"), 4) is None   # paper method: pooled
+    assert explorer.feature_down_terms(None, 4) is None
+
+
+class _Conf:
+    """The two things :func:`explorer.feature_confounders` reads from an ExplorerData."""
+
+    def __init__(self, table, n_features):
+        self.confounders = None if table is None else table.set_index("feature")
+        self.n_features = n_features
+
+    check_feature = explorer.ExplorerData.check_feature
+
+
+def test_feature_confounders_rows_of_the_analysis(data):
+    table = pd.read_parquet(data.analysis.file(explorer.CONFOUNDERS_FILE))
+    conf = explorer.feature_confounders(data, 5)
+    got = {r["variable"]: r["value"] for r in conf["rows"]}
+    want = {v: float(table.loc[table["feature"] == 5, f"{v}_r"].iloc[0])
+            for v in ("library_size", "detected_genes", "pct_mito")}
+    assert got == pytest.approx(want) and "batch" not in got       # PBMC has no batch column
+    assert conf["tracks"] == explorer.feature_summary(data, 5)["tracks"] == ""
+    assert "|r| ≥ 0.5" in conf["rule"] and "within cell types" in conf["rule"]
+    assert explorer.feature_confounders(_Conf(None, 10), 3) is None   # older analysis: no file
+
+
+def test_feature_confounders_flag_a_planted_library_size_feature(rng):
+    """Feature 1 follows log library size within cell types: it is flagged, feature 0 (noise) is not."""
+    from core.annotate.confounders import confounder_table
+
+    n = 3000
+    types = rng.choice(["a", "b", "c"], size=n)
+    lib = rng.lognormal(8, 0.5, size=n)
+    acts = np.c_[rng.exponential(size=n), np.log1p(lib) + rng.normal(0, 0.2, size=n), rng.exponential(size=n)]
+    batch = rng.choice(["x", "y"], size=n)
+    acts[:, 2] += 3 * (batch == "y")                                    # feature 2 follows the batch
+    table = confounder_table(acts, {"library_size": lib, "batch": batch}, cell_types=types)
+    stub = _Conf(table, 3)
+    plain, tech, batched = (explorer.feature_confounders(stub, f) for f in range(3))
+    assert plain["tracks"] == "" and not any(r["flag"] for r in plain["rows"])
+    assert tech["tracks"] == "library_size" and tech["tracks_label"] == "library size"
+    lib_row = next(r for r in tech["rows"] if r["variable"] == "library_size")
+    assert lib_row["flag"] and lib_row["value"] > 0.9 and lib_row["statistic"] == "r"
+    assert batched["tracks"] == "batch" and next(r for r in batched["rows"] if r["variable"] == "batch")["flag"]
+    assert [r["variable"] for r in tech["rows"]] == ["library_size", "batch"]
+
+
+def test_group_means_equal_a_direct_numpy_computation(rng, data):
+    x = sp.random(400, 30, density=0.1, random_state=1, format="csc", dtype=np.float32)
+    codes = rng.integers(0, 5, size=400)
+    codes[codes == 3] = 0                                              # an empty group
+    dense = x.toarray()
+    want = np.stack([dense[codes == g].mean(axis=0) if (codes == g).any() else np.zeros(30) for g in range(5)])
+    np.testing.assert_allclose(explorer.group_means(x, codes, 5), want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(explorer.group_means(dense, codes, 5), want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="codes for"):
+        explorer.group_means(x, codes[:10], 5)
+    tm = data.type_means()
+    lat = data.latent()
+    acts = data.acts.toarray()
+    ref = np.stack([acts[lat.codes == i].mean(axis=0) for i in range(len(lat.types))])
+    np.testing.assert_allclose(tm.means, ref, rtol=1e-5, atol=1e-7)
+    assert tm.types == lat.types and tm.counts.sum() == data.n_cells
+    assert data.type_means() is tm                                      # once per analysis
+    t = lat.types[0]                                                    # the annotation's own per-type means
+    np.testing.assert_allclose(tm.means[0], data.features[f"mean[{t}]"].to_numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_heatmap_data_groups_the_strongest_features_by_top_type(data):
+    heat = explorer.heatmap_data(data, max_features=40)
+    tm = data.type_means()
+    live = np.flatnonzero(np.diff(data.acts.indptr) > 0)
+    peak = tm.means.max(axis=0)
+    assert heat.n_live == live.size and heat.n_shown == 40
+    assert set(heat.features) == set(live[np.argsort(-peak[live], kind="stable")[:40]])
+    np.testing.assert_array_equal(heat.means, tm.means[:, heat.features])
+    assert heat.top_type.tolist() == data.features.loc[heat.features, "top_cell_type"].tolist()
+    rank = [tm.types.index(t) for t in heat.top_type]
+    assert rank == sorted(rank)                                          # grouped, in the types' order
+    assert set(heat.locality) <= {"local", "regional", "global", "dead", "unknown"}
+    assert explorer.heatmap_data(data, max_features=10_000).n_shown == live.size
+
+
+def test_cell_type_features_lists_a_types_features_strongest_first(data):
+    t = str(data.features["top_cell_type"].value_counts().index[0])
+    res = explorer.cell_type_features(data, t)
+    i = data.type_means().types.index(t)
+    feats = res["feature"].to_numpy()
+    assert len(res) > 0 and (data.features.loc[feats, "top_cell_type"] == t).all()
+    live = np.diff(data.acts.indptr) > 0
+    assert len(res) == min(50, int(((data.features["top_cell_type"] == t).to_numpy() & live).sum()))
+    assert np.all(np.diff(data.type_means().means[i, feats]) <= 0)
+    assert res["match"].iloc[0].startswith(f"top cell type {t} (") and list(res.columns) == ["feature", "match",
+                                                                                           "p", "category"]
+    with pytest.raises(InputError, match="not a cell type"):
+        explorer.cell_type_features(data, "no such type")

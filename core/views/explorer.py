@@ -37,6 +37,7 @@ from core.base.progress import Cancelled, Progress, ShouldStop, never_stop, no_p
 from core.annotate.search import ConceptIndex, characteristic_features
 from core.views.problem import PageProblem, error_text
 from core.annotate.calibrated_de import calibrated_de, de_of_cells
+from core.annotate.confounders import FLAG_ETA2, FLAG_R
 from core.annotate.de import batched_de, FC_EPS, significant_genes
 from core.annotate.expression import resolve_expression
 from core.annotate.groups import select_groups
@@ -52,13 +53,15 @@ __all__ = [
     "feature_de_table", "top_de_genes", "build_top_genes", "GeneIndex", "parse_feature_ids", "search_features",
     "search_hits", "suggestions", "latent_inputs", "paper_table",
     "reverse_lookup", "annotation_settings", "SEARCH_MODES", "ExplorerPageData", "explorer_page_data",
-    "initial_state",
+    "initial_state", "CONFOUNDERS_FILE", "feature_confounders", "confounder_rule", "feature_down_terms",
+    "group_means", "TypeMeans", "cell_type_means", "heatmap_data", "HeatmapData", "cell_type_features",
 ]
 
 LATENT_FILE = "latent_pca.npy"
 CELLS_FILE = "cells.parquet"
 LATENT_INFO_FILE = "latent.json"
 TOP_GENES_FILE = "top_genes.parquet"
+CONFOUNDERS_FILE = "confounders.parquet"
 SEARCH_MODES = ("concept", "gene", "feature")
 
 
@@ -227,6 +230,9 @@ class ExplorerData:
         self.index = ConceptIndex(self.annotations) if self.annotations is not None else None
         self.concepts = ConceptSearch(self.index, self.annotations) if self.index is not None else None
         self.concept_map = self._map_table() if analysis.has("concept_map.parquet") else None
+        conf = analysis.read_parquet(CONFOUNDERS_FILE) if analysis.has(CONFOUNDERS_FILE) else None
+        self.confounders = conf.set_index("feature") if conf is not None and "feature" in conf else conf
+        self._type_means: TypeMeans | None = None
         self._latent: Latent | None = None
         self._acts_csr: sp.csr_matrix | None = None
         self._expression = None
@@ -322,6 +328,14 @@ class ExplorerData:
                 self._stability = (m.get("robustness") or {}).get("stability") or {}
             return self._stability
 
+    def type_means(self) -> "TypeMeans":
+        """:func:`cell_type_means` of the activations over the latent view's cell types, once."""
+        with self._lock:
+            if self._type_means is None:
+                lat = self.latent()
+                self._type_means = cell_type_means(self.acts, lat.codes, lat.types)
+            return self._type_means
+
     def check_feature(self, feature) -> int:
         try:
             f = int(feature)
@@ -333,7 +347,7 @@ class ExplorerData:
 
 
 _EXPLORERS = LRUCache(size=4)
-_KEY_FILES = ("activations.npz", "features.parquet", "annotations.parquet", "concept_map.parquet")
+_KEY_FILES = ("activations.npz", "features.parquet", "annotations.parquet", "concept_map.parquet", CONFOUNDERS_FILE)
 
 
 def explorer_data(path) -> ExplorerData:
@@ -505,6 +519,9 @@ def feature_summary(data: ExplorerData, feature: int) -> dict:
             out["category"] = str(hit["category"].iloc[0])
     if data.reported is not None:
         out["n_terms"] = int((data.reported["feature"].to_numpy() == f).sum())
+    conf = data.confounders
+    out["tracks"] = str(conf["tracks"].get(f, "") or "") if conf is not None and "tracks" in conf else ""
+    out["tracks_label"] = CONFOUNDER_LABELS.get(out["tracks"], out["tracks"])
     return out
 
 
@@ -872,3 +889,152 @@ def reverse_lookup(data: ExplorerData, cells, *, top: int = 15, top_terms: int =
                           "best_p": g["_p"].min()})
     terms = terms.sort_values(["n_features", "best_p"], ascending=[False, True], kind="stable").head(top_terms)
     return feats, terms.rename_axis("term_id").reset_index()[term_cols]
+
+
+# ----------------------------------------------------------------------------- technical variables
+CONFOUNDER_VARIABLES = (("library_size", "library size", "library_size_r", "r"),
+                        ("detected_genes", "detected genes", "detected_genes_r", "r"),
+                        ("pct_mito", "% mito", "pct_mito_r", "r"),
+                        ("batch", "batch", "batch_eta2", "η²"))
+CONFOUNDER_LABELS = {name: label for name, label, _, _ in CONFOUNDER_VARIABLES}
+
+
+def confounder_rule() -> str:
+    """The flag rule of :mod:`core.annotate.confounders`, in one sentence (the card's tooltip)."""
+    return (f"Measured within cell types (each cell type's mean removed from the activation and the covariate): "
+            f"Pearson r with log library size, log detected genes and % mitochondrial counts; for the batch, "
+            f"η² = the share of the within-type variance the batch explains. A feature tracks a variable when "
+            f"|r| ≥ {FLAG_R} or η² ≥ {FLAG_ETA2}; random activations give |r| ≈ 1/√cells.")
+
+
+def feature_confounders(data: ExplorerData, feature: int) -> dict | None:
+    """One feature's row of ``confounders.parquet`` for the card, or None when the analysis has none
+    (annotated before the check existed, or an embedding-only dataset). ``rows``: one dict per
+    variable present (variable, label, statistic "r"/"η²", value, threshold, flag); ``tracks``: the
+    variable the feature mostly tracks ("" when none) and ``tracks_label``; ``rule``: :func:`confounder_rule`."""
+    f = data.check_feature(feature)
+    conf = data.confounders
+    if conf is None:
+        return None
+    row = conf.loc[f] if f in conf.index else pd.Series(dtype=object)
+    rows = []
+    for name, label, col, stat in CONFOUNDER_VARIABLES:
+        if col not in conf:
+            continue
+        v = row.get(col)
+        value = None if v is None or not np.isfinite(float(v)) else float(v)
+        threshold = FLAG_R if stat == "r" else FLAG_ETA2
+        flag = value is not None and (abs(value) if stat == "r" else value) >= threshold
+        rows.append({"variable": name, "label": label, "statistic": stat, "value": value, "threshold": threshold,
+                     "flag": bool(flag)})
+    tracks = str(row.get("tracks", "") or "")
+    return {"feature": f, "rows": rows, "tracks": tracks, "tracks_label": CONFOUNDER_LABELS.get(tracks, tracks),
+            "rule": confounder_rule()}
+
+
+def feature_down_terms(annotations: pd.DataFrame | None, feature: int, *, q_max: float = 0.05,
+                       min_hits: int = 2) -> pd.DataFrame | None:
+    """The terms enriched among the genes *down* in a feature's high cells (they describe its low
+    cells): the calibrated method's ``de_direction == "down"`` rows with ``hyper_q < q_max`` and at
+    least ``min_hits`` genes, best p first, columns as :func:`feature_terms`. None when the table has
+    no directions (the paper's method pools up and down genes)."""
+    if annotations is None or "de_direction" not in annotations or "hyper_q" not in annotations:
+        return None
+    rows = annotations.loc[(annotations["feature"].to_numpy() == int(feature))
+                           & (annotations["de_direction"].astype(str).to_numpy() == "down")]
+    hits = rows["hits"].to_numpy() if "hits" in rows else np.full(len(rows), min_hits)
+    rows = rows.loc[(rows["hyper_q"].to_numpy(float) < q_max) & (hits >= min_hits)]
+    rows = rows.assign(status=term_status(rows).to_numpy()).sort_values("hyper_p", kind="stable")
+    cols = [c for c in TERM_COLUMNS if c in rows] + [c for c in rows if c not in TERM_COLUMNS and c != "feature"]
+    return rows[cols].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- cell type × feature heatmap
+@dataclass(frozen=True)
+class TypeMeans:
+    """Mean activation per cell type: ``means`` float32 (n_types, n_features), zeros included;
+    ``types`` (n_types,) and ``counts`` (n_types,) cells per type."""
+    means: np.ndarray
+    types: list[str]
+    counts: np.ndarray
+
+
+def group_means(acts, codes: np.ndarray, k: int) -> np.ndarray:
+    """(k, features) mean of ``acts`` (cells × features, sparse or dense) over the cells of each
+    group ``codes`` (n_cells,) ∈ [0, k): one sparse product (indicator rows @ acts), no densifying."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n = codes.size
+    if acts.shape[0] != n:
+        raise InputError(f"{n} cell-type codes for {acts.shape[0]} cells")
+    onehot = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(k, n))
+    sums = onehot @ acts
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+    counts = np.bincount(codes, minlength=k).astype(np.float64)
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def cell_type_means(acts, codes: np.ndarray, types: list[str]) -> TypeMeans:
+    """:class:`TypeMeans` of ``acts`` over the cell types ``types`` (``codes`` index into it)."""
+    return TypeMeans(group_means(acts, codes, len(types)), list(types),
+                     np.bincount(np.asarray(codes, np.int64), minlength=len(types)))
+
+
+@dataclass(frozen=True)
+class HeatmapData:
+    """What the cell type × feature heatmap draws: ``means`` (n_types, n_shown) of the features shown
+    (``features``, grouped by ``top_type`` in the order of ``types``, strongest first in each group),
+    their ``locality``; ``n_live`` features could be shown, ``n_shown`` are (the strongest)."""
+    means: np.ndarray
+    types: list[str]
+    features: np.ndarray
+    top_type: np.ndarray
+    locality: np.ndarray
+    n_live: int
+    n_shown: int
+
+
+def _feature_column(data: ExplorerData, name: str, feats: np.ndarray, default) -> np.ndarray:
+    col = data.features[name] if name in data.features else pd.Series(dtype=object)
+    return col.reindex(feats).fillna(default).astype(str).to_numpy(object)
+
+
+def heatmap_data(data: ExplorerData, *, max_features: int = 300) -> HeatmapData:
+    """The live features (active in any cell), at most ``max_features`` of them (highest peak mean
+    over cell types first), grouped by their top cell type (features.parquet ``top_cell_type``; the
+    type of the peak mean when absent) in the latent view's type order."""
+    tm = data.type_means()
+    peak = tm.means.max(axis=0)
+    live = np.flatnonzero(np.diff(data.acts.indptr) > 0)
+    keep = live[np.argsort(-peak[live], kind="stable")[:max_features]]
+    argmax = np.asarray(tm.types, dtype=object)[tm.means[:, keep].argmax(axis=0)] if keep.size else np.zeros(0, object)
+    top = _feature_column(data, "top_cell_type", keep, "")
+    top = np.where((top == "") | ~np.isin(top, tm.types), argmax, top)
+    rank = {t: i for i, t in enumerate(tm.types)}
+    order = np.lexsort((-peak[keep], np.array([rank[t] for t in top], dtype=np.int64)))
+    keep, top = keep[order], top[order]
+    return HeatmapData(means=tm.means[:, keep], types=tm.types, features=keep.astype(np.int64), top_type=top,
+                       locality=_feature_column(data, "locality", keep, "unknown"), n_live=int(live.size),
+                       n_shown=int(keep.size))
+
+
+def cell_type_features(data: ExplorerData, cell_type: str, *, limit: int = 50) -> pd.DataFrame:
+    """The features whose top cell type is ``cell_type``, highest mean activation in it first; rows
+    as :func:`search_features` (feature, match, p NaN, category)."""
+    tm = data.type_means()
+    if cell_type not in tm.types:
+        raise InputError(f"{cell_type!r} is not a cell type of this analysis",
+                         fix="choose one of " + ", ".join(tm.types[:10]) + (" …" if len(tm.types) > 10 else ""))
+    i = tm.types.index(cell_type)
+    feats = np.flatnonzero(np.diff(data.acts.indptr) > 0)
+    top = _feature_column(data, "top_cell_type", feats, "")
+    missing = top == ""
+    top[missing] = np.asarray(tm.types, dtype=object)[tm.means[:, feats[missing]].argmax(axis=0)]
+    feats = feats[top == cell_type]
+    feats = feats[np.argsort(-tm.means[i, feats], kind="stable")][:limit]
+    loc = _feature_column(data, "locality", feats, "unknown")
+    out = pd.DataFrame({"feature": feats.astype(np.int64),
+                        "match": [f"top cell type {cell_type} ({lo}): mean {m:.3g}" for lo, m in
+                                  zip(loc, tm.means[i, feats])],
+                        "p": np.nan})
+    out["category"] = data.categories(out["feature"])
+    return out
