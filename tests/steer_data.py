@@ -54,14 +54,7 @@ def planted_sae():
 def build_planted(base, *, n_per_type: int = 80, n_genes: int = 500, seed: int = 0, decoder: bool = True):
     """(analysis, genes, planted gene indices, second-term gene indices) in folder ``base``."""
     rng = np.random.default_rng(seed)
-    bp = load_go(["BP"])
-    planted = bp.genes_of(PLANTED_TERM)
-    second = [g for g in bp.genes_of(SECOND_TERM) if g not in set(planted)]
-    others = [g for g in bp.genes[:4000] if g not in set(planted) | set(second)]
-    genes = planted + second + others[: n_genes - len(planted) - len(second)]
-    col = {g: j for j, g in enumerate(genes)}
-    p_idx = np.array([col[g] for g in planted])
-    s_idx = np.array([col[g] for g in second])
+    genes, p_idx, s_idx = planted_genes(n_genes)
     types = np.repeat(list(CENTROIDS), n_per_type)
     emb = np.array([CENTROIDS[t] for t in types], np.float32) + rng.normal(0, 0.4, (types.size, 4)).astype(np.float32)
     bias = np.log(rng.gamma(2.0, 1.0, len(genes)) + 0.1)
@@ -70,6 +63,26 @@ def build_planted(base, *, n_per_type: int = 80, n_genes: int = 500, seed: int =
     weight[0, p_idx] = 1.2
     weight[1, s_idx] = 0.6
     module = SoftmaxDecoder(torch.tensor(bias, dtype=torch.float32), torch.tensor(weight))
+    a = write_planted_analysis(base, "planted.h5ad", module=module, emb=emb, types=types, genes=genes, rng=rng,
+                               sae=planted_sae(), inputs={"planted": seed}, decoder=decoder)
+    return a, genes, p_idx, s_idx
+
+
+def planted_genes(n_genes: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``n_genes`` GO genes: the planted term's, the second term's, then others; and the two terms' columns."""
+    bp = load_go(["BP"])
+    planted = bp.genes_of(PLANTED_TERM)
+    second = [g for g in bp.genes_of(SECOND_TERM) if g not in set(planted)]
+    others = [g for g in bp.genes[:4000] if g not in set(planted) | set(second)]
+    genes = planted + second + others[: n_genes - len(planted) - len(second)]
+    col = {g: j for j, g in enumerate(genes)}
+    return genes, np.array([col[g] for g in planted]), np.array([col[g] for g in second])
+
+
+def write_planted_analysis(base, name: str, *, module, emb, types, genes, rng, sae, inputs: dict,
+                           decoder: bool = True) -> Analysis:
+    """Counts drawn from ``module``'s expression of ``emb`` (library sizes 1,500–3,000), written as
+    ``base/name`` with the TorchScript decoder (or none), and an analysis of it holding ``sae``."""
     with torch.no_grad():
         frac = module(torch.from_numpy(emb)).numpy()
     lib = rng.uniform(1500, 3000, types.size)
@@ -77,7 +90,7 @@ def build_planted(base, *, n_per_type: int = 80, n_genes: int = 500, seed: int =
     obs = pd.DataFrame({"cell_type": pd.Categorical(types)}, index=[f"cell{i}" for i in range(types.size)])
     adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes), obsm={"X_emb": emb})
     base.mkdir(parents=True, exist_ok=True)
-    path = base / "planted.h5ad"
+    path = base / name
     adata.write_h5ad(path)
     settings = {"decoder": "none"}
     if decoder:
@@ -86,8 +99,7 @@ def build_planted(base, *, n_per_type: int = 80, n_genes: int = 500, seed: int =
         settings = {"decoder": str(dec_path)}
     ds = load_dataset(path, embedding="X_emb")
     a = Analysis.create(base / "analysis", dataset=ds.source, seed=3, settings=settings)
-    sae = planted_sae()
-    with a.step("sae", inputs={"planted": seed}) as w:
+    with a.step("sae", inputs=inputs) as w:
         save_sae(sae, w)
         w.write_npz_sparse("activations.npz", encode_activations(sae, emb))
-    return a, genes, p_idx, s_idx
+    return a

@@ -11,19 +11,13 @@ so steering one of those features changes many genes with no program behind them
 """
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 import torch
 
-from core.concepts import load_go
-from core.data.load import load_dataset
-from core.sae import VanillaConfig, build_sae, encode_activations, save_sae
-from core.store.analysis import Analysis
-from steer_data import CENTROIDS, PLANTED_TERM, SECOND_TERM, SoftmaxDecoder
+from core.sae import VanillaConfig, build_sae
+from steer_data import CENTROIDS, SoftmaxDecoder, planted_genes, write_planted_analysis
 
-__all__ = ["build_wide", "PLANTED_TERM", "SECOND_TERM"]
+__all__ = ["build_wide"]
 
 
 def wide_sae(dims: int):
@@ -46,14 +40,7 @@ def wide_sae(dims: int):
 def build_wide(base, *, dims: int = 16, n_per_type: int = 80, n_genes: int = 500, seed: int = 0):
     """(analysis, genes, planted gene indices, second-term gene indices) in folder ``base``."""
     rng = np.random.default_rng(seed)
-    bp = load_go(["BP"])
-    planted = bp.genes_of(PLANTED_TERM)
-    second = [g for g in bp.genes_of(SECOND_TERM) if g not in set(planted)]
-    others = [g for g in bp.genes[:4000] if g not in set(planted) | set(second)]
-    genes = planted + second + others[: n_genes - len(planted) - len(second)]
-    col = {g: j for j, g in enumerate(genes)}
-    p_idx = np.array([col[g] for g in planted])
-    s_idx = np.array([col[g] for g in second])
+    genes, p_idx, s_idx = planted_genes(n_genes)
     types = np.repeat(list(CENTROIDS), n_per_type)
     centres = np.zeros((len(CENTROIDS), dims), np.float32)
     centres[:, :4] = np.array(list(CENTROIDS.values()))
@@ -66,21 +53,6 @@ def build_wide(base, *, dims: int = 16, n_per_type: int = 80, n_genes: int = 500
     weight[1, s_idx] = 0.6
     weight[2:] = rng.normal(0, 0.3, (dims - 2, len(genes)))
     module = SoftmaxDecoder(torch.tensor(bias, dtype=torch.float32), torch.tensor(weight))
-    with torch.no_grad():
-        frac = module(torch.from_numpy(emb)).numpy()
-    lib = rng.uniform(1500, 3000, types.size)
-    counts = rng.poisson(frac * lib[:, None]).astype(np.float32)
-    obs = pd.DataFrame({"cell_type": pd.Categorical(types)}, index=[f"cell{i}" for i in range(types.size)])
-    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes), obsm={"X_emb": emb})
-    base.mkdir(parents=True, exist_ok=True)
-    path = base / "wide.h5ad"
-    adata.write_h5ad(path)
-    dec_path = base / "decoder.pt"
-    torch.jit.save(torch.jit.script(module), str(dec_path))
-    ds = load_dataset(path, embedding="X_emb")
-    a = Analysis.create(base / "analysis", dataset=ds.source, seed=3, settings={"decoder": str(dec_path)})
-    sae = wide_sae(dims)
-    with a.step("sae", inputs={"wide": seed, "dims": dims}) as w:
-        save_sae(sae, w)
-        w.write_npz_sparse("activations.npz", encode_activations(sae, emb))
+    a = write_planted_analysis(base, "wide.h5ad", module=module, emb=emb, types=types, genes=genes, rng=rng,
+                               sae=wide_sae(dims), inputs={"wide": seed, "dims": dims})
     return a, genes, p_idx, s_idx
