@@ -324,15 +324,16 @@ def markdown_files() -> list[Path]:
     return sorted(p for p in ROOT.rglob("*.md") if not SKIP_DIRS & set(p.relative_to(ROOT).parts))
 
 
-def _prose_lines(text: str):
-    """``(line number, line)`` outside fenced code blocks, with inline code removed."""
+def _prose_lines(text: str, *, keep_code: bool = False):
+    """``(line number, line)`` outside fenced code blocks, with inline code removed unless
+    ``keep_code`` (headings' slugs include its text)."""
     fenced = False
     for i, line in enumerate(text.splitlines(), 1):
         if _FENCE.match(line):
             fenced = not fenced
             continue
         if not fenced:
-            yield i, _INLINE_CODE.sub("", line)
+            yield i, line if keep_code else _INLINE_CODE.sub("", line)
 
 
 def github_slug(heading: str) -> str:
@@ -349,7 +350,7 @@ def anchors(path: Path) -> set[str]:
     """All heading anchors of a markdown file (repeated headings get -1, -2, ... as on GitHub)."""
     seen: dict[str, int] = {}
     out = set()
-    for _, line in _prose_lines_raw(path.read_text(encoding="utf-8")):
+    for _, line in _prose_lines(path.read_text(encoding="utf-8"), keep_code=True):
         m = _HEADING.match(line)
         if not m:
             continue
@@ -358,17 +359,6 @@ def anchors(path: Path) -> set[str]:
         seen[slug] = n + 1
         out.add(slug if n == 0 else f"{slug}-{n}")
     return out
-
-
-def _prose_lines_raw(text: str):
-    """Like :func:`_prose_lines` but keeps inline code (headings' slugs include its text)."""
-    fenced = False
-    for i, line in enumerate(text.splitlines(), 1):
-        if _FENCE.match(line):
-            fenced = not fenced
-            continue
-        if not fenced:
-            yield i, line
 
 
 def links(path: Path) -> list[tuple[int, str]]:
