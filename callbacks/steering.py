@@ -187,19 +187,21 @@ def mode_controls(mode):
 
 
 def run_sweep(progress, source, features, cell_mode, cell_types, lasso, error_term, test, strengths, controls,
-              selection=None):
+              terms=None, selection=None):
     """Background job: the form's feature and cells swept at ``strengths`` with ``controls`` of each
-    kind, stored as one experiment; returns (alert, the shown-experiment store, the tab to show)."""
+    kind, its ``terms`` (text) as the hypotheses, stored as one experiment; returns (alert, the
+    shown-experiment store, the tab to show)."""
     request = steering_request(features, cell_mode, cell_types, lasso, "max", None, None, error_term, test,
                                carried=carried_cells(selection, source))
-    experiment = experiment_request(request, strengths=strengths, controls=controls)
+    experiment = experiment_request(request, strengths=strengths, controls=controls, terms=terms)
     analysis = open_analysis(source)
     t0 = time.perf_counter()
     result = run_experiment(analysis, experiment, progress=progress)
     eid = save_experiment(analysis, result)
     s = result.summary()
     return (success_alert(f"{len(result.runs)} runs in {s['n_cells']:,} cells ({time.perf_counter() - t0:.1f} s): "
-                          f"{s['n_specific']} of {s['n_terms']} terms specific. Experiment {eid}."),
+                          f"{s['n_specific_hypotheses']} of {s['n_hypotheses']} hypotheses and {s['n_specific']} of "
+                          f"{s['n_terms']} terms specific. Experiment {eid}."),
             {"experiment_id": eid, "at": time.time()}, "experiment")
 
 
@@ -595,7 +597,8 @@ register_job(EXPERIMENT, run_sweep,
                      State(ids.STEER_CELL_MODE, "value"), State(ids.STEER_CELL_TYPES, "value"),
                      State(ids.STEER_LASSO, "data"), State(ids.STEER_ERROR_TERM, "value"),
                      State(ids.STEER_TEST, "value"), State(ids.STEER_EXP_STRENGTHS, "value"),
-                     State(ids.STEER_EXP_CONTROLS, "value"), State(ids.STORE_CELLS, "data")])
+                     State(ids.STEER_EXP_CONTROLS, "value"), State(ids.STEER_EXP_TERMS, "value"),
+                     State(ids.STORE_CELLS, "data")])
 register_job(TOWARD_RANK, rank_toward_job,
              outputs=[Output(ids.STEER_TOWARD_TABLE, "rowData"), Output(ids.STEER_TOWARD_NOTE, "children")],
              states=[State(ids.STEER_SOURCE, "data"), State(ids.STEER_TOWARD_FROM, "value"),

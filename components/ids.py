@@ -170,6 +170,7 @@ STEER_EXP_BOX = "steer-exp-box"                # strengths, controls and the exp
 STEER_EXP_SETTINGS = "steer-exp-settings"     # strengths and controls (shown in experiment mode)
 STEER_EXP_STRENGTHS = "steer-exp-strengths-input"
 STEER_EXP_CONTROLS = "steer-exp-controls-input"
+STEER_EXP_TERMS = "steer-exp-terms-input"
 STEER_EXP_JOB = "steer-exp"                    # job panel prefix: the sweep with controls
 STEER_EXP_SHOWN = "steer-exp-shown-store"      # {"experiment_id": str | None}: the experiment shown
 STEER_LOWER_TABS = "steer-lower-tabs"          # experiment | toward | compare

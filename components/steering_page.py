@@ -15,7 +15,7 @@ from dash import dcc, html
 
 from core.steer.request import MAX_FEATURES  # features steered together
 from core.views.problem import PageProblem
-from core.views.steering import VERDICT_CAVEAT, SteeringPageData
+from core.views.steering import VERDICT_NOTE, SteeringPageData
 
 from . import ids
 from .feature_card import grid
@@ -36,7 +36,8 @@ RUN_MODES = [{"label": "one run", "value": "run"}, {"label": "dose–response wi
 EXPERIMENT_HELP = ("The feature is set to each strength × its maximum in the same cells (off is always included). "
                    "Controls, at 1× (or the largest strength): random live features of similar firing frequency, "
                    "and random directions in the embedding, each moving every cell as far as the feature does. "
-                   "A term is “specific” when it beats every control by 1 (−log10 p) at q < 0.05.")
+                   "Each term is then judged against 50 random features and 50 random directions moved as far "
+                   "(q < 0.05 against both: “specific”).")
 TAB_OF_MODE = {"run": "experiment", "experiment": "experiment", "toward": "toward", "compare": "compare"}
 
 MAX_CARRIED_CELLS = 5000         # cells the Explorer's lasso may carry here (= steering's max_cells: none dropped)
@@ -321,8 +322,11 @@ def experiment_box(form: dict, *, shown: bool) -> html.Div:
                      dbc.Input(id=ids.STEER_EXP_CONTROLS, type="number", min=0, max=10, step=1,
                                value=form.get("controls", 2), size="sm")], width=5),
         ], className="g-2"),
+        _label("Hypotheses (term ids; empty: the feature's annotated terms)", html_for=ids.STEER_EXP_TERMS),
+        dbc.Input(id=ids.STEER_EXP_TERMS, value=form.get("terms", ""), size="sm", debounce=True,
+                  placeholder="e.g. GO:0030218, down:GO:0006955"),
         html.Small(EXPERIMENT_HELP, className="text-muted d-block"),
-        dbc.Alert(VERDICT_CAVEAT, color="warning", className="py-1 px-2 mt-2 mb-0 small"),
+        dbc.Alert(VERDICT_NOTE, color="light", className="py-1 px-2 mt-2 mb-0 small"),
     ], className="mb-3", id=ids.STEER_EXP_SETTINGS, style=_shown(shown))
 
 
@@ -333,10 +337,12 @@ VERDICT_COLUMNS = [
     {"field": "verdict", "headerName": "verdict", "width": 150, "filter": "agTextColumnFilter",
      "cellClassRules": {"text-success fw-semibold": "params.value == 'specific'",
                         "text-muted": "params.value != 'specific'"}},
-    _num("score", "score", ".1f", 85), _num("q", "q", ".2~e", 95),
-    _num("best_control_feature", "best ctrl feature", ".1f", 130),
-    _num("best_control_direction", "best ctrl direction", ".1f", 140),
-    _num("margin_over_controls", "margin", ".1f", 90),
+    {"field": "family", "headerName": "family", "width": 110, "filter": "agTextColumnFilter",
+     "headerTooltip": "hypothesis: the feature's annotated terms; exploratory: other terms enriched in the run"},
+    _num("effect", "effect", "+.3f", 90), _num("null_feature_max", "most extreme feature", "+.3f", 150),
+    _num("null_direction_max", "most extreme direction", "+.3f", 160),
+    _num("q_feature", "q vs features", ".2~g", 120), _num("q_direction", "q vs directions", ".2~g", 130),
+    _num("score", "enrichment score", ".1f", 130),
 ]
 EXPERIMENT_COLUMNS = [
     {"field": "when", "headerName": "when", "width": 140, "sort": "desc"},

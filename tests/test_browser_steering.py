@@ -271,6 +271,8 @@ def test_bst007_sweep_with_controls_from_the_cards_link(server, page, screenshot
     # the sweep with its controls: one job, then the dose–response plots and the verdicts
     page.fill("#steer-exp-strengths-input", "0.5, 1, 2, 4")
     page.keyboard.press("Enter")
+    page.fill("#steer-exp-terms-input", "GO:0015671")  # oxygen transport, the planted program, as the hypothesis
+    page.keyboard.press("Enter")
     page.click("#steer-exp-start")
     expect(page.locator("#steer-exp-status")).to_have_text("Running…", timeout=10_000)
     expect(page.locator("#steer-exp-cancel")).to_be_enabled()
@@ -283,8 +285,11 @@ def test_bst007_sweep_with_controls_from_the_cards_link(server, page, screenshot
     page.wait_for_function("() => (document.querySelector('#steer-exp-changed-graph .js-plotly-plot')?._fullData "
                            "|| []).map(d => d.name).join('|') === "
                            "'feature 0|control: similar feature (2)|control: random direction (2)'", timeout=30_000)
+    expect(summary).to_contain_text("0 of 1 hypotheses")
+    expect(summary).to_contain_text("too few live features")  # this SAE has 8: 1/8 is the smallest p against them
     row = page.locator("#steer-exp-verdicts-table .ag-center-cols-container .ag-row", has_text="oxygen transport")
-    expect(row.first).to_contain_text("specific", timeout=30_000)
+    expect(row.first).to_contain_text("hypothesis", timeout=30_000)
+    expect(row.first).to_contain_text("not above control")
     expect(page.locator("#steer-exp-history-table .ag-center-cols-container .ag-row")).to_have_count(1)
     page.locator("#steer-exp-verdicts-table").scroll_into_view_if_needed()
     screenshot("2-dose-response")

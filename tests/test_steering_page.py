@@ -613,7 +613,8 @@ def swept(analyses):
     """The experiment job run once: feature 0 in the cells of type a at 0.5, 1, 2, 4 with 2 controls each."""
     sent = []
     progress = JobProgress(sent.append, min_interval=0.0)
-    alert, shown, tab = cb.run_sweep(progress, SOURCE, [0], "types", ["a"], [], True, "paired-log", "0.5, 1, 2, 4", 2)
+    alert, shown, tab = cb.run_sweep(progress, SOURCE, [0], "types", ["a"], [], True, "paired-log", "0.5, 1, 2, 4", 2,
+                                     PLANTED_TERM)
     return alert, shown, tab, sent
 
 
@@ -701,20 +702,25 @@ def test_showing_the_experiment_plots_and_verdicts(analyses, swept):
     summary, changed, terms, toward, rows = cb.show_experiment(shown, SOURCE)
     line = text_of(summary)
     assert "Feature 0 in 80 cells (cell_type=a)" in line and "off, 0.5×, 1×, 2×, 4×" in line
-    assert "2 random directions" in line and "oxygen transport" in line
+    assert "2 random directions" in line and "0 of 1 hypotheses" in line
+    assert "only 7 random features or directions" in line and "too few live features" in line  # an 8-feature SAE
     res = load_experiment(Analysis.open(analyses / "planted"), shown["experiment_id"])
     # changed genes: the feature's line over the five strengths, the 4 controls at 1×
     assert list(changed.data[0].x) == ["0", "0.5", "1", "2", "4"]
     assert list(changed.data[0].y) == res.dose_response()["n_changed"].tolist()
     assert [len(t.x) for t in changed.data[1:]] == [2, 2] and set(changed.data[1].x) == {"1"}
     # terms: the first line is the best up term, its controls' scores beside it
-    best = res.verdicts[res.verdicts["direction"] == "up"].iloc[0]
+    best = res.verdicts[res.verdicts["direction"] == "up"].sort_values("score", ascending=False, kind="stable").iloc[0]
     assert terms.data[0].name == best["term_name"][:40] and terms.data[0].y[2] == pytest.approx(best["score"])
-    assert max(terms.data[1].y) == pytest.approx(max(best["best_control_feature"], best["best_control_direction"]))
+    ctrl = res.terms[(res.terms["term_id"] == best["term_id"]) & res.terms["kind"].str.startswith("control")]
+    assert max(terms.data[1].y) == pytest.approx(ctrl["score"].max())
     assert [t.name for t in toward.data if t.showlegend is not False] == ["a", "b", "c"]
-    # the verdict table: oxygen transport is specific against both kinds of control
+    # the verdict table: oxygen transport, the hypothesis, beats all 50 random directions (p = 1/51) and
+    # every other feature; with 7 of them its p against features is 1/8, so it cannot be called specific
     ox = next(r for r in rows if r["term_id"] == PLANTED_TERM and r["direction"] == "up")
-    assert ox["verdict"] == "specific" and ox["margin_over_controls"] >= 1
+    assert ox["family"] == "hypothesis" and ox["effect"] > max(ox["null_feature_max"], ox["null_direction_max"])
+    assert ox["p_direction"] == pytest.approx(1 / 51, abs=1e-4) and ox["p_feature"] == pytest.approx(1 / 8)
+    assert ox["verdict"] == "not above control"
     assert len(rows) == len(res.verdicts) and all(r["verdict"] in ("specific", "not above control") for r in rows)
 
 

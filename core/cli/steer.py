@@ -56,6 +56,12 @@ def configure(parser) -> None:
     parser.add_argument("--controls", metavar="N",
                         help="control runs of each kind alongside a sweep: random similar-frequency features and "
                              "random embedding directions with the same shift (default 1; 0 = none)")
+    parser.add_argument("--null-draws", metavar="N",
+                        help="random similar-frequency features and random directions (each) every term is judged "
+                             "against (default 50; the smallest p is 1/(N+1))")
+    parser.add_argument("--terms", metavar="ID,...",
+                        help="the hypotheses to judge (term ids; down:ID for a fall); default: the feature's "
+                             "reported annotation terms")
     parser.add_argument("--seed", metavar="N", help="seed of the controls' draws (default: the analysis seed)")
     parser.add_argument("--toward", metavar="TYPE",
                         help="rank the features whose steering (to --target) moves the cells toward cell type "
@@ -185,6 +191,8 @@ def experiment_from_args(args, *, feature: int, seed: int):
     strengths = parse_strengths(args.sweep) if args.sweep is not None else _single_strength(args.target)
     return SteerExperiment(feature=feature, cells=args.cells, strengths=strengths,
                            controls=_count(args.controls, "controls", default=1),
+                           null_draws=_count(args.null_draws, "null-draws", default=50),
+                           terms=tuple(t.strip() for t in (args.terms or "").split(",") if t.strip()),
                            seed=_count(args.seed, "seed", default=seed), config=config_from_args(args))
 
 
@@ -219,7 +227,9 @@ def write_experiment(result, out, *, fmt: str = "csv") -> list[str]:
 
 
 def print_experiment(result) -> None:
-    from core.steer.experiment import VERDICT_CAVEAT
+    import pandas as pd
+
+    from core.steer.experiment import VERDICT_NOTE
 
     exp = result.experiment
     print(f"experiment {result.experiment_id}: feature {exp.feature} in {result.info['cells']} "
@@ -229,15 +239,25 @@ def print_experiment(result) -> None:
         print(f"  {r.run:<24} {r.strength:>7g}× {r.n_up:>9,} {r.n_down:>5,} {r.n_terms_up:>9,}")
     v = result.verdicts
     if not len(v):
-        print("no enriched term at the reference strength, so nothing to judge against the controls")
+        print("no hypothesis and no enriched term at the reference strength, so nothing to judge")
         return
-    n_spec = int((v["verdict"] == "specific").sum())
-    print(f"terms at {exp.reference:g}× against {2 * exp.controls} control run(s) (specific: q < {exp.term_q:g} and "
-          f"−log10 p ≥ every control's + {exp.margin:g}): {n_spec} specific of {len(v)}")
-    print(f"caution: {VERDICT_CAVEAT}")
-    for r in v.head(8).itertuples():
-        print(f"  {r.direction:<4} {r.term_id} {r.term_name}: score {r.score:.3g} vs controls "
-              f"{r.best_control_feature:.3g} (feature) / {r.best_control_direction:.3g} (direction) — {r.verdict}")
+    k = int(result.info.get("null_directions", 0))
+    hyp, other = v[v["family"] == "hypothesis"], v[v["family"] != "hypothesis"]
+    print(f"verdicts at {exp.reference:g}× against {len(result.info.get('null_features', []))} random features and "
+          f"{k} random directions on {result.info.get('null_cells', 0)} cells (specific: q < {exp.term_q:g} against "
+          f"both): {int((hyp['verdict'] == 'specific').sum())} of {len(hyp)} hypotheses, "
+          f"{int((other['verdict'] == 'specific').sum())} of {len(other)} other enriched terms")
+    print(f"note: {VERDICT_NOTE}")
+    if result.info.get("verdict_limit"):
+        print(f"warning: {result.info['verdict_limit']}")
+    for r in pd.concat([hyp, other.head(max(0, 8 - len(hyp)))]).itertuples():
+        print(f"  {r.family[:4]} {r.direction:<4} {r.term_id} {r.term_name}: effect {r.effect:+.3f} "
+              f"(most extreme draw {r.null_feature_max:+.3f} feature / {r.null_direction_max:+.3f} direction; "
+              f"p {r.p_feature:.2g} / {r.p_direction:.2g}) — {r.verdict}")
+    at_min = other[(other["p_feature"] <= 1.0 / (k + 1)) & (other["p_direction"] <= 1.0 / (k + 1))] if k else other[:0]
+    if len(at_min):
+        print(f"  {len(at_min)} other terms beat every draw (p = 1/{k + 1}); to judge them, rerun with more "
+              f"--null-draws (BH across {2 * result.info.get('concept_terms_tested', 0):,} tests)")
 
 
 def _run_toward(args, analysis, progress, *, run_best: bool):

@@ -20,7 +20,7 @@ from core.steer.config import TESTS, SteerConfig
 from core.steer.context import SteeringContext, cell_type_centroids, clear_context_cache, steering_context
 from core.steer.experiment import (NOT_ABOVE, SPECIFIC, ExperimentResult, SteerExperiment, evaluate_shift,
                                    list_experiments, load_experiment, matched_controls, parse_strengths,
-                                   run_experiment, save_experiment, term_scores, term_verdicts)
+                                   null_features, run_experiment, save_experiment, term_scores)
 from core.steer.enrichment import ENRICH_COLUMNS, steering_concepts, up_down_enrichment
 from core.steer.glm import nb_glm_paired
 from core.steer.paired_de import DE_COLUMNS, de_table, paired_log_test
@@ -29,6 +29,7 @@ from core.steer.run import SteeringResult, steer, steer_latents
 from core.steer.store import list_steering_runs, load_steering_run, save_steering_run
 from core.steer.targets import TARGET_HELP, Target, parse_target, resolve_targets
 from core.steer.toward import TowardResult, rank_toward, steer_toward
+from core.steer.verdicts import VERDICT_COLUMNS, empirical_p, hypothesis_terms, judge_terms
 
 __all__ = [
     "SteerConfig", "TESTS", "steer", "steer_latents", "SteeringResult", "select_cells", "SELECTION_HELP",
@@ -38,6 +39,7 @@ __all__ = [
     "steering_concepts", "up_down_enrichment", "ENRICH_COLUMNS", "centroid_shift", "centroid_summary",
     "save_steering_run", "list_steering_runs", "load_steering_run", "SteerRequest", "steer_into_analysis",
     "SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment", "list_experiments",
-    "parse_strengths", "evaluate_shift", "matched_controls", "term_scores", "term_verdicts", "SPECIFIC", "NOT_ABOVE",
+    "parse_strengths", "evaluate_shift", "matched_controls", "null_features", "term_scores", "SPECIFIC", "NOT_ABOVE",
+    "judge_terms", "empirical_p", "hypothesis_terms", "VERDICT_COLUMNS",
     "rank_toward", "steer_toward", "TowardResult",
 ]

@@ -13,11 +13,11 @@ first point) in the same cells; the normal expression is decoded once.
 (a) ``controls`` random live features of similar firing frequency (drawn from the
 ``pool`` live features nearest in log firing count), each raised by ρ_i / ‖s_SAE·W_dec[:, g]‖;
 (b) ``controls`` random unit directions u (Gaussian, normalised) in the embedding, x' = x + ρ_i u.
-**Verdict** (per term enriched in the feature's run at r, up or down): score = −log10 p, p the
-term's binomial p when over-represented, else 1, or its Mann–Whitney p, whichever is smaller; the
-term is "specific" when its smaller BH q (same rule) is < ``term_q`` and its score beats the
-score of the same term (same direction) in every control run by at least ``margin``; otherwise
-"not above control".
+**Verdict** (:mod:`core.steer.verdicts`): every hypothesis term (named with ``terms``, else the
+feature's reported annotation terms) and every term enriched in the feature's run at r is
+judged against ``null_draws`` random similar-frequency features and as many random directions,
+scored on ``null_cells`` of the cells: rank p of the term's competitive mean log2 change, BH within
+each family; "specific" when q < ``term_q`` against both kinds, else "not above control".
 """
 from __future__ import annotations
 
@@ -41,21 +41,22 @@ from core.steer.enrichment import steering_concepts, up_down_enrichment
 from core.steer.paired_de import de_table, paired_log_test
 from core.steer.run import SteeringResult, steer_latents
 from core.steer.targets import parse_target, resolve_targets
+from core.steer.verdicts import (EXPLORATORY, HYPOTHESIS, NO_CONTROLS, NOT_ABOVE, SPECIFIC, VERDICT_COLUMNS, Scoring,
+                                 effects_of, hypothesis_terms, judge_terms, null_effects)
 from core.model.decoders import decode_all
 
-__all__ = ["VERDICT_CAVEAT", "SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment",
-           "list_experiments", "parse_strengths", "evaluate_shift", "matched_controls", "term_scores",
-           "term_verdicts", "SPECIFIC", "NOT_ABOVE", "NO_CONTROLS", "EXPERIMENT_PREFIX"]
+__all__ = ["VERDICT_NOTE", "SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment",
+           "list_experiments", "parse_strengths", "evaluate_shift", "matched_controls", "null_features", "term_scores",
+           "SPECIFIC", "NOT_ABOVE", "NO_CONTROLS", "EXPERIMENT_PREFIX"]
 
-# Shown wherever verdicts are (CLI, Steering page): measured on the simulated demo (docs/steering.md).
-VERDICT_CAVEAT = ("Not yet calibrated: on the demo, random non-erythroid features get 200–280 “specific” terms "
-                  "(erythroid ones among them) and the erythroid feature's erythroid terms are “not above "
-                  "control”. Read verdicts as exploratory (docs/steering.md, “Verdicts: known problem”).")
-
-SPECIFIC, NOT_ABOVE, NO_CONTROLS = "specific", "not above control", "no controls"
+# Shown wherever verdicts are (CLI, Steering page).
+VERDICT_NOTE = ("A term is “specific” when steering the feature moves it more than steering random features of "
+                "similar frequency and random directions by the same amount (rank p among the draws, BH within the "
+                "hypotheses and within the other terms). With K draws the smallest p is 1/(K + 1), so the other "
+                "terms, hundreds of them, need many draws; the hypotheses are the feature's annotated terms.")
 EXPERIMENT_PREFIX = "steer-experiment/"
 FOLDER = "steer-experiments/"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _STRENGTH_FIX = "e.g. --sweep 0.5,1,2,4 (multiples of the feature's maximum; 0 or off switches it off)"
 
 
@@ -96,7 +97,9 @@ class SteerExperiment:
     random direction; 0 = none); ``reference``: the strength the controls match and the verdicts
     use (None: 1 if swept, else the largest); ``seed``: draws of the controls; ``pool``: the
     control features are drawn from this many live features nearest in firing frequency;
-    ``margin``: the −log10 p a term must beat every control by; ``term_q``: its BH q bound;
+    ``null_draws``: random features and random directions (each) the verdicts are judged against,
+    on ``null_cells`` of the cells; ``terms``: the hypotheses (term ids, ``down:`` for a fall;
+    empty: the feature's reported annotation terms); ``term_q``: the BH bound of "specific";
     ``config``: test, thresholds and enrichment of every run (its ``target`` is not used).
     """
 
@@ -107,7 +110,9 @@ class SteerExperiment:
     reference: float | None = None
     seed: int = 0
     pool: int = 20
-    margin: float = 1.0
+    null_draws: int = 50
+    null_cells: int = 64
+    terms: tuple[str, ...] = ()
     term_q: float = 0.05
     config: SteerConfig = field(default_factory=SteerConfig)
 
@@ -125,10 +130,11 @@ class SteerExperiment:
         object.__setattr__(self, "strengths", s)
         if len(s) < 2:
             raise InputError("the sweep has no strength above off", fix=_STRENGTH_FIX)
-        for name in ("controls", "seed", "pool"):
+        for name in ("controls", "seed", "pool", "null_draws", "null_cells"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if name == "pool" else 0):
-                raise InputError(f"{name} must be a{' positive' if name == 'pool' else ' non-negative'} integer, "
+            pos = name in ("pool", "null_cells")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if pos else 0):
+                raise InputError(f"{name} must be a{' positive' if pos else ' non-negative'} integer, "
                                  f"got {v!r}", fix="e.g. controls=2" if name == "controls" else None)
             object.__setattr__(self, name, int(v))
         if self.reference is None:
@@ -137,8 +143,10 @@ class SteerExperiment:
             raise InputError(f"the reference strength {self.reference!r} is not a swept strength above off",
                              fix=f"choose one of {', '.join(f'{v:g}' for v in s if v > 0)}")
         object.__setattr__(self, "reference", float(self.reference))
-        if not (_num(self.margin) and self.margin >= 0):
-            raise InputError(f"margin must be a number ≥ 0 (−log10 p units), got {self.margin!r}", fix="e.g. 1")
+        terms = (self.terms,) if isinstance(self.terms, str) else tuple(self.terms or ())
+        if not all(isinstance(t, str) and t.strip() for t in terms):
+            raise InputError(f"terms must be term ids such as GO:0030218, got {self.terms!r}")
+        object.__setattr__(self, "terms", tuple(t.strip() for t in terms))
         if not (_num(self.term_q) and 0 < self.term_q <= 1):
             raise InputError(f"term_q must lie in (0, 1], got {self.term_q!r}", fix="e.g. 0.05")
         if not isinstance(self.config, SteerConfig):
@@ -148,6 +156,7 @@ class SteerExperiment:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["cells"] = self.cells if isinstance(self.cells, str) else list(self.cells)
         d["strengths"] = list(self.strengths)
+        d["terms"] = list(self.terms)
         d["config"] = self.config.to_dict()
         return d
 
@@ -158,6 +167,7 @@ class SteerExperiment:
         if isinstance(d.get("cells"), list):
             d["cells"] = tuple(d["cells"])
         d["strengths"] = tuple(d.get("strengths", ()))
+        d["terms"] = tuple(d.get("terms", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -200,6 +210,9 @@ class ExperimentResult:
                 "n_direction_controls": int(self.experiment.controls),
                 "n_changed": {r.run: int(r.n_changed) for r in self.conditions.itertuples()},
                 "n_terms": int(len(v)), "n_specific": int(len(spec)),
+                "n_hypotheses": int((v["family"] == HYPOTHESIS).sum()) if "family" in v else 0,
+                "n_specific_hypotheses": int((spec["family"] == HYPOTHESIS).sum()) if "family" in spec else 0,
+                "null_draws": int(self.info.get("null_directions", 0)),
                 "specific_terms": spec["term_name"].head(top).tolist()}
 
 
@@ -325,31 +338,6 @@ def matched_controls(ctx: SteeringContext, *, feature: int, n: int, seed: int, p
     return sorted(int(g) for g in rng.choice(near, size=n, replace=False))
 
 
-def term_verdicts(terms: pd.DataFrame, *, reference: str, margin: float, term_q: float) -> pd.DataFrame:
-    """One row per term of the ``reference`` run in ``terms`` (the long score table): its score and
-    q, the best score of the same term in the control-feature and control-direction runs, and the
-    verdict: "specific" when q < ``term_q`` and score ≥ every control's + ``margin``; "not above
-    control" otherwise; "no controls" without control runs."""
-    cols = ["direction", "term_id", "term_name", "score", "q", "best_control_feature", "best_control_direction",
-            "margin_over_controls", "verdict"]
-    if not len(terms):
-        return pd.DataFrame(columns=cols)
-    ref = terms[terms["run"] == reference]
-    ctrl = terms[terms["kind"].str.startswith("control")]
-    best = ctrl.groupby(["direction", "term_id", "kind"])["score"].max().unstack("kind")
-    out = ref[["direction", "term_id", "term_name", "score", "q"]].reset_index(drop=True)
-    for kind in ("control-feature", "control-direction"):
-        col = best[kind] if kind in best else pd.Series(dtype=float)
-        out[f"best_{kind.replace('-', '_')}"] = [float(col.get((d, t), np.nan)) if len(col) else np.nan
-                                                 for d, t in zip(out["direction"], out["term_id"])]
-    ctrl_max = out[["best_control_feature", "best_control_direction"]].max(axis=1, skipna=True)
-    has = ctrl_max.notna().to_numpy()
-    out["margin_over_controls"] = out["score"] - ctrl_max
-    ok = (out["q"].to_numpy() < term_q) & (out["margin_over_controls"].fillna(-np.inf).to_numpy() >= margin)
-    out["verdict"] = np.where(~has, NO_CONTROLS, np.where(ok, SPECIFIC, NOT_ABOVE))
-    return out.sort_values(["direction", "score"], ascending=[False, False], kind="stable").reset_index(drop=True)
-
-
 def _condition_row(label: str, kind: str, strength: float, feature, target: float, res: SteeringResult) -> dict:
     s = res.summary()
     row = {"run": label, "kind": kind, "strength": float(strength), "feature": -1 if feature is None else int(feature),
@@ -441,8 +429,7 @@ def _controls(ctx, exp: SteerExperiment, cells: _Cells, out: _Collected, stage, 
     feature does (ρᵢ), along a similar-frequency feature's direction or a random one."""
     f, config, x = exp.feature, exp.config, cells.x
     v = _directions(ctx.sae)
-    rho = np.abs(dz_ref) * np.linalg.norm(v[:, f])  # (n,) the norm of the feature's change in each cell
-    base = x if config.error_term else _reconstruction(ctx.sae, x)
+    rho, base = _matched_norm(ctx, exp, cells, dz_ref)
     ref_cfg = dataclasses.replace(config, target=f"x{exp.reference:g}")
     acts = ctx.activations
     step = 1 + len(exp.strengths)
@@ -475,6 +462,72 @@ def _controls(ctx, exp: SteerExperiment, cells: _Cells, out: _Collected, stage, 
         out.add(_label("control-direction", k + 1), "control-direction", exp.reference, None, 0.0, res, up, down)
 
 
+def _matched_norm(ctx, exp: SteerExperiment, cells: _Cells, dz_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ρ (n,), base (n, d)): the norm of the feature's embedding change in each cell at the
+    reference strength, and where every control starts (the cells, or their SAE reconstruction
+    without the error term)."""
+    rho = np.abs(dz_ref) * np.linalg.norm(_directions(ctx.sae)[:, exp.feature])
+    return rho, cells.x if exp.config.error_term else _reconstruction(ctx.sae, cells.x)
+
+
+def null_features(ctx: SteeringContext, *, feature: int, n: int, seed: int, pool: int = 20) -> np.ndarray:
+    """``n`` live features (not ``feature``; fewer when the SAE has fewer) drawn with ``seed`` from
+    the max(``pool``, ``n``) nearest to it in log firing count: the verdicts' random-feature null."""
+    fired = np.diff(ctx.activations.indptr)
+    live = np.flatnonzero(fired > 0)
+    live = live[live != feature]
+    gap = np.abs(np.log(fired[live]) - np.log(fired[feature]))
+    near = live[np.argsort(gap, kind="stable")[:max(pool, n)]]
+    rng = np.random.default_rng([seed, feature, 3])
+    return np.sort(rng.choice(near, size=min(n, near.size), replace=False))
+
+
+def _reported(analysis) -> pd.DataFrame | None:
+    if isinstance(analysis, SteeringContext) or not analysis.has("annotations.parquet"):
+        return None
+    return analysis.read_parquet("annotations.parquet")
+
+
+def _judge(ctx, exp: SteerExperiment, cells: _Cells, ref: SteeringResult, scores: pd.DataFrame, *, rho, base,
+           annotations) -> tuple[pd.DataFrame, dict]:
+    """The verdict table of the reference run against the null draws, and what was drawn."""
+    concepts = cells.concepts
+    hyp = [(d, t, HYPOTHESIS) for d, t in hypothesis_terms(annotations, exp.feature, exp.terms)]
+    seen = {(d, t) for d, t, _ in hyp}
+    explore = [(d, t, EXPLORATORY) for d, table in (("up", ref.enrichment_up), ("down", ref.enrichment_down))
+               for t in table["term_id"].astype(str) if (d, t) not in seen]
+    if concepts is None:
+        return pd.DataFrame(columns=VERDICT_COLUMNS), {}
+    rng = np.random.default_rng([exp.seed, exp.feature, 4])
+    n = cells.idx.size
+    rows = np.sort(rng.choice(n, size=min(exp.null_cells, n), replace=False))
+    lib, cov = ctx.library_size, ctx.covariates
+    matrix = concepts.matrix.tocsr().astype(np.float64)
+    scoring = Scoring(rows=rows, decoder=ctx.decoder, x=cells.x[rows], normal=cells.normal[rows],
+                      library=None if lib is None else lib[cells.idx[rows]],
+                      covariates=None if cov is None else cov[cells.idx[rows]], matrix=matrix,
+                      sizes=np.asarray(matrix.sum(axis=1)).ravel(), pseudocount=exp.config.pseudocount)
+    k = exp.null_draws if exp.controls else 0
+    feats = null_features(ctx, feature=exp.feature, n=k, seed=exp.seed, pool=exp.pool)
+    null = null_effects(scoring, rho=rho[rows], base=base[rows], directions=_directions(ctx.sae), features=feats,
+                        n_directions=k, rng=rng)
+    effect = effects_of(scoring, ref.latent_after[rows][None])[0]
+    table = judge_terms(effect, null, term_ids=concepts.terms["id"].to_numpy(),
+                        term_names=concepts.terms["name"].to_numpy() if "name" in concepts.terms
+                        else concepts.terms["id"].to_numpy(), judged=hyp + explore, scores=scores, q_max=exp.term_q)
+    limit = ""
+    if k and 1 / (min(feats.size, k) + 1) >= exp.term_q:
+        limit = (f"only {min(feats.size, k)} random features or directions to judge against: the smallest p is "
+                 f"1/{min(feats.size, k) + 1} = {1 / (min(feats.size, k) + 1):.2g}, not below the q bound {exp.term_q:g},"
+                 " so no term can be called specific" + (" (the SAE has too few live features)" if feats.size < k
+                                                         else " (use more null draws)"))
+    info = {"verdict_limit": limit, "null_features": [int(g) for g in feats], "null_directions": int(k),
+            "null_cells": int(rows.size),
+            "hypotheses": [f"{d}:{t}" for d, t, _ in hyp],
+            "hypotheses_not_tested": [f"{d}:{t}" for d, t, _ in hyp if t not in set(concepts.terms["id"])]}
+    return table, info
+
+
 def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress = no_progress,
                    should_stop: ShouldStop = never_stop) -> ExperimentResult:
     """Run ``experiment`` on ``analysis`` (an Analysis or a :class:`SteeringContext`); nothing is stored.
@@ -483,7 +536,7 @@ def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress 
     features for the controls; :class:`~core.base.progress.Cancelled` when ``should_stop()``.
     """
     exp, config = experiment, experiment.config
-    total = len(exp.strengths) + 2 * exp.controls + 1
+    total = len(exp.strengths) + 2 * exp.controls + 2
 
     def stage(i: int, message: str) -> None:
         if should_stop():
@@ -501,17 +554,21 @@ def run_experiment(analysis, experiment: SteerExperiment, *, progress: Progress 
     out = _Collected()
     dz_ref = _sweep(ctx, exp, cells, out, stage)
     _controls(ctx, exp, cells, out, stage, control_feats=control_feats, dz_ref=dz_ref)
-    stage(total, "scoring terms against the controls")
+    stage(total - 1, f"null: {exp.null_draws} random features and {exp.null_draws} random directions"
+          if exp.controls and exp.null_draws else "no null draws")
     conditions = pd.DataFrame(out.rows)
     ref_label = _label("feature", exp.reference)
-    ref_res = out.runs[ref_label]
-    wanted = {("up", t) for t in ref_res.enrichment_up["term_id"]} | {("down", t) for t in
-                                                                      ref_res.enrichment_down["term_id"]}
-    terms = _term_grid(pd.concat(out.scores, ignore_index=True), conditions, sorted(wanted))
-    verdicts = term_verdicts(terms, reference=ref_label, margin=exp.margin, term_q=exp.term_q)
+    scores = pd.concat(out.scores, ignore_index=True)
+    rho, base = _matched_norm(ctx, exp, cells, dz_ref)
+    verdicts, null_info = _judge(ctx, exp, cells, out.runs[ref_label],
+                                 scores[scores["run"] == ref_label].set_index(["direction", "term_id"]),
+                                 rho=rho, base=base, annotations=_reported(analysis))
+    stage(total, "scoring terms against the controls")
+    wanted = sorted(set(zip(verdicts["direction"], verdicts["term_id"])))
+    terms = _term_grid(scores, conditions, wanted)
     info = {**cells.common, "n_cells": int(cells.idx.size), "control_features": control_feats,
             "reference_run": ref_label, "concept_terms_tested": int(cells.concepts.n_terms)
-            if cells.concepts is not None else 0, **ctx.info}
+            if cells.concepts is not None else 0, **null_info, **ctx.info}
     progress(total, total, "experiment done")
     return ExperimentResult(experiment=exp, runs=out.runs, conditions=conditions, terms=terms, verdicts=verdicts,
                             info=info)
@@ -620,9 +677,13 @@ def load_experiment(analysis, experiment_id: str) -> ExperimentResult:
                          fix=f"stored experiments: {', '.join(known[-10:])}" if known
                          else "run `featurelens steer --sweep ...` first")
     meta = analysis.read_json(base + "experiment.json")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = int(meta.get("format_version", 0))
+    if version > FORMAT_VERSION:
         raise InputError(f"steering experiment {experiment_id} was saved by a newer FeatureLens",
                          fix="upgrade FeatureLens")
+    if version < FORMAT_VERSION:
+        raise InputError(f"steering experiment {experiment_id} was saved by an older FeatureLens whose verdicts "
+                         "were not calibrated", fix="run the experiment again (its runs are not reused)")
     cells = analysis.read_parquet(base + "cells.parquet")
     before = np.load(analysis.file(base + "latent_before.npy"), allow_pickle=False)
     types = cells["cell_type"].to_numpy(str) if "cell_type" in cells else None

@@ -23,7 +23,7 @@ from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
 from core.annotate.reported import ordered, reported
 from core.base.errors import FeatureLensError, InputError
-from core.steer.experiment import (EXPERIMENT_PREFIX, VERDICT_CAVEAT, ExperimentResult, SteerExperiment, list_experiments,
+from core.steer.experiment import (EXPERIMENT_PREFIX, VERDICT_NOTE, ExperimentResult, SteerExperiment, list_experiments,
                                    load_experiment, parse_strengths, term_scores)
 from core.steer.request import MAX_FEATURES, SteerRequest
 from core.steer.run import SteeringResult
@@ -34,7 +34,7 @@ from core.base import io
 from core.data.load import load_dataset
 from core.model.decoders import HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
 
-__all__ = ["VERDICT_CAVEAT", "steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
+__all__ = ["VERDICT_NOTE", "steerability", "feature_choices", "cell_type_choices", "LatentAxes", "latent_axes", "largest_changes",
            "AXES_STEP", "AXES_FILE", "CHANGE_COLUMNS", "SteeringPageData", "steering_page_data", "open_steerable",
            "initial_features", "FORM_DEFAULTS", "target_form", "run_form", "INITIAL_FEATURE_OPTIONS", "MODES",
            "experiment_request", "experiment_rows", "top_terms", "verdict_rows", "run_choices", "load_any_run",
@@ -435,10 +435,11 @@ def page_mode(query: dict[str, str]) -> tuple[str, list[str]]:
 
 
 # ----------------------------------------------------------------------------- experiments, toward, compare
-def experiment_request(request: SteerRequest, *, strengths, controls) -> SteerExperiment:
+def experiment_request(request: SteerRequest, *, strengths, controls, terms=None) -> SteerExperiment:
     """The form's request (its one feature, cells, error term and test) as a dose–response sweep
-    at ``strengths`` (text "0.5, 1, 2, 4" or numbers) with ``controls`` of each kind; the request's
-    target is not used. InputError saying what to fix."""
+    at ``strengths`` (text "0.5, 1, 2, 4" or numbers) with ``controls`` of each kind and ``terms``
+    (text "GO:…, down:GO:…"; empty: the feature's annotated terms) as the hypotheses; the
+    request's target is not used. InputError saying what to fix."""
     if len(request.features) != 1:
         raise InputError(f"an experiment sweeps one feature; {len(request.features)} are chosen",
                          fix="keep one feature in the Feature(s) box")
@@ -453,8 +454,9 @@ def experiment_request(request: SteerRequest, *, strengths, controls) -> SteerEx
     text = strengths if isinstance(strengths, str) else ",".join(map(str, strengths or []))
     if not text.strip():
         raise InputError("no sweep strength given", fix="e.g. 0.5,1,2,4 (multiples of the feature's maximum)")
+    hypotheses = tuple(t.strip() for t in str(terms or "").replace(";", ",").split(",") if t.strip())
     return SteerExperiment(feature=request.features[0], cells=request.cells, strengths=parse_strengths(text),
-                           controls=int(n), config=request.config)
+                           controls=int(n), terms=hypotheses, config=request.config)
 
 
 def experiment_rows(analysis: Analysis) -> list[dict]:
@@ -474,8 +476,10 @@ def top_terms(result: ExperimentResult, *, n: int = 5) -> list[tuple[str, str]]:
 def verdict_rows(result: ExperimentResult) -> list[dict]:
     """One row per term of the verdict table (up first), numbers rounded for display, no NaN."""
     df = result.verdicts.replace([np.inf, -np.inf], np.nan).copy()
-    for col in ("score", "best_control_feature", "best_control_direction", "margin_over_controls"):
-        df[col] = df[col].astype(float).round(2)
+    for col in ("effect", "null_feature_median", "null_feature_max", "null_direction_median", "null_direction_max"):
+        df[col] = df[col].astype(float).round(3)
+    for col in ("score", "p_feature", "p_direction", "q_feature", "q_direction"):
+        df[col] = df[col].astype(float).round(4)
     return df.astype(object).where(pd.notna(df), None).to_dict("records")
 
 
@@ -590,5 +594,8 @@ def experiment_line(result: ExperimentResult) -> str:
             f"{', '.join(map(str, s['control_features']))} and {exp.controls} random direction"
             f"{'s' if exp.controls != 1 else ''}" if exp.controls else "no controls")
     spec = f": {'; '.join(s['specific_terms'][:3])}" if s["specific_terms"] else ""
+    null = (f" against {s['null_draws']} random features and directions" if s.get("null_draws") else "")
     return (f"Feature {exp.feature} in {s['n_cells']:,} cells ({s['cells']}) · {strengths} · {ctrl} · "
-            f"{s['n_specific']} of {s['n_terms']} terms specific{spec}")
+            f"{s['n_specific_hypotheses']} of {s['n_hypotheses']} hypotheses and {s['n_specific']} of "
+            f"{s['n_terms']} terms specific{null}{spec}"
+            + (f" · note: {result.info['verdict_limit']}" if result.info.get("verdict_limit") else ""))
