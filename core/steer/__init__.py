@@ -13,6 +13,8 @@
     save_experiment(analysis, exp); exp.verdicts; exp.dose_response()
     # the features that move MEP cells toward erythroblasts, and a run of the best one
     steer_toward(analysis, cells="cell_type=MEP", toward="Erythroblast").ranking
+    # the features that rise along a lineage, ranked by how far steering each moves its first stage to its last
+    rank_trajectory(steering_context(analysis), rising_features(acts, cell_types, lineage), lineage=lineage)
 """
 from core.steer.cells import SELECTION_HELP, select_cells
 from core.steer.centroids import centroid_shift, centroid_summary
@@ -29,6 +31,7 @@ from core.steer.run import SteeringResult, steer, steer_latents
 from core.steer.store import list_steering_runs, load_steering_run, save_steering_run
 from core.steer.targets import TARGET_HELP, Target, parse_target, resolve_targets
 from core.steer.toward import TowardResult, rank_toward, steer_toward
+from core.steer.trajectory import SHIFT_COLUMNS, TOLERANCE, check_lineage, rank_trajectory, rising_features
 
 __all__ = [
     "SteerConfig", "TESTS", "steer", "steer_latents", "SteeringResult", "select_cells", "SELECTION_HELP",
@@ -40,4 +43,5 @@ __all__ = [
     "SteerExperiment", "ExperimentResult", "run_experiment", "save_experiment", "load_experiment", "list_experiments",
     "parse_strengths", "evaluate_shift", "matched_controls", "term_scores", "term_verdicts", "SPECIFIC", "NOT_ABOVE",
     "rank_toward", "steer_toward", "TowardResult",
+    "rising_features", "rank_trajectory", "check_lineage", "SHIFT_COLUMNS", "TOLERANCE",
 ]
