@@ -30,7 +30,7 @@ from core.views.problem import PageProblem, error_text
 from core.views.steering import cell_type_choices
 
 __all__ = ["KNOWN_LINEAGES", "default_lineage", "cell_labels", "TrajectoryFindings", "find_trajectories",
-           "trajectory_rows", "explorer_link", "TrajectoriesPageData", "trajectories_page_data", "TABLE_COLUMNS"]
+           "trajectory_rows", "findings_summary", "explorer_link", "TrajectoriesPageData", "trajectories_page_data", "TABLE_COLUMNS"]
 
 #: ordered lineages offered by default when an analysis has all their cell types (first match wins):
 #: the demo's branches, then bone-marrow names as the paper's data spells them
@@ -109,7 +109,7 @@ def _shift_ranked(analysis: Analysis, rising: pd.DataFrame, stages, progress: Pr
     try:
         return rank_trajectory(steering_context(analysis), rising, lineage=stages), None
     except FeatureLensError as exc:
-        return rising, "No steering ranking: " + error_text(exc)
+        return rising, error_text(exc)
 
 
 def find_trajectories(analysis, lineage, *, strict: bool = False, tolerance: float = TOLERANCE,
@@ -139,6 +139,24 @@ def find_trajectories(analysis, lineage, *, strict: bool = False, tolerance: flo
     return TrajectoryFindings(lineage=stages, table=table, n_cells=rising.attrs["n_cells"],
                               n_monotone=rising.attrs["n_monotone"], shift_note=note,
                               seconds=time.perf_counter() - t0, strict=strict)
+
+
+def findings_summary(findings: TrajectoryFindings) -> str:
+    """One paragraph: how many features rise along the lineage, how they are ranked, how long it took."""
+    f, stages = findings, findings.lineage
+    n = len(f.table)
+    cells = ", ".join(f"{t} {f.n_cells.get(t, 0):,}" for t in stages)
+    rule = "rising at every step" if f.strict else "rising, up to small dips"
+    head = (f"{n} feature{'s' if n != 1 else ''} rise{'' if n != 1 else 's'} along {' → '.join(stages)} "
+            f"({rule}, first → last rise significant; {f.n_monotone} before that test). Cells per stage: {cells}.")
+    if n == 0:
+        rank = " Try fewer stages, or allow small dips."
+    elif f.shift_note:
+        rank = f" Ordered by rise, not by steering: {f.shift_note}"
+    else:
+        rank = (f" Ranked by steering each to its maximum in the {stages[0]} cells: how far they move toward the "
+                f"centre of {stages[-1]}.")
+    return f"{head}{rank} ({f.seconds:.1f} s)"
 
 
 def explorer_link(source: str, feature: int) -> str:
