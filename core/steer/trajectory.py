@@ -47,7 +47,7 @@ def check_lineage(lineage, cell_types) -> list[str]:
     known = sorted({str(t) for t in pd.unique(np.asarray(cell_types).astype(str))})
     if len(stages) < 2:
         raise InputError(f"a lineage needs at least two ordered cell types (got {len(stages)})",
-                         fix=f"list them first stage first, e.g. \"{','.join(known[:3])}\"")
+                         fix=f"name two or more of: {', '.join(known)} (first stage first)")
     repeated = sorted({t for t in stages if stages.count(t) > 1})
     if repeated:
         raise InputError(f"cell type(s) {', '.join(repeated)} appear more than once in the lineage",
