@@ -34,7 +34,7 @@ def find_job(progress, source, stages, strict):
                                  progress=progress)
     rows = trajectory_rows(findings, source=source)
     shown = {"source": source, "lineage": list(findings.lineage), "n_cells": findings.n_cells}
-    text = findings_summary(findings)
+    text = findings_summary(findings, why=False)  # the reason goes into the note below
     alert = success_alert(text, title="Found." if rows else "None found.")
     note = job_alert(findings.shift_note, color="warning", title="No steering ranking:") if findings.shift_note else None
     return (alert, rows, shown, note, SHOWN,

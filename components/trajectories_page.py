@@ -28,20 +28,20 @@ HIDDEN, SHOWN = {"display": "none"}, {"display": "block"}
 _NUM = {"type": "rightAligned", "filter": "agNumberColumnFilter"}
 _FMT3 = {"function": "params.value == null ? '–' : d3.format('.3~g')(params.value)"}
 TABLE_COLUMNS = [
-    {"field": "shift_rank", "headerName": "shift rank", "width": 110, **_NUM, "sort": "asc",
-     "headerTooltip": "1 = steering this feature to its maximum moves the first stage's cells furthest toward "
-                      "the last stage's centre", "valueFormatter": {"function": "params.value == null ? '–' : "
-                                                                                "params.value"}},
-    {"field": "feature", "headerName": "feature", "width": 100, **_NUM},
-    {"field": "top_terms", "headerName": "top terms", "flex": 1, "minWidth": 260, "tooltipField": "top_terms",
+    {"field": "shift_rank", "headerName": "rank", "width": 90, **_NUM, "sort": "asc",
+     "headerTooltip": "shift rank: 1 = steering this feature to its maximum moves the first stage's cells "
+                      "furthest toward the last stage's centre",
+     "valueFormatter": {"function": "params.value == null ? '–' : params.value"}},
+    {"field": "feature", "headerName": "feature", "width": 95, **_NUM},
+    {"field": "top_terms", "headerName": "top terms", "flex": 1, "minWidth": 160, "tooltipField": "top_terms",
      "filter": "agTextColumnFilter"},
-    {"field": "rise", "headerName": "rise", "width": 90, **_NUM, "valueFormatter": _FMT3,
+    {"field": "rise", "headerName": "rise", "width": 80, **_NUM, "valueFormatter": _FMT3,
      "headerTooltip": "(last stage mean − first stage mean) / largest stage mean"},
-    {"field": "shift_progress", "headerName": "moved toward last", "width": 150, **_NUM,
-     "headerTooltip": "how much closer to the last stage's centre the steered cells come, as a share of their "
-                      "distance before",
+    {"field": "shift_progress", "headerName": "toward last", "width": 120, **_NUM,
+     "headerTooltip": "moved toward the last stage: how much closer to its centre the steered cells come, as a "
+                      "share of their distance before",
      "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.1%')(params.value)"}},
-    {"field": "card", "headerName": "open", "width": 110, "cellRenderer": "markdown", "sortable": False,
+    {"field": "card", "headerName": "open", "width": 100, "cellRenderer": "markdown", "sortable": False,
      "filter": False},
 ]
 
@@ -92,7 +92,7 @@ def _results() -> html.Div:
                               config={"displaylogo": False}, responsive=True),
                     dcc.Link("", id=ids.TRAJ_CARD_LINK, href="", style=HIDDEN),
                 ]),
-            ], className="h-100"), lg=5),
+            ]), lg=5),
         ], className="g-3 mb-3"),
     ], id=ids.TRAJ_RESULTS, style=HIDDEN)
 

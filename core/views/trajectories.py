@@ -141,8 +141,9 @@ def find_trajectories(analysis, lineage, *, strict: bool = False, tolerance: flo
                               seconds=time.perf_counter() - t0, strict=strict)
 
 
-def findings_summary(findings: TrajectoryFindings) -> str:
-    """One paragraph: how many features rise along the lineage, how they are ranked, how long it took."""
+def findings_summary(findings: TrajectoryFindings, *, why: bool = True) -> str:
+    """One paragraph: how many features rise along the lineage, how they are ranked (``why``: with the
+    reason when not by steering), how long it took."""
     f, stages = findings, findings.lineage
     n = len(f.table)
     cells = ", ".join(f"{t} {f.n_cells.get(t, 0):,}" for t in stages)
@@ -152,7 +153,7 @@ def findings_summary(findings: TrajectoryFindings) -> str:
     if n == 0:
         rank = " Try fewer stages, or allow small dips."
     elif f.shift_note:
-        rank = f" Ordered by rise, not by steering: {f.shift_note}"
+        rank = " Ordered by rise, not by steering" + (f": {f.shift_note}" if why else ".")
     else:
         rank = (f" Ranked by steering each to its maximum in the {stages[0]} cells: how far they move toward the "
                 f"centre of {stages[-1]}.")
