@@ -246,3 +246,12 @@ def test_cli_bad_lineage_exits_2(built, capsys, lineage, words):
     assert main(["trajectories", str(built["dec"]), "--lineage", lineage]) == 2
     err = capsys.readouterr().err
     assert words in err and "s0" in err
+
+
+def test_router_opens_the_page():
+    import callbacks.shell as shell_cb
+    from components import ids
+
+    page, rendered = shell_cb.render_page("/trajectories", None, "", None, triggered=None)
+    assert rendered["page"] == "trajectories" and f"'{ids.TRAJECTORIES_PAGE}'" in str(page)
+    assert "No analysis chosen." in str(page)
