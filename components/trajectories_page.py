@@ -37,6 +37,9 @@ TABLE_COLUMNS = [
      "filter": "agTextColumnFilter"},
     {"field": "rise", "headerName": "rise", "width": 80, **_NUM, "valueFormatter": _FMT3,
      "headerTooltip": "(last stage mean − first stage mean) / largest stage mean"},
+    {"colId": "last_mean", "headerName": "last stage", "width": 110, **_NUM, "valueFormatter": _FMT3,
+     "valueGetter": {"function": "params.data.mean[params.data.mean.length - 1]"},
+     "headerTooltip": "mean activation in the last stage's cells"},
     {"field": "shift_progress", "headerName": "toward last", "width": 120, **_NUM,
      "headerTooltip": "moved toward the last stage: how much closer to its centre the steered cells come, as a "
                       "share of their distance before",
@@ -84,7 +87,7 @@ def _results() -> html.Div:
                 dbc.CardBody([html.Small("Click a row for its stage-by-stage plot.", className="text-muted d-block "
                                          "mb-2"), grid(ids.TRAJ_TABLE, TABLE_COLUMNS, height="420px",
                                                        row_id="feature")]),
-            ], className="h-100"), lg=7),
+            ], className="h-100"), lg=8),
             dbc.Col(dbc.Card([
                 dbc.CardHeader(html.Span("Stage by stage", className="fw-semibold")),
                 dbc.CardBody([
@@ -92,7 +95,7 @@ def _results() -> html.Div:
                               config={"displaylogo": False}, responsive=True),
                     dcc.Link("", id=ids.TRAJ_CARD_LINK, href="", style=HIDDEN),
                 ]),
-            ]), lg=5),
+            ]), lg=4),
         ], className="g-3 mb-3"),
     ], id=ids.TRAJ_RESULTS, style=HIDDEN)
 
