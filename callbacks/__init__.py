@@ -7,5 +7,5 @@ from __future__ import annotations
 
 
 def register_all() -> None:
-    from . import compare, data, explorer, shell, simulation, steering  # noqa: F401
+    from . import compare, data, explorer, shell, simulation, steering, trajectories  # noqa: F401
     from . import jobs_health  # noqa: F401

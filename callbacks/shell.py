@@ -11,13 +11,15 @@ from urllib.parse import parse_qsl, urlencode
 
 from dash import Input, Output, State, callback, ctx, no_update
 
-from components import compare_page, data_page, explorer_page, ids, shell, simulation_page, steering_page
+from components import (compare_page, data_page, explorer_page, ids, shell, simulation_page, steering_page,
+                        trajectories_page)
 from core.store.catalog import describe_source, list_sources
 from core.views.compare import compare_page_data
 from core.views.data import data_page_data
 from core.views.explorer import explorer_page_data
 from core.views.simulation import simulation_page_data
 from core.views.steering import steering_page_data
+from core.views.trajectories import trajectories_page_data
 
 # slug -> (page_data(source, *, query), layout(data)): core reads what a page shows; the layout draws it.
 PAGE_VIEWS = {
@@ -25,6 +27,7 @@ PAGE_VIEWS = {
     "explorer": (explorer_page_data, explorer_page.layout),
     "steering": (steering_page_data, steering_page.layout),
     "compare": (compare_page_data, compare_page.layout),
+    "trajectories": (trajectories_page_data, trajectories_page.layout),
     "simulation": (simulation_page_data, simulation_page.layout),
 }
 

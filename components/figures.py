@@ -19,7 +19,7 @@ __all__ = [
     "CATEGORY_PALETTE", "LOCALITY_COLOURS", "typed_array", "empty_figure", "map_groups", "concept_map_figure",
     "highlight_trace", "selected_trace", "latent_figure", "latent_active_trace", "activation_histogram_figure",
     "cell_type_profile_figure", "volcano_figure", "feature_density_figure", "marker_sizes",
-    "cell_type_heatmap_figure", "heatmap_shapes"]
+    "cell_type_heatmap_figure", "heatmap_shapes", "trajectory_figure"]
 
 CATEGORY_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
@@ -636,3 +636,24 @@ def heatmap_shapes(heat, *, selected: int | None = None) -> list[dict]:
         shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=0, y1=0.9, xref="x", yref="paper",
                            line=dict(width=2, color="#d62728")))
     return shapes
+
+
+def trajectory_figure(stages, mean, se, *, n_cells=None, title: str = "", height: int | None = 320) -> go.Figure:
+    """Mean activation of one feature at each stage of a lineage (± standard error), stages in order.
+
+    ``stages``: k names; ``mean``, ``se``: k values each; ``n_cells``: k counts for the hover, or None."""
+    stages = [str(s) for s in stages]
+    mean = np.asarray(mean, float)
+    se = np.nan_to_num(np.asarray(se, float))
+    n = [None] * len(stages) if n_cells is None else list(n_cells)
+    fig = new_figure(go.Scatter(
+        x=stages, y=mean, mode="lines+markers", line=dict(color="#d62728", width=2), marker=dict(size=8),
+        error_y=dict(type="data", array=se, thickness=1, width=4), customdata=[[s, c] for s, c in zip(se, n)],
+        hovertemplate="%{x}<br>mean %{y:.3g} ± %{customdata[0]:.2g}" + ("" if n_cells is None else
+                                                                         "<br>%{customdata[1]} cells")
+                      + "<extra></extra>", name="mean activation"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=40), title=dict(text=title, font=dict(size=13)),
+                      xaxis=dict(title="stage (first → last)", type="category", categoryorder="array",
+                                 categoryarray=stages),
+                      yaxis=dict(title="mean activation (± SE)", rangemode="tozero"), showlegend=False)
+    return fig

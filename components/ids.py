@@ -251,3 +251,17 @@ EXPLORER_HEATMAP_ALERT = "explorer-heatmap-alert"
 CARD_TECHNICAL_BADGE = "card-technical-badge"    # header badge: "may be technical"
 CARD_TECHNICAL_ALERT = "card-technical-alert"    # "Mostly tracks library size: may be technical"
 CARD_CONFOUNDER_TABLE = "card-confounder-table"
+
+# --- trajectories page (trajectories-*) ---
+TRAJECTORIES_PAGE = "trajectories-page"
+TRAJ_SOURCE = "trajectories-source-store"         # store: the analysis this page shows (the job's input)
+TRAJ_STAGES = "trajectories-stages-select"        # ordered multi-select: the lineage, first stage first
+TRAJ_ORDER = "trajectories-order-text"            # "HSC → MPP → …" as chosen
+TRAJ_STRICT = "trajectories-strict-switch"        # rise at every step (the paper's rule)
+TRAJ_FIND_JOB = "trajectories-find"               # job panel prefix (components/job_panel.JobIds)
+TRAJ_SHOWN = "trajectories-shown-store"           # store: {"source", "lineage", "n_cells"} of the table shown
+TRAJ_RESULTS = "trajectories-results"
+TRAJ_SUMMARY = "trajectories-summary"
+TRAJ_TABLE = "trajectories-table"
+TRAJ_PLOT = "trajectories-stage-graph"
+TRAJ_CARD_LINK = "trajectories-card-link"         # the clicked feature's Explorer card

@@ -28,6 +28,9 @@ PAGES: tuple[Page, ...] = (
          "Set a feature high in chosen cells, re-decode, and see which genes and concepts change.", available=True),
     Page("compare", "Compare", ids.COMPARE_PAGE, "Two analyses side by side: matched features and shared concepts.",
          available=True),
+    Page("trajectories", "Trajectories", ids.TRAJECTORIES_PAGE,
+         "Features that rise along a lineage of cell types, ranked by how far steering each moves the cells.",
+         available=True),
     Page("simulation", "Simulation lab", ids.SIMULATION_PAGE,
          "Ground-truth simulations: what an SAE can and cannot recover.", available=True),
 )

@@ -184,7 +184,7 @@ def test_each_core_package_lists_its_api():
 
 
 def test_one_name_per_page():
-    pages = {"data", "explorer", "steering", "compare", "simulation"}
+    pages = {"data", "explorer", "steering", "compare", "simulation", "trajectories"}
     assert pages <= {p.stem.removesuffix("_page") for p in (ROOT / "components").glob("*_page.py")}
     assert pages <= {p.stem for p in (ROOT / "callbacks").glob("*.py")}
     assert pages <= {p.stem for p in (ROOT / "core" / "views").glob("*.py")}
@@ -292,7 +292,7 @@ def test_components_receive_data_rather_than_read_it():
     offenders = {str(p.relative_to(ROOT)): found for p in files if (found := _reads(p.read_text()))}
     assert offenders == {}
     pages = sorted((ROOT / "components").glob("*_page.py"))
-    assert len(pages) == 5
+    assert len(pages) == 6
     for p in pages:  # layout(data): one argument, the page's data from core.views.<page>.<page>_page_data
         fn = next(n for n in ast.parse(p.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "layout")
         assert [a.arg for a in fn.args.args] == ["data"] and not fn.args.kwonlyargs, p.name

@@ -16,7 +16,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = (
     "demo", "serve", "validate", "fit-model", "train", "annotate", "de", "steer",
-    "compare", "simulate", "export", "bench", "worker",
+    "compare", "trajectories", "simulate", "export", "bench", "worker",
 )
 
 

@@ -144,14 +144,20 @@ def locality_counts(locality) -> dict[str, int]:
     return {name: int((loc == name).sum()) for name in ("local", "regional", "global")}
 
 
-def find_trajectory_features(activations, cell_types, lineage: list, *, strict: bool = True) -> pd.DataFrame:
+def find_trajectory_features(activations, cell_types, lineage: list, *, strict: bool = True,
+                             tolerance: float = 0.0) -> pd.DataFrame:
     """Features that follow a differentiation trajectory (paper appendix B 2.2).
 
     ``lineage``: cell types ordered from the first stage to the last (e.g. HSC → … → erythroblast).
     A candidate's mean activation is higher over the lineage's cells than over all other cells,
-    and its per-stage means increase monotonically along ``lineage`` (``strict``: strictly).
+    and its per-stage means increase monotonically along ``lineage`` (``strict``: strictly; else
+    they end higher and no step falls by more than ``tolerance`` × the largest stage mean, 0 = never
+    falls: a late program's near-zero early stages wobble).
     Ranked by the rise from first to last stage relative to the feature's maximum stage mean.
-    (The paper then re-ranks candidates by the latent shift steering produces.)
+    Columns: ``feature``, ``rise``, ``mean_lineage``, ``mean_other``, ``significant`` (the last stage's
+    mean above the first's by the rule of this module: ``> Z_CRIT · (SE_first + SE_last)``), and per
+    stage ``mean[<t>]`` and ``se[<t>]``. (The paper then re-ranks candidates by the latent shift
+    steering produces: :func:`core.steer.trajectory.rank_trajectory`.)
     """
     cats = pd.Categorical(cell_types)
     missing = [t for t in lineage if t not in set(cats.categories)]
@@ -170,13 +176,18 @@ def find_trajectory_features(activations, cell_types, lineage: list, *, strict: 
     mean_lin = np.asarray(A[in_lin].mean(axis=0)).ravel()
     mean_other = np.asarray(A[~in_lin].mean(axis=0)).ravel()
     steps = np.diff(stage, axis=0)
-    mono = (steps > 0).all(axis=0) if strict else (steps >= 0).all(axis=0) & (stage[-1] > stage[0])
+    se = np.nan_to_num(st.se[idx])
+    tol = float(tolerance) * stage.max(axis=0)
+    mono = (steps > 0).all(axis=0) if strict else (steps >= -tol).all(axis=0) & (stage[-1] > stage[0])
     ok = mono & (mean_lin > mean_other)
     feats = np.flatnonzero(ok)
     with np.errstate(invalid="ignore", divide="ignore"):
         rise = (stage[-1] - stage[0]) / stage.max(axis=0)
+    sig = (stage[-1] - stage[0]) > Z_CRIT * (se[-1] + se[0])
     out = pd.DataFrame({"feature": feats, "rise": rise[feats], "mean_lineage": mean_lin[feats],
-                        "mean_other": mean_other[feats]})
+                        "mean_other": mean_other[feats], "significant": sig[feats]})
     for k, t in enumerate(lineage):
         out[f"mean[{t}]"] = stage[k, feats]
+    for k, t in enumerate(lineage):
+        out[f"se[{t}]"] = se[k, feats]
     return out.sort_values(["rise", "mean_lineage"], ascending=False, ignore_index=True)

@@ -13,6 +13,8 @@
     save_experiment(analysis, exp); exp.verdicts; exp.dose_response()
     # the features that move MEP cells toward erythroblasts, and a run of the best one
     steer_toward(analysis, cells="cell_type=MEP", toward="Erythroblast").ranking
+    # the features that rise along a lineage, ranked by how far steering each moves its first stage to its last
+    rank_trajectory(steering_context(analysis), rising_features(acts, cell_types, lineage), lineage=lineage)
 """
 from core.steer.cells import SELECTION_HELP, select_cells
 from core.steer.centroids import centroid_shift, centroid_summary
@@ -29,6 +31,7 @@ from core.steer.run import SteeringResult, steer, steer_latents
 from core.steer.store import list_steering_runs, load_steering_run, save_steering_run
 from core.steer.targets import TARGET_HELP, Target, parse_target, resolve_targets
 from core.steer.toward import TowardResult, rank_toward, steer_toward
+from core.steer.trajectory import SHIFT_COLUMNS, TOLERANCE, check_lineage, rank_trajectory, rising_features
 from core.steer.verdicts import VERDICT_COLUMNS, empirical_p, hypothesis_terms, judge_terms
 
 __all__ = [
@@ -42,4 +45,5 @@ __all__ = [
     "parse_strengths", "evaluate_shift", "matched_controls", "null_features", "term_scores", "SPECIFIC", "NOT_ABOVE",
     "judge_terms", "empirical_p", "hypothesis_terms", "VERDICT_COLUMNS",
     "rank_toward", "steer_toward", "TowardResult",
+    "rising_features", "rank_trajectory", "check_lineage", "SHIFT_COLUMNS", "TOLERANCE",
 ]
