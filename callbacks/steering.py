@@ -597,7 +597,7 @@ register_job(EXPERIMENT, run_sweep,
                      State(ids.STEER_CELL_MODE, "value"), State(ids.STEER_CELL_TYPES, "value"),
                      State(ids.STEER_LASSO, "data"), State(ids.STEER_ERROR_TERM, "value"),
                      State(ids.STEER_TEST, "value"), State(ids.STEER_EXP_STRENGTHS, "value"),
-                     State(ids.STEER_EXP_CONTROLS, "value"), State(ids.STEER_EXP_TERMS, "value"),
+                     State(ids.STEER_EXP_CONTROLS, "value"), State(ids.STEER_EXP_HYPOTHESES, "value"),
                      State(ids.STORE_CELLS, "data")])
 register_job(TOWARD_RANK, rank_toward_job,
              outputs=[Output(ids.STEER_TOWARD_TABLE, "rowData"), Output(ids.STEER_TOWARD_NOTE, "children")],

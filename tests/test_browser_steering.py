@@ -271,7 +271,7 @@ def test_bst007_sweep_with_controls_from_the_cards_link(server, page, screenshot
     # the sweep with its controls: one job, then the dose–response plots and the verdicts
     page.fill("#steer-exp-strengths-input", "0.5, 1, 2, 4")
     page.keyboard.press("Enter")
-    page.fill("#steer-exp-terms-input", "GO:0015671")  # oxygen transport, the planted program, as the hypothesis
+    page.fill("#steer-exp-hypotheses-input", "GO:0015671")  # oxygen transport, the planted program, as the hypothesis
     page.keyboard.press("Enter")
     page.click("#steer-exp-start")
     expect(page.locator("#steer-exp-status")).to_have_text("Running…", timeout=10_000)

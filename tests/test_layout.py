@@ -65,6 +65,11 @@ def test_component_ids_are_unique_and_found():
     assert len(found) >= 10
     assert len(found) == len(set(found))
     assert all(i.count("-") >= 1 for i in found)
+    # a name assigned twice would silently give two components one id
+    tree = ast.parse((ROOT / "components" / "ids.py").read_text())
+    names = [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+             if isinstance(t, ast.Name) and t.id.isupper()]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
 
 
 # ---------------------------------------------------------------------------- layers and import cycles
