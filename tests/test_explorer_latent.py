@@ -210,3 +210,40 @@ def test_source_bar_is_one_line_with_details_on_demand():
     assert shell.summary_line(no_ann)[-1] == "not annotated"
     bad = shell.source_summary({"title": "x", "facts": {}, "warnings": [], "error": "no such file", "fix": "check"})
     assert "no such file" in str(bad) and "check" in str(bad) and "danger" in str(bad)
+
+
+# ----------------------------------------------------------------------------- the callbacks
+def test_latent_callbacks_compute_the_views_then_switch_to_the_umap(tmp_path_factory, monkeypatch):
+    import shutil
+
+    from dash import Patch, no_update
+
+    from callbacks import explorer as cb
+    from explore_data import small_analysis_path
+
+    base = tmp_path_factory.mktemp("latent-views")
+    shutil.copytree(small_analysis_path(tmp_path_factory), base / "pbmc-views")
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(base))
+    src = "analysis:pbmc-views"
+    before = explorer.explorer_page_data(src).latent
+    assert before["value"] == "pca" and not before["ready"]
+    assert cb.request_views(src) == src  # not stored yet: the background job is asked for
+    ready = cb.compute_views_job(src, 0)
+    assert ready == {"n": 1, "error": None}
+    options, value, note, _ = cb.show_views(ready, src)
+    assert options[1] == {"label": "UMAP (from the data)", "value": "umap"}  # pbmc68k_reduced has X_umap
+    assert value in ("pca", "umap") and "kNN cell-type agreement" in note
+    assert cb.request_views(src) is no_update and explorer.explorer_page_data(src).latent["ready"]
+    state = {"feature": 5, "features": [5]}
+    pca, meta, _ = cb.update_latent("feature", state, src, None, "pca", triggered=set())
+    umap, meta_u, _ = cb.update_latent("feature", state, src, None, "umap", triggered=set())
+    assert meta["view"] == "pca" and meta_u["view"] == "umap"
+    assert pca.layout.xaxis.title.text.startswith("PC1") and umap.layout.xaxis.title.text == "UMAP1"
+    own = ad.read_h5ad(explorer.Analysis.open(base / "pbmc-views").config["dataset"]["path"]).obsm["X_umap"]
+    np.testing.assert_allclose(np.asarray(umap.data[0].x, np.float32), own[:, 0])
+    assert umap.data[1].name == pca.data[1].name == "feature 5"  # the feature's colouring in both views
+    patch, *_ = cb.update_latent("feature", {"feature": 6, "features": [6]}, src, meta_u, "umap",
+                                 triggered={ids.EXPLORER_STATE})
+    assert isinstance(patch, Patch)  # a click on the UMAP recolours in place
+    failed = cb.show_views({"n": 2, "error": "the dataset is missing"}, src)
+    assert failed[1] == "pca" and failed[0][1]["disabled"] and "missing" in failed[2]
