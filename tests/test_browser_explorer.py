@@ -391,6 +391,10 @@ def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, scr
     page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
                            f".startsWith('{shown}')", timeout=15000)
     assert first_x(page) == pytest.approx(before_x)
+    # the data's own clustering (obs['louvain']) is offered next to the cell types
+    page.locator("#explorer-latent-colour label", has_text="louvain").click()
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+                           ".includes('cells by louvain')", timeout=15000)
 
 
 PAGES = ("data", "explorer", "steering", "compare", "simulation")

@@ -245,5 +245,13 @@ def test_latent_callbacks_compute_the_views_then_switch_to_the_umap(tmp_path_fac
     patch, *_ = cb.update_latent("feature", {"feature": 6, "features": [6]}, src, meta_u, "umap",
                                  triggered={ids.EXPLORER_STATE})
     assert isinstance(patch, Patch)  # a click on the UMAP recolours in place
+    # the data's own clustering (obs['louvain']) colours the cells like the cell types do
+    groups = explorer.stored_latent_views(explorer.Analysis.open(base / "pbmc-views")).groups
+    assert list(groups.columns) == ["louvain"] and explorer.explorer_page_data(src).latent["groups"] == ["louvain"]
+    by_group, meta_g, _ = cb.update_latent("group:louvain", state, src, None, "umap", triggered=set())
+    assert by_group.layout.title.text == "700 cells by louvain" and meta_g["colour_by"] == "group:louvain"
+    assert len(by_group.data) == groups["louvain"].nunique() and sum(len(t.x) for t in by_group.data) == 700
+    _, _, bad = cb.update_latent("group:nope", state, src, None, "umap", triggered=set())
+    assert "no cell grouping 'nope'" in str(bad)
     failed = cb.show_views({"n": 2, "error": "the dataset is missing"}, src)
     assert failed[1] == "pca" and failed[0][1]["disabled"] and "missing" in failed[2]
