@@ -34,7 +34,8 @@ __all__ = ["UMAP_FILE", "VIEWS_FILE", "GROUPS_FILE", "MAX_UMAP_FIT", "N_NEIGHBOR
 UMAP_FILE = "latent_umap.npy"
 VIEWS_FILE = "latent_views.json"
 GROUPS_FILE = "cell_groups.parquet"
-MAX_UMAP_FIT = 30_000   # cells the UMAP is fitted on; the rest are placed by ``transform``
+MAX_UMAP_FIT = 60_000   # cells the UMAP is fitted on; the rest are placed by ``transform`` (whose first call
+# compiles more numba kernels: ~2 min on the 2-core machine, so only above paper scale, 57,000 cells)
 N_NEIGHBORS = 15
 KNN_K = 15
 MAX_SCORE_CELLS = 20_000  # cells the agreement is measured on (a seeded subsample above)
