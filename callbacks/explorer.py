@@ -33,7 +33,7 @@ from components.job_panel import exception_alert
 from components.steering_page import MAX_CARRIED_CELLS
 from core.views import explorer
 from core.store.catalog import analysis_source_path
-from core.base.errors import FeatureLensError
+from core.base.errors import FeatureLensError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,22 @@ def _colour_title(data, feats: list[int], n_active: int) -> tuple[str, str]:
     return label, f"{label}: active in {n_active:,} of {data.n_cells:,} cells ({pct:.1f}%)"
 
 
-def update_latent(colour_by, state, source, meta, *, triggered=None):
-    """Latent view figure (full, or a Patch of the coloured trace), meta, alert."""
+def _cell_labels(data, lat, colour_by: str) -> tuple[np.ndarray, list[str], str]:
+    """Labels, their order, and the title word of a colouring by cell type or by a cell group."""
+    if colour_by.startswith("group:"):
+        views, name = data.views(), colour_by.partition(":")[2]
+        if views is None or name not in views.groups:
+            raise InputError(f"this analysis has no cell grouping {name!r}", fix="colour by cell type")
+        labels = views.groups[name].astype(str).to_numpy(object)
+        return labels, sorted(pd.unique(labels), key=lambda t: (len(t), t)), name
+    return lat.labels, lat.types, "cell type"
+
+
+def update_latent(colour_by, state, source, meta, view=None, *, triggered=None):
+    """Latent view figure (full, or a Patch of the coloured trace), meta, alert. ``view``: "pca" or
+    "umap" (:meth:`core.views.explorer.ExplorerData.latent_view`)."""
     triggered = triggered_ids() if triggered is None else triggered
-    colour_by = colour_by or "feature"
+    colour_by, view = colour_by or "feature", view or "pca"
     try:
         data = load(source)
         feats = _features(state)
@@ -128,11 +140,12 @@ def update_latent(colour_by, state, source, meta, *, triggered=None):
         feats = [f for f in feats if 0 <= f < data.n_features]
         alert = dbc.Alert(f"Feature {missing[0]} does not exist (this SAE has features 0–{data.n_features - 1}).",
                           color="warning", className="py-2 mb-2") if missing else None
-        fresh = meta and meta.get("source") == source and meta.get("colour_by") == colour_by
+        fresh = meta and meta.get("source") == source and meta.get("colour_by") == colour_by and \
+            meta.get("view", "pca") == view
         only_state = triggered and triggered <= {ids.EXPLORER_STATE, f"{ids.EXPLORER_STATE}.data"}
-        if fresh and only_state and colour_by == "celltype":
+        if fresh and only_state and colour_by != "feature":
             return no_update, no_update, no_update
-        lat = data.latent()
+        lat = data.latent_view(view)
         cells, values = explorer.feature_cells(data.acts, feats) if feats else (None, None)
         label, title = _colour_title(data, feats, 0 if cells is None else cells.size)
         if fresh and only_state:
@@ -142,14 +155,58 @@ def update_latent(colour_by, state, source, meta, *, triggered=None):
                                                    none.astype(np.float32) if values is None else values, label=label)
             patch["layout"]["title"]["text"] = title
             return patch, no_update, alert
-        if colour_by == "celltype":
-            title = f"{data.n_cells:,} cells by cell type"
-        fig = latent_figure(lat.coords, labels=lat.labels, types=lat.types, names=lat.cell_names,
-                            colour_by=colour_by, cells=cells, values=values, label=label, title=title,
-                            explained=lat.explained, uirevision=source)
-        return fig, {"source": source, "colour_by": colour_by}, alert
+        labels, types = lat.labels, lat.types
+        if colour_by != "feature":
+            labels, types, word = _cell_labels(data, lat, colour_by)
+            title = f"{data.n_cells:,} cells by {word}"
+        fig = latent_figure(lat.coords, labels=labels, types=types, names=lat.cell_names,
+                            colour_by="feature" if colour_by == "feature" else "celltype", cells=cells, values=values,
+                            label=label, title=title, explained=lat.explained, uirevision=f"{source}:{lat.view}",
+                            axes=lat.axes)
+        return fig, {"source": source, "colour_by": colour_by, "view": lat.view}, alert
     except Exception as exc:  # noqa: BLE001
         return empty_figure("the latent space could not be drawn", height=460), None, error_alert(exc)
+
+
+def update_latent_view(colour_by, state, source, view, meta):
+    """:func:`update_latent` in the order Dash passes its inputs (the view switch is an input)."""
+    return update_latent(colour_by, state, source, meta, view)
+
+
+def request_views(source):
+    """The source whose UMAP the background job should compute (no_update when it is stored)."""
+    try:
+        return no_update if load(source).views() is not None else source
+    except FeatureLensError:
+        return no_update  # the panels show why the analysis cannot be read
+
+
+def compute_views_job(source, ready):
+    """Background job: the step ``latent_views`` (UMAP, default view) of ``source``; bumps the ready
+    counter, with the error's text when it failed."""
+    n = int(ready.get("n", 0)) + 1 if isinstance(ready, dict) else 1
+    if not source:
+        return no_update
+    try:
+        explorer.ensure_latent_views(load(source).analysis)
+        return {"n": n, "error": None}
+    except FeatureLensError as exc:
+        return {"n": n, "error": exc.message}
+
+
+def show_views(ready, source):
+    """The view switch once the job is done: options, value (the default view), note, note's title."""
+    if not isinstance(ready, dict):
+        return no_update, no_update, no_update, no_update
+    if ready.get("error"):
+        note = f"no UMAP: {ready['error']}"
+        return [{"label": "PCA", "value": "pca"}, {"label": "UMAP (failed)", "value": "umap", "disabled": True}], \
+            "pca", note, note
+    try:
+        choices = explorer.latent_choices(load(source).views())
+    except FeatureLensError as exc:
+        return no_update, no_update, f"no UMAP: {exc.message}", exc.message
+    return choices["options"], choices["value"], choices["note"], choices["note"]
 
 
 # ----------------------------------------------------------------------------- search
@@ -547,7 +604,16 @@ callback(Output(ids.EXPLORER_MAP, "figure"), Output(ids.EXPLORER_MAP_META, "data
 callback(Output(ids.EXPLORER_LATENT, "figure"), Output(ids.EXPLORER_LATENT_META, "data"),
          Output(ids.EXPLORER_LATENT_ALERT, "children"),
          Input(ids.EXPLORER_LATENT_COLOUR, "value"), Input(ids.EXPLORER_STATE, "data"),
-         Input(ids.EXPLORER_SOURCE, "data"), State(ids.EXPLORER_LATENT_META, "data"))(update_latent)
+         Input(ids.EXPLORER_SOURCE, "data"), Input(ids.EXPLORER_LATENT_VIEW, "value"),
+         State(ids.EXPLORER_LATENT_META, "data"))(update_latent_view)
+callback(Output(ids.EXPLORER_VIEWS_NEEDED, "data"), Input(ids.EXPLORER_SOURCE, "data"))(request_views)
+callback(Output(ids.EXPLORER_VIEWS_READY, "data"), Input(ids.EXPLORER_VIEWS_NEEDED, "data"),
+         State(ids.EXPLORER_VIEWS_READY, "data"), background=True, prevent_initial_call=True)(compute_views_job)
+callback(Output(ids.EXPLORER_LATENT_VIEW, "options"), Output(ids.EXPLORER_LATENT_VIEW, "value"),
+         Output(ids.EXPLORER_LATENT_VIEW_NOTE, "children"),
+         Output(ids.EXPLORER_LATENT_VIEW_NOTE, "title"),
+         Input(ids.EXPLORER_VIEWS_READY, "data"), State(ids.EXPLORER_SOURCE, "data"),
+         prevent_initial_call=True)(show_views)
 callback(Output(ids.SEARCH_RESULTS, "rowData"), Output(ids.SEARCH_SUGGESTIONS, "children"),
          Output(ids.EXPLORER_HITS, "data"), Output(ids.SEARCH_STATUS, "children"),
          Output(ids.SEARCH_BUILD_BOX, "style"),

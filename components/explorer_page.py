@@ -73,11 +73,13 @@ def layout(data: ExplorerPageData) -> html.Div:
         dcc.Store(id=ids.SEARCH_GENES_READY, data=0),
         dcc.Store(id=ids.EXPLORER_CELLS),
         dcc.Store(id=ids.EXPLORER_URL_WRITTEN),
+        dcc.Store(id=ids.EXPLORER_VIEWS_NEEDED),
+        dcc.Store(id=ids.EXPLORER_VIEWS_READY, data=0),
         html.Div([dbc.Alert(w, color="warning", className="py-2") for w in data.warnings], id=ids.EXPLORER_ALERT),
         search_card(query=data.query, mode=data.mode),
         dbc.Row([
             dbc.Col(map_card(), lg=6),
-            dbc.Col(latent_card(), lg=6),
+            dbc.Col(latent_card(data.latent), lg=6),
         ], className="g-3 mb-3"),
         html.Div(id=ids.EXPLORER_SELECTION, className="mb-2"),
         heatmap_card(),
@@ -116,15 +118,16 @@ def _graph(graph_id: str, message: str) -> dcc.Graph:
 
 
 def _graph_card(*, title: str, hint: str, colour_id: str, colours: list[tuple[str, str]], alert_id: str,
-                graph_id: str, loading: str) -> dbc.Card:
-    """A card with a title, a colour-by switch (``colours``: (label, value), the first chosen) and a graph."""
+                graph_id: str, loading: str, extra=None) -> dbc.Card:
+    """A card with a title, a colour-by switch (``colours``: (label, value), the first chosen), an
+    optional ``extra`` header row, and a graph."""
     return dbc.Card([
-        dbc.CardHeader(dbc.Row([
+        dbc.CardHeader([dbc.Row([
             dbc.Col(html.Span([html.Strong(title), html.Small(f" {hint}", className="text-muted")])),
             dbc.Col(dbc.RadioItems(id=colour_id, inline=True, value=colours[0][1],
                                    options=[{"label": label, "value": value} for label, value in colours]),
                     width="auto"),
-        ], className="g-1 align-items-center")),
+        ], className="g-1 align-items-center"), extra]),
         dbc.CardBody([html.Div(id=alert_id),
                       dcc.Loading(_graph(graph_id, loading), type="circle", delay_show=400)], className="p-1"),
     ])
@@ -137,12 +140,24 @@ def map_card() -> dbc.Card:
                        alert_id=ids.EXPLORER_MAP_ALERT, graph_id=ids.EXPLORER_MAP, loading="loading the concept map…")
 
 
-def latent_card() -> dbc.Card:
-    return _graph_card(title="Latent space", hint="cells (PCA of the embedding) · lasso cells",
-                       colour_id=ids.EXPLORER_LATENT_COLOUR,
-                       colours=[("selected feature", "feature"), ("cell type", "celltype")],
-                       alert_id=ids.EXPLORER_LATENT_ALERT, graph_id=ids.EXPLORER_LATENT,
-                       loading="loading the latent space…")
+NO_VIEWS = {"options": [{"label": "PCA", "value": "pca"}], "value": "pca", "note": "", "groups": []}
+
+
+def latent_card(views: dict | None = None) -> dbc.Card:
+    """The latent space; ``views`` (:func:`core.views.explorer.latent_choices`) sets the PCA/UMAP
+    switch, the note on the view shown first, and the cell groups offered as colourings."""
+    views = views or NO_VIEWS
+    switch = dbc.Row([
+        dbc.Col(dbc.RadioItems(id=ids.EXPLORER_LATENT_VIEW, inline=True, options=views["options"],
+                               value=views["value"]), width="auto"),
+        dbc.Col(html.Small(views["note"], id=ids.EXPLORER_LATENT_VIEW_NOTE, title=views["note"],
+                           className="text-muted"), className="text-truncate"),
+    ], className="g-2 align-items-center small")
+    colours = [("selected feature", "feature"), ("cell type", "celltype")]
+    colours += [(g, f"group:{g}") for g in views.get("groups", [])]
+    return _graph_card(title="Latent space", hint="cells · lasso cells", colour_id=ids.EXPLORER_LATENT_COLOUR,
+                       colours=colours, alert_id=ids.EXPLORER_LATENT_ALERT, graph_id=ids.EXPLORER_LATENT,
+                       loading="loading the latent space…", extra=switch)
 
 
 def heatmap_card() -> dbc.Card:

@@ -168,8 +168,9 @@ def latent_active_trace(coords: np.ndarray, labels: np.ndarray, cells: np.ndarra
 def latent_figure(coords: np.ndarray, *, labels: np.ndarray, types: list[str], names: np.ndarray | None = None,
                   colour_by: str = "feature", cells: np.ndarray | None = None, values: np.ndarray | None = None,
                   label: str = "activation", title: str = "", explained=None, uirevision=None,
-                  height: int = 460) -> go.Figure:
-    """The latent space (PCA of the embedding), one point per cell, WebGL.
+                  height: int = 460, axes: tuple[str, str] = ("PC1", "PC2")) -> go.Figure:
+    """The latent space (PCA of the embedding, or a UMAP: ``axes`` names the axes), one point per cell,
+    WebGL; ``explained`` (variance ratio per axis) is added to the axis titles.
 
     ``colour_by="feature"``: trace 0 = every cell in grey (point index = cell index), trace 1 =
     the active ``cells`` coloured by ``values`` (:func:`latent_active_trace`, highest on top).
@@ -198,7 +199,7 @@ def latent_figure(coords: np.ndarray, *, labels: np.ndarray, types: list[str], n
         values = np.zeros(0, np.float32) if values is None else values
         fig.add_trace(latent_active_trace(coords, labels, cells, values, label=label))
     ev = list(explained) if explained is not None else []
-    ax = [f"PC{i + 1}" + (f" ({100 * ev[i]:.0f}%)" if i < len(ev) and ev[i] else "") for i in range(2)]
+    ax = [axes[i] + (f" ({100 * ev[i]:.0f}%)" if i < len(ev) and ev[i] else "") for i in range(2)]
     fig.update_layout(height=height, margin=_MARGIN, dragmode="lasso", hovermode="closest",
                       title=dict(text=title, font=dict(size=13), x=0.01, y=0.98), uirevision=uirevision,
                       legend=dict(font=dict(size=10), itemsizing="constant"),

@@ -10,7 +10,9 @@ STORE_CELLS = "app-cells-store"    # session: cells carried from the Explorer to
 
 PICKER_DROPDOWN = "picker-source-dropdown"
 PICKER_REFRESH = "picker-source-refresh"
-PICKER_CARD = "picker-source-card"
+PICKER_CARD = "picker-source-card"            # the one-line summary of the source (details on demand)
+PICKER_BAR = "picker-source-bar"
+PICKER_DETAILS = "picker-source-details"      # html.Details: the facts table, opened by its summary
 
 DATA_PAGE = "data-page"
 EXPLORER_PAGE = "explorer-page"
@@ -80,6 +82,10 @@ EXPLORER_LATENT = "explorer-latent-graph"
 EXPLORER_LATENT_COLOUR = "explorer-latent-colour"
 EXPLORER_LATENT_META = "explorer-latent-meta"  # {"source", "colour_by"} of the figure shown
 EXPLORER_LATENT_ALERT = "explorer-latent-alert"
+EXPLORER_LATENT_VIEW = "explorer-latent-view"            # PCA / UMAP switch
+EXPLORER_LATENT_VIEW_NOTE = "explorer-latent-view-note"  # which view is shown first, and why
+EXPLORER_VIEWS_NEEDED = "explorer-views-needed"          # source whose UMAP the background job computes
+EXPLORER_VIEWS_READY = "explorer-views-ready"            # bumped when the job has stored it
 EXPLORER_SELECTION = "explorer-selection-chips"
 EXPLORER_LOOKUP_STATUS = "explorer-lookup-status"
 EXPLORER_LOOKUP_FEATURES = "explorer-lookup-features-grid"

@@ -1,4 +1,4 @@
-"""The page frame: navbar with the pages, the source picker, the page slot."""
+"""The page frame: navbar with the pages, the one-line source bar (details on demand), the page slot."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,34 +52,67 @@ def navbar() -> dbc.Navbar:
     )
 
 
-def source_picker(options: list[dict], value: str | None) -> dbc.Card:
-    return dbc.Card(dbc.CardBody([
-        html.H5("Dataset or analysis", className="card-title"),
-        dbc.InputGroup([
-            dcc.Dropdown(
-                id=ids.PICKER_DROPDOWN,
-                options=[{"label": o["label"], "value": o["value"]} for o in options],
-                value=value, placeholder="Choose a shipped dataset, a file in the data folder, or an analysis",
-                clearable=False, style={"flex": "1 1 auto", "minWidth": "20rem"},
-            ),
-            dbc.Button("↻", id=ids.PICKER_REFRESH, color="secondary", outline=True, title="Refresh the list"),
-        ]),
-        html.Div(id=ids.PICKER_CARD, className="mt-3"),
-    ]), className="mb-3")
+def source_picker(options: list[dict], value: str | None) -> html.Div:
+    """One line: "Source", the dropdown, refresh, and the source's summary (:func:`source_summary`)."""
+    return html.Div([
+        html.Span("Source", className="fw-semibold me-2 text-nowrap"),
+        dcc.Dropdown(
+            id=ids.PICKER_DROPDOWN,
+            options=[{"label": o["label"], "value": o["value"]} for o in options],
+            value=value, placeholder="Choose a shipped dataset, a file in the data folder, or an analysis",
+            clearable=False, style={"flex": "0 1 26rem", "minWidth": "16rem"},
+        ),
+        dbc.Button("↻", id=ids.PICKER_REFRESH, color="secondary", outline=True, size="sm", className="ms-1",
+                   title="Refresh the list"),
+        html.Div(id=ids.PICKER_CARD, className="ms-3 flex-grow-1", style={"minWidth": 0}),
+    ], id=ids.PICKER_BAR, className="d-flex align-items-center flex-wrap mb-2 small")
+
+
+#: facts shown on the line itself, in this order: (fact key, how to write its value)
+LINE_FACTS = (("cells", "{} cells"), ("genes", "{} genes"), ("embedding", "{}"), ("cell types", "types: {}"),
+              ("live features", "{} features"))
+
+
+def _count(v) -> str:
+    try:
+        return f"{int(str(v).replace(',', '')):,}"
+    except ValueError:
+        return str(v)
+
+
+def summary_line(summary: dict) -> list[str]:
+    """The parts of the one-line summary: name, counts, embedding, cell types, features, annotated."""
+    facts = summary.get("facts", {})
+    parts = [summary.get("title", "")]
+    for key, fmt in LINE_FACTS:
+        v = facts.get(key)
+        if v not in (None, "", "None"):
+            v = str(v).split(" (")[0] if key == "live features" else v
+            parts.append(fmt.format(_count(v) if key in ("cells", "genes") else v))
+    if "steps done" in facts:
+        parts.append("annotated" if "annotated features" in facts else "not annotated")
+    return [p for p in parts if p]
 
 
 def source_summary(summary: dict) -> html.Div:
-    """Render :func:`core.store.catalog.describe_source` output: facts table, warnings, or an error alert."""
+    """Render :func:`core.store.catalog.describe_source` output as one line (name · counts · details),
+    the facts table in a collapsed ``html.Details``; an error, and each warning, as a short alert line."""
     if summary.get("error"):
         body = [html.Strong("This source cannot be used. "), html.Span(summary["error"])]
         if summary.get("fix"):
-            body.append(html.Div(["Fix: ", summary["fix"]], className="mt-1"))
-        return html.Div(dbc.Alert(body, color="danger", className="mb-0"))
+            body += [html.Span(" Fix: "), html.Span(summary["fix"])]
+        return html.Div(dbc.Alert(body, color="danger", className="py-1 px-2 mb-0 small"))
     rows = [html.Tr([html.Th(k, className="fw-normal text-muted"), html.Td(str(v))])
             for k, v in summary.get("facts", {}).items()]
-    parts = [html.H6(summary.get("title", "")), dbc.Table(html.Tbody(rows), size="sm", className="mb-2")]
-    parts += [dbc.Alert(w, color="warning", className="py-1 mb-1") for w in summary.get("warnings", [])]
-    return html.Div(parts)
+    parts = summary_line(summary)
+    details = html.Details([
+        html.Summary([html.Strong(parts[0]), html.Span(" · " + " · ".join(parts[1:]) if parts[1:] else ""),
+                      html.Span(" details", className="ms-2 text-primary")], className="text-truncate"),
+        dbc.Table(html.Tbody(rows), size="sm", className="mt-1 mb-1 w-auto"),
+    ], id=ids.PICKER_DETAILS)
+    warnings = [dbc.Alert(w, color="warning", className="py-0 px-2 mb-0 mt-1 small")
+                for w in summary.get("warnings", [])]
+    return html.Div([details, *warnings])
 
 
 def not_found(path: str) -> html.Div:

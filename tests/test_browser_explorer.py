@@ -334,3 +334,84 @@ def test_bx007_card_warns_when_a_feature_tracks_library_size(server, page, scree
     screenshot("technical")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#card-feature").screenshot(path=str(ARTIFACTS / "test_bx007-card.png"))
+
+
+def axis_title(page) -> str:
+    return page.evaluate(f"() => document.querySelector('{LATENT}').layout.xaxis.title.text || ''")
+
+
+def first_x(page) -> float:
+    return page.evaluate(f"() => Number(document.querySelector('{LATENT}')._fullData[0].x[0])")
+
+
+def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, screenshot):
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(explorer_url(server, feature="5"))
+    # the source bar is one line; its facts table opens on demand
+    bar = page.locator("#picker-source-bar")
+    expect(page.locator("#picker-source-card")).to_contain_text("700 cells", timeout=15000)
+    expect(page.locator("#picker-source-card")).to_contain_text("annotated")
+    assert bar.bounding_box()["height"] < 60
+    table = page.locator("#picker-source-details table")
+    expect(table).to_be_hidden()
+    page.locator("#picker-source-details summary").click()
+    expect(table).to_be_visible()
+    expect(table).to_contain_text("steps done")
+    page.locator("#picker-source-details summary").click()
+    expect(table).to_be_hidden()
+    wait_for_graph(page, MAP)
+    top = page.evaluate("() => document.querySelector('#explorer-map-graph').getBoundingClientRect().top")
+    assert top < 900  # the concept map starts on the first screen
+
+    # the background job stores the views; the data's own UMAP (pbmc68k_reduced has X_umap) is offered
+    switch = page.locator("#explorer-latent-view")
+    expect(switch).to_contain_text("UMAP (from the data)", timeout=60000)
+    note = page.locator("#explorer-latent-view-note")
+    expect(note).to_contain_text("kNN cell-type agreement")
+    wait_for_graph(page, LATENT)
+    shown = "UMAP1" if note.inner_text().startswith("UMAP") else "PC1"  # "… chosen: kNN …"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
+                           f".startsWith('{shown}')", timeout=15000)
+    page.wait_for_function(f"() => document.querySelector('{LATENT}')._fullData[1]._length > 0", timeout=15000)
+    active = n_points(page, LATENT, 1)
+    before_x = first_x(page)
+    screenshot("1-default-view")
+
+    # switch to the other view: the plot changes, the feature's colouring stays
+    other, other_axis = ("PCA", "PC1") if shown == "UMAP1" else ("UMAP (from the data)", "UMAP1")
+    switch.locator("label", has_text=other).click()
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
+                           f".startsWith('{other_axis}')", timeout=15000)
+    assert first_x(page) != before_x
+    assert n_points(page, LATENT, 1) == active > 0
+    assert "feature 5" in latent_title(page)
+    screenshot("2-other-view")
+    # and back
+    switch.locator("label", has_text="PCA" if other != "PCA" else "UMAP").click()
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
+                           f".startsWith('{shown}')", timeout=15000)
+    assert first_x(page) == pytest.approx(before_x)
+    # the data's own clustering (obs['louvain']) is offered next to the cell types
+    page.locator("#explorer-latent-colour label", has_text="louvain").click()
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+                           ".includes('cells by louvain')", timeout=15000)
+
+
+PAGES = ("data", "explorer", "steering", "compare", "simulation")
+
+
+def test_bx009_full_page_screenshot_of_every_page(server, page):
+    """A full-page screenshot of each page into test-artifacts/screenshots/ (attached to the test run)."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    out = ARTIFACTS / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for slug in PAGES:
+        page.goto(f"{server.url}/{slug}?source=analysis%3Apbmc-small")
+        expect(page.locator(f"#{slug}-page")).to_be_visible(timeout=30000)
+        expect(page.locator("#picker-source-card")).to_contain_text("700 cells", timeout=15000)
+        page.wait_for_timeout(2000)  # the page's figures render (Dash polls jobs, so no network idle)
+        if slug == "explorer":
+            wait_for_graph(page, MAP)
+        path = out / f"{slug}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000

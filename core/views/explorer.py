@@ -46,12 +46,14 @@ from core.annotate.pipeline import AnnotationConfig
 from core.annotate.stats import bh, welch_from_moments
 from core.base import io
 from core.data.load import load_dataset
+from core.views import latent as latent_views
 
 __all__ = [
     "LATENT_FILE", "CELLS_FILE", "TOP_GENES_FILE", "pca_2d", "ensure_latent", "ExplorerData", "explorer_data", "ConceptSearch",
     "feature_cells", "cell_type_profile", "activation_histogram", "feature_summary", "term_status", "feature_terms",
     "feature_de_table", "top_de_genes", "build_top_genes", "GeneIndex", "parse_feature_ids", "search_features",
-    "search_hits", "suggestions", "latent_inputs", "paper_table",
+    "search_hits", "suggestions", "latent_inputs", "paper_table", "latent_dataset", "latent_views_inputs",
+    "ensure_latent_views", "stored_latent_views", "Latent", "latent_choices",
     "reverse_lookup", "annotation_settings", "SEARCH_MODES", "ExplorerPageData", "explorer_page_data",
     "initial_state", "CONFOUNDERS_FILE", "feature_confounders", "confounder_rule", "feature_down_terms",
     "group_means", "TypeMeans", "cell_type_means", "heatmap_data", "HeatmapData", "cell_type_features",
@@ -76,6 +78,20 @@ class ExplorerPageData:
     query: str = ""
     mode: str = "concept"
     warnings: tuple[str, ...] = ()
+    latent: dict | None = None
+
+
+def latent_choices(views: "latent_views.LatentViews | None") -> dict:
+    """The latent panel's switch: ``options`` (label, value, disabled), the ``value`` shown first,
+    a ``note`` (why), ``ready`` (the UMAP is stored) and the cell ``groups`` to colour by."""
+    if views is None:
+        return {"options": [{"label": "PCA", "value": "pca"},
+                            {"label": "UMAP (computing…)", "value": "umap", "disabled": True}],
+                "value": "pca", "note": "the UMAP is being computed in the background; PCA meanwhile",
+                "ready": False, "groups": []}
+    return {"options": [{"label": "PCA", "value": "pca"}, {"label": views.label, "value": "umap"}],
+            "value": views.default, "note": latent_views.view_note(views.info), "ready": True,
+            "groups": [str(c) for c in views.groups.columns]}
 
 
 def initial_state(query: dict[str, str]) -> tuple[dict, list[str]]:
@@ -124,8 +140,12 @@ def explorer_page_data(source: str | None, *, query: dict[str, str] | None = Non
     if mode not in SEARCH_MODES:
         warnings.append(f"Unknown search mode {mode!r} in the link; searching GO terms.")
         mode = "concept"
+    try:
+        latent = latent_choices(stored_latent_views(Analysis.open(resolve_source(source)[1])))
+    except FeatureLensError:
+        latent = latent_choices(None)
     return ExplorerPageData(source=source, state=state, query=query.get("q", ""), mode=mode,
-                            warnings=tuple(warnings))
+                            warnings=tuple(warnings), latent=latent)
 
 
 # ----------------------------------------------------------------------------- latent space
@@ -158,24 +178,30 @@ def latent_inputs(analysis: Analysis) -> dict:
             "method": "pca", "n_components": 2}
 
 
-def ensure_latent(analysis: Analysis, *, progress: Progress = no_progress) -> None:
-    """Compute the latent view (step ``latent``) unless it is cached: PCA of the analysis's embedding."""
-    inputs = latent_inputs(analysis)
-    if analysis.cached("latent", inputs=inputs):
-        return
-
+def latent_dataset(analysis: Analysis):
+    """The analysis's dataset, loaded with its embedding (and, for an .h5ad, its AnnData)."""
     ref = analysis.config.get("dataset", {})
     path = Path(ref.get("path", ""))
     if not path.is_file():
         raise InputError(f"the analysis's dataset {path} is missing, so the latent space cannot be drawn",
                          fix="restore the file at that path")
-    progress(0, 2, "loading the embedding")
     is_h5ad = ref.get("format") == "h5ad"
     ds = load_dataset(path, embedding=ref.get("embedding") if is_h5ad else None, cell_type=ref.get("cell_type"),
                       counts_layer=ref.get("counts_layer") if is_h5ad else None, obs=ref.get("obs"))
     if ds.embedding is None:
         raise InputError(f"{path.name} has no embedding {ref.get('embedding')!r}",
                          fix="the analysis's dataset must hold the embedding its SAE was trained on")
+    return ds
+
+
+def ensure_latent(analysis: Analysis, *, progress: Progress = no_progress, dataset=None) -> None:
+    """Compute the latent view (step ``latent``) unless it is cached: PCA of the analysis's embedding
+    (``dataset``: :func:`latent_dataset`, loaded here when not given)."""
+    inputs = latent_inputs(analysis)
+    if analysis.cached("latent", inputs=inputs):
+        return
+    progress(0, 2, "loading the embedding")
+    ds = dataset if dataset is not None else latent_dataset(analysis)
     progress(1, 2, "PCA of the embedding")
     coords, ratio = pca_2d(ds.embedding)
     types = ds.obs[ds.cell_type].astype(str).to_numpy() if ds.cell_type else np.full(ds.n_cells, "all cells")
@@ -183,9 +209,39 @@ def ensure_latent(analysis: Analysis, *, progress: Progress = no_progress) -> No
     with analysis.step("latent", inputs=inputs) as w:
         np.save(w.path(LATENT_FILE), coords, allow_pickle=False)
         w.write_parquet(CELLS_FILE, cells)
-        w.write_json(LATENT_INFO_FILE, {"method": "pca", "embedding": ref.get("embedding"),
-                                        "explained_variance_ratio": [float(r) for r in ratio]})
+        w.write_json(LATENT_INFO_FILE, {"method": "pca", "embedding": analysis.config.get("dataset", {}).get(
+            "embedding"), "explained_variance_ratio": [float(r) for r in ratio]})
     progress(2, 2, "latent space ready")
+
+
+def latent_views_inputs(analysis: Analysis) -> dict:
+    """The inputs that key the cached step ``latent_views`` (the UMAP and the default view)."""
+    return latent_views.views_inputs(latent_inputs(analysis), seed=analysis.seed)
+
+
+def ensure_latent_views(analysis: Analysis, *, progress: Progress = no_progress) -> latent_views.LatentViews:
+    """The step ``latent_views`` (:mod:`core.views.latent`), computed once: the UMAP (the data's own, or
+    one of the embedding), the cell groups, and the default view. Slow for a computed UMAP: run it
+    in a background job (the Explorer does) or from the CLI."""
+    inputs = latent_views_inputs(analysis)
+    done = latent_views.read_views(analysis, inputs=inputs)
+    if done is not None:
+        return done
+    ds = latent_dataset(analysis)
+    ensure_latent(analysis, dataset=ds)
+    pca = np.load(analysis.file(LATENT_FILE), allow_pickle=False)
+    if pca.shape[0] != ds.n_cells:
+        raise InputError(f"the latent view has {pca.shape[0]} cells, the dataset {ds.n_cells}",
+                         fix="re-train the SAE on this dataset")
+    coords, info, groups = latent_views.compute_views(ds, pca, seed=analysis.seed, progress=progress)
+    latent_views.write_views(analysis, inputs=inputs, umap=coords, info=info, groups=groups)
+    return latent_views.read_views(analysis, inputs=inputs)
+
+
+def stored_latent_views(analysis: Analysis) -> latent_views.LatentViews | None:
+    """The step ``latent_views`` as stored now (re-reading the analysis's record), None before it ran."""
+    fresh = Analysis.open(analysis.path)
+    return latent_views.read_views(fresh, inputs=latent_views_inputs(fresh))
 
 
 @dataclass
@@ -196,10 +252,21 @@ class Latent:
     types: list[str]
     explained: list[float]
 
+    axes: tuple[str, str] = ("PC1", "PC2")
+    view: str = "pca"
+
     @property
     def labels(self) -> np.ndarray:
         """Cell type of every cell, object (n_cells,)."""
         return np.asarray(self.types, dtype=object)[self.codes]
+
+    def as_umap(self, views: "latent_views.LatentViews") -> "Latent":
+        """The same cells placed by the stored UMAP (``views.umap``, (n_cells, 2))."""
+        if views.umap.shape != self.coords.shape:
+            raise InputError(f"the stored UMAP has shape {views.umap.shape}, the latent view {self.coords.shape}",
+                             fix="delete latent_umap.npy from the analysis folder to compute it again")
+        return Latent(views.umap.astype(np.float32), self.cell_names, self.codes, self.types, [],
+                      ("UMAP1", "UMAP2"), "umap")
 
 
 # ----------------------------------------------------------------------------- the cached data
@@ -234,6 +301,7 @@ class ExplorerData:
         self.confounders = conf.set_index("feature") if conf is not None and "feature" in conf else conf
         self._type_means: TypeMeans | None = None
         self._latent: Latent | None = None
+        self._views: latent_views.LatentViews | None = None
         self._acts_csr: sp.csr_matrix | None = None
         self._expression = None
         self._gene_index: GeneIndex | None = None
@@ -278,6 +346,19 @@ class ExplorerData:
                                       cat.codes.astype(np.int64), [str(t) for t in cat.categories],
                                       list(info.get("explained_variance_ratio", [])))
             return self._latent
+
+    def views(self) -> "latent_views.LatentViews | None":
+        """The stored step ``latent_views`` (UMAP, cell groups, default view); None until it has run."""
+        with self._lock:
+            if self._views is None:
+                self._views = stored_latent_views(self.analysis)
+            return self._views
+
+    def latent_view(self, view: str | None) -> Latent:
+        """:meth:`latent` as ``view`` places the cells: ``"umap"`` once the UMAP is stored, else the PCA."""
+        lat = self.latent()
+        views = self.views() if view == "umap" else None
+        return lat.as_umap(views) if views is not None else lat
 
     def expression(self):
         """The annotation's expression source (:func:`core.annotate.expression.resolve_expression`), once."""
