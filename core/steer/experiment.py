@@ -488,6 +488,17 @@ def _reported(analysis) -> pd.DataFrame | None:
     return analysis.read_parquet("annotations.parquet")
 
 
+def _verdict_limit(*, n_features: int, n_directions: int, q_max: float) -> str:
+    """Why no term can be specific when the fewer null draws of a kind cannot give p < ``q_max``
+    (the smallest p is 1/(K + 1)); "" when they can or when there are none."""
+    k = min(n_features, n_directions)
+    if not n_directions or 1 / (k + 1) < q_max:
+        return ""
+    why = "the SAE has too few live features" if n_features < n_directions else "use more null draws"
+    return (f"only {k} random features or directions to judge against: the smallest p is 1/{k + 1} = "
+            f"{1 / (k + 1):.2g}, not below the q bound {q_max:g}, so no term can be called specific ({why})")
+
+
 def _judge(ctx, exp: SteerExperiment, cells: _Cells, ref: SteeringResult, scores: pd.DataFrame, *, rho, base,
            annotations) -> tuple[pd.DataFrame, dict]:
     """The verdict table of the reference run against the null draws, and what was drawn."""
@@ -503,7 +514,7 @@ def _judge(ctx, exp: SteerExperiment, cells: _Cells, ref: SteeringResult, scores
     rows = np.sort(rng.choice(n, size=min(exp.null_cells, n), replace=False))
     lib, cov = ctx.library_size, ctx.covariates
     matrix = concepts.matrix.tocsr().astype(np.float64)
-    scoring = Scoring(rows=rows, decoder=ctx.decoder, x=cells.x[rows], normal=cells.normal[rows],
+    scoring = Scoring(decoder=ctx.decoder, normal=cells.normal[rows],
                       library=None if lib is None else lib[cells.idx[rows]],
                       covariates=None if cov is None else cov[cells.idx[rows]], matrix=matrix,
                       sizes=np.asarray(matrix.sum(axis=1)).ravel(), pseudocount=exp.config.pseudocount)
@@ -515,13 +526,8 @@ def _judge(ctx, exp: SteerExperiment, cells: _Cells, ref: SteeringResult, scores
     table = judge_terms(effect, null, term_ids=concepts.terms["id"].to_numpy(),
                         term_names=concepts.terms["name"].to_numpy() if "name" in concepts.terms
                         else concepts.terms["id"].to_numpy(), judged=hyp + explore, scores=scores, q_max=exp.term_q)
-    limit = ""
-    if k and 1 / (min(feats.size, k) + 1) >= exp.term_q:
-        limit = (f"only {min(feats.size, k)} random features or directions to judge against: the smallest p is "
-                 f"1/{min(feats.size, k) + 1} = {1 / (min(feats.size, k) + 1):.2g}, not below the q bound {exp.term_q:g},"
-                 " so no term can be called specific" + (" (the SAE has too few live features)" if feats.size < k
-                                                         else " (use more null draws)"))
-    info = {"verdict_limit": limit, "null_features": [int(g) for g in feats], "null_directions": int(k),
+    info = {"verdict_limit": _verdict_limit(n_features=feats.size, n_directions=k, q_max=exp.term_q),
+            "null_features": [int(g) for g in feats], "null_directions": int(k),
             "null_cells": int(rows.size),
             "hypotheses": [f"{d}:{t}" for d, t, _ in hyp],
             "hypotheses_not_tested": [f"{d}:{t}" for d, t, _ in hyp if t not in set(concepts.terms["id"])]}

@@ -1,7 +1,8 @@
 """Per-term verdicts of a steering experiment against matched null draws (docs/method.md §6a).
 
-    null = null_effects(ctx, scoring, rho=rho, base=base, features=gs, directions=us)  # NullEffects
-    verdicts = judge_terms(effect, null, terms=concepts.terms, judged=[("up", "GO:0030218", "hypothesis"), ...])
+    null = null_effects(scoring, rho=rho, base=base, directions=s_wdec, features=gs, n_directions=50, rng=rng)
+    effect = effects_of(scoring, steered[None])[0]           # the feature's own, the same way
+    table = judge_terms(effect, null, term_ids=ids, term_names=names, judged=[("up", "GO:0030218", "hypothesis")])
 
 **Term effect** of one perturbation on a set of scoring cells: per gene, the mean over the cells of
 log2((steered + c)/(normal + c)); per term, the mean over its genes minus the mean over all genes
@@ -32,21 +33,17 @@ HYPOTHESIS, EXPLORATORY = "hypothesis", "exploratory"
 VERDICT_COLUMNS = ["direction", "term_id", "term_name", "family", "effect", "null_feature_median",
                    "null_feature_max", "null_direction_median", "null_direction_max", "p_feature", "p_direction",
                    "q_feature", "q_direction", "score", "q", "verdict"]
-_BATCH_ROWS = 65_536  # rows decoded per call: bounds memory at 13,431 genes to ~0.5 GB per batch
+_BATCH_ROWS = 8_192  # rows decoded per call: 0.44 GB of float32 at 13,431 genes
 
 
 @dataclass(frozen=True)
 class Scoring:
-    """The cells the verdict statistic is computed on (a seeded subsample of the experiment's).
-
-    ``rows`` (n_s,) positions in the experiment's cells; ``x`` (n_s, d) their embedding;
+    """The cells the verdict statistic is computed on (a seeded subsample of the experiment's):
     ``normal`` (n_s, G) their normal expression; ``decoder``: the expression model's;
     ``library`` (n_s,) or None; ``covariates`` (n_s, c) or None; ``matrix`` (T, G) csr float64
     term membership; ``sizes`` (T,) genes per term; ``pseudocount``: c."""
 
-    rows: np.ndarray
     decoder: object
-    x: np.ndarray
     normal: np.ndarray
     library: np.ndarray | None
     covariates: np.ndarray | None
