@@ -139,8 +139,11 @@ def test_null_random_features_get_no_specific_terms(wide):
         n_tests += int((v["family"] == "hypothesis").sum())
         n_shown += int((v["family"] == "exploratory").sum())
         n_specific += int((v["verdict"] == SPECIFIC).sum())
-    assert n_tests >= 60 and n_shown >= 20  # the null features do enrich terms by chance …
-    assert n_specific <= 3  # … which are (almost) never above the draws (5 % of 72 tests would be 3.6)
+    assert n_tests >= 60  # 2 planted + 10 random terms each (a random term can be drawn twice)
+    assert n_specific <= 3  # (almost) never above the draws: 5 % of 72 tests would be 3.6
+    # and their runs list (almost) no enriched term: the rank test alone listed 134 of them here
+    # before the shift floor (SteerConfig.min_term_shift)
+    assert n_shown <= 5
 
 
 def test_rank_p_is_uniform_when_the_feature_is_a_draw():

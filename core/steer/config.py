@@ -27,9 +27,11 @@ class SteerConfig:
     ``"nb-glm"`` (the paper's negative-binomial GLM with pair and condition terms, the model's
     gene dispersions). Significant genes: BH q < ``alpha`` and |log2fc| ≥ ``min_abs_log2fc``.
     Enrichment of the up- and down-regulated genes: ``databases`` (go-bp, go-mf, go-cc) and
-    ``gmt`` files, terms of ``min_term_size``–``max_term_size`` data genes, kept when the
-    binomial (over-representation) or the Mann–Whitney (shift towards the changed end) p is
-    below ``enrich_p``. ``max_cells``: a larger selection is subsampled with ``seed`` (None:
+    ``gmt`` files, terms of ``min_term_size``–``max_term_size`` data genes, kept when they are
+    over-represented among the direction's significant genes with binomial BH q below
+    ``enrich_q``, or shifted towards the changed end (Mann–Whitney BH q below ``enrich_q``) by at
+    least ``min_term_shift`` log2 units on average beyond all genes (without that floor the rank
+    test lists hundreds of terms for a change too small to move one gene). ``max_cells``: a larger selection is subsampled with ``seed`` (None:
     the analysis seed); None keeps every selected cell. ``save_expression``: store the
     per-cell expected expression (normal and steered, cells × genes float32) with the run
     (off by default: 1,000 cells × 13,431 genes take 107 MB).
@@ -46,7 +48,8 @@ class SteerConfig:
     propagate: bool = True
     min_term_size: int = 10
     max_term_size: int = 500
-    enrich_p: float = 0.01
+    enrich_q: float = 0.05
+    min_term_shift: float = 0.25
     max_cells: int | None = 5000
     seed: int | None = None
     save_expression: bool = False
@@ -75,8 +78,10 @@ class SteerConfig:
                              fix=f"choose from {', '.join(NAMESPACES)} or add a gene-set file (gmt)")
         if not 1 <= self.min_term_size <= self.max_term_size:
             raise InputError(f"term sizes must satisfy 1 ≤ min ({self.min_term_size}) ≤ max ({self.max_term_size})")
-        if not (_num(self.enrich_p) and 0 < self.enrich_p <= 1):
-            raise InputError(f"enrich_p must lie in (0, 1], got {self.enrich_p!r}")
+        if not (_num(self.enrich_q) and 0 < self.enrich_q <= 1):
+            raise InputError(f"enrich_q must lie in (0, 1], got {self.enrich_q!r}")
+        if not (_num(self.min_term_shift) and self.min_term_shift >= 0):
+            raise InputError(f"min_term_shift must be ≥ 0 (log2 units), got {self.min_term_shift!r}", fix="e.g. 0.25")
         if self.max_cells is not None and not (isinstance(self.max_cells, int) and self.max_cells >= 1):
             raise InputError(f"max_cells must be a positive integer or None, got {self.max_cells!r}")
 
@@ -104,6 +109,7 @@ class SteerConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SteerConfig":
         d = dict(d)
+        d.pop("enrich_p", None)  # runs stored before 2026-12-01 kept terms at p < enrich_p (now enrich_q)
         for k in ("target", "databases", "gmt"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])

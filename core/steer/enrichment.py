@@ -5,7 +5,10 @@ significant up-regulated genes and ranks genes by log2fc; row "down" has the dow
 and ranks by −log2fc. Per term: the exact binomial test (over-representation among the row's
 significant genes, as in annotation) and the Mann–Whitney U test of the term's genes towards the
 changed end of the ranking (``mwu_p_up``, one-sided), BH across terms for both. A term is kept
-when its binomial p (over-represented) or its Mann–Whitney p is below ``p_max``.
+when it is over-represented with binomial BH q below ``q_max``, or when its Mann–Whitney BH q is
+below ``q_max`` AND its genes moved, on average, at least ``min_shift`` log2 units more than all
+genes (``shift``; gene log fold changes move together under any change, so without that floor a
+rank test finds hundreds of "shifted" terms in a run that changed no gene).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from core.concepts.match import prepare_concepts
 __all__ = ["ENRICH_COLUMNS", "up_down_enrichment", "steering_concepts"]
 
 ENRICH_COLUMNS = ["term_id", "term_name", "namespace", "source", "n_term_genes", "hits", "n_significant",
-                  "expected", "fold_enrichment", "binom_p", "binom_q", "mwu_z", "mwu_p", "mwu_q", "genes"]
+                  "expected", "fold_enrichment", "binom_p", "binom_q", "mwu_z", "mwu_p", "mwu_q", "shift", "genes"]
 
 _CONCEPTS = LRUCache(size=4)
 
@@ -50,7 +53,8 @@ def steering_concepts(gene_names, *, databases=("go-bp",), gmt=(), propagate: bo
     return _CONCEPTS.get_or_make(key, make)
 
 
-def up_down_enrichment(de: pd.DataFrame, concepts, *, p_max: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
+def up_down_enrichment(de: pd.DataFrame, concepts, *, q_max: float = 0.05,
+                       min_shift: float = 0.25) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(up, down) enrichment tables (columns :data:`ENRICH_COLUMNS`), sorted by binomial then MWU p.
 
     ``de``: the steering DE table (gene order = the concepts' gene columns); ``concepts``: from
@@ -75,10 +79,14 @@ def up_down_enrichment(de: pd.DataFrame, concepts, *, p_max: float = 0.01) -> tu
     s = enrichment_stats(res, concepts, mwu_alternative="greater")
     genes = np.asarray(de["gene"].astype(str))
     matrix = concepts.matrix.tocsr()
+    finite = np.clip(lfc, -50.0, 50.0)  # ±inf (a gene from or to 0) counts as a large change, not as inf
+    shift = np.asarray(matrix.astype(np.float64) @ finite).ravel() / np.maximum(s["n_term_genes"][0], 1) - finite.mean()
     terms = concepts.terms
     out = []
     for row, mask in enumerate((up, down)):
-        keep = ((s["binom_p"][row] < p_max) & (s["direction"][row] > 0)) | (s["mwu_p_up"][row] < p_max)
+        moved = shift if row == 0 else -shift
+        keep = (((s["binom_q"][row] < q_max) & (s["direction"][row] > 0)) | ((s["mwu_q"][row] < q_max)
+                & (moved >= min_shift))) if q_max < 1 else np.ones(len(terms), bool)
         ti = np.flatnonzero(keep)
         hit_genes = []
         for t in ti:
@@ -95,7 +103,7 @@ def up_down_enrichment(de: pd.DataFrame, concepts, *, p_max: float = 0.01) -> tu
             "expected": s["expected"][row, ti], "fold_enrichment": s["fold_enrichment"][row, ti],
             "binom_p": s["binom_p"][row, ti], "binom_q": s["binom_q"][row, ti],
             "mwu_z": s["mwu_z"][row, ti], "mwu_p": s["mwu_p_up"][row, ti], "mwu_q": s["mwu_q"][row, ti],
-            "genes": hit_genes,
+            "shift": moved[ti], "genes": hit_genes,
         }, columns=ENRICH_COLUMNS)
         out.append(table.sort_values(["binom_p", "mwu_p"], kind="stable").reset_index(drop=True))
     return out[0], out[1]

@@ -262,7 +262,7 @@ def evaluate_shift(ctx: SteeringContext, *, cells: np.ndarray, normal: np.ndarra
     ``before`` / ``after`` (n, d): what is compared (the cells and their changed embedding);
     ``normal`` (n, G): the normal expression of ``cells``; ``origin``: the embedding the centroid
     shift starts from (default ``before``). Returns ``(result, all_up, all_down)``: the run (its
-    enrichment tables filtered with ``config.enrich_p``) and the unfiltered enrichment of every
+    enrichment tables filtered with ``config.enrich_q``) and the unfiltered enrichment of every
     term (for scoring terms against controls).
     """
 
@@ -285,8 +285,8 @@ def evaluate_shift(ctx: SteeringContext, *, cells: np.ndarray, normal: np.ndarra
     else:
         stats = paired_log_test(normal, steered, pseudocount=config.pseudocount)
     de = de_table(ctx.gene_names, stats, alpha=config.alpha, min_abs_log2fc=config.min_abs_log2fc)
-    all_up, all_down = up_down_enrichment(de, concepts, p_max=1.0)
-    kept = [t[_kept(t, config.enrich_p)].reset_index(drop=True) for t in (all_up, all_down)]
+    all_up, all_down = up_down_enrichment(de, concepts, q_max=1.0)
+    kept = [t[_kept(t, config.enrich_q, config.min_term_shift)].reset_index(drop=True) for t in (all_up, all_down)]
     types = ctx.cell_types
     shift = centroid_shift(before if origin is None else origin, after, cell_index=cells,
                            cell_names=ctx.obs.index[cells], cell_types=None if types is None else types[cells],
@@ -304,10 +304,11 @@ def evaluate_shift(ctx: SteeringContext, *, cells: np.ndarray, normal: np.ndarra
     return result, all_up, all_down
 
 
-def _kept(table: pd.DataFrame, p_max: float) -> np.ndarray:
-    """The rows :func:`up_down_enrichment` keeps at ``p_max`` (over-represented binomial p, or MWU p)."""
+def _kept(table: pd.DataFrame, q_max: float, min_shift: float) -> np.ndarray:
+    """The rows :func:`up_down_enrichment` keeps at ``q_max`` and ``min_shift``."""
     over = table["hits"].to_numpy(np.float64) > table["expected"].to_numpy(np.float64)
-    return ((table["binom_p"].to_numpy() < p_max) & over) | (table["mwu_p"].to_numpy() < p_max)
+    shifted = (table["mwu_q"].to_numpy() < q_max) & (table["shift"].to_numpy() >= min_shift)
+    return ((table["binom_q"].to_numpy() < q_max) & over) | shifted
 
 
 def term_scores(table: pd.DataFrame) -> pd.DataFrame:
