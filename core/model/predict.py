@@ -23,6 +23,7 @@ from core.base.io import content_hash
 from core.data.load import file_sha256
 from core.model.embeddings import get_embedding
 from core.model.multiomics import expression_columns
+from core.model.scvi import DeferredSCVI, is_scvi_model_dir
 
 __all__ = [
     "PREDICTED_STEP", "PREDICTED_FILE", "ExpressionSource", "Block", "predicted_expression",
@@ -173,8 +174,8 @@ def _analysis_embedding_key(analysis) -> str | None:
 def analysis_decoder(analysis) -> Decoder | None:
     """The decoder of the model behind ``analysis``'s embedding, or None if it has none.
 
-    Looked up in order: ``settings['decoder']`` (a model folder, a TorchScript file, or
-    "none"), ``dataset['decoder']``, then the built-in model that ``featurelens fit-model``
+    Looked up in order: ``settings['decoder']`` (a model folder, an scvi-tools model folder, a
+    TorchScript file, or "none"), ``dataset['decoder']``, then the built-in model that ``featurelens fit-model``
     saved beside the dataset (``<stem>.featurelens-model/``) if it wrote the embedding the
     analysis uses. TorchScript decoders are probed later, against the data.
     """
@@ -194,6 +195,8 @@ def analysis_decoder(analysis) -> Decoder | None:
             path = candidate if candidate.exists() else path
         if is_model_dir(path):
             return BuiltinDecoder.load(path)
+        if is_scvi_model_dir(path):
+            return DeferredSCVI(path)
         if not path.is_file():
             raise InputError(f"the analysis's decoder {ref!r} does not exist",
                              fix="restore it, or set the decoder to 'none' to annotate observed counts")
@@ -291,6 +294,9 @@ def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None
     from core.model.fit import one_hot
 
     covariates = None
+    if isinstance(decoder, DeferredSCVI):
+        decoder = decoder.resolve(adata)
+        covariates = decoder.cell_covariates()
     if isinstance(decoder, _DeferredTorchScript):
         ck = decoder.covariate_key
         if ck is not None:
