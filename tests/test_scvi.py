@@ -135,6 +135,14 @@ def test_bad_inputs_are_input_errors(scvi_model, tmp_path, monkeypatch):
     del no_batch.obs["batch"]
     with pytest.raises(InputError, match="batch column"):
         load_scvi_model(model_dir, no_batch)
+    wrong = tmp_path / "wrong.h5ad"
+    with_pca = adata.copy()
+    with_pca.obsm["X_scVI"] = np.zeros((adata.n_obs, 3), np.float32)
+    with_pca.write_h5ad(wrong)
+    with pytest.raises(InputError, match="latent is 10-dimensional"):
+        prepare_scvi_dataset(wrong, model_dir)
+    with pytest.raises(InputError, match=r"needs its AnnData \(.h5ad\)"):
+        prepare_scvi_dataset(tmp_path / "file.pt", model_dir)
     monkeypatch.setitem(sys.modules, "scvi", None)  # as if scvi-tools were not installed
     with pytest.raises(InputError, match="needs the scvi-tools package") as exc:
         load_scvi_model(model_dir, adata)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
