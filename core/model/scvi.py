@@ -75,10 +75,12 @@ def _check_folder(path) -> Path:
 
 
 def _adata_for_model(adata, genes: list[str], setup: dict, path: Path):
-    """``adata`` restricted to the model's genes in the model's order; InputError if they differ."""
+    """A copy of ``adata`` restricted to the model's genes in the model's order (a copy: scvi-tools'
+    setup adds ``_scvi_*`` fields to the AnnData it is given); InputError if the genes differ."""
     have = [str(g) for g in adata.var_names]
     if have != genes:
-        missing = [g for g in genes if g not in set(have)]
+        have_set = set(have)
+        missing = [g for g in genes if g not in have_set]
         extra = len(set(have) - set(genes))
         if missing or extra:
             raise InputError(
@@ -86,7 +88,7 @@ def _adata_for_model(adata, genes: list[str], setup: dict, path: Path):
                 f"({len(missing)} of the model's genes missing" + (f", e.g. {missing[0]!r}" if missing else "")
                 + (f"; {extra} genes the model does not know" if extra else "") + ")",
                 fix="use the AnnData the model was trained on (the same genes, e.g. the same highly variable genes)")
-        adata = adata[:, genes].copy()
+    adata = adata[:, genes].copy() if have != genes else adata.copy()
     layer = setup.get("layer")
     if layer is not None and layer not in adata.layers:
         raise InputError(f"the scvi-tools model reads counts from .layers[{layer!r}], which the data lacks",
@@ -101,7 +103,8 @@ def _adata_for_model(adata, genes: list[str], setup: dict, path: Path):
 def load_scvi_model(path: str | os.PathLike, adata):
     """The scvi-tools model saved in folder ``path``, set up on (a gene-aligned view of) ``adata``.
 
-    ``adata``: an in-memory AnnData with the cells to decode and the model's genes (any order).
+    ``adata``: an in-memory AnnData with the cells to decode and the model's genes (any order); it
+    is not changed (the model is set up on a copy).
     Raises InputError when scvi-tools is missing, the folder is not an SCVI/LinearSCVI model, or
     the data's genes, counts layer or batch column do not match the model's.
     """
@@ -239,7 +242,7 @@ class DeferredSCVI(Decoder):
         if getattr(adata, "isbacked", False):
             adata = read_anndata(adata.filename)
         cols = expression_columns(adata)
-        return SCVIDecoder.load(self.path, adata[:, cols].copy() if not np.all(cols) else adata)
+        return SCVIDecoder.load(self.path, adata[:, cols] if not np.all(cols) else adata)
 
     def fingerprint(self) -> str:
         return file_sha256(self.path / _MODEL_FILE)
@@ -263,7 +266,7 @@ def prepare_scvi_dataset(data: str | os.PathLike, model_dir: str | os.PathLike, 
     _check_folder(model_dir)
     adata = read_anndata(data)
     cols = expression_columns(adata)
-    decoder = SCVIDecoder.load(model_dir, adata[:, cols].copy() if not np.all(cols) else adata)
+    decoder = SCVIDecoder.load(model_dir, adata[:, cols] if not np.all(cols) else adata)
     setup = _saved(model_dir)[2]
     written = key not in adata.obsm
     if written:
