@@ -229,3 +229,35 @@ def _export_with_directions(a, feature: int, tmp_path):
     np.testing.assert_allclose(got, expected, atol=0.1 * np.abs(expected).max())
     ax = sc.pl.umap(adata, color=f"featurelens_{feature}", show=False)
     assert len(ax.collections[0].get_array()) == adata.n_obs
+
+
+def test_annotate_and_steer_take_the_model_for_an_analysis_made_without_it(scvi_model, tmp_path, capsys):
+    """An SAE trained on .obsm['X_scVI'] alone has no decoder; `annotate --scvi-model DIR` records the
+    model (after checking it fits), and steering then uses it without the option."""
+    src, model_dir = scvi_model
+    data = tmp_path / "pbmc.h5ad"
+    shutil.copyfile(src, data)
+    assert prepare_scvi_dataset(data, model_dir)["written"]
+    analysis = tmp_path / "b"
+    common = ["--epochs", "10", "--cell-type", "bulk_labels"]
+    assert main(["train", str(data), "--embedding", "X_scVI", "--out", str(analysis), "--hidden", "30", *common]) == 0
+    assert "expression fidelity: no decoder" in capsys.readouterr().out
+    assert main(["steer", str(analysis), "--feature", "0", "--cells", "all"]) == 2
+    assert "steering needs the model's decoder" in capsys.readouterr().err
+    pca = tmp_path / "pca"
+    assert main(["train", str(data), "--embedding", "X_pca", "--out", str(pca), "--hidden", "60", *common]) == 0
+    assert main(["annotate", str(pca), "--scvi-model", str(model_dir), "--n-null", "0"]) == 2
+    assert "10-dimensional latent" in capsys.readouterr().err
+    assert not (pca / "decoder.json").exists()
+    assert main(["annotate", str(analysis), "--scvi-model", str(tmp_path), "--n-null", "0"]) == 2
+    assert "no model.pt" in capsys.readouterr().err
+    assert main(["annotate", str(analysis), "--scvi-model", str(model_dir), "--n-null", "0"]) == 0
+    assert "decoder: the scvi-tools SCVI" in capsys.readouterr().out
+    from core.store.analysis import Analysis
+
+    a = Analysis.open(analysis)
+    assert a.read_json("decoder.json")["decoder"] == str(model_dir.resolve())
+    assert a.config["steps"]["annotate"] and a.has("predicted_expression.npy")
+    assert main(["steer", str(analysis), "--feature", "0", "--cells", "all", "--test", "nb-glm",
+                 "--concepts", ""]) == 0
+    assert "steered: feature" in capsys.readouterr().out

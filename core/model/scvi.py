@@ -24,7 +24,7 @@ from core.model.decoders import Decoder
 from core.model.multiomics import expression_columns
 
 __all__ = ["SCVIDecoder", "DeferredSCVI", "is_scvi_model_dir", "load_scvi_model", "scvi_latent", "prepare_scvi_dataset",
-           "SCVI_MODELS", "SCVI_FIX"]
+           "check_scvi_folder", "SCVI_MODELS", "SCVI_FIX"]
 
 SCVI_MODELS = ("SCVI", "LinearSCVI")
 SCVI_FIX = "install the optional extra: pip install 'featurelens[scvi]' (scvi-tools >= 1.2)"
@@ -62,7 +62,8 @@ def _saved(path: Path) -> tuple[str, list[str], dict]:
     return str(registry.get("model_name", "")), genes, dict(registry.get("setup_args", {}) or {})
 
 
-def _check_folder(path) -> Path:
+def check_scvi_folder(path) -> Path:
+    """``path`` as a Path if it is an scvi-tools model folder by its files, else an InputError saying why."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"the scvi-tools model {path} is not a folder" if path.exists()
@@ -70,6 +71,9 @@ def _check_folder(path) -> Path:
                          fix="pass the folder written by `model.save(dir)` (it holds model.pt)")
     if not (path / _MODEL_FILE).is_file():
         raise InputError(f"{path} has no {_MODEL_FILE}, so it is not a saved scvi-tools model",
+                         fix="pass the folder written by `model.save(dir)` of scvi-tools")
+    if (path / "model.json").is_file():
+        raise InputError(f"{path} is a FeatureLens model folder (featurelens fit-model), not an scvi-tools model",
                          fix="pass the folder written by `model.save(dir)` of scvi-tools")
     return path
 
@@ -108,7 +112,7 @@ def load_scvi_model(path: str | os.PathLike, adata):
     Raises InputError when scvi-tools is missing, the folder is not an SCVI/LinearSCVI model, or
     the data's genes, counts layer or batch column do not match the model's.
     """
-    path = _check_folder(path)
+    path = check_scvi_folder(path)
     scvi = _import_scvi()
     name, genes, setup = _saved(path)
     if name not in SCVI_MODELS:
@@ -263,7 +267,7 @@ def prepare_scvi_dataset(data: str | os.PathLike, model_dir: str | os.PathLike, 
         raise InputError(f"an scvi-tools model needs its AnnData (.h5ad), got {data.name}",
                          fix="pass the .h5ad the model was trained on")
     key = key or "X_scVI"
-    _check_folder(model_dir)
+    check_scvi_folder(model_dir)
     adata = read_anndata(data)
     cols = expression_columns(adata)
     decoder = SCVIDecoder.load(model_dir, adata[:, cols] if not np.all(cols) else adata)

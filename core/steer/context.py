@@ -110,6 +110,7 @@ def _cache_key(analysis) -> str:
     stat = path.stat() if path.is_file() else None
     return json.dumps({"analysis": str(Path(analysis.path).resolve()), "sae": analysis.config.get("steps", {}).get("sae"),
                        "dataset": ds, "settings": analysis.config.get("settings"),
+                       "decoder": (analysis.config.get("steps", {}) or {}).get("decoder"),
                        "file": [stat.st_size, stat.st_mtime_ns] if stat else None,
                        "model": _model_stamp(analysis)}, sort_keys=True, default=str)
 

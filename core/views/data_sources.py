@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
+from core.store.dataset import decoder_reference
 from core.data.load import CELL_TYPE_CANDIDATES, read_anndata
 from core.data.datasets import shipped
 from core.base.errors import FeatureLensError, InputError
@@ -176,10 +177,9 @@ def source_options(value: str | None) -> SourceOptions:
 def _analysis_options(value: str, path: Path) -> SourceOptions:
     a = Analysis.open(path)
     ds = a.config.get("dataset", {}) or {}
-    settings = a.config.get("settings", {}) or {}
     emb = ds.get("embedding")
     ct = ds.get("cell_type")
-    dec = settings.get("decoder") or ds.get("decoder")
+    dec = decoder_reference(a)
     dims = None
     if a.has("sae.json"):
         dims = (a.read_json("sae.json") or {}).get("d_in")

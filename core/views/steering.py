@@ -84,10 +84,10 @@ def _decoder_problem(analysis: Analysis) -> str | None:
     (the lookup order of ``analysis_decoder``; no weights are read)."""
     from core.model.scvi import is_scvi_model_dir
     from core.model.store import default_model_dir, is_model_dir
+    from core.store.dataset import decoder_reference
 
-    settings = analysis.config.get("settings", {}) or {}
     dataset = analysis.config.get("dataset", {}) or {}
-    ref = settings.get("decoder") or dataset.get("decoder")
+    ref = decoder_reference(analysis)
     if ref is not None:
         if str(ref).lower() == "none":
             return "none"
