@@ -91,6 +91,24 @@ def test_decoding_the_models_latent_equals_scvi_tools(scvi_decoder):
     assert not np.allclose(as_a, ours, rtol=1e-3)
 
 
+def test_linear_scvi_without_batches(tmp_path):
+    """LinearSCVI (LDVAE): one batch, so no covariates; its composition × 10⁴ equals scvi-tools'
+    ``get_normalized_expression(library_size=1e4)``. (LDVAE's default library is a latent variable;
+    FeatureLens multiplies by the observed library, as for SCVI.)"""
+    adata = ad.read_h5ad(shipped("pbmc68k").path)
+    scvi.settings.seed = 0
+    scvi.model.LinearSCVI.setup_anndata(adata)
+    model = scvi.model.LinearSCVI(adata, n_latent=10, n_hidden=64)
+    model.train(max_epochs=3, accelerator="cpu", batch_size=128, enable_progress_bar=False)
+    model.save(str(tmp_path / "ldvae"))
+    dec = SCVIDecoder.load(tmp_path / "ldvae", ad.read_h5ad(shipped("pbmc68k").path))
+    assert dec.describe()["model"] == "LinearSCVI" and dec.n_covariates == 0 and dec.cell_covariates() is None
+    z = dec.latent()
+    ours = decode_all(dec, z, np.full(z.shape[0], 1e4), None)
+    np.testing.assert_allclose(ours, scvi_expression(dec.model, 1e4), rtol=1e-5, atol=1e-5)
+    assert dec.dispersion().shape == (765,)
+
+
 def test_dispersion_and_description(scvi_decoder):
     dec = scvi_decoder
     theta = dec.dispersion()
@@ -261,3 +279,33 @@ def test_annotate_and_steer_take_the_model_for_an_analysis_made_without_it(scvi_
     assert main(["steer", str(analysis), "--feature", "0", "--cells", "all", "--test", "nb-glm",
                  "--concepts", ""]) == 0
     assert "steered: feature" in capsys.readouterr().out
+
+
+def test_data_page_offers_and_trains_with_an_scvi_model(scvi_model, tmp_path, monkeypatch):
+    """The Data page's decoder choice lists scvi-tools model folders of the data folder; training
+    with one records it, and the analysis is steerable with the model's decoder."""
+    from core.store.analysis import Analysis
+    from core.views.data import TrainRequest, train_for_source
+    from core.views.data_sources import decoder_choices, resolve_decoder, source_options
+    from core.views.steering import steerability
+
+    src, model_dir = scvi_model
+    data, analyses = tmp_path / "data", tmp_path / "analyses"
+    data.mkdir()
+    analyses.mkdir()
+    monkeypatch.setenv("FEATURELENS_DATA_DIR", str(data))
+    monkeypatch.setenv("FEATURELENS_ANALYSES_DIR", str(analyses))
+    shutil.copyfile(src, data / "pbmc.h5ad")
+    shutil.copytree(model_dir, data / "pbmc-scvi")
+    prepare_scvi_dataset(data / "pbmc.h5ad", data / "pbmc-scvi")
+    choice = {"label": "scvi-tools model · pbmc-scvi", "value": "scvi:pbmc-scvi"}
+    assert choice in decoder_choices() and choice in source_options("file:pbmc.h5ad").decoders
+    assert resolve_decoder("scvi:pbmc-scvi") == str((data / "pbmc-scvi").resolve())
+    overview = train_for_source(TrainRequest(source="file:pbmc.h5ad", analysis="pbmc-scvi", embedding="X_scVI",
+                                             cell_type="bulk_labels", decoder="scvi:pbmc-scvi", expansion=3,
+                                             epochs=10))
+    assert overview["decoder"] == "pbmc-scvi"
+    a = Analysis.open(analyses / "pbmc-scvi")
+    fidelity = a.read_json("metrics.json")["summary"]["fidelity"]
+    assert fidelity["decoder"] == "scvi" and fidelity["n_cells"] > 0
+    assert steerability(a) is None
