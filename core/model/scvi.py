@@ -12,6 +12,8 @@ functions that need it, so nothing else imports it. Loading a model unpickles it
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -122,14 +124,28 @@ def load_scvi_model(path: str | os.PathLike, adata):
     adata = _adata_for_model(adata, genes, setup, path)
     cls = getattr(scvi.model, name)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             model = cls.load(str(path), adata=adata, accelerator="cpu")
     except (ValueError, KeyError, RuntimeError) as exc:
         raise InputError(f"scvi-tools could not load {path} on this data ({type(exc).__name__}: {exc})",
                          fix="use the AnnData the model was trained on, and the scvi-tools version that saved it") \
             from None
     return model
+
+
+@contextlib.contextmanager
+def _quiet():
+    """scvi-tools' warnings and INFO lines (e.g. "model.pt already downloaded") hidden for one call;
+    the caller's logging settings are put back."""
+    log = logging.getLogger("scvi")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def scvi_latent(model) -> np.ndarray:
