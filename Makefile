@@ -17,7 +17,7 @@ $(VENV)/.stamp-install: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-install
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,scvi,bench]'
 	touch $@
 
 install: $(VENV)/.stamp-install

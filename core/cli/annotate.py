@@ -33,6 +33,9 @@ def configure(parser) -> None:
                         help="calibrated: least |Cohen's d| of a significant gene (default 0 observed, 0.5 predicted)")
     parser.add_argument("--n-null", type=int, default=100, help="null features of the self-check (100; 0 to skip)")
     parser.add_argument("--force", action="store_true", help="recompute even if cached")
+    parser.add_argument("--scvi-model", metavar="DIR",
+                        help="use this saved scvi-tools model (model.save(DIR)) as the analysis's decoder from "
+                             "now on (checked against the analysis's embedding and genes; needs featurelens[scvi])")
 
 
 def config_from_args(args):
@@ -46,12 +49,24 @@ def config_from_args(args):
                             binom_p_max=args.binom_p, mwu_p_max=args.mwu_p)
 
 
+def use_scvi_model(analysis, model_dir) -> None:
+    """``--scvi-model``: record the scvi-tools model as the analysis's decoder (InputError if it does not fit)."""
+    from core.model.predict import set_analysis_decoder
+    from core.model.scvi import check_scvi_folder
+
+    check_scvi_folder(model_dir)
+    decoder = set_analysis_decoder(analysis, model_dir)
+    print(f"decoder: the scvi-tools {decoder.describe().get('model', 'model')} in {model_dir}")
+
+
 def run(args) -> int:
     from core.store.analysis import Analysis
     from core.annotate.pipeline import annotate_analysis
     from core.base.progress import ProgressBar
 
     analysis = Analysis.open(args.analysis)
+    if args.scvi_model:
+        use_scvi_model(analysis, args.scvi_model)
     summary = annotate_analysis(analysis, config=config_from_args(args), progress=ProgressBar("annotate"),
                                 force=args.force)
     for k, v in summary.items():

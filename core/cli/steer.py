@@ -66,6 +66,9 @@ def configure(parser) -> None:
     parser.add_argument("--toward", metavar="TYPE",
                         help="rank the features whose steering (to --target) moves the cells toward cell type "
                              "TYPE's centroid, then steer the best one (with --sweep: run the experiment on it)")
+    parser.add_argument("--scvi-model", metavar="DIR",
+                        help="use this saved scvi-tools model (model.save(DIR)) as the analysis's decoder from "
+                             "now on (checked against the analysis's embedding and genes; needs featurelens[scvi])")
     parser.add_argument("--out", help="also write the tables into this folder")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv", help="table format for --out (csv)")
 
@@ -296,6 +299,10 @@ def run(args) -> int:
     from core.steer import run_experiment, save_experiment, steer_into_analysis
 
     analysis = Analysis.open(args.analysis)
+    if args.scvi_model:
+        from core.cli.annotate import use_scvi_model
+
+        use_scvi_model(analysis, args.scvi_model)
     if args.feature is None and args.toward is None:
         raise InputError("no feature to steer", fix="give --feature ID, or --toward TYPE to rank the features")
     experiment = args.sweep is not None or args.controls is not None

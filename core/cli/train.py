@@ -17,6 +17,7 @@ examples:
   featurelens train data.h5ad --embedding X_scVI --out analyses/bm --preset paper
   featurelens train data.h5ad --embedding X_scVI --out analyses/bm --arch topk --k 32 --expansion 50
   featurelens train data.h5ad --embedding X_scVI --out analyses/bm --seeds 0,42,9307
+  featurelens train data.h5ad --scvi-model scvi_model/ --out analyses/bm    # scvi-tools latent + decoder
 
 presets: default (good practice: L1 independent of the number of latents, centred/scaled input,
 unit-norm decoder, dead latents resampled, early stopping), auto (the default with the L1 strength
@@ -29,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="AnnData .h5ad (or an embedding .npy/.csv/.pt)")
     parser.add_argument("--embedding", metavar="KEY", help=".obsm key of the embedding (for .h5ad input)")
     parser.add_argument("--out", required=True, metavar="ANALYSIS", help="analysis folder (created if missing)")
+    parser.add_argument("--scvi-model", metavar="DIR",
+                        help="a saved scvi-tools SCVI/LinearSCVI model folder (model.save(DIR)): its latent is the "
+                             "embedding (.obsm[--embedding], default X_scVI, written there if missing) and its "
+                             "generative model the decoder of annotate and steer (needs featurelens[scvi])")
     parser.add_argument("--cell-type", metavar="COL",
                         help=".obs column of cell types for local/regional/global characterisation "
                              "(default: auto-detect)")
@@ -96,7 +101,6 @@ def sae_request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.data.load import load_dataset
     from core.base.errors import InputError
 
     from core.base.threads import set_threads_override
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     sae_cfg, train_cfg, seeds = request.configs()
     sweep = request.sweep()
 
-    ds = load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type)
+    ds = _load(args)
     if ds.embedding is None:
         raise InputError(f"{args.data} has no embedding to train on",
                          fix="pass --embedding KEY (an .obsm key); `featurelens validate DATA` lists them")
@@ -136,6 +140,23 @@ def run(args: argparse.Namespace) -> int:
     print_summary(metrics)
     print(f"wrote {analysis.path}/{{sae.pt, sae.json, metrics.json, features.parquet, activations.npz}}")
     return 0
+
+
+def _load(args: argparse.Namespace):
+    """The dataset of ``args``; with ``--scvi-model`` its latent as the embedding and the model as the decoder."""
+    from core.data.load import load_dataset
+
+    if not getattr(args, "scvi_model", None):
+        return load_dataset(args.data, embedding=args.embedding, cell_type=args.cell_type)
+    from core.model.scvi import prepare_scvi_dataset
+
+    info = prepare_scvi_dataset(args.data, args.scvi_model, key=args.embedding)
+    if info["written"]:
+        print(f"wrote the scvi-tools model's latent ({info['n_latent']} dimensions) to .obsm[{info['key']!r}] "
+              f"of {args.data}")
+    ds = load_dataset(args.data, embedding=info["key"], cell_type=args.cell_type, counts_layer=info["counts_layer"])
+    ds.source["decoder"] = info["model_dir"]
+    return ds
 
 
 def _threads_note(training: dict[str, Any]) -> str:

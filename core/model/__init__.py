@@ -1,4 +1,4 @@
-"""Expression models: the built-in model, decoders (built-in, TorchScript, none), predicted
+"""Expression models: the built-in model, decoders (built-in, scvi-tools, TorchScript, none), predicted
 expression, external embeddings and a second modality.
 
 Names are re-exported lazily from the private modules, so ``import core.model`` stays light
@@ -23,6 +23,8 @@ _EXPORTS = {
     "Decoder": "decoders", "BuiltinDecoder": "decoders", "TorchScriptDecoder": "decoders", "NoDecoder": "decoders",
     "DecodedChunk": "decoders", "load_decoder": "decoders", "decode_into": "decoders", "decode_all": "decoders",
     "decode_to_memmap": "decoders", "decode_to_npy": "decoders", "STEERING_NEEDS_DECODER": "decoders",
+    # scvi-tools models (the optional extra featurelens[scvi])
+    "SCVIDecoder": "scvi", "load_scvi_model": "scvi", "is_scvi_model_dir": "scvi", "scvi_latent": "scvi",
     # predicted expression
     "predicted_expression": "predict", "cached_predicted_expression": "predict", "expression_source": "predict",
     "ExpressionSource": "predict", "iter_blocks": "predict", "Block": "predict", "PREDICTED_STEP": "predict",

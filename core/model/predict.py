@@ -17,17 +17,18 @@ import pandas as pd
 from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress
 from core.model.decoders import BuiltinDecoder, decode_into, decode_to_npy, Decoder, load_decoder
-from core.store.dataset import load_analysis_dataset
+from core.store.dataset import decoder_reference, load_analysis_dataset, record_decoder
 from core.base import io
 from core.base.io import content_hash
 from core.data.load import file_sha256
 from core.model.embeddings import get_embedding
 from core.model.multiomics import expression_columns
+from core.model.scvi import DeferredSCVI, is_scvi_model_dir
 
 __all__ = [
     "PREDICTED_STEP", "PREDICTED_FILE", "ExpressionSource", "Block", "predicted_expression",
     "cached_predicted_expression", "expression_source", "iter_blocks", "predicted_inputs",
-    "analysis_decoder", "predicted_expression_for_analysis",
+    "analysis_decoder", "predicted_expression_for_analysis", "set_analysis_decoder",
 ]
 
 PREDICTED_STEP = "predicted_expression"
@@ -173,8 +174,8 @@ def _analysis_embedding_key(analysis) -> str | None:
 def analysis_decoder(analysis) -> Decoder | None:
     """The decoder of the model behind ``analysis``'s embedding, or None if it has none.
 
-    Looked up in order: ``settings['decoder']`` (a model folder, a TorchScript file, or
-    "none"), ``dataset['decoder']``, then the built-in model that ``featurelens fit-model``
+    Looked up in order: :func:`core.store.dataset.decoder_reference` (a model folder, an
+    scvi-tools model folder, a TorchScript file, or "none"), then the built-in model that ``featurelens fit-model``
     saved beside the dataset (``<stem>.featurelens-model/``) if it wrote the embedding the
     analysis uses. TorchScript decoders are probed later, against the data.
     """
@@ -184,7 +185,7 @@ def analysis_decoder(analysis) -> Decoder | None:
 
     settings = analysis.config.get("settings", {}) or {}
     dataset = analysis.config.get("dataset", {}) or {}
-    ref = settings.get("decoder") or dataset.get("decoder")
+    ref = decoder_reference(analysis)
     if ref is not None:
         if str(ref).lower() == "none":
             return None
@@ -194,6 +195,8 @@ def analysis_decoder(analysis) -> Decoder | None:
             path = candidate if candidate.exists() else path
         if is_model_dir(path):
             return BuiltinDecoder.load(path)
+        if is_scvi_model_dir(path):
+            return DeferredSCVI(path)
         if not path.is_file():
             raise InputError(f"the analysis's decoder {ref!r} does not exist",
                              fix="restore it, or set the decoder to 'none' to annotate observed counts")
@@ -291,6 +294,9 @@ def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None
     from core.model.fit import one_hot
 
     covariates = None
+    if isinstance(decoder, DeferredSCVI):
+        decoder = decoder.resolve(adata)
+        covariates = decoder.cell_covariates()
     if isinstance(decoder, _DeferredTorchScript):
         ck = decoder.covariate_key
         if ck is not None:
@@ -312,3 +318,26 @@ def resolve_decoder_for_data(decoder, adata, z, genes, *, key: str | None = None
             raise InputError(f"the model needs the batch column {ck!r}, which the data lacks")
         covariates = decoder.covariates_for(adata.obs[ck])
     return decoder, covariates
+
+
+def set_analysis_decoder(analysis, path) -> Decoder:
+    """Check that the decoder at ``path`` (a model folder, an scvi-tools model folder or a TorchScript
+    file) decodes ``analysis``'s embedding and genes, then record it as the analysis's decoder
+    (:func:`core.store.dataset.record_decoder`). Returns the checked decoder; InputError (nothing
+    recorded) when it does not fit."""
+    from pathlib import Path
+
+    from core.model.store import is_model_dir
+
+    path = Path(path).resolve()
+    if is_model_dir(path):
+        decoder: Decoder = BuiltinDecoder.load(path)
+    elif is_scvi_model_dir(path) or path.is_dir():
+        decoder = DeferredSCVI(path)
+    elif path.is_file():
+        decoder = _DeferredTorchScript(path, covariate_key=None, output="fractions")
+    else:
+        raise InputError(f"the decoder {path} does not exist", fix="pass an existing model folder or file")
+    checked = decoding_data(analysis, decoder).decoder
+    record_decoder(analysis, str(path), kind=checked.kind)
+    return checked

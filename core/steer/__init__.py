@@ -15,11 +15,14 @@
     steer_toward(analysis, cells="cell_type=MEP", toward="Erythroblast").ranking
     # the features that rise along a lineage, ranked by how far steering each moves its first stage to its last
     rank_trajectory(steering_context(analysis), rising_features(acts, cell_types, lineage), lineage=lineage)
+    # the analysis back into a copy of the AnnData (obsm X_sae, obs featurelens_<id>, varm, uns)
+    export_h5ad(analysis, "pbmc-featurelens.h5ad", top=10)
 """
 from core.steer.cells import SELECTION_HELP, select_cells
 from core.steer.centroids import centroid_shift, centroid_summary
 from core.steer.config import TESTS, SteerConfig
 from core.steer.context import SteeringContext, cell_type_centroids, clear_context_cache, steering_context
+from core.steer.directions import export_h5ad, gene_directions
 from core.steer.experiment import (NOT_ABOVE, SPECIFIC, ExperimentResult, SteerExperiment, evaluate_shift,
                                    list_experiments, load_experiment, matched_controls, parse_strengths,
                                    null_features, run_experiment, save_experiment, term_scores)
@@ -36,7 +39,7 @@ from core.steer.verdicts import VERDICT_COLUMNS, empirical_p, hypothesis_terms, 
 
 __all__ = [
     "SteerConfig", "TESTS", "steer", "steer_latents", "SteeringResult", "select_cells", "SELECTION_HELP",
-    "SteeringContext", "steering_context", "clear_context_cache", "cell_type_centroids",
+    "SteeringContext", "steering_context", "clear_context_cache", "cell_type_centroids", "gene_directions", "export_h5ad",
     "Target", "parse_target", "resolve_targets", "TARGET_HELP",
     "paired_log_test", "nb_glm_paired", "de_table", "DE_COLUMNS",
     "steering_concepts", "up_down_enrichment", "ENRICH_COLUMNS", "centroid_shift", "centroid_summary",

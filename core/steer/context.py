@@ -20,6 +20,7 @@ import pandas as pd
 from core.base.cache import LRUCache
 from core.base.errors import InputError
 from core.model.decoders import BuiltinDecoder, HOW_TO_ADD_DECODER, STEERING_NEEDS_DECODER
+from core.model.scvi import SCVIDecoder
 from core.model.predict import analysis_decoder, decoding_data, PREDICTED_FILE, predicted_inputs, PREDICTED_STEP
 
 __all__ = ["SteeringContext", "steering_context", "cell_type_centroids", "clear_context_cache"]
@@ -109,6 +110,7 @@ def _cache_key(analysis) -> str:
     stat = path.stat() if path.is_file() else None
     return json.dumps({"analysis": str(Path(analysis.path).resolve()), "sae": analysis.config.get("steps", {}).get("sae"),
                        "dataset": ds, "settings": analysis.config.get("settings"),
+                       "decoder": (analysis.config.get("steps", {}) or {}).get("decoder"),
                        "file": [stat.st_size, stat.st_mtime_ns] if stat else None,
                        "model": _model_stamp(analysis)}, sort_keys=True, default=str)
 
@@ -180,8 +182,11 @@ def _cached_prediction(analysis, decoder, z, lib, covariates):
 
 
 def _dispersion(decoder) -> np.ndarray | None:
-    """The built-in NB model's per-gene θ in the data's gene order; None for other decoders."""
+    """The NB model's per-gene θ in the data's gene order (the built-in model's, or an scvi-tools
+    model's exp(px_r)); None for other decoders."""
 
+    if isinstance(decoder, SCVIDecoder):
+        return decoder.dispersion()
     if not isinstance(decoder, BuiltinDecoder) or decoder.fitted.config.likelihood != "nb":
         return None
     theta = np.exp(decoder.fitted.model.log_gene_param.detach().cpu().numpy().astype(np.float64))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
+from core.store.dataset import decoder_reference
 from core.data.load import load_dataset
 from core.data.datasets import shipped
 from core.base.errors import InputError
@@ -271,7 +272,7 @@ def analysis_overview(name: str) -> dict[str, Any]:
         a = Analysis.open(path)
         out["exists"] = True
         ds = a.config.get("dataset", {}) or {}
-        dec = (a.config.get("settings", {}) or {}).get("decoder") or ds.get("decoder")
+        dec = decoder_reference(a)
         out.update(dataset=Path(ds.get("path", "?")).name, embedding=ds.get("embedding"),
                    cell_type=ds.get("cell_type"), n_cells=ds.get("n_cells"),
                    decoder="automatic" if not dec else ("none" if str(dec).lower() == "none" else Path(dec).name))

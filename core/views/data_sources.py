@@ -12,10 +12,12 @@ from pathlib import Path
 
 from core.store.analysis import Analysis
 from core.store.catalog import resolve_source
+from core.store.dataset import decoder_reference
 from core.data.load import CELL_TYPE_CANDIDATES, read_anndata
 from core.data.datasets import shipped
 from core.base.errors import FeatureLensError, InputError
 from core.base.paths import analyses_dir, confine, data_dir
+from core.model.scvi import is_scvi_model_dir
 
 __all__ = ["SourceOptions", "source_options", "decoder_choices", "resolve_decoder", "analysis_path",
            "default_analysis_name", "MODEL_KEY"]
@@ -69,7 +71,8 @@ def default_analysis_name(stem: str, embedding: str | None) -> str:
 
 
 def decoder_choices() -> list[dict]:
-    """Decoders the page offers: automatic, none, built-in model folders and TorchScript files in the data folder.
+    """Decoders the page offers: automatic, none, built-in model folders, scvi-tools model folders
+    (``model.save(dir)``: a folder with ``model.pt``) and TorchScript files in the data folder.
 
     TorchScript files are recognised by a ``.ts``/``.torchscript``/``.jit`` suffix or a ``.pt``
     name containing "decoder" (``.pt`` files are otherwise embeddings).
@@ -85,6 +88,8 @@ def decoder_choices() -> list[dict]:
             continue
         if p.is_dir() and p.name.endswith(".featurelens-model") and (p / "model.json").is_file():
             out.append({"label": f"Built-in model · {rel}", "value": f"model:{rel}"})
+        elif is_scvi_model_dir(p):
+            out.append({"label": f"scvi-tools model · {rel}", "value": f"scvi:{rel}"})
         elif p.is_file() and (p.suffix.lower() in _DECODER_SUFFIXES
                               or (p.suffix.lower() == ".pt" and "decoder" in p.name.lower())):
             out.append({"label": f"TorchScript · {rel}", "value": f"torchscript:{rel}"})
@@ -98,7 +103,7 @@ def resolve_decoder(value: str | None) -> str | None:
     if value == "none":
         return "none"
     kind, _, rel = value.partition(":")
-    if kind not in ("model", "torchscript") or not rel:
+    if kind not in ("model", "scvi", "torchscript") or not rel:
         raise InputError(f"unknown decoder choice {value!r}", fix="choose a decoder from the list")
     path = confine(rel, roots=[data_dir()])
     if not path.exists():
@@ -172,10 +177,9 @@ def source_options(value: str | None) -> SourceOptions:
 def _analysis_options(value: str, path: Path) -> SourceOptions:
     a = Analysis.open(path)
     ds = a.config.get("dataset", {}) or {}
-    settings = a.config.get("settings", {}) or {}
     emb = ds.get("embedding")
     ct = ds.get("cell_type")
-    dec = settings.get("decoder") or ds.get("decoder")
+    dec = decoder_reference(a)
     dims = None
     if a.has("sae.json"):
         dims = (a.read_json("sae.json") or {}).get("d_in")

@@ -82,11 +82,12 @@ def steerability(analysis: Analysis) -> tuple[str, str] | None:
 def _decoder_problem(analysis: Analysis) -> str | None:
     """None if the analysis names a decoder that exists, "none" if it has none, else what is wrong
     (the lookup order of ``analysis_decoder``; no weights are read)."""
+    from core.model.scvi import is_scvi_model_dir
     from core.model.store import default_model_dir, is_model_dir
+    from core.store.dataset import decoder_reference
 
-    settings = analysis.config.get("settings", {}) or {}
     dataset = analysis.config.get("dataset", {}) or {}
-    ref = settings.get("decoder") or dataset.get("decoder")
+    ref = decoder_reference(analysis)
     if ref is not None:
         if str(ref).lower() == "none":
             return "none"
@@ -94,7 +95,7 @@ def _decoder_problem(analysis: Analysis) -> str | None:
         if not path.is_absolute() and dataset.get("path"):
             candidate = Path(dataset["path"]).parent / path
             path = candidate if candidate.exists() else path
-        return None if is_model_dir(path) or path.is_file() else f"the analysis's decoder {ref!r} does not exist."
+        return None if is_model_dir(path) or is_scvi_model_dir(path) or path.is_file() else f"the analysis's decoder {ref!r} does not exist."
     if not dataset.get("path"):
         return "none"
     folder = default_model_dir(dataset["path"])
