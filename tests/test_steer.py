@@ -282,3 +282,51 @@ def test_cli_steer(planted, tmp_path, capsys):
     assert "no gene changed" in text
     up = next(line for line in text.splitlines() if line.strip().startswith("largest up"))
     assert up.split()[2] in {genes[i] for i in p_idx}, up
+
+
+def _gmt_concepts(tmp_path, n_genes=400, n_terms=20, size=20):
+    from core.steer import steering_concepts
+
+    genes = [f"G{i}" for i in range(n_genes)]
+    path = tmp_path / "sets.gmt"
+    path.write_text("".join(f"T{t}\tna\t" + "\t".join(genes[t * size:(t + 1) * size]) + "\n" for t in range(n_terms)))
+    return genes, steering_concepts(genes, databases=(), gmt=(str(path),))
+
+
+def test_enrichment_keeps_shifted_terms_only_when_they_moved_enough(tmp_path):
+    """The rank test alone flags a coherent shift of any size; the keep rule asks for ≥ 0.25 log2."""
+    from core.steer import de_table, up_down_enrichment
+
+    genes, concepts = _gmt_concepts(tmp_path)
+    rng = np.random.default_rng(0)
+    for shift, kept in ((0.01, False), (0.4, True)):
+        lfc = rng.normal(0, 0.002, len(genes))
+        lfc[:20] += shift  # term T0's genes, none of them past the 2-fold threshold
+        stats_ = {"mean_normal": np.ones(len(genes)), "mean_steered": 2 ** lfc, "log2fc": lfc,
+                  "stat": lfc / 0.01, "pvalue": np.full(len(genes), 0.5)}
+        de = de_table(genes, stats_, alpha=0.05, min_abs_log2fc=1.0)
+        assert not de["significant"].any()
+        up, down = up_down_enrichment(de, concepts)
+        assert ("T0" in set(up["term_id"])) is kept, (shift, up)
+        assert len(down) == 0 and set(up["term_id"]) <= {"T0"}
+        every, _ = up_down_enrichment(de, concepts, q_max=1.0)
+        t0 = every.set_index("term_id").loc["T0"]
+        assert t0["mwu_q"] < 1e-6 and t0["shift"] == pytest.approx(shift * (1 - 20 / 400), abs=0.01)
+
+
+def test_enrichment_of_null_changes_keeps_almost_nothing(tmp_path):
+    """Null: gene changes with no term structure (noise, uniform p): BH keeps the share of runs
+    that report any term near 5 % per direction (here ≤ 4 of 30 runs)."""
+    from core.steer import de_table, up_down_enrichment
+
+    genes, concepts = _gmt_concepts(tmp_path)
+    rng = np.random.default_rng(1)
+    runs_with_terms = 0
+    for _ in range(30):
+        lfc = rng.normal(0, 0.8, len(genes))
+        p = rng.uniform(size=len(genes))
+        de = de_table(genes, {"mean_normal": np.ones(len(genes)), "mean_steered": 2 ** lfc, "log2fc": lfc,
+                              "stat": lfc, "pvalue": p}, alpha=0.05, min_abs_log2fc=1.0)
+        up, down = up_down_enrichment(de, concepts)
+        runs_with_terms += int(len(up) + len(down) > 0)
+    assert runs_with_terms <= 4
