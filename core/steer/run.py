@@ -204,8 +204,7 @@ def steer(analysis, *, features, cells, config: SteerConfig = SteerConfig(), pro
     concepts = steering_concepts(ctx.gene_names, databases=config.databases, gmt=config.gmt,
                                  propagate=config.propagate, min_size=config.min_term_size,
                                  max_size=config.max_term_size)
-    enr_up, enr_down = up_down_enrichment(de, concepts, q_max=config.enrich_q,
-                                           min_shift=config.min_term_shift)
+    enr_up, enr_down = up_down_enrichment(de, concepts, q_max=config.enrich_q, min_shift=config.min_term_shift)
 
     stage(5, "distances to cell-type centroids")
     types = ctx.cell_types
