@@ -397,11 +397,11 @@ def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, scr
                            ".includes('cells by louvain')", timeout=15000)
 
 
-PAGES = ("data", "explorer", "steering", "compare", "simulation")
+PAGES = ("data", "explorer", "steering", "trajectories", "compare", "simulation")
 
 
 def test_bx009_full_page_screenshot_of_every_page(server, page):
-    """A full-page screenshot of each page into test-artifacts/screenshots/ (attached to the test run)."""
+    """A full-page screenshot of each of the six pages into test-artifacts/screenshots/ (attached to the test run)."""
     page.set_viewport_size({"width": 1400, "height": 900})
     out = ARTIFACTS / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
