@@ -282,8 +282,9 @@ def test_annotate_and_steer_take_the_model_for_an_analysis_made_without_it(scvi_
 
 
 def test_data_page_offers_and_trains_with_an_scvi_model(scvi_model, tmp_path, monkeypatch):
-    """The Data page's decoder choice lists scvi-tools model folders of the data folder; training
-    with one records it, and the analysis is steerable with the model's decoder."""
+    """The app end to end: the Data page's decoder choice lists scvi-tools model folders of the data
+    folder; training with one records it; the page's annotate and the Steering page's job then run
+    on the model's decoder (NB GLM with its dispersions)."""
     from core.store.analysis import Analysis
     from core.views.data import TrainRequest, train_for_source
     from core.views.data_sources import decoder_choices, resolve_decoder, source_options
@@ -309,3 +310,21 @@ def test_data_page_offers_and_trains_with_an_scvi_model(scvi_model, tmp_path, mo
     fidelity = a.read_json("metrics.json")["summary"]["fidelity"]
     assert fidelity["decoder"] == "scvi" and fidelity["n_cells"] > 0
     assert steerability(a) is None
+    # … then annotate it as the Data page's Annotate button does, and steer it as the Steering page's job
+    from callbacks import steering as steer_cb
+    from callbacks.jobs import JobProgress
+    from core.annotate.pipeline import AnnotationConfig
+    from core.views.data import annotate_named
+
+    annotate_named("pbmc-scvi", config=AnnotationConfig(concepts=("go-bp",), n_null=0))
+    a = Analysis.open(analyses / "pbmc-scvi")
+    assert a.has("annotations.parquet") and a.has("predicted_expression.npy")
+    features = a.read_parquet("features.parquet")
+    feature = int(features.loc[features["live"], "feature"].iloc[0])
+    alert, shown = steer_cb.run_steering(JobProgress(None), "analysis:pbmc-scvi", [feature], "types",
+                                         ["CD14+ Monocyte"], [], "max", None, None, True, "nb-glm")
+    assert shown["run_id"] and "genes up" in str(alert)
+    from core.steer import load_steering_run
+
+    run = load_steering_run(Analysis.open(analyses / "pbmc-scvi"), shown["run_id"])
+    assert run.config.test == "nb-glm" and "scvi" in str(run.info.get("decoder")), run.info.get("decoder")
