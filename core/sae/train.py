@@ -220,7 +220,7 @@ def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: tor
     ``step`` reads only this scope's locals (``plan`` is unpacked) and keeps its counters on the device."""
     fast = train.engine == "auto" and sae.has_fast_grads
     n_train, bs, total_steps, decay_start = plan.n_train, plan.batch_size, plan.total_steps, plan.decay_start
-    warmup_steps, clip, params = plan.warmup_steps, train.grad_clip, list(sae.parameters())
+    clip, params = train.grad_clip, list(sae.parameters())
     dead_window = getattr(config, "dead_window", None) or n_train
     shuffle_gen = torch.Generator().manual_seed(train.seed + 1)
     resample_gen = torch.Generator().manual_seed(train.seed + 2)
@@ -239,16 +239,9 @@ def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: tor
         nonlocal since_fired
         if done >= decay_start:
             opt.param_groups[0]["lr"] = train.lr * (total_steps - done) / max(1, total_steps - decay_start)
-        if done <= warmup_steps:
+        if done <= plan.warmup_steps:
             sae.penalty_weight = train.penalty_weight(done, total_steps)
-        if fast:
-            out = sae.fast_grads_(xb)
-        else:
-            out = sae.loss(xb, dead=since_fired >= dead_window)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip)
+        out = _gradients(sae, opt, xb, dead=None if fast else since_fired >= dead_window, clip=clip, params=params)
         opt.step()
         sae.constrain_()
         since_fired = torch.where(out.fired, 0, since_fired + xb.shape[0])
@@ -278,6 +271,22 @@ def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: tor
             since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired, generator=resample_gen)
 
     return batches, step, evaluate, after_eval
+
+
+def _gradients(sae: SparseAutoencoder, opt: torch.optim.Optimizer, xb: torch.Tensor, *, dead: torch.Tensor | None,
+               clip: float | None, params: list[torch.nn.Parameter]):
+    """One step's gradients into ``.grad``: hand-written when ``dead`` is None, else autograd
+    (``dead`` marks latents dead in training, for AuxK); then clipped to global norm ``clip``.
+    Returns the model's :class:`~core.sae.models.StepOut`."""
+    if dead is None:
+        out = sae.fast_grads_(xb)
+    else:
+        out = sae.loss(xb, dead=dead)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    return out
 
 
 def _resample(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x_train: torch.Tensor,
