@@ -66,6 +66,10 @@ class SAEConfig:
     ``"l1_weighted"`` weights each latent's L1 term by its decoder norm; ``"none"`` (the
     reference) does neither. ``init``: ``"tied"`` (random unit decoder columns, encoder = its
     transpose, zero biases) or ``"torch"`` (``nn.Linear`` defaults, as the reference).
+    ``init_scale`` (tied init only, ``None``: unit columns, then the encoder is rescaled so the
+    first reconstruction has the right size): decoder columns of this norm, encoder = their
+    transpose, no rescaling (Anthropic's April 2024 recipe uses 0.1; needs a decoder that is
+    not renormalised, ``decoder_norm`` ``"l1_weighted"`` or ``"none"``).
     ``dead_window``: a latent is dead during training when it has not fired for this many
     training samples (``None``: one epoch). ``resample_dead``: at each evaluation in the first
     half of training, dead latents are re-initialised towards badly reconstructed cells
@@ -81,6 +85,7 @@ class SAEConfig:
     init: str = "tied"
     dead_window: int | None = None
     resample_dead: bool = True
+    init_scale: float | None = None
 
     DEFAULT_EXPANSION: ClassVar[float] = 50.0
 
@@ -101,6 +106,14 @@ class SAEConfig:
         if self.dead_window is not None:
             _need(_is_int(self.dead_window) and self.dead_window >= 1,
                   f"dead_window must be a positive number of samples (got {self.dead_window!r})")
+        if self.init_scale is not None:
+            _need(_is_number(self.init_scale) and self.init_scale > 0,
+                  f"init_scale must be a positive number (got {self.init_scale!r})", "e.g. init_scale 0.1")
+            _need(self.init == "tied", f"init_scale applies to the tied init only (init is {self.init!r})",
+                  "use init 'tied', or drop init_scale")
+            _need(self.decoder_norm != "unit",
+                  "init_scale has no effect with decoder_norm 'unit' (columns are renormalised to 1 after every step)",
+                  "use decoder_norm 'l1_weighted' (Anthropic's April 2024 recipe), or drop init_scale")
 
     def hidden_size(self, d_in: int) -> int:
         """The number of latents for a ``d_in``-dimensional input; never fewer than ``d_in``."""
@@ -245,6 +258,10 @@ class TrainConfig:
     ``min_delta`` (relative) for ``patience`` evaluations (``None``: never stop early); the
     best weights are restored when ``restore_best``. ``lr_schedule="linear_decay"`` decays
     the rate linearly to 0 over the last ``decay_fraction`` of the planned steps.
+    ``l1_warmup``: the sparsity penalty's weight rises linearly from 0 to 1 over this first
+    fraction of the planned steps (0: full strength from the start; the validation loss always
+    uses full strength). ``grad_clip``: the gradient's global L2 norm is clipped to this before
+    each step (``None``: no clipping).
     ``seed`` reaches weight init, the split and shuffling: same seed, same weights.
     ``device``: ``"auto"`` (GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
     ``"mps"``. ``engine``: ``"auto"`` uses hand-written gradients where an architecture has
@@ -263,6 +280,8 @@ class TrainConfig:
     restore_best: bool = True
     lr_schedule: str = "linear_decay"
     decay_fraction: float = 1.0
+    l1_warmup: float = 0.0
+    grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
     engine: str = "auto"
@@ -302,6 +321,11 @@ class TrainConfig:
              f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         need(_is_number(self.decay_fraction) and 0 < self.decay_fraction <= 1,
              f"decay_fraction must be in (0, 1] (got {self.decay_fraction!r})")
+        need(_is_number(self.l1_warmup) and 0 <= self.l1_warmup < 1,
+             f"l1_warmup must be a fraction of the steps in [0, 1) (got {self.l1_warmup!r})", "e.g. l1_warmup 0.05")
+        if self.grad_clip is not None:
+            need(_is_number(self.grad_clip) and self.grad_clip > 0,
+                 f"grad_clip must be a positive gradient norm (got {self.grad_clip!r})", "e.g. grad_clip 1.0")
         need(_is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer (got {self.seed!r})")
         need(isinstance(self.device, str) and _valid_device(self.device),
              f"device must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})", "e.g. --device cpu")
@@ -312,6 +336,16 @@ class TrainConfig:
         if self.min_steps is None:
             return self.epochs
         return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """Steps over which the sparsity penalty warms up, of ``total_steps`` planned."""
+        return int(round(total_steps * self.l1_warmup))
+
+    def penalty_weight(self, step: int, total_steps: int) -> float:
+        """The sparsity penalty's weight in optimiser step ``step`` (0-based) of ``total_steps``:
+        ``step / warmup_steps`` during the warm-up (0 at the first step), then 1."""
+        warmup = self.warmup_steps(total_steps)
+        return 1.0 if step >= warmup else step / warmup
 
     def split_sizes(self, n_cells: int) -> tuple[int, int]:
         """``(n_train, n_val)`` for ``n_cells``; raises InputError when either is too small."""

@@ -72,6 +72,7 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.empty(d_in))
         self.register_buffer("input_mean", torch.zeros(d_in))
         self.register_buffer("input_scale", torch.ones(()))
+        self.penalty_weight = 1.0  # what the training losses multiply the sparsity penalty by (L1 warm-up)
         self.reset_parameters(generator)
 
     # ------------------------------------------------------------------ sizes and init
@@ -90,8 +91,8 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Initialise weights from ``generator`` (``init="torch"``: ``nn.Linear`` defaults,
-        U(±1/√fan_in) for weights and biases; ``"tied"``: unit decoder columns, encoder = their
-        transpose, zero biases)."""
+        U(±1/√fan_in) for weights and biases; ``"tied"``: random decoder columns of norm
+        ``init_scale`` (1 when unset), encoder = their transpose, zero biases)."""
         d, h = self.d_in, self.hidden
         if self.config.init == "torch":
             be, bd = 1 / math.sqrt(d), 1 / math.sqrt(h)
@@ -102,6 +103,8 @@ class SparseAutoencoder(nn.Module):
         else:
             w = torch.randn(d, h, generator=generator)
             w /= w.norm(dim=0, keepdim=True).clamp_min(1e-12)
+            if self.config.init_scale is not None:
+                w *= self.config.init_scale
             self.W_dec.copy_(w)
             self.W_enc.copy_(w.T)
             self.b_enc.zero_()
@@ -115,8 +118,9 @@ class SparseAutoencoder(nn.Module):
         With random unit decoder columns and encoder = their transpose, the first
         reconstruction is about ``hidden / (2 d_in)`` times too large (every latent whose
         direction points towards ``x`` adds to it); the least-squares factor removes that
-        without changing any direction. Returns the factor (1 when not applied)."""
-        if self.config.init != "tied" or xn.shape[0] == 0:
+        without changing any direction. Not applied with ``init_scale`` (the recipe that sets it
+        starts from a small reconstruction on purpose). Returns the factor (1 when not applied)."""
+        if self.config.init != "tied" or self.config.init_scale is not None or xn.shape[0] == 0:
             return 1.0
         x_hat = self.activate(self.pre_activation(xn)) @ self.W_dec.T + self.b_dec
         target = xn - self.b_dec
@@ -205,11 +209,11 @@ class SparseAutoencoder(nn.Module):
         return idx
 
     def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
-        """The training objective on normalised input ``xn`` (autograd). ``dead`` (hidden,)
-        bool marks latents dead in training (used by AuxK)."""
+        """The training objective on normalised input ``xn`` (autograd), the penalty times
+        :attr:`penalty_weight`. ``dead`` (hidden,) bool marks latents dead in training (used by AuxK)."""
         z = self.activate(self.pre_activation(xn))
         mse = (self.decode_normalized(z) - xn).pow(2).mean()
-        pen = self.penalty(z)
+        pen = self.penalty(z) * self.penalty_weight
         return StepOut(mse + pen, mse.detach(), pen.detach(), fired_latents(z.detach()))
 
     @torch.no_grad()
@@ -284,6 +288,7 @@ class VanillaSAE(SparseAutoencoder):
         tanh penalty adds one).
         """
         cfg = self.config
+        l1 = cfg.l1 * self.penalty_weight
         b, d = xn.shape
         x_in = xn - self.b_dec if self.pre_bias else xn
         z = torch.addmm(self.b_enc, x_in, self.W_enc.T).relu_()          # (b, h)
@@ -295,9 +300,9 @@ class VanillaSAE(SparseAutoencoder):
         if cfg.penalty == "tanh":
             s = self.TANH_SHARPNESS / math.sqrt(d)
             t = torch.tanh(z * (s if norms is None else norms * s))       # (b, h)
-            pen = cfg.l1 * t.sum() / b
+            pen = l1 * t.sum() / b
             q = t.mul_(t).neg_().add_(1.0)                                # 1 − tanh²
-            c = cfg.l1 * s / b
+            c = l1 * s / b
             if norms is not None:
                 wsum = (q * z).sum(0)                                     # Σ_b q z, for the norm's gradient
                 l1_grad = q.mul_(norms * c)                               # dpen/dz (b, h)
@@ -305,7 +310,7 @@ class VanillaSAE(SparseAutoencoder):
                 l1_grad = q.mul_(c)
             dec_row = wsum * c if norms is not None else None
         else:
-            c = self.l1_unit(b)
+            c = self.l1_unit(b) * self.penalty_weight
             if norms is not None:
                 l1_grad = (norms * c).unsqueeze(0)
                 pen = c * (zsum * norms).sum()

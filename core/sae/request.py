@@ -19,7 +19,8 @@ from core.sae.sweep import SweepConfig, preset_sweep
 __all__ = ["SAERequest", "SHARED_FIELDS"]
 
 #: Settings every architecture has; kept when ``arch`` changes a non-default preset's architecture.
-SHARED_FIELDS = ("hidden", "expansion", "center", "scale", "decoder_norm", "init", "dead_window", "resample_dead")
+SHARED_FIELDS = ("hidden", "expansion", "center", "scale", "decoder_norm", "init", "dead_window", "resample_dead",
+                 "init_scale")
 
 _TRAIN_FIELDS = ("epochs", "max_steps", "lr", "batch_size", "val_fraction", "seed", "device")
 

@@ -162,6 +162,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
                         should_stop=should_stop or never_stop, check_every_s=0.2, report_every_s=0.5,
                         eval_message=lambda row, epoch: _message(row, epoch + 1, plan.epochs))
     restored = stopping.restore()
+    sae.penalty_weight = 1.0
     sae.eval()
     best_row = stopping.best_row or {}
     return TrainResult(sae=sae, train_config=train, history=loop.history, val_index=val_idx,
@@ -188,7 +189,8 @@ def _normalized_start(x: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
 
 @dataclass(frozen=True)
 class _Plan:
-    """Batch size, steps and the step where the linear learning-rate decay starts."""
+    """Batch size, steps, the step where the linear learning-rate decay starts and the steps
+    over which the sparsity penalty warms up."""
 
     n_train: int
     batch_size: int
@@ -196,6 +198,7 @@ class _Plan:
     epochs: int
     total_steps: int
     decay_start: int
+    warmup_steps: int = 0
 
     @classmethod
     def of(cls, train: TrainConfig, *, n_train: int) -> "_Plan":
@@ -207,7 +210,8 @@ class _Plan:
             total_steps = min(total_steps, train.max_steps)
         decay_start = int(total_steps * (1 - train.decay_fraction)) if train.lr_schedule == "linear_decay" \
             else total_steps
-        return cls(n_train, bs, steps_per_epoch, epochs, total_steps, decay_start)
+        return cls(n_train, bs, steps_per_epoch, epochs, total_steps, decay_start,
+                   train.warmup_steps(total_steps))
 
 
 def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: torch.Tensor, x_val: torch.Tensor, *,
@@ -216,6 +220,7 @@ def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: tor
     ``step`` reads only this scope's locals (``plan`` is unpacked) and keeps its counters on the device."""
     fast = train.engine == "auto" and sae.has_fast_grads
     n_train, bs, total_steps, decay_start = plan.n_train, plan.batch_size, plan.total_steps, plan.decay_start
+    clip, params = train.grad_clip, list(sae.parameters())
     dead_window = getattr(config, "dead_window", None) or n_train
     shuffle_gen = torch.Generator().manual_seed(train.seed + 1)
     resample_gen = torch.Generator().manual_seed(train.seed + 2)
@@ -234,12 +239,9 @@ def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: tor
         nonlocal since_fired
         if done >= decay_start:
             opt.param_groups[0]["lr"] = train.lr * (total_steps - done) / max(1, total_steps - decay_start)
-        if fast:
-            out = sae.fast_grads_(xb)
-        else:
-            out = sae.loss(xb, dead=since_fired >= dead_window)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+        if done <= plan.warmup_steps:
+            sae.penalty_weight = train.penalty_weight(done, total_steps)
+        out = _gradients(sae, opt, xb, dead=None if fast else since_fired >= dead_window, clip=clip, params=params)
         opt.step()
         sae.constrain_()
         since_fired = torch.where(out.fired, 0, since_fired + xb.shape[0])
@@ -269,6 +271,22 @@ def _loop_parts(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x_train: tor
             since_fired = _resample(sae, opt, since_fired >= dead_window, x_train, since_fired, generator=resample_gen)
 
     return batches, step, evaluate, after_eval
+
+
+def _gradients(sae: SparseAutoencoder, opt: torch.optim.Optimizer, xb: torch.Tensor, *, dead: torch.Tensor | None,
+               clip: float | None, params: list[torch.nn.Parameter]):
+    """One step's gradients into ``.grad``: hand-written when ``dead`` is None, else autograd
+    (``dead`` marks latents dead in training, for AuxK); then clipped to global norm ``clip``.
+    Returns the model's :class:`~core.sae.models.StepOut`."""
+    if dead is None:
+        out = sae.fast_grads_(xb)
+    else:
+        out = sae.loss(xb, dead=dead)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    return out
 
 
 def _resample(sae: SparseAutoencoder, opt: torch.optim.Adam, dead: torch.Tensor, x_train: torch.Tensor,
