@@ -40,17 +40,18 @@ QUERIES = ["erythrocyte", "interferon", "T cell", "oxygen", "GO:0006260", "heme"
 
 
 def build(folder: Path, *, n_cells: int, n_features: int, density: float, n_dense: int, terms_per_feature: int,
-          seed: int = 0) -> str:
-    """A synthetic analysis ``folder/analyses/bench`` with every file the Explorer reads."""
+          seed: int = 0, dataset: dict | None = None) -> str:
+    """A synthetic analysis ``folder/analyses/bench`` with every file the Explorer reads. ``dataset``:
+    the analysis's dataset reference (default: a placeholder without a file, so no DE tables)."""
     from core.store.analysis import Analysis
     from core.concepts import load_go
     from core.views.explorer import CELLS_FILE, LATENT_FILE, LATENT_INFO_FILE, TOP_GENES_FILE, latent_inputs
 
     rng = np.random.default_rng(seed)
     path = folder / "analyses" / "bench"
-    a = Analysis.create(path, dataset={"path": "synthetic", "sha256": "0" * 64, "format": "h5ad",
-                                       "embedding": "X_synthetic", "cell_type": "cell_type",
-                                       "n_cells": n_cells, "n_genes": 13_000}, seed=seed)
+    a = Analysis.create(path, dataset=dataset or {"path": "synthetic", "sha256": "0" * 64, "format": "h5ad",
+                                                  "embedding": "X_synthetic", "cell_type": "cell_type",
+                                                  "n_cells": n_cells, "n_genes": 13_000}, seed=seed)
     # activations: each feature active in a random ~density of cells (log-normal spread), a few dense ones
     per = np.clip(rng.lognormal(np.log(density * n_cells), 0.8, n_features).astype(np.int64), 1, n_cells)
     per[:n_dense] = np.linspace(0.5, 1.0, n_dense) * n_cells

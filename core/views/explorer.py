@@ -718,16 +718,27 @@ def paper_table(matrix, high, low, s: dict, genes) -> pd.DataFrame:
                          "t": t, "p": p, "q": q, "significant": sig[0]})
 
 
+def reference_level(data: ExplorerData, order: np.ndarray) -> np.ndarray:
+    """The calibrated DE's trend covariate, float32 (n_genes,): the mean log-normalised expression of
+    the first 1,000 cells of the seed's shared random ``order`` (n_cells,). The same cells for every
+    feature, so read and normalised once per analysis, not on every card."""
+    with data._lock:
+        if getattr(data, "_ref_level", None) is None:
+            ref = np.sort(order[:min(order.size, 1000)])
+            norm = log_normalise(_rows(data.expression().matrix, ref), scale=cell_scale_of(data)[ref])
+            data._ref_level = norm.astype(np.float64).mean(axis=0).astype(np.float32)
+        return data._ref_level
+
+
 def _calibrated_table(data: ExplorerData, groups, high, low, s: dict, genes) -> pd.DataFrame:
     """The calibrated DE of one feature (:func:`core.annotate.calibrated_de.de_of_cells`)."""
 
     expr = data.expression()
     scale = cell_scale_of(data)
-    ref = np.sort(groups.order[:min(groups.n_cells, 1000)])
-    rows = np.concatenate([high, low, ref])
+    rows = np.concatenate([high, low])
     raw = _rows(expr.matrix, rows)
     norm = log_normalise(raw, scale=scale[rows])
-    level = norm[high.size + low.size:].astype(np.float64).mean(axis=0).astype(np.float32)
+    level = reference_level(data, groups.order)
     kind = expr.kind
     det = raw > 0 if kind == "observed" else None
     de = de_of_cells(norm[:high.size], norm[high.size:high.size + low.size], level, kind=kind, feature=int(groups.feature[0]),
