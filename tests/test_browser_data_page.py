@@ -41,7 +41,7 @@ def test_brd001_train_small_sae_with_live_progress_then_annotate_and_reload(app_
     expect(page.locator("#data-train-status")).to_have_text("Running…")
     # the bar moves while the live chart fills
     expect(page.locator("#data-train-live-chart .js-plotly-plot")).to_be_visible(timeout=60_000)
-    expect(page.locator("#data-train-live-chart")).to_contain_text("validation loss")
+    expect(page.locator("#data-train-live-chart")).to_contain_text("validation loss", timeout=30_000)
     screenshot("training")
     expect(page.locator("#data-train-alert .alert")).to_be_visible(timeout=JOB_TIMEOUT_MS)
     assert_bar_moved(recorded_progress(page))

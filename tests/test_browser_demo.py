@@ -52,7 +52,7 @@ def test_br011_demo_journey_search_erythrocyte_click_card_then_steer(demo_server
     expect(page.locator("#card-title")).to_have_text(re.compile(r"Feature \d+"), timeout=30_000)
     feature = int(re.search(r"\d+", page.locator("#card-title").inner_text())[0])
     page.wait_for_function("() => /active in [\\d,]+ of 10,?000/.test(document.querySelector("
-                           "'#explorer-latent-graph .js-plotly-plot').layout.title.text || '')", timeout=30_000)
+                           "'#explorer-latent-graph .js-plotly-plot')?.layout?.title?.text || '')", timeout=30_000)
     expect(page.locator("#card-terms-grid .ag-center-cols-container")).to_contain_text("erythro", timeout=30_000)
     screenshot("1-explorer-erythrocyte")
 

@@ -52,7 +52,7 @@ def explorer_url(server, source: str = "analysis:pbmc-small", **query) -> str:
 
 
 def latent_title(page) -> str:
-    return page.evaluate(f"() => document.querySelector('{LATENT}').layout.title.text || ''")
+    return page.evaluate(f"() => document.querySelector('{LATENT}')?.layout?.title?.text || ''")
 
 
 def n_points(page, graph: str, trace) -> int:
@@ -97,7 +97,7 @@ def test_bx001_search_highlight_click_recolour_card_and_reload(server, page, scr
     first = rows.first.locator("[col-id=feature]").inner_text().strip()
     rows.first.locator("[col-id=match]").click()
     expect(page.locator("#card-title")).to_have_text(f"Feature {first}", timeout=15000)
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            f".startsWith('feature {first}: active in')", timeout=15000)
     n_active = int(re.search(r"active in (\d+) of", latent_title(page))[1])
     assert n_points(page, LATENT, 1) == n_active > 0
@@ -120,7 +120,7 @@ def test_bx001_search_highlight_click_recolour_card_and_reload(server, page, scr
     expect(page.locator("#card-title")).to_have_text(f"Feature {first}", timeout=20000)
     expect(page.locator("#search-query-input")).to_have_value(QUERY)
     expect(page.locator("#search-results-status")).to_contain_text(f"match “{QUERY}”", timeout=15000)
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            f".startsWith('feature {first}: active in {n_active} of')", timeout=15000)
     screenshot("4-reloaded")
 
@@ -149,7 +149,7 @@ def test_bx002_map_click_and_lasso_reverse_lookup(server, page, screenshot):
     x, y, feature = _point_on_map(page)
     page.mouse.click(x, y)
     expect(page.locator("#card-title")).to_have_text(f"Feature {feature}", timeout=15000)
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            f".startsWith('feature {feature}:')", timeout=15000)
 
     # a box on the map selects several features: chips, and the latent view shows their sum
@@ -160,7 +160,7 @@ def test_bx002_map_click_and_lasso_reverse_lookup(server, page, screenshot):
     page.mouse.move(mbox[0] + mbox[2] * 0.6, mbox[1] + mbox[3] * 0.6, steps=10)
     page.mouse.up()
     expect(page.locator("#explorer-selection-chips")).to_contain_text("features selected", timeout=15000)
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '').startsWith('Σ ')",
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '').startsWith('Σ ')",
                            timeout=15000)
     screenshot("box")
 
@@ -287,7 +287,7 @@ def test_bx006_heatmap_click_opens_a_feature_and_lists_a_cell_types_features(ser
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(explorer_url(server))
     wait_for_graph(page, HEATMAP)
-    title = page.evaluate(f"() => document.querySelector('{HEATMAP}').layout.title.text")
+    title = page.evaluate(f"() => document.querySelector('{HEATMAP}')?.layout?.title?.text")
     assert "live features" in title and "grouped by top cell type" in title
     n_shown = page.evaluate(f"() => document.querySelector('{HEATMAP}').data[0].customdata[0].length")
     assert 0 < n_shown <= 300
@@ -297,7 +297,7 @@ def test_bx006_heatmap_click_opens_a_feature_and_lists_a_cell_types_features(ser
     feature = page.evaluate(f"() => document.querySelector('{HEATMAP}').data[0].customdata[{row}][{col}][0]")
     page.mouse.click(*_heatmap_point(page, 0, row, col))
     expect(page.locator("#card-title")).to_have_text(f"Feature {feature}", timeout=15000)
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            f".startsWith('feature {feature}: active in')", timeout=15000)
     page.wait_for_function(f"() => (document.querySelector('{HEATMAP}').layout.shapes || [])"
                            ".some(s => s.type === 'rect')", timeout=15000)
@@ -393,7 +393,7 @@ def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, scr
     assert first_x(page) == pytest.approx(before_x)
     # the data's own clustering (obs['louvain']) is offered next to the cell types
     page.locator("#explorer-latent-colour label", has_text="louvain").click()
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            ".includes('cells by louvain')", timeout=15000)
 
 

@@ -285,7 +285,7 @@ def assert_own_selection(page, feature: int, n_cells: dict[int, int], n_total: i
     from playwright.sync_api import expect
 
     expect(page.locator("#card-title")).to_have_text(f"Feature {feature}", timeout=30_000)
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            f".startsWith('feature {feature}: ')", timeout=30_000)
     state = latent_state(page)
     assert state["title"].startswith(f"feature {feature}: active in {n_cells[feature]:,} of {n_total:,} cells"), state
