@@ -109,8 +109,15 @@ FORBIDDEN = {"pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", 
              "marshal.loads", "shelve.open", "yaml.unsafe_load"}
 
 
+# The one place that may unpickle, and why: an scvi-tools model folder's model.pt is a pickle by
+# design (SCVI.load unpickles it the same way), read only from a folder the user names with
+# --scvi-model; docs/decoders.md says to load only models you trust.
+UNPICKLES_BY_DESIGN = {"core/model/scvi.py": 1}
+
+
 def test_no_source_unpickles_files():
     seen = {"torch.load": 0, "np.load": 0, "torch.jit.load": 0}
+    allowed = dict(UNPICKLES_BY_DESIGN)
     problems = []
     for path in _sources():
         rel = path.relative_to(ROOT).as_posix()
@@ -121,6 +128,9 @@ def test_no_source_unpickles_files():
             elif name == "torch.load":
                 seen[name] += 1
                 if _kw(call, "weights_only") is not True:
+                    if allowed.get(rel, 0) > 0:
+                        allowed[rel] -= 1
+                        continue
                     problems.append(f"{where}: needs weights_only=True")
             elif name in ("np.load", "numpy.load"):
                 seen["np.load"] += 1
@@ -133,6 +143,7 @@ def test_no_source_unpickles_files():
             elif name == "yaml.load" and "SafeLoader" not in ast.unparse(call):
                 problems.append(f"{where}: use yaml.safe_load")
     assert not problems, "\n".join(problems)
+    assert not any(allowed.values()), f"an allowed unpickling call is gone: drop it from the list ({allowed})"
     assert seen["torch.load"] >= 2 and seen["np.load"] >= 3 and seen["torch.jit.load"] == 1, seen  # the scan saw them
 
 
