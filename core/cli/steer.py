@@ -195,7 +195,7 @@ def experiment_from_args(args, *, feature: int, seed: int):
     return SteerExperiment(feature=feature, cells=args.cells, strengths=strengths,
                            controls=_count(args.controls, "controls", default=1),
                            null_draws=_count(args.null_draws, "null-draws", default=50),
-                           terms=tuple(t.strip() for t in (args.terms or "").split(",") if t.strip()),
+                           terms=args.terms or (),
                            seed=_count(args.seed, "seed", default=seed), config=config_from_args(args))
 
 

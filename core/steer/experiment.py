@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io as _io
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +99,8 @@ class SteerExperiment:
     use (None: 1 if swept, else the largest); ``seed``: draws of the controls; ``pool``: the
     control features are drawn from this many live features nearest in firing frequency;
     ``null_draws``: random features and random directions (each) the verdicts are judged against,
-    on ``null_cells`` of the cells; ``terms``: the hypotheses (term ids, ``down:`` for a fall;
-    empty: the feature's reported annotation terms); ``term_q``: the BH bound of "specific";
+    on ``null_cells`` of the cells; ``terms``: the hypotheses (term ids, or one text of them
+    separated by commas; ``down:`` for a fall; empty: the feature's reported annotation terms); ``term_q``: the BH bound of "specific";
     ``config``: test, thresholds and enrichment of every run (its ``target`` is not used).
     """
 
@@ -143,7 +144,8 @@ class SteerExperiment:
             raise InputError(f"the reference strength {self.reference!r} is not a swept strength above off",
                              fix=f"choose one of {', '.join(f'{v:g}' for v in s if v > 0)}")
         object.__setattr__(self, "reference", float(self.reference))
-        terms = (self.terms,) if isinstance(self.terms, str) else tuple(self.terms or ())
+        terms = tuple(t for t in re.split(r"[,;]", self.terms) if t.strip()) if isinstance(self.terms, str) \
+            else tuple(self.terms or ())
         if not all(isinstance(t, str) and t.strip() for t in terms):
             raise InputError(f"terms must be term ids such as GO:0030218, got {self.terms!r}")
         object.__setattr__(self, "terms", tuple(t.strip() for t in terms))
@@ -527,11 +529,12 @@ def _judge(ctx, exp: SteerExperiment, cells: _Cells, ref: SteeringResult, scores
     table = judge_terms(effect, null, term_ids=concepts.terms["id"].to_numpy(),
                         term_names=concepts.terms["name"].to_numpy() if "name" in concepts.terms
                         else concepts.terms["id"].to_numpy(), judged=hyp + explore, scores=scores, q_max=exp.term_q)
+    known = set(concepts.terms["id"].astype(str))
     info = {"verdict_limit": _verdict_limit(n_features=feats.size, n_directions=k, q_max=exp.term_q),
             "null_features": [int(g) for g in feats], "null_directions": int(k),
             "null_cells": int(rows.size),
             "hypotheses": [f"{d}:{t}" for d, t, _ in hyp],
-            "hypotheses_not_tested": [f"{d}:{t}" for d, t, _ in hyp if t not in set(concepts.terms["id"])]}
+            "hypotheses_not_tested": [f"{d}:{t}" for d, t, _ in hyp if t not in known]}
     return table, info
 
 

@@ -455,9 +455,8 @@ def experiment_request(request: SteerRequest, *, strengths, controls, terms=None
     text = strengths if isinstance(strengths, str) else ",".join(map(str, strengths or []))
     if not text.strip():
         raise InputError("no sweep strength given", fix="e.g. 0.5,1,2,4 (multiples of the feature's maximum)")
-    hypotheses = tuple(t.strip() for t in str(terms or "").replace(";", ",").split(",") if t.strip())
     return SteerExperiment(feature=request.features[0], cells=request.cells, strengths=parse_strengths(text),
-                           controls=int(n), terms=hypotheses, config=request.config)
+                           controls=int(n), terms=str(terms or ""), config=request.config)
 
 
 def experiment_rows(analysis: Analysis) -> list[dict]:
