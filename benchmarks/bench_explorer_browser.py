@@ -4,9 +4,9 @@
 
 Builds the synthetic analysis of :mod:`bench_click` (reused from ``--workdir`` when it is there)
 plus what the card's volcano needs — a counts .h5ad (cells × 13,000 genes, ~3 % non-zero) as the
-analysis's dataset, its observed-counts copy made once — and a stored ``latent_views`` step (so no
-UMAP job runs during the measurement). Serves the app as ``featurelens serve`` does (waitress,
-``python -m core.cli serve``) and drives the system Chromium with Playwright, timing in the page
+analysis's dataset, its observed-counts copies (by gene and by cell) made once, as annotation
+makes them — and a stored ``latent_views`` step (so no UMAP job runs during the measurement).
+Serves the app as ``featurelens serve`` does (waitress, ``python -m core.cli serve``) and drives the system Chromium with Playwright, timing in the page
 with ``performance.now()``:
 
 - **first Explorer paint** — navigation to ``/explorer?source=analysis:bench`` (a fresh browser
@@ -83,7 +83,7 @@ def write_counts(path: Path, *, n_cells: int, n_genes: int, density: float, seed
 
 def prepare(workdir: Path, args) -> Path:
     """The analysis folder (built unless ``workdir`` holds it), its counts copy and views made."""
-    from core.annotate.expression import resolve_expression
+    from core.annotate.expression import observed_rows, resolve_expression
     from core.data.load import file_sha256
     from core.store.analysis import Analysis
     from core.views import latent as latent_views
@@ -109,6 +109,7 @@ def prepare(workdir: Path, args) -> Path:
                                  groups=__import__("pandas").DataFrame(index=range(args.cells)))
     t0 = time.perf_counter()
     resolve_expression(a, mode="observed")  # the observed-counts copy, made once (as annotation does)
+    observed_rows(a)  # and its by-cell copy for the cards (as annotation makes it)
     print(f"observed counts ready in {time.perf_counter() - t0:.1f} s", flush=True)
     return folder
 

@@ -275,6 +275,34 @@ def test_de_of_one_features_cells_equals_the_batched_de():
         np.testing.assert_allclose(one.p[0], de.p[i], rtol=1e-7, atol=1e-300)
         np.testing.assert_array_equal(one.up[0], de.up[i])
         np.testing.assert_array_equal(one.tested[0], de.tested[i])
+        # the card's sparse path (the stored values, never densified) gives the same numbers
+        sparse = de_of_cells(sp.csr_matrix(L[hi]), sp.csr_matrix(L[lo]), level, detected_high=True, detected_low=True)
+        np.testing.assert_allclose(sparse.t[0], one.t[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sparse.p[0], de.p[i], rtol=1e-7, atol=1e-300)
+        np.testing.assert_array_equal(sparse.up[0] | sparse.down[0], de.up[i] | de.down[i])
+        np.testing.assert_array_equal(sparse.tested[0], de.tested[i])
+        np.testing.assert_allclose(sparse.detect_high[0], de.detect_high[i], rtol=1e-12)
+
+
+def test_sparse_card_de_of_random_cells_is_calibrated():
+    """Null check of the card's sparse path: random high and low cells of the same data give uniform
+    p-values (KS) and no significant gene beyond chance."""
+    from scipy import stats
+
+    from core.annotate.calibrated_de import de_of_cells
+
+    rng = np.random.default_rng(12)
+    Xs = sp.csr_matrix(_nb_counts(rng, 3000, 400))
+    L = sp.csr_matrix(log_normalise(Xs))
+    level = np.asarray(L[:1000].mean(axis=0)).ravel().astype(np.float32)
+    ps, n_sig = [], 0
+    for _ in range(5):
+        cells = rng.permutation(3000)
+        one = de_of_cells(L[cells[:300]], L[cells[300:1300]], level, detected_high=True, detected_low=True)
+        ps.append(one.p[0][one.tested[0]])
+        n_sig += int((one.up[0] | one.down[0]).sum())
+    assert stats.kstest(np.concatenate(ps), "uniform").pvalue > 1e-3
+    assert n_sig <= 2
 
 
 def test_bulk_p_values_decide_the_same_genes_as_exact_ones():

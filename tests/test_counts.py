@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from core.data.counts import library_sizes, load_csc, write_csc
+from core.data.counts import library_sizes, load_csc, load_csr, write_csc, write_csr_of_csc
 from core.base.errors import InputError
 from core.base.progress import Cancelled
 
@@ -48,6 +48,14 @@ def test_stream_equals_memory(tmp_path, rng, storage, chunk_bytes, subset):
     assert m.has_sorted_indices and m.nnz == np.count_nonzero(want)
     np.testing.assert_array_equal(m.toarray(), want)
     np.testing.assert_array_equal(m[:, 3:9].toarray(), want[:, 3:9])
+    rows_dir = tmp_path / "csr"
+    rows_dir.mkdir()
+    write_csr_of_csc(m, rows_dir)  # the by-cell copy the Explorer's cards read
+    r = load_csr(rows_dir, shape)
+    assert r.format == "csr" and not r.data.flags.writeable and r.has_sorted_indices and r.nnz == m.nnz
+    np.testing.assert_array_equal(r.toarray(), want)
+    pick = rng.permutation(want.shape[0])[:20]
+    np.testing.assert_array_equal(r[pick].toarray(), want[pick])
 
 
 def test_layer_rule_and_errors(tmp_path, rng):

@@ -153,27 +153,53 @@ def calibrated_de(
                          exact_p=exact_p)
 
 
-def de_of_cells(high: np.ndarray, low: np.ndarray, level: np.ndarray, *, feature: int = 0,
+def de_of_cells(high, low, level: np.ndarray, *, feature: int = 0,
                 detected_high: np.ndarray | None = None, detected_low: np.ndarray | None = None,
                 kind: str = "observed", min_detect: float = 0.1, q_max: float = 0.05,
                 min_lfc: float = DEFAULT_MIN_LFC, min_effect: float | None = None) -> CalibratedDE:
     """:func:`calibrated_de` of one feature from its cells' log-normalised values, high (n₁, G) and
-    low (n₂, G), with the trend covariate ``level`` (G,) (the float32-rounded mean of the same 1,000
-    reference cells the batched DE uses: the first 1,000 of the groups' random order) and, for the
-    detection filter, the cells' x > 0 (bool, same shapes). Same numbers as the batched DE."""
+    low (n₂, G), dense or sparse, with the trend covariate ``level`` (G,) (the float32-rounded mean of
+    the same 1,000 reference cells the batched DE uses: the first 1,000 of the groups' random order)
+    and, for the detection filter, the cells' x > 0 (bool, same shapes; for sparse input, ``True``:
+    the stored non-zeros). Same numbers as the batched DE."""
     if kind not in KINDS:
         raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
-    high, low = np.asarray(high, np.float64), np.asarray(low, np.float64)
+    level = np.asarray(level, np.float64)
+    (mh, ssh), (ml, ssl) = _group_moments(high, level), _group_moments(low, level)
     n1, n2 = np.array([high.shape[0]], np.float64), np.array([low.shape[0]], np.float64)
-    mh, ml = high.mean(axis=0)[None], low.mean(axis=0)[None]
-    ssh = ((high - mh) ** 2).sum(axis=0)[None]
-    ssl = ((low - ml) ** 2).sum(axis=0)[None]
     det_h = det_l = None
     if detected_high is not None:
-        det_h = np.asarray(detected_high).mean(axis=0)[None]
-        det_l = np.asarray(detected_low).mean(axis=0)[None]
-    return _from_moments(np.array([feature]), n1, n2, mh, ml, ssh, ssl, np.asarray(level, np.float64), det_h, det_l,
+        det_h, det_l = _detected_fraction(high, detected_high), _detected_fraction(low, detected_low)
+    return _from_moments(np.array([feature]), n1, n2, mh[None], ml[None], ssh[None], ssl[None], level, det_h, det_l,
                          kind=kind, min_detect=min_detect, q_max=q_max, min_lfc=min_lfc, min_effect=min_effect)
+
+
+def _group_moments(x, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sum of squared deviations (G,) of the rows of ``x`` (n, G). Sparse ``x`` is never
+    densified: sums of ``x − shift`` over the stored values plus the zeros' share, as the batched DE
+    accumulates them (the shift, about the mean, keeps the one-pass sums accurate)."""
+    n = x.shape[0]
+    if not sp.issparse(x):
+        x = np.asarray(x, np.float64)
+        mean = x.mean(axis=0)
+        return mean, ((x - mean) ** 2).sum(axis=0)
+    c = sp.csc_matrix(x)
+    cols = np.repeat(np.arange(c.shape[1]), np.diff(c.indptr))
+    dev = np.asarray(c.data, np.float64) - shift[cols]
+    zeros = n - np.diff(c.indptr)
+    s1 = np.bincount(cols, dev, minlength=c.shape[1]) - zeros * shift
+    s2 = np.bincount(cols, dev * dev, minlength=c.shape[1]) + zeros * shift ** 2
+    return shift + s1 / n, np.maximum(s2 - s1 * s1 / n, 0.0)
+
+
+def _detected_fraction(x, detected) -> np.ndarray:
+    """Fraction of rows with x > 0 per gene: from ``detected`` (n, G), or the stored positive values
+    of a sparse ``x`` when ``detected`` is ``True``."""
+    if detected is True:
+        c = sp.csc_matrix(x)
+        cols = np.repeat(np.arange(c.shape[1]), np.diff(c.indptr))
+        return (np.bincount(cols, np.asarray(c.data) > 0, minlength=c.shape[1]) / x.shape[0])[None]
+    return np.asarray(detected).mean(axis=0)[None]
 
 
 def _from_moments(feature, n1, n2, mh, ml, ssh, ssl, level, det_h, det_l, *, kind, min_detect, q_max, min_lfc,

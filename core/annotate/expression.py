@@ -8,14 +8,15 @@ from __future__ import annotations
 import pandas as pd
 
 from core.base.errors import InputError
-from core.data.counts import CSC_FILES, load_csc, write_csc
+from core.data.counts import CSC_FILES, CSR_FILES, load_csc, load_csr, write_csc, write_csr_of_csc
 from core.model.predict import ExpressionSource, analysis_decoder, predicted_expression_for_analysis
 from core.store.dataset import load_analysis_dataset
 
-__all__ = ["resolve_expression", "observed_counts"]
+__all__ = ["resolve_expression", "observed_counts", "observed_rows"]
 
 OBSERVED_STEP = "observed_counts"
 OBSERVED_DIR = "observed_counts"
+ROWS_STEP = "observed_rows"
 
 
 def resolve_expression(analysis, *, mode: str = "auto") -> ExpressionSource:
@@ -56,3 +57,19 @@ def observed_counts(analysis):
             w.write_json(f"{OBSERVED_DIR}/shape.json", list(shape))
     shape = analysis.read_json(f"{OBSERVED_DIR}/shape.json")
     return load_csc(analysis.file(OBSERVED_DIR), tuple(shape))
+
+
+def observed_rows(analysis, *, make: bool = True):
+    """The observed counts again, as a read-only memory-mapped CSR matrix, for reading a few cells
+    fast (the Explorer card's DE); made once from :func:`observed_counts` (in ``observed_counts/``,
+    next to it) when ``make``, else None until then."""
+    ref = analysis.config.get("dataset") or {}
+    inputs = {"dataset_sha256": ref.get("sha256"), "layer": ref.get("counts_layer")}
+    if not analysis.cached(ROWS_STEP, inputs=inputs):
+        if not make:
+            return None
+        csc = observed_counts(analysis)
+        with analysis.step(ROWS_STEP, inputs=inputs) as w:
+            folder = [w.path(f"{OBSERVED_DIR}/{f}") for f in CSR_FILES][0].parent
+            write_csr_of_csc(csc, folder)
+    return load_csr(analysis.file(OBSERVED_DIR), analysis.read_json(f"{OBSERVED_DIR}/shape.json"))

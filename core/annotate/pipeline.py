@@ -31,7 +31,7 @@ from core.annotate.moderated import term_correlation
 from core.annotate.normalise import prepare
 from core.annotate.reported import is_reported, reported
 from core.annotate.specific import hierarchy
-from core.annotate.expression import resolve_expression
+from core.annotate.expression import observed_rows, resolve_expression
 from core.base import io
 
 METHODS = ("calibrated", "paper")
@@ -278,6 +278,9 @@ def annotate_analysis(analysis, *, config: AnnotationConfig = AnnotationConfig()
         result = annotate(acts, expr.matrix, expr.gene_names, concepts=concepts, seed=analysis.seed, config=config,
                           kind=kind, workdir=Path(work), progress=progress, should_stop=should_stop)
     summary = {**result.summary(n_live=n_live), "expression": expr.label}
+    if kind == "observed":
+        progress(0, 1, "a by-cell copy of the counts (for the Explorer's feature cards)")
+        observed_rows(analysis)
     progress(0, 1, "checking features against library size, detected genes, %mito and batch")
     confounders = analysis_confounders(analysis, acts)
     if confounders is not None:

@@ -8,7 +8,10 @@ or dense in the file) is read in chunks of at most ``chunk_bytes`` straight from
 - :func:`count_rows`: the counts of a few chosen cells (e.g. held-out cells for a likelihood);
 - :func:`write_csc`: a compressed-sparse-column copy as three ``.npy`` files (two passes over the
   file: non-zeros per gene, then placement), which :func:`load_csc` memory-maps. Column slices of
-  it touch only those genes' pages, so memory stays bounded by the chunk size and the page cache.
+  it touch only those genes' pages, so memory stays bounded by the chunk size and the page cache;
+- :func:`write_csr_of_csc`: a compressed-sparse-row copy of that copy, which :func:`load_csr`
+  memory-maps: a few cells' rows (the Explorer card's DE) touch only their pages, where row
+  indexing of the CSC copy reads every stored value.
 """
 from __future__ import annotations
 
@@ -19,14 +22,17 @@ from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from core.base.errors import InputError
 from core.base.progress import Progress, ShouldStop, never_stop, no_progress, Cancelled
 
-__all__ = ["counts_location", "library_sizes", "cell_qc", "count_rows", "write_csc", "load_csc", "CSC_FILES"]
+__all__ = ["counts_location", "library_sizes", "cell_qc", "count_rows", "write_csc", "load_csc", "write_csr_of_csc", "load_csr", "CSC_FILES",
+           "CSR_FILES"]
 
 CHUNK_BYTES = 64 * 2**20
 CSC_FILES = ("counts_data.npy", "counts_indices.npy", "counts_indptr.npy")
+CSR_FILES = ("rows_data.npy", "rows_indices.npy", "rows_indptr.npy")
 
 
 def counts_location(h5, layer: str | None) -> str:
@@ -282,3 +288,45 @@ def load_csc(folder: str | os.PathLike, shape: tuple[int, int]) -> sp.csc_matrix
     folder = Path(folder)
     data, indices, indptr = (np.load(folder / name, mmap_mode="r") for name in CSC_FILES)
     return sp.csc_matrix((data, indices, indptr), shape=tuple(shape), copy=False)
+
+
+
+def write_csr_of_csc(matrix: sp.csc_matrix, target: str | os.PathLike) -> None:
+    """Write the CSR form of a (memory-mapped) CSC ``matrix`` (n, G) as :data:`CSR_FILES` in the folder
+    ``target``, for fast row access (a few cells' counts: the Explorer card's DE). Two passes over the
+    stored values (non-zeros per row, then placement in gene order, so each row's genes are sorted);
+    the output is written through memory maps, never held in memory."""
+    target = Path(target)
+    indptr, indices, values = np.asarray(matrix.indptr), np.asarray(matrix.indices), np.asarray(matrix.data)
+    n_rows = matrix.shape[0]
+    per_row = np.zeros(n_rows, dtype=np.int64)
+    step = 1 << 24
+    for a in range(0, int(indptr[-1]), step):
+        per_row += np.bincount(indices[a:a + step], minlength=n_rows)
+    row_ptr = np.concatenate([[0], np.cumsum(per_row)])
+    nnz = int(row_ptr[-1])
+    itype = np.int32 if max(nnz, matrix.shape[1]) < 2**31 - 1 else np.int64
+    data = np.lib.format.open_memmap(target / CSR_FILES[0], mode="w+", dtype=np.float32, shape=(nnz,))
+    cols = np.lib.format.open_memmap(target / CSR_FILES[1], mode="w+", dtype=itype, shape=(nnz,))
+    _place_by_row(indptr, indices, values, row_ptr[:-1].copy(), data, cols)
+    _release(data, cols)
+    del data, cols
+    np.save(target / CSR_FILES[2], row_ptr.astype(itype))
+
+
+@njit(cache=True)
+def _place_by_row(indptr, indices, values, cursor, data, cols):
+    for j in range(indptr.size - 1):
+        for e in range(indptr[j], indptr[j + 1]):
+            r = indices[e]
+            c = cursor[r]
+            data[c] = values[e]
+            cols[c] = j
+            cursor[r] = c + 1
+
+
+def load_csr(folder: str | os.PathLike, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The CSR copy of :func:`write_csr_of_csc`, memory-mapped read-only (no copy of the arrays)."""
+    folder = Path(folder)
+    data, indices, indptr = (np.load(folder / name, mmap_mode="r") for name in CSR_FILES)
+    return sp.csr_matrix((data, indices, indptr), shape=tuple(shape), copy=False)

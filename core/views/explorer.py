@@ -39,7 +39,7 @@ from core.views.problem import PageProblem, error_text
 from core.annotate.calibrated_de import calibrated_de, de_of_cells
 from core.annotate.confounders import FLAG_ETA2, FLAG_R
 from core.annotate.de import batched_de, FC_EPS, significant_genes
-from core.annotate.expression import resolve_expression
+from core.annotate.expression import observed_rows, resolve_expression
 from core.annotate.groups import select_groups
 from core.annotate.normalise import log_normalise, prepare
 from core.annotate.pipeline import AnnotationConfig
@@ -304,6 +304,7 @@ class ExplorerData:
         self._views: latent_views.LatentViews | None = None
         self._acts_csr: sp.csr_matrix | None = None
         self._expression = None
+        self._count_rows = None
         self._gene_index: GeneIndex | None = None
         self._de: OrderedDict[int, pd.DataFrame] = OrderedDict()
 
@@ -369,6 +370,15 @@ class ExplorerData:
                 self._expression = resolve_expression(self.analysis,
                                                       mode=annotation_settings(self.analysis)["expression"])
             return self._expression
+
+    def count_rows(self):
+        """The observed counts as CSR for reading a few cells (made at annotation), None without it
+        or when the annotation's expression is not the observed counts."""
+        with self._lock:
+            if self._count_rows is None:
+                expr = self.expression()
+                self._count_rows = (observed_rows(self.analysis, make=False) if expr.kind == "observed" else None,)
+            return self._count_rows[0]
 
     def gene_index(self) -> "GeneIndex | None":
         """Gene search over ``top_genes.parquet``; None until :func:`build_top_genes` has run."""
@@ -735,16 +745,25 @@ def _calibrated_table(data: ExplorerData, groups, high, low, s: dict, genes) -> 
 
     expr = data.expression()
     scale = cell_scale_of(data)
-    rows = np.concatenate([high, low])
-    raw = _rows(expr.matrix, rows)
-    norm = log_normalise(raw, scale=scale[rows])
     level = reference_level(data, groups.order)
-    kind = expr.kind
-    det = raw > 0 if kind == "observed" else None
-    de = de_of_cells(norm[:high.size], norm[high.size:high.size + low.size], level, kind=kind, feature=int(groups.feature[0]),
-                     detected_high=None if det is None else det[:high.size],
-                     detected_low=None if det is None else det[high.size:high.size + low.size],
-                     min_detect=s["min_detect"], q_max=s["fdr"], min_lfc=s["min_lfc"], min_effect=s["min_effect"])
+    kind, opts = expr.kind, dict(min_detect=s["min_detect"], q_max=s["fdr"], min_lfc=s["min_lfc"],
+                                 min_effect=s["min_effect"])
+    if sp.issparse(expr.matrix):  # sparse all the way: the moments come from the stored values
+        rows = data.count_rows()  # the CSR copy annotation made, else the CSC (reads every stored value)
+        both = sp.csr_matrix((rows if rows is not None else expr.matrix)[np.concatenate([high, low])])
+        norm_h = log_normalise(both[:high.size], scale=scale[high])
+        norm_l = log_normalise(both[high.size:], scale=scale[low])
+        det = kind == "observed" or None
+        de = de_of_cells(norm_h, norm_l, level, kind=kind, feature=int(groups.feature[0]), detected_high=det,
+                         detected_low=det, **opts)
+    else:
+        rows = np.concatenate([high, low])
+        raw = _rows(expr.matrix, rows)
+        norm = log_normalise(raw, scale=scale[rows])
+        det = raw > 0 if kind == "observed" else None
+        de = de_of_cells(norm[:high.size], norm[high.size:], level, kind=kind, feature=int(groups.feature[0]),
+                         detected_high=None if det is None else det[:high.size],
+                         detected_low=None if det is None else det[high.size:], **opts)
     table = de.table(int(groups.feature[0]), genes=genes)
     table.insert(3, "fold_change", np.exp2(table["lfc"]))
     table = table.rename(columns={"lfc": "log2_fold_change"})
