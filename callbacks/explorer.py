@@ -28,7 +28,7 @@ from components.feature_card import (card_header, confounder_section, de_rows, d
 from components.figures import (activation_histogram_figure, cell_type_heatmap_figure, cell_type_profile_figure,
                                 concept_map_figure, heatmap_shapes,
                                 empty_figure, highlight_trace, latent_active_trace, latent_figure, map_groups,
-                                selected_trace, volcano_figure)
+                                selected_cells, selected_trace, volcano_figure)
 from components.job_panel import exception_alert
 from components.steering_page import MAX_CARRIED_CELLS
 from core.views import explorer
@@ -470,16 +470,11 @@ def heatmap_click(click, source):
 
 
 # ----------------------------------------------------------------------------- reverse lookup
-def _lasso_cells(selected: dict) -> list[int]:
-    points = selected.get("points") or []
-    return sorted({int(p["customdata"]) for p in points if p.get("customdata") is not None})
-
-
 def lookup_cells(selected, source):
     """Reverse lookup of a lasso selection: feature rows, concept rows, status."""
     if selected is None:  # the figure was redrawn (e.g. coloured by cell type): keep the last lookup
         return no_update, no_update, no_update
-    cells = _lasso_cells(selected)
+    cells = selected_cells(selected)
     if not cells:
         return [], [], "Draw a lasso around cells in the latent space."
     try:
@@ -505,7 +500,7 @@ def store_cells(selected):
     :data:`MAX_CARRIED_CELLS`), None when nothing is lassoed."""
     if selected is None:  # the figure was redrawn: the lasso stays
         return no_update
-    cells = _lasso_cells(selected)
+    cells = selected_cells(selected)
     if not cells:
         return None
     return {"n": len(cells), "cells": cells if len(cells) <= MAX_CARRIED_CELLS else None}

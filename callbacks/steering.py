@@ -33,7 +33,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from components import ids
-from components.figures import (compare_shift_figure, dose_response_figure, empty_figure, latent_figure,
+from components.figures import (compare_shift_figure, dose_response_figure, empty_figure, latent_figure, selected_cells,
                                 latent_shift_figure, nearest_type_figure, term_dose_figure, toward_dose_figure,
                                 volcano_figure)
 from components.steering_page import (EXPERIMENT, RUN, TARGET_HELP, TOWARD_RANK, TOWARD_RUN, explorer_mode_option,
@@ -125,10 +125,8 @@ def cell_controls(mode, lasso, types, selection=None, source=None):
 
 
 def store_lasso(selected):
-    """The cell indices of a lasso/box selection in the latent view (every trace's customdata)."""
-    points = (selected or {}).get("points") or []
-    return sorted({int(p["customdata"]) for p in points
-                   if isinstance(p.get("customdata"), (int, float)) and not isinstance(p.get("customdata"), bool)})
+    """The cell indices of a lasso/box selection in the latent view (:func:`components.figures.selected_cells`)."""
+    return selected_cells(selected)
 
 
 def feature_options(search, value, source):

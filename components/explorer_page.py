@@ -95,7 +95,7 @@ def search_card(*, query: str, mode: str) -> dbc.Card:
             dbc.Col(dbc.RadioItems(id=ids.SEARCH_MODE, options=SEARCH_MODES, value=mode, inline=True,
                                    className="mt-1"), width="auto"),
             dbc.Col([
-                dcc.Input(id=ids.SEARCH_INPUT, type="search", value=query, debounce=0.3, list=ids.SEARCH_SUGGESTIONS,
+                dcc.Input(id=ids.SEARCH_INPUT, type="search", value=query, debounce=0.1, list=ids.SEARCH_SUGGESTIONS,
                           placeholder=PLACEHOLDERS[mode], autoComplete="off", className="form-control"),
                 html.Datalist(id=ids.SEARCH_SUGGESTIONS),
             ]),

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 __all__ = [
     "CATEGORY_PALETTE", "LOCALITY_COLOURS", "typed_array", "empty_figure", "map_groups", "concept_map_figure",
-    "highlight_trace", "selected_trace", "latent_figure", "latent_active_trace", "activation_histogram_figure",
+    "highlight_trace", "selected_trace", "selected_cells", "latent_figure", "latent_active_trace", "activation_histogram_figure",
     "cell_type_profile_figure", "volcano_figure", "feature_density_figure", "marker_sizes",
     "cell_type_heatmap_figure", "heatmap_shapes", "trajectory_figure"]
 
@@ -165,6 +165,21 @@ def latent_active_trace(coords: np.ndarray, labels: np.ndarray, cells: np.ndarra
     }
 
 
+def selected_cells(selected: dict | None) -> list[int]:
+    """The cells (sorted) of a ``dcc.Graph`` ``selectedData`` on a :func:`latent_figure`: each point's
+    ``customdata``, or its ``pointIndex`` on trace 0 of the ``"feature"`` colouring (every cell, in order)."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    cells = set()
+    for p in (selected or {}).get("points") or []:
+        if number(p.get("customdata")):
+            cells.add(int(p["customdata"]))
+        elif p.get("curveNumber") == 0 and p.get("customdata") is None and number(p.get("pointIndex")):
+            cells.add(int(p["pointIndex"]))
+    return sorted(cells)
+
+
 def latent_figure(coords: np.ndarray, *, labels: np.ndarray, types: list[str], names: np.ndarray | None = None,
                   colour_by: str = "feature", cells: np.ndarray | None = None, values: np.ndarray | None = None,
                   label: str = "activation", title: str = "", explained=None, uirevision=None,
@@ -174,12 +189,13 @@ def latent_figure(coords: np.ndarray, *, labels: np.ndarray, types: list[str], n
 
     ``colour_by="feature"``: trace 0 = every cell in grey (point index = cell index), trace 1 =
     the active ``cells`` coloured by ``values`` (:func:`latent_active_trace`, highest on top).
-    ``colour_by="celltype"``: one trace per cell type. Every point's ``customdata`` is its cell
-    index, so a lasso selection maps back to cells."""
+    ``colour_by="celltype"``: one trace per cell type. A lasso selection maps back to cells through
+    each point's ``customdata`` (its cell index), or on trace 0 of ``"feature"`` through its point
+    index (:func:`selected_cells`)."""
     n = coords.shape[0]
     size = _cell_marker_size(n)
-    names = names if names is not None else np.arange(n).astype(str)
-    hover = [f"{t}<br>{c}" for t, c in zip(labels, names)]
+    names = np.asarray(names if names is not None else np.arange(n)).astype(str)
+    hover = np.char.add(np.char.add(np.asarray(labels).astype(str), "<br>"), names)  # vectorised: 57,000 cells in ms
     fig = new_figure()
     if colour_by == "celltype":
         codes = pd.Categorical(labels, categories=types).codes
@@ -187,13 +203,12 @@ def latent_figure(coords: np.ndarray, *, labels: np.ndarray, types: list[str], n
             idx = np.flatnonzero(codes == i)
             fig.add_trace(go.Scattergl(
                 x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=f"{t} ({idx.size})",
-                customdata=idx.tolist(), text=[hover[j] for j in idx],
-                hovertemplate="%{text}<extra></extra>",
+                customdata=idx.tolist(), text=hover[idx], hovertemplate="%{text}<extra></extra>",
                 marker=dict(size=size, color=CATEGORY_PALETTE[i % len(CATEGORY_PALETTE)], opacity=0.85)))
-    else:
+    else:  # no customdata on trace 0: a point's index is its cell (the lasso reads pointIndex there)
         fig.add_trace(go.Scattergl(
             x=coords[:, 0], y=coords[:, 1], mode="markers", name="all cells", showlegend=False,
-            customdata=list(range(n)), text=hover, hovertemplate="%{text}<br>off<extra></extra>",
+            text=hover, hovertemplate="%{text}<br>off<extra></extra>",
             marker=dict(size=size, color=BACKGROUND_CELL)))
         cells = np.zeros(0, np.int64) if cells is None else cells
         values = np.zeros(0, np.float32) if values is None else values

@@ -92,8 +92,13 @@ def test_latent_figure_draws_high_activations_last(data):
     idx = decode(fig.data[1].customdata)
     np.testing.assert_array_equal(decode(fig.data[1].x), lat.coords[idx, 0])
     assert list(fig.data[1].text) == list(lat.labels[idx])
-    # the lasso reads cells from trace 0 (every cell), whose customdata dcc.Graph needs as a plain list
-    assert fig.to_plotly_json()["data"][0]["customdata"] == list(range(data.n_cells))
+    # trace 0 (every cell, in order) carries no customdata: the lasso reads its point index
+    assert fig.data[0].customdata is None and len(fig.data[0].text) == data.n_cells
+    lasso = {"points": [{"curveNumber": 0, "pointIndex": 7}, {"curveNumber": 0, "pointIndex": 3},
+                        {"curveNumber": 1, "pointIndex": 0, "customdata": int(idx[0])},
+                        {"curveNumber": 0, "pointIndex": True}]}
+    assert figures.selected_cells(lasso) == sorted({3, 7, int(idx[0])})
+    assert figures.selected_cells(None) == []
     by_type = figures.latent_figure(lat.coords, labels=lat.labels, types=lat.types, colour_by="celltype")
     assert len(by_type.data) == len(lat.types)
     assert sum(len(decode(t.customdata)) for t in by_type.data) == data.n_cells
