@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update, set_props
 
 from components import ids
-from components.explorer_page import PLACEHOLDERS, selection_chips
+from components.explorer_page import PLACEHOLDERS, latent_colours, selection_chips
 from components.feature_card import (card_header, confounder_section, de_rows, down_note, stability_line, term_link,
                                      terms_note, terms_rows)
 from components.figures import (activation_histogram_figure, cell_type_heatmap_figure, cell_type_profile_figure,
@@ -194,19 +194,36 @@ def compute_views_job(source, ready):
         return {"n": n, "error": exc.message}
 
 
-def show_views(ready, source):
-    """The view switch once the job is done: options, value (the default view), note, note's title."""
+def view_switch(ready, source) -> dict | None:
+    """What the job's end changes (None before it ended): ``note``, the switch's ``view`` props
+    (options, value: the default view) and the ``colours`` options (the data's clusterings came with
+    the views; None to leave them)."""
     if not isinstance(ready, dict):
-        return no_update, no_update, no_update, no_update
+        return None
     if ready.get("error"):
         note = f"no UMAP: {ready['error']}"
-        return [{"label": "PCA", "value": "pca"}, {"label": "UMAP (failed)", "value": "umap", "disabled": True}], \
-            "pca", note, note
+        return {"note": note, "colours": None, "view": {"value": "pca", "options": [
+            {"label": "PCA", "value": "pca"}, {"label": "UMAP (failed)", "value": "umap", "disabled": True}]}}
     try:
         choices = explorer.latent_choices(load(source).views())
     except FeatureLensError as exc:
-        return no_update, no_update, f"no UMAP: {exc.message}", exc.message
-    return choices["options"], choices["value"], choices["note"], choices["note"]
+        return {"note": f"no UMAP: {exc.message}", "view": None, "colours": None}
+    return {"note": choices["note"], "view": {"options": choices["options"], "value": choices["value"]},
+            "colours": [{"label": label, "value": value} for label, value in latent_colours(choices["groups"])]}
+
+
+def show_views(ready, source):
+    """:func:`view_switch` on the page: the note (and its title) as outputs, the switch and the
+    colourings through ``set_props``. As declared outputs they would put the job upstream of the
+    latent view, and Dash would hold the view's first drawing until the job had ended."""
+    change = view_switch(ready, source)
+    if change is None:
+        return no_update, no_update
+    if change["view"] is not None:
+        set_props(ids.EXPLORER_LATENT_VIEW, change["view"])
+    if change["colours"] is not None:
+        set_props(ids.EXPLORER_LATENT_COLOUR, {"options": change["colours"]})
+    return change["note"], change["note"]
 
 
 # ----------------------------------------------------------------------------- search
@@ -604,9 +621,7 @@ callback(Output(ids.EXPLORER_LATENT, "figure"), Output(ids.EXPLORER_LATENT_META,
 callback(Output(ids.EXPLORER_VIEWS_NEEDED, "data"), Input(ids.EXPLORER_SOURCE, "data"))(request_views)
 callback(Output(ids.EXPLORER_VIEWS_READY, "data"), Input(ids.EXPLORER_VIEWS_NEEDED, "data"),
          State(ids.EXPLORER_VIEWS_READY, "data"), background=True, prevent_initial_call=True)(compute_views_job)
-callback(Output(ids.EXPLORER_LATENT_VIEW, "options"), Output(ids.EXPLORER_LATENT_VIEW, "value"),
-         Output(ids.EXPLORER_LATENT_VIEW_NOTE, "children"),
-         Output(ids.EXPLORER_LATENT_VIEW_NOTE, "title"),
+callback(Output(ids.EXPLORER_LATENT_VIEW_NOTE, "children"), Output(ids.EXPLORER_LATENT_VIEW_NOTE, "title"),
          Input(ids.EXPLORER_VIEWS_READY, "data"), State(ids.EXPLORER_SOURCE, "data"),
          prevent_initial_call=True)(show_views)
 callback(Output(ids.SEARCH_RESULTS, "rowData"), Output(ids.SEARCH_SUGGESTIONS, "children"),

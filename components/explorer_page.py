@@ -153,11 +153,15 @@ def latent_card(views: dict | None = None) -> dbc.Card:
         dbc.Col(html.Small(views["note"], id=ids.EXPLORER_LATENT_VIEW_NOTE, title=views["note"],
                            className="text-muted"), className="text-truncate"),
     ], className="g-2 align-items-center small")
-    colours = [("selected feature", "feature"), ("cell type", "celltype")]
-    colours += [(g, f"group:{g}") for g in views.get("groups", [])]
     return _graph_card(title="Latent space", hint="cells · lasso cells", colour_id=ids.EXPLORER_LATENT_COLOUR,
-                       colours=colours, alert_id=ids.EXPLORER_LATENT_ALERT, graph_id=ids.EXPLORER_LATENT,
-                       loading="loading the latent space…", extra=switch)
+                       colours=latent_colours(views.get("groups", [])), alert_id=ids.EXPLORER_LATENT_ALERT,
+                       graph_id=ids.EXPLORER_LATENT, loading="loading the latent space…", extra=switch)
+
+
+def latent_colours(groups) -> list[tuple[str, str]]:
+    """The latent view's colourings (label, value): the selected feature, the cell type, then the
+    data's cell ``groups`` (obs clusterings stored with the views)."""
+    return [("selected feature", "feature"), ("cell type", "celltype"), *((g, f"group:{g}") for g in groups)]
 
 
 def heatmap_card() -> dbc.Card:

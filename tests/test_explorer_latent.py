@@ -230,8 +230,12 @@ def test_latent_callbacks_compute_the_views_then_switch_to_the_umap(tmp_path_fac
     assert cb.request_views(src) == src  # not stored yet: the background job is asked for
     ready = cb.compute_views_job(src, 0)
     assert ready == {"n": 1, "error": None}
-    options, value, note, _ = cb.show_views(ready, src)
+    change = cb.view_switch(ready, src)
+    options, value, note, colours = change["view"]["options"], change["view"]["value"], change["note"], \
+        change["colours"]
+    assert cb.view_switch(0, src) is None  # the job has not ended
     assert options[1] == {"label": "UMAP (from the data)", "value": "umap"}  # pbmc68k_reduced has X_umap
+    assert colours[-1] == {"label": "louvain", "value": "group:louvain"}  # its clustering joins the colourings
     assert value in ("pca", "umap") and "kNN cell-type agreement" in note
     assert cb.request_views(src) is no_update and explorer.explorer_page_data(src).latent["ready"]
     state = {"feature": 5, "features": [5]}
@@ -253,5 +257,5 @@ def test_latent_callbacks_compute_the_views_then_switch_to_the_umap(tmp_path_fac
     assert len(by_group.data) == groups["louvain"].nunique() and sum(len(t.x) for t in by_group.data) == 700
     _, _, bad = cb.update_latent("group:nope", state, src, None, "umap", triggered=set())
     assert "no cell grouping 'nope'" in str(bad)
-    failed = cb.show_views({"n": 2, "error": "the dataset is missing"}, src)
-    assert failed[1] == "pca" and failed[0][1]["disabled"] and "missing" in failed[2]
+    failed = cb.view_switch({"n": 2, "error": "the dataset is missing"}, src)
+    assert failed["view"]["value"] == "pca" and failed["view"]["options"][1]["disabled"] and "missing" in failed["note"]

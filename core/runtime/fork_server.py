@@ -15,16 +15,22 @@ arguments travel pickled with dill). A job starts as fast as with a plain fork, 
 a request thread can leak into it. Where the start method is not available (Windows), jobs
 are started as before. The fork server is started once per process with that process's
 environment and modules: set ``FEATURELENS_*`` variables before the first job.
+
+Job processes run at a lower CPU priority (:data:`JOB_NICENESS`) than the server, so a page stays
+responsive while a job computes on the same cores (e.g. the UMAP job a first Explorer opening
+starts, whose numba compile would otherwise hold up the page's own drawing).
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Iterable
 
-__all__ = ["ForkServerJobs", "job_context", "preload_modules", "START_METHOD"]
+__all__ = ["ForkServerJobs", "job_context", "preload_modules", "run_niced", "START_METHOD", "JOB_NICENESS"]
 
 START_METHOD = "forkserver"
+JOB_NICENESS = 5
 _ctx_lock = threading.Lock()
 _ctx: Any = None
 
@@ -57,6 +63,16 @@ def job_context(*, modules: Iterable[str] | None = None):
         return _ctx
 
 
+def run_niced(job_fn, *args) -> None:
+    """Run ``job_fn(*args)`` in this (job) process at :data:`JOB_NICENESS` below its priority."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(JOB_NICENESS)
+        except OSError:  # pragma: no cover - not allowed here: run at the same priority
+            pass
+    job_fn(*args)
+
+
 class ForkServerJobs:
     """Mixin for ``dash.DiskcacheManager``: each job process comes from the fork server.
 
@@ -67,7 +83,8 @@ class ForkServerJobs:
 
     def call_job_fn(self, key, job_fn, args, context):
         ctx = job_context()
-        process = ctx.Process(target=job_fn, args=(key, self._make_progress_key(key), args, context), daemon=False)
+        process = ctx.Process(target=run_niced, args=(job_fn, key, self._make_progress_key(key), args, context),
+                              daemon=False)
         process.start()
         return process.pid
 
