@@ -9,6 +9,7 @@ from core.base.errors import InputError
 from core.sae import (
     PRESETS,
     BatchTopKConfig,
+    MatryoshkaConfig,
     ReLUConfig,
     SAEConfig,
     TopKConfig,
@@ -31,14 +32,18 @@ ARCH_CONFIGS = {
     "relu": ReLUConfig(hidden=48, l1=0.5),
     "topk": TopKConfig(hidden=48, k=4),
     "batchtopk": BatchTopKConfig(hidden=48, k=4),
+    "matryoshka": MatryoshkaConfig(hidden=48, k=4),
 }
 
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
-def test_registry_has_the_four_architectures_and_refuses_duplicates():
-    assert available_architectures() == ["vanilla", "relu", "topk", "batchtopk"]
+def test_registry_has_the_five_architectures_and_refuses_duplicates():
+    assert available_architectures() == ["vanilla", "relu", "topk", "batchtopk", "matryoshka"]
+    from core.cli.train import ARCHS
+
+    assert list(ARCHS) == available_architectures()  # the CLI offers every registered architecture
     with pytest.raises(ValueError, match="already registered"):
         register_architecture("vanilla")(VanillaSAE)
     with pytest.raises(InputError, match="unknown SAE architecture"):

@@ -1,4 +1,4 @@
-"""SAE architectures behind one interface: Vanilla, ReLU (pre-bias), TopK (AuxK), BatchTopK.
+"""SAE architectures behind one interface: Vanilla, ReLU (pre-bias), TopK (AuxK), BatchTopK, Matryoshka.
 
 Shapes: ``x`` (batch, d_in) raw input; ``xn`` the same after the stored centring/scaling;
 ``pre`` and ``z`` (batch, hidden). Parameters are ``W_enc`` (hidden, d_in), ``b_enc`` (hidden),
@@ -19,11 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from core.base.errors import InputError
-from core.sae.config import BatchTopKConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
+from core.sae.config import BatchTopKConfig, MatryoshkaConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
 from core.sae.registry import register_architecture
 
-__all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "StepOut", "fired_latents",
-           "count_active"]
+__all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "MatryoshkaSAE", "StepOut",
+           "fired_latents", "count_active"]
 
 
 class StepOut(NamedTuple):
@@ -361,8 +361,13 @@ class TopKSAE(SparseAutoencoder):
     pre_bias = True
     RESAMPLE_ENCODER = 1.0
 
+    @property
+    def k(self) -> int:
+        """Active latents per sample: ``config.k``, or ``d_in`` when it is unset."""
+        return self.config.k_size(self.d_in)
+
     def activate(self, pre: Tensor) -> Tensor:
-        vals, idx = pre.topk(self.config.k, dim=1)
+        vals, idx = pre.topk(self.k, dim=1)
         return torch.zeros_like(pre).scatter_(1, idx, vals.relu())
 
     def _select(self, x_in: Tensor, rows: Tensor | None, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -393,7 +398,7 @@ class TopKSAE(SparseAutoencoder):
         return cfg.aux_coef * (e_hat - resid.detach()).pow(2).mean()
 
     def _winners(self, pre: Tensor) -> tuple[Tensor | None, Tensor]:
-        return None, pre.topk(self.config.k, dim=1, sorted=False).indices
+        return None, pre.topk(self.k, dim=1, sorted=False).indices
 
     def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
         x_in = xn - self.b_dec
@@ -431,13 +436,13 @@ class BatchTopKSAE(TopKSAE):
     def activate(self, pre: Tensor) -> Tensor:
         if self.training:
             flat = pre.reshape(-1)
-            vals, idx = flat.topk(min(self.config.k * pre.shape[0], flat.numel()))
+            vals, idx = flat.topk(min(self.k * pre.shape[0], flat.numel()))
             return torch.zeros_like(flat).scatter_(0, idx, vals.relu()).view_as(pre)
         return torch.nn.functional.threshold(pre, max(float(self.threshold), 0.0), 0.0)
 
     def _winners(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         flat = pre.reshape(-1)
-        idx = flat.topk(min(self.config.k * pre.shape[0], flat.numel()), sorted=False).indices
+        idx = flat.topk(min(self.k * pre.shape[0], flat.numel()), sorted=False).indices
         return torch.div(idx, self.hidden, rounding_mode="floor"), idx % self.hidden
 
     @torch.no_grad()
@@ -453,3 +458,43 @@ class BatchTopKSAE(TopKSAE):
         else:
             self.threshold.mul_(self.THRESHOLD_MOMENTUM).add_((1 - self.THRESHOLD_MOMENTUM) * smallest)
         self.threshold_updates.add_(1)
+
+
+@register_architecture("matryoshka")
+class MatryoshkaSAE(TopKSAE):
+    """Bussmann et al. 2025: TopK encoding (inference as :class:`TopKSAE`); training sums the
+    MSE of nested prefix reconstructions (``MatryoshkaConfig.prefixes``), each decoding only
+    the winners with index below its size, plus AuxK on the full reconstruction's residual.
+
+    Sparse-aware as TopK: with the winners' values ``vals`` (b, k) and indices ``idx`` (b, k),
+    prefix ``m`` keeps ``vals · (idx < m)``; all prefixes are decoded in one batched product,
+    (b, prefixes, k) × (b, k, d_in). ``StepOut.mse`` is the full reconstruction's."""
+
+    config_class = MatryoshkaConfig
+
+    def __init__(self, config: MatryoshkaConfig, *, d_in: int, generator: torch.Generator | None = None):
+        super().__init__(config, d_in=d_in, generator=generator)
+        ends = torch.tensor(config.prefix_sizes(d_in), dtype=torch.long)
+        self.register_buffer("prefix_ends", ends, persistent=False)  # from the config, not saved
+
+    def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
+        x_in = xn - self.b_dec
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, x_in, self.W_enc.T)
+            _, idx = self._winners(pre)
+            keep = (idx.unsqueeze(1) < self.prefix_ends.view(1, -1, 1)).to(xn.dtype)   # (b, prefixes, k)
+        vals, cols = self._select(x_in, None, idx)
+        x_hats = torch.bmm(vals.unsqueeze(1) * keep, cols) + self.b_dec                # (b, prefixes, d)
+        errs = (x_hats - xn.unsqueeze(1)).pow(2).mean(dim=(0, 2))                       # (prefixes,)
+        prefix_loss = errs.mean() if self.config.weighting == "mean" else errs.sum()
+        resid = xn - x_hats[:, -1]
+        aux = self._aux(x_in, pre, resid, dead)
+        return StepOut(prefix_loss + aux, errs[-1].detach(), aux.detach(), _fired_from(idx, vals.detach(), self.hidden))
+
+    @torch.no_grad()
+    def prefix_mse(self, xn: Tensor) -> Tensor:
+        """(prefixes,) MSE of each prefix's reconstruction of normalised input ``xn`` (batch, d_in),
+        inference-mode latents, in the order of ``prefix_ends``."""
+        z = self.activate(self.pre_activation(xn))
+        keep = torch.arange(self.hidden, device=z.device).unsqueeze(0) < self.prefix_ends.unsqueeze(1)  # (p, h)
+        return torch.stack([(self.decode_normalized(z * m) - xn).pow(2).mean() for m in keep.to(z.dtype)])

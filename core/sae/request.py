@@ -30,7 +30,7 @@ class SAERequest:
     """A preset and the settings that override it; ``None`` keeps the preset's value.
 
     ``hidden`` / ``expansion``: latents (give at most one). ``l1``, ``penalty``, ``l1_scale``: the
-    L1 architectures (vanilla, relu); ``k``: topk, batchtopk. ``center``/``scale``/``shuffle``:
+    L1 architectures (vanilla, relu); ``k``: topk, batchtopk, matryoshka. ``center``/``scale``/``shuffle``:
     ``False`` turns the preset's step off. ``epochs`` also drops the preset's floor on steps.
     ``patience``: 0 never stops early. ``seeds``: train one SAE per seed (≥ 2, distinct; the first
     is kept); ``seed``, if also given, must be the first. ``sweep_l1``: the L1 strengths the
@@ -113,7 +113,7 @@ class SAERequest:
         if self.k is not None:
             if "k" not in names:
                 raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses --l1)",
-                                 fix="drop --k, or use --arch topk or batchtopk")
+                                 fix="drop --k, or use --arch topk, batchtopk or matryoshka")
             changes["k"] = self.k
         if self.decoder_norm is not None:
             changes["decoder_norm"] = self.decoder_norm
