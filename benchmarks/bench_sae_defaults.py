@@ -265,6 +265,24 @@ def table(rows: list[dict], setting: str) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_HEAD = ("| setting | L0, % of latents (median; range) | dead % (median; max) | FVU (median; max) "
+                "| best single-latent \\|r\\| (median; min) | planted atoms matched (d = 10, 20, 50) | all 4 targets "
+                "| per target (L0, dead, FVU, \\|r\\|) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def summary_row(rows: list[dict], setting: str) -> str:
+    """One line of the summary table (sae_defaults.md) for ``setting``."""
+    sub = [r for r in rows if r["setting"] == setting]
+    col = {k: np.array([r[k] for r in sub], float) for k in ("l0_fraction", "dead_fraction", "fvu", "median_best_r")}
+    atoms = [f"{100 * r['atoms_recovered']:.0f} %" for r in sub if r.get("atoms_recovered") is not None]
+    per = ", ".join(str(sum(r["passes"][k] for r in sub)) for k in TARGETS)
+    l0, dead = 100 * col["l0_fraction"], 100 * col["dead_fraction"]
+    return (f"| {setting} | {np.median(l0):.1f}; {l0.min():.1f}–{l0.max():.1f} | {np.median(dead):.0f}; {dead.max():.0f} "
+            f"| {np.median(col['fvu']):.3f}; {col['fvu'].max():.3f} "
+            f"| {np.median(col['median_best_r']):.2f}; {col['median_best_r'].min():.2f} | {', '.join(atoms) or '–'} "
+            f"| {sum(all(r['passes'].values()) for r in sub)}/{len(sub)} | {per} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of the cells (a smoke run)")
@@ -300,6 +318,9 @@ def main(argv=None) -> int:
     tmp_out = args.out.with_suffix(".tmp")
     tmp_out.write_text(json.dumps(out, indent=1))
     tmp_out.replace(args.out)
+    print(SUMMARY_HEAD)
+    for setting in chosen:
+        print(summary_row(rows, setting))
     for setting in chosen:
         print(f"\n### {setting}\n\n" + table(rows, setting))
     return 0
