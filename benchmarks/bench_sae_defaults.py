@@ -22,7 +22,8 @@ no early stopping, :data:`APRIL_STEPS` steps at least; ``april@0.4`` sets its st
 :data:`APRIL_L1`), ``topk`` (TopK with AuxK, k = d, the default preset's training; ``topk@K``:
 K a number, ``d`` or ``d/N``), ``matryoshka`` (Matryoshka TopK, ``core.sae.MatryoshkaConfig``,
 k = d and the paper's prefixes 1/16, 1/8, 1/4, 1/2 of the latents; ``matryoshka@K`` as topk;
-``matryoshka-d@K``: prefixes doubling from d latents, 1/50, 2/50, … 32/50). Per run: L0 as a
+``matryoshka-d@K``: prefixes doubling from d latents, 1/50, 2/50, … 32/50; ``topk-nostop``,
+``matryoshka-nostop@K`` …: the same without early stopping, all planned steps). Per run: L0 as a
 share of latents (target ≤ 5 %), dead share (≤ 20 %), FVU on all cells (≤ 0.15), the median over
 planted variables of the best single-latent |Pearson r| (≥ 0.75), for atoms the share of planted
 directions some decoder direction matches with cosine ≥ 0.9, the time, and for Matryoshka the
@@ -177,21 +178,26 @@ def april(l1: float):
 def pick_settings(names: str) -> dict:
     """The settings named in ``names`` (comma-separated; ``april@L1`` for the April recipe at L1)."""
     known = settings()
-    train = known["default"][1]
     out = {}
     for name in names.split(","):
         base, _, value = name.partition("@")
+        train = known["default"][1]
+        if base.endswith("-nostop") and base != "april-nostop":  # the default training without early stopping
+            base, train = base[: -len("-nostop")], train.replace(patience=None)
         if base == "april" and value:
             out[name] = april(float(value))
         elif base == "topk" and value:
             out[name] = topk(value, train)
         elif base in ("matryoshka", "matryoshka-d") and (value or base != "matryoshka"):
             out[name] = matryoshka(value or "d", train, prefixes="d" if base == "matryoshka-d" else None)
+        elif base in ("topk", "matryoshka") and not value:
+            out[name] = (topk if base == "topk" else matryoshka)("d", train)
         elif name in known:
             out[name] = known[name]
         else:
             raise SystemExit(f"unknown setting {name!r}: use {', '.join(known)}, april@L1, topk@K, "
-                             "matryoshka@K or matryoshka-d@K (K: a number, d or d/N)")
+                             "matryoshka@K or matryoshka-d@K (K: a number, d or d/N); -nostop after topk or "
+                             "matryoshka: no early stopping")
     return out
 
 

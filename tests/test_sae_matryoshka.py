@@ -93,6 +93,20 @@ def test_sparse_loss_equals_the_dense_definition(weighting):
     assert float(with_dead.penalty) > 0 and float(with_dead.loss.detach()) > float(out.loss.detach())
 
 
+def test_validation_loss_is_the_prefix_objective():
+    """Early stopping follows the prefix objective, not the full MSE (which is best near the init)."""
+    from core.sae.train import evaluate_normalized
+
+    xn = torch.randn(300, 10)
+    for weighting in ("mean", "sum"):
+        sae = build_sae(SMALL.replace(weighting=weighting, k=5), d_in=10, seed=4)
+        errs = sae.prefix_mse(xn)
+        row = evaluate_normalized(sae, xn, batch_size=128)
+        want = errs.mean() if weighting == "mean" else errs.sum()
+        assert row["val_loss"] == pytest.approx(float(want), rel=1e-5)
+        assert row["val_mse"] == pytest.approx(float(errs[-1]), rel=1e-5)
+
+
 def test_training_lowers_every_prefix_loss_and_is_deterministic(planted):
     x = planted.x[:1500]
     a = train_sae(x, config=SMALL, train=FAST)

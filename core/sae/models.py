@@ -165,6 +165,11 @@ class SparseAutoencoder(nn.Module):
         """The sparsity term of the loss for latents ``z`` (0 for architectures without one)."""
         return z.new_zeros(())
 
+    def validation_penalty(self, xn: Tensor, z: Tensor) -> Tensor:
+        """What the validation loss adds to the MSE of normalised input ``xn`` (batch, d_in) with
+        latents ``z`` (batch, hidden): :meth:`penalty` (Matryoshka: its prefix terms)."""
+        return self.penalty(z)
+
     def decode_normalized(self, z: Tensor) -> Tensor:
         return torch.addmm(self.b_dec, z, self.W_dec.T)
 
@@ -492,9 +497,17 @@ class MatryoshkaSAE(TopKSAE):
         return StepOut(prefix_loss + aux, errs[-1].detach(), aux.detach(), _fired_from(idx, vals.detach(), self.hidden))
 
     @torch.no_grad()
-    def prefix_mse(self, xn: Tensor) -> Tensor:
-        """(prefixes,) MSE of each prefix's reconstruction of normalised input ``xn`` (batch, d_in),
-        inference-mode latents, in the order of ``prefix_ends``."""
-        z = self.activate(self.pre_activation(xn))
+    def prefix_mse(self, xn: Tensor, z: Tensor | None = None) -> Tensor:
+        """(prefixes,) MSE of each prefix's reconstruction of normalised input ``xn`` (batch, d_in)
+        from latents ``z`` (default: inference-mode latents of ``xn``), in the order of ``prefix_ends``."""
+        z = self.activate(self.pre_activation(xn)) if z is None else z
         keep = torch.arange(self.hidden, device=z.device).unsqueeze(0) < self.prefix_ends.unsqueeze(1)  # (p, h)
         return torch.stack([(self.decode_normalized(z * m) - xn).pow(2).mean() for m in keep.to(z.dtype)])
+
+    def validation_penalty(self, xn: Tensor, z: Tensor) -> Tensor:
+        """The training objective less the full MSE, so that the validation loss (and early
+        stopping) follows the prefix objective: without it, the full reconstruction of k = d_in
+        latents is best near the init and training would stop after a few evaluations."""
+        errs = self.prefix_mse(xn, z)
+        total = errs.mean() if self.config.weighting == "mean" else errs.sum()
+        return total - errs[-1]
