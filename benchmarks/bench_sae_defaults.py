@@ -22,7 +22,8 @@ no early stopping, :data:`APRIL_STEPS` steps at least; ``april@0.4`` sets its st
 :data:`APRIL_L1`), ``topk`` (TopK with AuxK, k = d, the default preset's training; ``topk@K``:
 K a number, ``d`` or ``d/N``), ``matryoshka`` (Matryoshka TopK, ``core.sae.MatryoshkaConfig``,
 k = d and the paper's prefixes 1/16, 1/8, 1/4, 1/2 of the latents; ``matryoshka@K`` as topk;
-``matryoshka-d@K``: prefixes doubling from d latents, 1/50, 2/50, … 32/50; ``topk-nostop``,
+``matryoshka-d@K``: prefixes doubling from d latents, 1/50, 2/50, … 32/50; ``matryoshka-batch@K``:
+BatchTopK selection, as the paper; ``batchtopk@K``: BatchTopK; ``topk-nostop``,
 ``matryoshka-nostop@K`` …: the same without early stopping, all planned steps). Per run: L0 as a
 share of latents (target ≤ 5 %), dead share (≤ 20 %), FVU on all cells (≤ 0.15), the median over
 planted variables of the best single-latent |Pearson r| (≥ 0.75), for atoms the share of planted
@@ -144,22 +145,23 @@ def _k_rule(k: str):
     return lambda d, n=int(k): n
 
 
-def topk(k: str, train):
-    """TopK with AuxK (default train), ``k`` as :func:`_k_rule` reads it."""
-    from core.sae import TopKConfig
+def topk(k: str, train, *, batch: bool = False):
+    """TopK (``batch``: BatchTopK) with AuxK (default train), ``k`` as :func:`_k_rule` reads it."""
+    from core.sae import BatchTopKConfig, TopKConfig
 
-    rule = _k_rule(k)
-    return (lambda d: TopKConfig(k=rule(d))), train, None
+    rule, cls = _k_rule(k), BatchTopKConfig if batch else TopKConfig
+    return (lambda d: cls(k=rule(d))), train, None
 
 
-def matryoshka(k: str, train, prefixes: str | None = None):
+def matryoshka(k: str, train, prefixes: str | None = None, *, batch: bool = False):
     """Matryoshka TopK (default train, the paper's prefixes unless ``prefixes``: ``d`` doubles
-    from d_in latents, 1/50, 2/50, … of 50 × d_in)."""
+    from d_in latents, 1/50, 2/50, … of 50 × d_in; ``batch``: BatchTopK selection)."""
     from core.sae import MatryoshkaConfig
 
     rule = _k_rule(k)
     extra = {} if prefixes is None else {"prefixes": MATRYOSHKA_PREFIXES[prefixes]}
-    return (lambda d: MatryoshkaConfig(k=rule(d), **extra)), train, None
+    selection = "batch" if batch else "sample"
+    return (lambda d: MatryoshkaConfig(k=rule(d), selection=selection, **extra)), train, None
 
 
 MATRYOSHKA_PREFIXES = {"d": (0.02, 0.04, 0.08, 0.16, 0.32)}  # d_in, 2 d_in, … latents at 50 ×
@@ -186,18 +188,17 @@ def pick_settings(names: str) -> dict:
             base, train = base[: -len("-nostop")], train.replace(patience=None)
         if base == "april" and value:
             out[name] = april(float(value))
-        elif base == "topk" and value:
-            out[name] = topk(value, train)
-        elif base in ("matryoshka", "matryoshka-d") and (value or base != "matryoshka"):
-            out[name] = matryoshka(value or "d", train, prefixes="d" if base == "matryoshka-d" else None)
-        elif base in ("topk", "matryoshka") and not value:
-            out[name] = (topk if base == "topk" else matryoshka)("d", train)
+        elif base in ("topk", "batchtopk"):
+            out[name] = topk(value or "d", train, batch=base == "batchtopk")
+        elif base in ("matryoshka", "matryoshka-d", "matryoshka-batch"):
+            out[name] = matryoshka(value or "d", train, prefixes="d" if base == "matryoshka-d" else None,
+                                   batch=base == "matryoshka-batch")
         elif name in known:
             out[name] = known[name]
         else:
             raise SystemExit(f"unknown setting {name!r}: use {', '.join(known)}, april@L1, topk@K, "
-                             "matryoshka@K or matryoshka-d@K (K: a number, d or d/N); -nostop after topk or "
-                             "matryoshka: no early stopping")
+                             "batchtopk@K, matryoshka@K, matryoshka-d@K or matryoshka-batch@K (K: a number, d or "
+                             "d/N; default d); -nostop after any of them: no early stopping")
     return out
 
 

@@ -60,6 +60,7 @@ def test_defaults_prefix_sizes_and_json_round_trip():
     (dict(prefixes=("a",)), "list of fractions"),
     (dict(prefixes=(float("nan"),)), "list of fractions"),
     (dict(weighting="max"), "weighting must be one of mean, sum"),
+    (dict(selection="global"), "selection must be one of sample, batch"),
     (dict(k=0), "k must be a positive integer"),
     (dict(k=2.5), "k must be a positive integer"),
     (dict(hidden=40, k=50), "k = 50 is larger than hidden = 40"),
@@ -71,19 +72,21 @@ def test_bad_settings_raise_input_error(bad, match):
     assert err.value.message.startswith("invalid SAE setting")
 
 
-@pytest.mark.parametrize("weighting", ["mean", "sum"])
-def test_sparse_loss_equals_the_dense_definition(weighting):
+@pytest.mark.parametrize("weighting, selection", [("mean", "sample"), ("sum", "sample"), ("mean", "batch")])
+def test_sparse_loss_equals_the_dense_definition(weighting, selection):
     """The gather path's loss is Σ or mean over prefixes of MSE(x, decode(z · [index < m]))."""
-    sae = build_sae(SMALL.replace(weighting=weighting, k=5), d_in=10, seed=2)
+    sae = build_sae(SMALL.replace(weighting=weighting, k=5, selection=selection), d_in=10, seed=2)
     xn = torch.randn(32, 10)
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.5)
         sae.b_dec.normal_(0, 0.3)
+    sae.train()
     out = sae.loss(xn, dead=torch.zeros(sae.hidden, dtype=torch.bool))
-    z = sae.encode(xn)  # normalisation is the identity here
+    z = sae.activate(sae.pre_activation(xn))  # training-mode latents; normalisation is the identity here
+    assert int((z > 0).sum()) <= 5 * 32 and ((z > 0).sum(1) <= 5).all() == (selection == "sample")
     dense = torch.stack([(sae.decode_normalized(z * (torch.arange(64) < m)) - xn).pow(2).mean()
                          for m in (4, 8, 16, 32, 64)])
-    torch.testing.assert_close(sae.prefix_mse(xn), dense)
+    torch.testing.assert_close(sae.prefix_mse(xn, z), dense)
     torch.testing.assert_close(out.mse, dense[-1])
     torch.testing.assert_close(out.loss, dense.mean() if weighting == "mean" else dense.sum())
     assert float(out.penalty) == 0.0  # no AuxK without dead latents
@@ -125,9 +128,12 @@ def test_training_lowers_every_prefix_loss_and_is_deterministic(planted):
     assert not torch.equal(a.sae.W_dec, c.sae.W_dec)
 
 
-def test_save_load_round_trip_gives_equal_encodings(planted, tmp_path):
-    res = train_sae(planted.x[:1000], config=SMALL.replace(prefixes=(0.1, 0.4), weighting="sum"),
+@pytest.mark.parametrize("selection", ["sample", "batch"])
+def test_save_load_round_trip_gives_equal_encodings(planted, tmp_path, selection):
+    res = train_sae(planted.x[:1000], config=SMALL.replace(prefixes=(0.1, 0.4), weighting="sum", selection=selection),
                     train=FAST.replace(epochs=2))
+    if selection == "batch":
+        assert float(res.sae.threshold) > 0  # inference by the learned threshold
     save_sae(res.sae, tmp_path)
     loaded = load_sae(tmp_path)
     assert type(loaded) is type(res.sae) and loaded.config == res.sae.config

@@ -41,6 +41,7 @@ PENALTIES = ("l1", "tanh")
 INITS = ("tied", "torch")
 LR_SCHEDULES = ("constant", "linear_decay")
 PREFIX_WEIGHTINGS = ("mean", "sum")
+SELECTIONS = ("sample", "batch")
 
 
 def _need(cond: bool, what: str, fix: str | None = None, *, kind: str = "SAE") -> None:
@@ -276,15 +277,21 @@ class MatryoshkaConfig(TopKConfig):
     ``weighting``: ``"mean"`` (the paper: each prefix's MSE weighs the same, averaged) or
     ``"sum"`` (the same, summed: relative to AuxK, the prefixes weigh more).
     ``k``: as TopK, but unset by default: ``k = d_in`` (L0 2 % of the latents at 50×).
+    ``selection``: ``"sample"`` (TopK: k latents in every cell) or ``"batch"`` (BatchTopK, as
+    the paper: the k × batch largest of a batch in training, a learned threshold at inference,
+    so cells use k latents on average).
     """
 
     arch: ClassVar[str] = "matryoshka"
     k: int | None = None
     prefixes: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
     weighting: str = "mean"
+    selection: str = "sample"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _need(self.selection in SELECTIONS,
+              f"selection must be one of {', '.join(SELECTIONS)} (got {self.selection!r})")
         prefixes = self.prefixes
         _need(isinstance(prefixes, (tuple, list)) and all(_is_number(f) for f in prefixes),
               f"prefixes must be a list of fractions of the latents (got {prefixes!r})",

@@ -466,14 +466,17 @@ class BatchTopKSAE(TopKSAE):
 
 
 @register_architecture("matryoshka")
-class MatryoshkaSAE(TopKSAE):
-    """Bussmann et al. 2025: TopK encoding (inference as :class:`TopKSAE`); training sums the
-    MSE of nested prefix reconstructions (``MatryoshkaConfig.prefixes``), each decoding only
-    the winners with index below its size, plus AuxK on the full reconstruction's residual.
+class MatryoshkaSAE(BatchTopKSAE):
+    """Bussmann et al. 2025: TopK encoding (``selection="sample"``, inference as :class:`TopKSAE`)
+    or BatchTopK (``"batch"``, inference by the learned threshold as :class:`BatchTopKSAE`);
+    training sums the MSE of nested prefix reconstructions (``MatryoshkaConfig.prefixes``),
+    each decoding only the winners with index below its size, plus AuxK on the full
+    reconstruction's residual.
 
-    Sparse-aware as TopK: with the winners' values ``vals`` (b, k) and indices ``idx`` (b, k),
-    prefix ``m`` keeps ``vals · (idx < m)``; all prefixes are decoded in one batched product,
-    (b, prefixes, k) × (b, k, d_in). ``StepOut.mse`` is the full reconstruction's."""
+    Sparse-aware as TopK: with the winners' values ``vals`` and indices ``idx``, prefix ``m``
+    keeps ``vals · (idx < m)``; per sample ((b, k) winners) all prefixes are decoded in one
+    batched product, (b, prefixes, k) × (b, k, d_in). ``StepOut.mse`` is the full reconstruction's.
+    The threshold buffers exist for both selections (unused by ``"sample"``)."""
 
     config_class = MatryoshkaConfig
 
@@ -482,18 +485,44 @@ class MatryoshkaSAE(TopKSAE):
         ends = torch.tensor(config.prefix_sizes(d_in), dtype=torch.long)
         self.register_buffer("prefix_ends", ends, persistent=False)  # from the config, not saved
 
+    @property
+    def _batch(self) -> bool:
+        return self.config.selection == "batch"
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return BatchTopKSAE.activate(self, pre) if self._batch else TopKSAE.activate(self, pre)
+
+    def _winners(self, pre: Tensor) -> tuple[Tensor | None, Tensor]:
+        return BatchTopKSAE._winners(self, pre) if self._batch else TopKSAE._winners(self, pre)
+
+    def _after_winners(self, vals: Tensor) -> None:
+        if self._batch:
+            BatchTopKSAE._after_winners(self, vals)
+
+    def _prefix_reconstructions(self, xn: Tensor, rows: Tensor | None, idx: Tensor, vals: Tensor,
+                                cols: Tensor) -> Tensor:
+        """(b, prefixes, d_in): each prefix's reconstruction from the winners (see the class)."""
+        ends = self.prefix_ends
+        if rows is None:
+            keep = (idx.unsqueeze(1) < ends.view(1, -1, 1)).to(xn.dtype)                     # (b, prefixes, k)
+            return torch.bmm(vals.unsqueeze(1) * keep, cols) + self.b_dec
+        keep = (idx.unsqueeze(0) < ends.unsqueeze(1)).to(xn.dtype)                           # (prefixes, n)
+        contrib = vals.unsqueeze(1) * cols                                                    # (n, d)
+        parts = [torch.zeros_like(xn).index_add(0, rows, contrib * m.unsqueeze(1)) for m in keep]
+        return torch.stack(parts, 1) + self.b_dec
+
     def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
         x_in = xn - self.b_dec
         with torch.no_grad():
             pre = torch.addmm(self.b_enc, x_in, self.W_enc.T)
-            _, idx = self._winners(pre)
-            keep = (idx.unsqueeze(1) < self.prefix_ends.view(1, -1, 1)).to(xn.dtype)   # (b, prefixes, k)
-        vals, cols = self._select(x_in, None, idx)
-        x_hats = torch.bmm(vals.unsqueeze(1) * keep, cols) + self.b_dec                # (b, prefixes, d)
-        errs = (x_hats - xn.unsqueeze(1)).pow(2).mean(dim=(0, 2))                       # (prefixes,)
+            rows, idx = self._winners(pre)
+        vals, cols = self._select(x_in, rows, idx)
+        x_hats = self._prefix_reconstructions(xn, rows, idx, vals, cols)                   # (b, prefixes, d)
+        errs = (x_hats - xn.unsqueeze(1)).pow(2).mean(dim=(0, 2))                          # (prefixes,)
         prefix_loss = errs.mean() if self.config.weighting == "mean" else errs.sum()
         resid = xn - x_hats[:, -1]
         aux = self._aux(x_in, pre, resid, dead)
+        self._after_winners(vals)
         return StepOut(prefix_loss + aux, errs[-1].detach(), aux.detach(), _fired_from(idx, vals.detach(), self.hidden))
 
     @torch.no_grad()
