@@ -23,7 +23,10 @@ no early stopping, :data:`APRIL_STEPS` steps at least; ``april@0.4`` sets its st
 K a number, ``d`` or ``d/N``), ``matryoshka`` (Matryoshka TopK, ``core.sae.MatryoshkaConfig``,
 k = d and the paper's prefixes 1/16, 1/8, 1/4, 1/2 of the latents; ``matryoshka@K`` as topk;
 ``matryoshka-d@K``: prefixes doubling from d latents, 1/50, 2/50, … 32/50; ``matryoshka-batch@K``:
-BatchTopK selection, as the paper; ``batchtopk@K``: BatchTopK; ``topk-nostop``,
+BatchTopK selection, as the paper; ``batchtopk@K``: BatchTopK; ``jumprelu@L0`` (JumpReLU,
+``core.sae.JumpReLUConfig``, L0 cost default 0.02, no resampling, the default training for at least
+:data:`APRIL_STEPS` steps without early stopping; ``jumprelu-narrow@L0``: kernel bandwidth 0.01);
+``topk-nostop``,
 ``matryoshka-nostop@K`` …: the same without early stopping, all planned steps). Per run: L0 as a
 share of latents (target ≤ 5 %), dead share (≤ 20 %), FVU on all cells (≤ 0.15), the median over
 planted variables of the best single-latent |Pearson r| (≥ 0.75), for atoms the share of planted
@@ -164,6 +167,16 @@ def matryoshka(k: str, train, prefixes: str | None = None, *, batch: bool = Fals
     return (lambda d: MatryoshkaConfig(k=rule(d), selection=selection, **extra)), train, None
 
 
+def jumprelu(l0: float, train, *, bandwidth: float | None = None):
+    """JumpReLU at L0 cost ``l0`` (``bandwidth`` None: the library's), trained as the paper:
+    long (≥ :data:`APRIL_STEPS` steps), no early stopping, no resampling (``-nostop`` is implied)."""
+    from core.sae import JumpReLUConfig
+
+    extra = {} if bandwidth is None else {"bandwidth": bandwidth}
+    train = train.replace(min_steps=max(train.min_steps or 0, APRIL_STEPS), patience=None)
+    return JumpReLUConfig(l0=l0, **extra), train, None
+
+
 MATRYOSHKA_PREFIXES = {"d": (0.02, 0.04, 0.08, 0.16, 0.32)}  # d_in, 2 d_in, … latents at 50 ×
 
 
@@ -193,12 +206,15 @@ def pick_settings(names: str) -> dict:
         elif base in ("matryoshka", "matryoshka-d", "matryoshka-batch"):
             out[name] = matryoshka(value or "d", train, prefixes="d" if base == "matryoshka-d" else None,
                                    batch=base == "matryoshka-batch")
+        elif base in ("jumprelu", "jumprelu-narrow"):
+            out[name] = jumprelu(float(value) if value else 0.02, train, bandwidth=0.01 if base != "jumprelu" else None)
         elif name in known:
             out[name] = known[name]
         else:
             raise SystemExit(f"unknown setting {name!r}: use {', '.join(known)}, april@L1, topk@K, "
-                             "batchtopk@K, matryoshka@K, matryoshka-d@K or matryoshka-batch@K (K: a number, d or "
-                             "d/N; default d); -nostop after any of them: no early stopping")
+                             "batchtopk@K, matryoshka@K, matryoshka-d@K, matryoshka-batch@K (K: a number, d or "
+                             "d/N; default d), jumprelu@L0, jumprelu-narrow@L0; -nostop after any of them: no "
+                             "early stopping")
     return out
 
 

@@ -9,6 +9,7 @@ from core.base.errors import InputError
 from core.sae import (
     PRESETS,
     BatchTopKConfig,
+    JumpReLUConfig,
     MatryoshkaConfig,
     ReLUConfig,
     SAEConfig,
@@ -33,14 +34,15 @@ ARCH_CONFIGS = {
     "topk": TopKConfig(hidden=48, k=4),
     "batchtopk": BatchTopKConfig(hidden=48, k=4),
     "matryoshka": MatryoshkaConfig(hidden=48, k=4),
+    "jumprelu": JumpReLUConfig(hidden=48, l0=0.01),
 }
 
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
-def test_registry_has_the_five_architectures_and_refuses_duplicates():
-    assert available_architectures() == ["vanilla", "relu", "topk", "batchtopk", "matryoshka"]
+def test_registry_has_the_six_architectures_and_refuses_duplicates():
+    assert available_architectures() == ["vanilla", "relu", "topk", "batchtopk", "matryoshka", "jumprelu"]
     from core.cli.train import ARCHS
 
     assert list(ARCHS) == available_architectures()  # the CLI offers every registered architecture

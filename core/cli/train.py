@@ -24,7 +24,7 @@ unit-norm decoder, dead latents resampled, early stopping), auto (the default wi
 chosen by a short sweep: the knee of the FVU–L0 frontier), fast (the paper's objective reached in
 minutes), paper (the paper's case study exactly)."""
 
-ARCHS = ("vanilla", "relu", "topk", "batchtopk", "matryoshka")
+ARCHS = ("vanilla", "relu", "topk", "batchtopk", "matryoshka", "jumprelu")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="AnnData .h5ad (or an embedding .npy/.csv/.pt)")

@@ -24,6 +24,7 @@ __all__ = [
     "TopKConfig",
     "BatchTopKConfig",
     "MatryoshkaConfig",
+    "JumpReLUConfig",
     "TrainConfig",
     "DECODER_NORMS",
     "L1_SCALES",
@@ -310,6 +311,38 @@ class MatryoshkaConfig(TopKConfig):
         hidden = self.hidden_size(d_in)
         sizes = {min(hidden, max(1, int(round(f * hidden)))) for f in self.prefixes}
         return sorted(sizes | {hidden})
+
+
+@dataclass(frozen=True)
+class JumpReLUConfig(SAEConfig):
+    """JumpReLU SAE (Rajamanoharan et al. 2024): ``z = pre · H(pre − θ)`` with a learned
+    threshold θ per latent, loss ``MSE + l0 · (latents active per cell)``.
+
+    ``l0``: the cost of one active latent, in the normalised space where MSE is per element and a
+    typical cell has squared norm ``d_in``: a latent stays on where it explains more than this
+    share of a typical cell's squared norm (0.02: as the tanh penalty's ``l1 = 0.02`` for
+    strongly active latents, which it approximates; no shrinkage of the kept values).
+    The step has no gradient, so θ learns through straight-through pseudo-derivatives with a
+    rectangle kernel of width ``bandwidth`` (in units of the normalised input; the paper's
+    0.001 is on its own scale). ``init_threshold``: θ at the start (the paper's 0.001).
+    ``resample_dead`` is off by default (the paper does not resample; a resampled latent would
+    restart at ``init_threshold``, dense). θ rises by about the learning rate per step, so it
+    needs long training (the benchmark uses ≥ 3,000 steps and no early stopping).
+    """
+
+    arch: ClassVar[str] = "jumprelu"
+    resample_dead: bool = False
+    l0: float = 0.02
+    bandwidth: float = 0.05
+    init_threshold: float = 0.001
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _need(_is_number(self.l0) and self.l0 >= 0, f"l0 must be a number >= 0 (got {self.l0!r})", "e.g. l0 0.02")
+        _need(_is_number(self.bandwidth) and self.bandwidth > 0,
+              f"bandwidth must be a positive number (got {self.bandwidth!r})", "e.g. bandwidth 0.05")
+        _need(_is_number(self.init_threshold) and self.init_threshold >= 0,
+              f"init_threshold must be a number >= 0 (got {self.init_threshold!r})", "e.g. init_threshold 0.001")
 
 
 # --------------------------------------------------------------------------- training

@@ -1,4 +1,5 @@
-"""SAE architectures behind one interface: Vanilla, ReLU (pre-bias), TopK (AuxK), BatchTopK, Matryoshka.
+"""SAE architectures behind one interface: Vanilla, ReLU (pre-bias), TopK (AuxK), BatchTopK, Matryoshka,
+JumpReLU.
 
 Shapes: ``x`` (batch, d_in) raw input; ``xn`` the same after the stored centring/scaling;
 ``pre`` and ``z`` (batch, hidden). Parameters are ``W_enc`` (hidden, d_in), ``b_enc`` (hidden),
@@ -19,10 +20,18 @@ import torch
 from torch import Tensor, nn
 
 from core.base.errors import InputError
-from core.sae.config import BatchTopKConfig, MatryoshkaConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
+from core.sae.config import (
+    BatchTopKConfig,
+    JumpReLUConfig,
+    MatryoshkaConfig,
+    ReLUConfig,
+    SAEConfig,
+    TopKConfig,
+    VanillaConfig,
+)
 from core.sae.registry import register_architecture
 
-__all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "MatryoshkaSAE", "StepOut",
+__all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "MatryoshkaSAE", "JumpReLUSAE", "StepOut",
            "fired_latents", "count_active"]
 
 
@@ -540,3 +549,79 @@ class MatryoshkaSAE(BatchTopKSAE):
         errs = self.prefix_mse(xn, z)
         total = errs.mean() if self.config.weighting == "mean" else errs.sum()
         return total - errs[-1]
+
+
+# --------------------------------------------------------------------------- JumpReLU
+def _rectangle(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """K((pre − θ) / ε) / ε with the rectangle kernel K(u) = 1 for |u| < 1/2."""
+    return ((pre - threshold).abs() < bandwidth / 2).to(pre.dtype) / bandwidth
+
+
+class _JumpReLU(torch.autograd.Function):
+    """``pre · H(pre − θ)``; d/dpre = H(pre − θ), d/dθ = −θ K((pre − θ)/ε)/ε (Rajamanoharan et al.)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        pre, threshold = ctx.saved_tensors
+        g_pre = grad * (pre > threshold).to(pre.dtype)
+        g_theta = -(grad * threshold * _rectangle(pre, threshold, ctx.bandwidth)).sum(0)
+        return g_pre, g_theta, None
+
+
+class _Step(torch.autograd.Function):
+    """``H(pre − θ)``; d/dpre = 0, d/dθ = −K((pre − θ)/ε)/ε."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        pre, threshold = ctx.saved_tensors
+        return None, -(grad * _rectangle(pre, threshold, ctx.bandwidth)).sum(0), None
+
+
+@register_architecture("jumprelu")
+class JumpReLUSAE(SparseAutoencoder):
+    """Rajamanoharan et al. 2024: ``z = pre · H(pre − θ)``, ``pre = W_enc xn + b_enc``, a learned
+    threshold θ (parameter ``threshold``, (hidden,), kept ≥ 0); loss ``MSE + l0 · Σ_f H(pre_f − θ_f)``
+    per cell, averaged, with straight-through pseudo-derivatives for θ (autograd only)."""
+
+    config_class = JumpReLUConfig
+
+    def __init__(self, config: JumpReLUConfig, *, d_in: int, generator: torch.Generator | None = None):
+        super().__init__(config, d_in=d_in, generator=generator)
+        self.threshold = nn.Parameter(torch.full((self.hidden,), float(config.init_threshold)))
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return pre * (pre > self.threshold).to(pre.dtype)
+
+    def penalty(self, z: Tensor) -> Tensor:
+        return self.config.l0 * torch.sign(z).sum() / z.shape[0]
+
+    def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
+        pre = self.pre_activation(xn)
+        z = _JumpReLU.apply(pre, self.threshold, self.config.bandwidth)
+        mse = (self.decode_normalized(z) - xn).pow(2).mean()
+        active = _Step.apply(pre, self.threshold, self.config.bandwidth).sum() / xn.shape[0]
+        pen = self.config.l0 * self.penalty_weight * active
+        return StepOut(mse + pen, mse.detach(), pen.detach(), fired_latents(z.detach()))
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        super().constrain_()
+        self.threshold.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def resample_dead_(self, dead: Tensor, xn: Tensor, *, generator: torch.Generator) -> Tensor:
+        idx = super().resample_dead_(dead, xn, generator=generator)
+        self.threshold[idx] = float(self.config.init_threshold)
+        return idx
