@@ -58,3 +58,14 @@ def test_training_raises_thresholds_lowers_l0_and_round_trips(tmp_path):
     loaded = load_sae(tmp_path)
     assert torch.equal(loaded.threshold, res.sae.threshold)
     assert (encode_activations(loaded, p.x) != encode_activations(res.sae, p.x)).nnz == 0
+
+
+def test_cli_request_names_what_jumprelu_uses():
+    from core.sae.request import SAERequest
+
+    sae, _, _ = SAERequest(arch="jumprelu").configs()
+    assert sae == JumpReLUConfig()
+    with pytest.raises(InputError, match=r"--k does not apply to the jumprelu architecture \(it uses its l0"):
+        SAERequest(arch="jumprelu", k=4)
+    with pytest.raises(InputError, match=r"--l1 does not apply to the topk architecture \(it uses --k\)"):
+        SAERequest(arch="topk", l1=0.1)

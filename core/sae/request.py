@@ -98,9 +98,10 @@ class SAERequest:
         if self.expansion is not None:
             changes.update(expansion=self.expansion, hidden=None)
         names = {f.name for f in fields(sae_cfg)}
+        uses = "--k" if "k" in names else "--l1" if "l1" in names else "its l0 setting, in the library"
         if self.l1 is not None:
             if "l1" not in names:
-                raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses --k)",
+                raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses {uses})",
                                  fix="drop --l1, or use --arch vanilla or relu")
             changes["l1"] = self.l1
         for key in ("penalty", "l1_scale"):
@@ -112,7 +113,7 @@ class SAERequest:
                 changes[key] = value
         if self.k is not None:
             if "k" not in names:
-                raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses --l1)",
+                raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses {uses})",
                                  fix="drop --k, or use --arch topk, batchtopk or matryoshka")
             changes["k"] = self.k
         if self.decoder_norm is not None:
