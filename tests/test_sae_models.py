@@ -9,6 +9,8 @@ from core.base.errors import InputError
 from core.sae import (
     PRESETS,
     BatchTopKConfig,
+    JumpReLUConfig,
+    MatryoshkaConfig,
     ReLUConfig,
     SAEConfig,
     TopKConfig,
@@ -31,14 +33,19 @@ ARCH_CONFIGS = {
     "relu": ReLUConfig(hidden=48, l1=0.5),
     "topk": TopKConfig(hidden=48, k=4),
     "batchtopk": BatchTopKConfig(hidden=48, k=4),
+    "matryoshka": MatryoshkaConfig(hidden=48, k=4),
+    "jumprelu": JumpReLUConfig(hidden=48, l0=0.01),
 }
 
 
 one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
-def test_registry_has_the_four_architectures_and_refuses_duplicates():
-    assert available_architectures() == ["vanilla", "relu", "topk", "batchtopk"]
+def test_registry_has_the_six_architectures_and_refuses_duplicates():
+    assert available_architectures() == ["vanilla", "relu", "topk", "batchtopk", "matryoshka", "jumprelu"]
+    from core.cli.train import ARCHS
+
+    assert list(ARCHS) == available_architectures()  # the CLI offers every registered architecture
     with pytest.raises(ValueError, match="already registered"):
         register_architecture("vanilla")(VanillaSAE)
     with pytest.raises(InputError, match="unknown SAE architecture"):

@@ -24,7 +24,7 @@ unit-norm decoder, dead latents resampled, early stopping), auto (the default wi
 chosen by a short sweep: the knee of the FVU–L0 frontier), fast (the paper's objective reached in
 minutes), paper (the paper's case study exactly)."""
 
-ARCHS = ("vanilla", "relu", "topk", "batchtopk")
+ARCHS = ("vanilla", "relu", "topk", "batchtopk", "matryoshka", "jumprelu")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="AnnData .h5ad (or an embedding .npy/.csv/.pt)")
@@ -56,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="sparsity penalty (vanilla, relu; default l1; tanh: sparser, try --l1 0.02)")
     parser.add_argument("--l1-scale", choices=("input", "mean"),
                         help="what --l1 multiplies: input (per unit of input norm, default) or mean (the paper's mean|z|)")
-    parser.add_argument("--k", type=int, metavar="K", help="active latents per cell (topk, batchtopk)")
+    parser.add_argument("--k", type=int, metavar="K", help="active latents per cell (topk, batchtopk, matryoshka; matryoshka default: the embedding dimension)")
     parser.add_argument("--decoder-norm", choices=("unit", "l1_weighted", "none"),
                         help="decoder-norm handling (default: the preset's)")
     parser.add_argument("--no-center", action="store_true", help="do not centre the input")

@@ -15,6 +15,8 @@ from core.sae.config import (
     LR_SCHEDULES,
     PRESETS,
     BatchTopKConfig,
+    JumpReLUConfig,
+    MatryoshkaConfig,
     ReLUConfig,
     SAEConfig,
     TopKConfig,
@@ -32,7 +34,15 @@ from core.sae.metrics import (
     redundant_latents,
     sae_metrics,
 )
-from core.sae.models import BatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE, VanillaSAE
+from core.sae.models import (
+    BatchTopKSAE,
+    JumpReLUSAE,
+    MatryoshkaSAE,
+    ReLUSAE,
+    SparseAutoencoder,
+    TopKSAE,
+    VanillaSAE,
+)
 from core.sae.persist import load_sae, save_sae
 from core.sae.registry import available_architectures, build_sae, config_from_dict, get_architecture, register_architecture
 from core.sae.request import SAERequest
@@ -42,10 +52,11 @@ from core.sae.train import TrainResult, split_indices, train_sae
 
 __all__ = [
     # configs
-    "SAEConfig", "VanillaConfig", "ReLUConfig", "TopKConfig", "BatchTopKConfig", "TrainConfig",
+    "SAEConfig", "VanillaConfig", "ReLUConfig", "TopKConfig", "BatchTopKConfig", "MatryoshkaConfig",
+    "JumpReLUConfig", "TrainConfig",
     "PRESETS", "preset", "DECODER_NORMS", "INITS", "LR_SCHEDULES", "SAERequest",
     # models and registry
-    "SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE",
+    "SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "MatryoshkaSAE", "JumpReLUSAE",
     "register_architecture", "get_architecture", "available_architectures", "build_sae", "config_from_dict",
     # training and inference
     "train_sae", "TrainResult", "split_indices", "encode_activations", "reconstruct",

@@ -23,12 +23,15 @@ __all__ = [
     "ReLUConfig",
     "TopKConfig",
     "BatchTopKConfig",
+    "MatryoshkaConfig",
+    "JumpReLUConfig",
     "TrainConfig",
     "DECODER_NORMS",
     "L1_SCALES",
     "PENALTIES",
     "INITS",
     "LR_SCHEDULES",
+    "PREFIX_WEIGHTINGS",
     "PRESETS",
     "preset",
 ]
@@ -38,6 +41,8 @@ L1_SCALES = ("input", "mean")
 PENALTIES = ("l1", "tanh")
 INITS = ("tied", "torch")
 LR_SCHEDULES = ("constant", "linear_decay")
+PREFIX_WEIGHTINGS = ("mean", "sum")
+SELECTIONS = ("sample", "batch")
 
 
 def _need(cond: bool, what: str, fix: str | None = None, *, kind: str = "SAE") -> None:
@@ -201,36 +206,45 @@ class ReLUConfig(VanillaConfig):
 class TopKConfig(SAEConfig):
     """TopK SAE (Gao et al.): keep the ``k`` largest pre-activations, no L1 term.
 
+    ``k=None`` sets k from the data: ``k = d_in``, the input dimension (L0 = 1 / expansion of
+    the latents, 2 % at the default 50×; no ground truth involved).
     AuxK: the ``k_aux`` largest pre-activations of dead latents reconstruct the residual
     ``x − x̂``, weighted by ``aux_coef`` (``k_aux=None``: half the input dimension, at least
     ``k``, as in Gao et al.; ``aux_coef=0`` turns AuxK off).
     """
 
     arch: ClassVar[str] = "topk"
-    k: int = 32
+    k: int | None = 32
     k_aux: int | None = None
     aux_coef: float = 1 / 32
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _need(_is_int(self.k) and self.k >= 1, f"k must be a positive integer (got {self.k!r})", "e.g. --k 32")
+        if self.k is not None:
+            _need(_is_int(self.k) and self.k >= 1, f"k must be a positive integer (got {self.k!r})",
+                  "e.g. --k 32, or leave k unset for k = the input dimension")
         if self.k_aux is not None:
             _need(_is_int(self.k_aux) and self.k_aux >= 1, f"k_aux must be a positive integer (got {self.k_aux!r})")
         _need(_is_number(self.aux_coef) and self.aux_coef >= 0, f"aux_coef must be >= 0 (got {self.aux_coef!r})")
-        if self.hidden is not None and self.k > self.hidden:
+        if self.hidden is not None and self.k is not None and self.k > self.hidden:
             raise InputError(f"invalid SAE setting: k = {self.k} is larger than hidden = {self.hidden}",
                              fix=f"use --k below {self.hidden}, e.g. --k {max(1, self.hidden // 100)}")
 
+    def k_size(self, d_in: int) -> int:
+        """``k`` resolved for a ``d_in``-dimensional input (``None``: ``d_in``)."""
+        return d_in if self.k is None else self.k
+
     def hidden_size(self, d_in: int) -> int:
         hidden = super().hidden_size(d_in)
-        if self.k > hidden:
-            raise InputError(f"invalid SAE setting: k = {self.k} is larger than the {hidden} latents",
+        k = self.k_size(d_in)
+        if k > hidden:
+            raise InputError(f"invalid SAE setting: k = {k} is larger than the {hidden} latents",
                              fix=f"use --k below {hidden}")
         return hidden
 
     def aux_size(self, d_in: int) -> int:
         """``k_aux`` resolved for a ``d_in``-dimensional input."""
-        k_aux = self.k_aux if self.k_aux is not None else max(d_in // 2, self.k)
+        k_aux = self.k_aux if self.k_aux is not None else max(d_in // 2, self.k_size(d_in))
         return min(k_aux, self.hidden_size(d_in))
 
 
@@ -243,6 +257,92 @@ class BatchTopKConfig(TopKConfig):
     """
 
     arch: ClassVar[str] = "batchtopk"
+
+
+@dataclass(frozen=True)
+class MatryoshkaConfig(TopKConfig):
+    """Matryoshka TopK SAE (Bussmann, Nabeshima, Karvonen, Nanda 2025; Nabeshima 2024): TopK
+    encoding, trained so that nested prefixes of the dictionary reconstruct on their own.
+
+    Loss: ``Σ_m w · MSE(x, x̂_m)`` over the prefix sizes ``m``, where ``x̂_m`` decodes only the
+    active latents with index < m (the top-k is taken over all latents, then masked), plus
+    AuxK as TopK. Early latents must reconstruct without the later ones, so they learn the
+    general directions instead of splitting one program over several latents.
+
+    ``prefixes``: the prefix sizes as fractions of ``hidden``, strictly increasing in (0, 1);
+    the whole dictionary is always the last prefix (``()``: plain TopK). The default, 1/16,
+    1/8, 1/4, 1/2 (then 1), is the paper's (its groups of 1/16, 1/16, 1/8, 1/4 and 1/2 of the
+    dictionary: each prefix doubles the one before); at the default 50× the first prefix has
+    about 3 × d_in latents, room for the tens of programs and cell types an embedding of
+    10–50 dimensions carries. Fractions that round to the same size are merged.
+    ``weighting``: ``"mean"`` (the paper: each prefix's MSE weighs the same, averaged) or
+    ``"sum"`` (the same, summed: relative to AuxK, the prefixes weigh more).
+    ``k``: as TopK, but unset by default: ``k = d_in`` (L0 2 % of the latents at 50×).
+    ``selection``: ``"sample"`` (TopK: k latents in every cell) or ``"batch"`` (BatchTopK, as
+    the paper: the k × batch largest of a batch in training, a learned threshold at inference,
+    so cells use k latents on average).
+    """
+
+    arch: ClassVar[str] = "matryoshka"
+    k: int | None = None
+    prefixes: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
+    weighting: str = "mean"
+    selection: str = "sample"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _need(self.selection in SELECTIONS,
+              f"selection must be one of {', '.join(SELECTIONS)} (got {self.selection!r})")
+        prefixes = self.prefixes
+        _need(isinstance(prefixes, (tuple, list)) and all(_is_number(f) for f in prefixes),
+              f"prefixes must be a list of fractions of the latents (got {prefixes!r})",
+              "e.g. prefixes (0.0625, 0.125, 0.25, 0.5)")
+        object.__setattr__(self, "prefixes", tuple(float(f) for f in prefixes))  # a JSON list becomes a tuple
+        _need(all(0 < f < 1 for f in self.prefixes),
+              f"prefixes must be fractions of the latents between 0 and 1 (got {list(self.prefixes)})",
+              "the whole dictionary is always the last prefix: leave 1 out")
+        _need(all(a < b for a, b in zip(self.prefixes, self.prefixes[1:])),
+              f"prefixes must be strictly increasing (got {list(self.prefixes)})", "e.g. prefixes (0.125, 0.25, 0.5)")
+        _need(self.weighting in PREFIX_WEIGHTINGS,
+              f"weighting must be one of {', '.join(PREFIX_WEIGHTINGS)} (got {self.weighting!r})")
+
+    def prefix_sizes(self, d_in: int) -> list[int]:
+        """The prefix sizes for a ``d_in``-dimensional input, increasing, the last = ``hidden``."""
+        hidden = self.hidden_size(d_in)
+        sizes = {min(hidden, max(1, int(round(f * hidden)))) for f in self.prefixes}
+        return sorted(sizes | {hidden})
+
+
+@dataclass(frozen=True)
+class JumpReLUConfig(SAEConfig):
+    """JumpReLU SAE (Rajamanoharan et al. 2024): ``z = pre · H(pre − θ)`` with a learned
+    threshold θ per latent, loss ``MSE + l0 · (latents active per cell)``.
+
+    ``l0``: the cost of one active latent, in the normalised space where MSE is per element and a
+    typical cell has squared norm ``d_in``: a latent stays on where it explains more than this
+    share of a typical cell's squared norm (0.02: as the tanh penalty's ``l1 = 0.02`` for
+    strongly active latents, which it approximates; no shrinkage of the kept values).
+    The step has no gradient, so θ learns through straight-through pseudo-derivatives with a
+    rectangle kernel of width ``bandwidth`` (in units of the normalised input; the paper's
+    0.001 is on its own scale). ``init_threshold``: θ at the start (the paper's 0.001).
+    ``resample_dead`` is off by default (the paper does not resample; a resampled latent would
+    restart at ``init_threshold``, dense). θ rises by about the learning rate per step, so it
+    needs long training (the benchmark uses ≥ 3,000 steps and no early stopping).
+    """
+
+    arch: ClassVar[str] = "jumprelu"
+    resample_dead: bool = False
+    l0: float = 0.02
+    bandwidth: float = 0.05
+    init_threshold: float = 0.001
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _need(_is_number(self.l0) and self.l0 >= 0, f"l0 must be a number >= 0 (got {self.l0!r})", "e.g. l0 0.02")
+        _need(_is_number(self.bandwidth) and self.bandwidth > 0,
+              f"bandwidth must be a positive number (got {self.bandwidth!r})", "e.g. bandwidth 0.05")
+        _need(_is_number(self.init_threshold) and self.init_threshold >= 0,
+              f"init_threshold must be a number >= 0 (got {self.init_threshold!r})", "e.g. init_threshold 0.001")
 
 
 # --------------------------------------------------------------------------- training

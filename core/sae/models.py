@@ -1,4 +1,5 @@
-"""SAE architectures behind one interface: Vanilla, ReLU (pre-bias), TopK (AuxK), BatchTopK.
+"""SAE architectures behind one interface: Vanilla, ReLU (pre-bias), TopK (AuxK), BatchTopK, Matryoshka,
+JumpReLU.
 
 Shapes: ``x`` (batch, d_in) raw input; ``xn`` the same after the stored centring/scaling;
 ``pre`` and ``z`` (batch, hidden). Parameters are ``W_enc`` (hidden, d_in), ``b_enc`` (hidden),
@@ -19,11 +20,19 @@ import torch
 from torch import Tensor, nn
 
 from core.base.errors import InputError
-from core.sae.config import BatchTopKConfig, ReLUConfig, SAEConfig, TopKConfig, VanillaConfig
+from core.sae.config import (
+    BatchTopKConfig,
+    JumpReLUConfig,
+    MatryoshkaConfig,
+    ReLUConfig,
+    SAEConfig,
+    TopKConfig,
+    VanillaConfig,
+)
 from core.sae.registry import register_architecture
 
-__all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "StepOut", "fired_latents",
-           "count_active"]
+__all__ = ["SparseAutoencoder", "VanillaSAE", "ReLUSAE", "TopKSAE", "BatchTopKSAE", "MatryoshkaSAE", "JumpReLUSAE", "StepOut",
+           "fired_latents", "count_active"]
 
 
 class StepOut(NamedTuple):
@@ -164,6 +173,11 @@ class SparseAutoencoder(nn.Module):
     def penalty(self, z: Tensor) -> Tensor:
         """The sparsity term of the loss for latents ``z`` (0 for architectures without one)."""
         return z.new_zeros(())
+
+    def validation_penalty(self, xn: Tensor, z: Tensor) -> Tensor:
+        """What the validation loss adds to the MSE of normalised input ``xn`` (batch, d_in) with
+        latents ``z`` (batch, hidden): :meth:`penalty` (Matryoshka: its prefix terms)."""
+        return self.penalty(z)
 
     def decode_normalized(self, z: Tensor) -> Tensor:
         return torch.addmm(self.b_dec, z, self.W_dec.T)
@@ -361,8 +375,13 @@ class TopKSAE(SparseAutoencoder):
     pre_bias = True
     RESAMPLE_ENCODER = 1.0
 
+    @property
+    def k(self) -> int:
+        """Active latents per sample: ``config.k``, or ``d_in`` when it is unset."""
+        return self.config.k_size(self.d_in)
+
     def activate(self, pre: Tensor) -> Tensor:
-        vals, idx = pre.topk(self.config.k, dim=1)
+        vals, idx = pre.topk(self.k, dim=1)
         return torch.zeros_like(pre).scatter_(1, idx, vals.relu())
 
     def _select(self, x_in: Tensor, rows: Tensor | None, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -393,7 +412,7 @@ class TopKSAE(SparseAutoencoder):
         return cfg.aux_coef * (e_hat - resid.detach()).pow(2).mean()
 
     def _winners(self, pre: Tensor) -> tuple[Tensor | None, Tensor]:
-        return None, pre.topk(self.config.k, dim=1, sorted=False).indices
+        return None, pre.topk(self.k, dim=1, sorted=False).indices
 
     def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
         x_in = xn - self.b_dec
@@ -431,13 +450,13 @@ class BatchTopKSAE(TopKSAE):
     def activate(self, pre: Tensor) -> Tensor:
         if self.training:
             flat = pre.reshape(-1)
-            vals, idx = flat.topk(min(self.config.k * pre.shape[0], flat.numel()))
+            vals, idx = flat.topk(min(self.k * pre.shape[0], flat.numel()))
             return torch.zeros_like(flat).scatter_(0, idx, vals.relu()).view_as(pre)
         return torch.nn.functional.threshold(pre, max(float(self.threshold), 0.0), 0.0)
 
     def _winners(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         flat = pre.reshape(-1)
-        idx = flat.topk(min(self.config.k * pre.shape[0], flat.numel()), sorted=False).indices
+        idx = flat.topk(min(self.k * pre.shape[0], flat.numel()), sorted=False).indices
         return torch.div(idx, self.hidden, rounding_mode="floor"), idx % self.hidden
 
     @torch.no_grad()
@@ -453,3 +472,156 @@ class BatchTopKSAE(TopKSAE):
         else:
             self.threshold.mul_(self.THRESHOLD_MOMENTUM).add_((1 - self.THRESHOLD_MOMENTUM) * smallest)
         self.threshold_updates.add_(1)
+
+
+@register_architecture("matryoshka")
+class MatryoshkaSAE(BatchTopKSAE):
+    """Bussmann et al. 2025: TopK encoding (``selection="sample"``, inference as :class:`TopKSAE`)
+    or BatchTopK (``"batch"``, inference by the learned threshold as :class:`BatchTopKSAE`);
+    training sums the MSE of nested prefix reconstructions (``MatryoshkaConfig.prefixes``),
+    each decoding only the winners with index below its size, plus AuxK on the full
+    reconstruction's residual.
+
+    Sparse-aware as TopK: with the winners' values ``vals`` and indices ``idx``, prefix ``m``
+    keeps ``vals · (idx < m)``; per sample ((b, k) winners) all prefixes are decoded in one
+    batched product, (b, prefixes, k) × (b, k, d_in). ``StepOut.mse`` is the full reconstruction's.
+    The threshold buffers exist for both selections (unused by ``"sample"``)."""
+
+    config_class = MatryoshkaConfig
+
+    def __init__(self, config: MatryoshkaConfig, *, d_in: int, generator: torch.Generator | None = None):
+        super().__init__(config, d_in=d_in, generator=generator)
+        ends = torch.tensor(config.prefix_sizes(d_in), dtype=torch.long)
+        self.register_buffer("prefix_ends", ends, persistent=False)  # from the config, not saved
+
+    @property
+    def _batch(self) -> bool:
+        return self.config.selection == "batch"
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return BatchTopKSAE.activate(self, pre) if self._batch else TopKSAE.activate(self, pre)
+
+    def _winners(self, pre: Tensor) -> tuple[Tensor | None, Tensor]:
+        return BatchTopKSAE._winners(self, pre) if self._batch else TopKSAE._winners(self, pre)
+
+    def _after_winners(self, vals: Tensor) -> None:
+        if self._batch:
+            BatchTopKSAE._after_winners(self, vals)
+
+    def _prefix_reconstructions(self, xn: Tensor, rows: Tensor | None, idx: Tensor, vals: Tensor,
+                                cols: Tensor) -> Tensor:
+        """(b, prefixes, d_in): each prefix's reconstruction from the winners (see the class)."""
+        ends = self.prefix_ends
+        if rows is None:
+            keep = (idx.unsqueeze(1) < ends.view(1, -1, 1)).to(xn.dtype)                     # (b, prefixes, k)
+            return torch.bmm(vals.unsqueeze(1) * keep, cols) + self.b_dec
+        keep = (idx.unsqueeze(0) < ends.unsqueeze(1)).to(xn.dtype)                           # (prefixes, n)
+        contrib = vals.unsqueeze(1) * cols                                                    # (n, d)
+        parts = [torch.zeros_like(xn).index_add(0, rows, contrib * m.unsqueeze(1)) for m in keep]
+        return torch.stack(parts, 1) + self.b_dec
+
+    def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
+        x_in = xn - self.b_dec
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, x_in, self.W_enc.T)
+            rows, idx = self._winners(pre)
+        vals, cols = self._select(x_in, rows, idx)
+        x_hats = self._prefix_reconstructions(xn, rows, idx, vals, cols)                   # (b, prefixes, d)
+        errs = (x_hats - xn.unsqueeze(1)).pow(2).mean(dim=(0, 2))                          # (prefixes,)
+        prefix_loss = errs.mean() if self.config.weighting == "mean" else errs.sum()
+        resid = xn - x_hats[:, -1]
+        aux = self._aux(x_in, pre, resid, dead)
+        self._after_winners(vals)
+        return StepOut(prefix_loss + aux, errs[-1].detach(), aux.detach(), _fired_from(idx, vals.detach(), self.hidden))
+
+    @torch.no_grad()
+    def prefix_mse(self, xn: Tensor, z: Tensor | None = None) -> Tensor:
+        """(prefixes,) MSE of each prefix's reconstruction of normalised input ``xn`` (batch, d_in)
+        from latents ``z`` (default: inference-mode latents of ``xn``), in the order of ``prefix_ends``."""
+        z = self.activate(self.pre_activation(xn)) if z is None else z
+        keep = torch.arange(self.hidden, device=z.device).unsqueeze(0) < self.prefix_ends.unsqueeze(1)  # (p, h)
+        return torch.stack([(self.decode_normalized(z * m) - xn).pow(2).mean() for m in keep.to(z.dtype)])
+
+    def validation_penalty(self, xn: Tensor, z: Tensor) -> Tensor:
+        """The training objective less the full MSE, so that the validation loss (and early
+        stopping) follows the prefix objective: without it, the full reconstruction of k = d_in
+        latents is best near the init and training would stop after a few evaluations."""
+        errs = self.prefix_mse(xn, z)
+        total = errs.mean() if self.config.weighting == "mean" else errs.sum()
+        return total - errs[-1]
+
+
+# --------------------------------------------------------------------------- JumpReLU
+def _rectangle(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """K((pre − θ) / ε) / ε with the rectangle kernel K(u) = 1 for |u| < 1/2."""
+    return ((pre - threshold).abs() < bandwidth / 2).to(pre.dtype) / bandwidth
+
+
+class _JumpReLU(torch.autograd.Function):
+    """``pre · H(pre − θ)``; d/dpre = H(pre − θ), d/dθ = −θ K((pre − θ)/ε)/ε (Rajamanoharan et al.)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        pre, threshold = ctx.saved_tensors
+        g_pre = grad * (pre > threshold).to(pre.dtype)
+        g_theta = -(grad * threshold * _rectangle(pre, threshold, ctx.bandwidth)).sum(0)
+        return g_pre, g_theta, None
+
+
+class _Step(torch.autograd.Function):
+    """``H(pre − θ)``; d/dpre = 0, d/dθ = −K((pre − θ)/ε)/ε."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        pre, threshold = ctx.saved_tensors
+        return None, -(grad * _rectangle(pre, threshold, ctx.bandwidth)).sum(0), None
+
+
+@register_architecture("jumprelu")
+class JumpReLUSAE(SparseAutoencoder):
+    """Rajamanoharan et al. 2024: ``z = pre · H(pre − θ)``, ``pre = W_enc xn + b_enc``, a learned
+    threshold θ (parameter ``threshold``, (hidden,), kept ≥ 0); loss ``MSE + l0 · Σ_f H(pre_f − θ_f)``
+    per cell, averaged, with straight-through pseudo-derivatives for θ (autograd only)."""
+
+    config_class = JumpReLUConfig
+
+    def __init__(self, config: JumpReLUConfig, *, d_in: int, generator: torch.Generator | None = None):
+        super().__init__(config, d_in=d_in, generator=generator)
+        self.threshold = nn.Parameter(torch.full((self.hidden,), float(config.init_threshold)))
+
+    def activate(self, pre: Tensor) -> Tensor:
+        return pre * (pre > self.threshold).to(pre.dtype)
+
+    def penalty(self, z: Tensor) -> Tensor:
+        return self.config.l0 * torch.sign(z).sum() / z.shape[0]
+
+    def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
+        pre = self.pre_activation(xn)
+        z = _JumpReLU.apply(pre, self.threshold, self.config.bandwidth)
+        mse = (self.decode_normalized(z) - xn).pow(2).mean()
+        active = _Step.apply(pre, self.threshold, self.config.bandwidth).sum() / xn.shape[0]
+        pen = self.config.l0 * self.penalty_weight * active
+        return StepOut(mse + pen, mse.detach(), pen.detach(), fired_latents(z.detach()))
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        super().constrain_()
+        self.threshold.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def resample_dead_(self, dead: Tensor, xn: Tensor, *, generator: torch.Generator) -> Tensor:
+        idx = super().resample_dead_(dead, xn, generator=generator)
+        self.threshold[idx] = float(self.config.init_threshold)
+        return idx

@@ -30,7 +30,7 @@ class SAERequest:
     """A preset and the settings that override it; ``None`` keeps the preset's value.
 
     ``hidden`` / ``expansion``: latents (give at most one). ``l1``, ``penalty``, ``l1_scale``: the
-    L1 architectures (vanilla, relu); ``k``: topk, batchtopk. ``center``/``scale``/``shuffle``:
+    L1 architectures (vanilla, relu); ``k``: topk, batchtopk, matryoshka. ``center``/``scale``/``shuffle``:
     ``False`` turns the preset's step off. ``epochs`` also drops the preset's floor on steps.
     ``patience``: 0 never stops early. ``seeds``: train one SAE per seed (≥ 2, distinct; the first
     is kept); ``seed``, if also given, must be the first. ``sweep_l1``: the L1 strengths the
@@ -98,9 +98,10 @@ class SAERequest:
         if self.expansion is not None:
             changes.update(expansion=self.expansion, hidden=None)
         names = {f.name for f in fields(sae_cfg)}
+        uses = "--k" if "k" in names else "--l1" if "l1" in names else "its l0 setting, in the library"
         if self.l1 is not None:
             if "l1" not in names:
-                raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses --k)",
+                raise InputError(f"--l1 does not apply to the {sae_cfg.arch} architecture (it uses {uses})",
                                  fix="drop --l1, or use --arch vanilla or relu")
             changes["l1"] = self.l1
         for key in ("penalty", "l1_scale"):
@@ -112,8 +113,8 @@ class SAERequest:
                 changes[key] = value
         if self.k is not None:
             if "k" not in names:
-                raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses --l1)",
-                                 fix="drop --k, or use --arch topk or batchtopk")
+                raise InputError(f"--k does not apply to the {sae_cfg.arch} architecture (it uses {uses})",
+                                 fix="drop --k, or use --arch topk, batchtopk or matryoshka")
             changes["k"] = self.k
         if self.decoder_norm is not None:
             changes["decoder_norm"] = self.decoder_norm

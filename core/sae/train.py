@@ -86,14 +86,14 @@ def split_indices(n_cells: int, *, val_fraction: float, seed: int) -> tuple[np.n
 
 def evaluate_normalized(sae: SparseAutoencoder, xn: torch.Tensor, *, batch_size: int = 8192) -> dict[str, float]:
     """Validation numbers on normalised input ``xn`` (n, d_in): ``val_loss`` (MSE + sparsity
-    penalty, inference-mode latents), ``val_mse`` (in raw units), ``val_fvu``, ``val_l0``
+    penalty, inference-mode latents; Matryoshka: its prefix objective), ``val_mse`` (in raw units), ``val_fvu``, ``val_l0``
     (mean latents firing per cell), ``val_live`` (latents firing on at least one cell)."""
     n = xn.shape[0]
     sse = pen = l0 = 0.0
     fired = torch.zeros(sae.hidden, dtype=torch.bool, device=xn.device)
     for _, xb, z, xb_hat in iter_encoded(sae, xn, batch_size=batch_size, normalized=True):
         sse += float((xb_hat - xb).pow(2).sum())
-        pen += float(sae.penalty(z)) * xb.shape[0]
+        pen += float(sae.validation_penalty(xb, z)) * xb.shape[0]
         counts = count_active(z)
         l0 += float(counts.sum())
         fired |= counts > 0
