@@ -296,12 +296,18 @@ def cell_type_profile_figure(profile: pd.DataFrame, *, title: str = "", height: 
     return fig
 
 
+VOLCANO_BACKGROUND = 2_000  # non-significant genes a volcano draws at most
+
+
 def volcano_figure(de: pd.DataFrame, *, fold_col: str = "log2_fold_change", q_col: str = "q",
                    significant_col: str = "significant", label_col: str = "gene", n_labels: int = 10,
-                   title: str = "", height: int | None = 380) -> go.Figure:
+                   title: str = "", height: int | None = 380, max_background: int = VOLCANO_BACKGROUND) -> go.Figure:
     """Volcano plot: log2 fold change vs −log10 q; significant genes up (red) / down (blue), the
     ``n_labels`` most significant labelled. Works for any table with these columns (DE of a
-    feature, steering shifts)."""
+    feature, steering shifts). Every significant gene is drawn; of the others at most
+    ``max_background`` (the most extreme by q and by fold change, then an even sample of the rest;
+    the legend gives both counts): a 13,000-gene volcano sends 250 kB instead of 640 kB. WebGL above
+    5,000 genes."""
     if de.empty:
         return empty_figure("no genes", height=height)
     lfc = np.clip(np.nan_to_num(de[fold_col].to_numpy(float)), -12, 12)
@@ -309,13 +315,17 @@ def volcano_figure(de: pd.DataFrame, *, fold_col: str = "log2_fold_change", q_co
     y = -np.log10(np.clip(np.nan_to_num(q, nan=1.0), 1e-300, 1.0))
     sig = de[significant_col].to_numpy(bool) if significant_col in de else np.zeros(len(de), bool)
     names = de[label_col].astype(str).to_numpy()
-    trace = go.Scattergl if len(de) > 5_000 else go.Scatter
+    rest = np.flatnonzero(~sig)
+    drawn = _volcano_background(rest, lfc, y, max_background)
+    up, down = np.flatnonzero(sig & (lfc > 0)), np.flatnonzero(sig & (lfc <= 0))
+    shown = f"{rest.size:,}; {drawn.size:,} drawn" if drawn.size < rest.size else f"{rest.size}"
     fig = new_figure()
-    for mask, name, colour in ((~sig, "not significant", "#b0b0b0"), (sig & (lfc > 0), "up", "#d62728"),
-                               (sig & (lfc <= 0), "down", "#1f77b4")):
-        if mask.any():
-            fig.add_trace(trace(x=lfc[mask], y=y[mask], mode="markers", name=f"{name} ({int(mask.sum())})",
-                                text=names[mask], marker=dict(size=6, color=colour, opacity=0.8),
+    for idx, label, colour in ((drawn, f"not significant ({shown})", "#b0b0b0"), (up, f"up ({up.size})", "#d62728"),
+                               (down, f"down ({down.size})", "#1f77b4")):
+        if idx.size:
+            trace = go.Scattergl if len(de) > 5_000 else go.Scatter
+            fig.add_trace(trace(x=lfc[idx], y=y[idx], mode="markers", name=label, text=names[idx],
+                                marker=dict(size=6, color=colour, opacity=0.8),
                                 hovertemplate="%{text}<br>log2 FC %{x:.2f}<br>−log10 q %{y:.1f}<extra></extra>"))
     top = np.flatnonzero(sig)
     top = top[np.argsort(-y[top], kind="stable")][:n_labels]
@@ -325,6 +335,19 @@ def volcano_figure(de: pd.DataFrame, *, fold_col: str = "log2_fold_change", q_co
                       title=dict(text=title, font=dict(size=13)), xaxis_title="log2 fold change (high vs low cells)",
                       yaxis_title="−log10 q", legend=dict(font=dict(size=10)))
     return fig
+
+
+def _volcano_background(rest: np.ndarray, lfc: np.ndarray, y: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` of the non-significant genes ``rest`` (positions, ascending): the tenth most
+    extreme by −log10 q and by |log2 FC| each, then evenly spaced ones of the others."""
+    if rest.size <= limit:
+        return rest
+    tail = max(1, limit // 10)
+    extreme = np.union1d(rest[np.argsort(-y[rest], kind="stable")[:tail]],
+                         rest[np.argsort(-np.abs(lfc[rest]), kind="stable")[:tail]])
+    others = np.setdiff1d(rest, extreme, assume_unique=True)
+    step = others[np.linspace(0, others.size - 1, max(0, limit - extreme.size)).astype(np.int64)] if others.size else others
+    return np.union1d(extreme, step)
 
 
 # ----------------------------------------------------------------------------- steering (added by the steering page)

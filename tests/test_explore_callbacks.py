@@ -113,6 +113,17 @@ def test_volcano_profile_histogram_figures():
     assert names == {"not significant": 3, "up": 2, "down": 1}
     assert [a.text for a in fig.layout.annotations] == ["d", "a"]  # q = 0 is drawn at 300, not infinity
     assert max(max(t.y) for t in fig.data) == 300
+    # 13,000 genes: every significant one drawn, of the others the most extreme and an even sample
+    rng = np.random.default_rng(3)
+    big = pd.DataFrame({"gene": [f"g{i}" for i in range(13_000)], "log2_fold_change": rng.normal(size=13_000),
+                        "q": rng.uniform(0.06, 1, 13_000), "significant": False})
+    big.loc[:299, "significant"], big.loc[:299, "q"] = True, 1e-6
+    big.loc[5000, "q"], big.loc[6000, "log2_fold_change"] = 0.051, 40.0  # the most extreme non-significant
+    fig = figures.volcano_figure(big)
+    grey, *coloured = fig.data
+    assert grey.name == "not significant (12,700; 2,000 drawn)" and len(grey.x) == 2_000
+    assert sum(len(t.x) for t in coloured) == 300 and {"g5000", "g6000"} <= set(grey.text)
+    assert all(t.type == "scattergl" for t in fig.data)  # WebGL above 5,000 genes
     prof = pd.DataFrame({"cell_type": ["x", "y"], "n": [3, 4], "mean": [0.5, 1.0], "se": [0.1, np.nan],
                          "frac_active": [0.5, 1.0], "significant": [False, True]})
     bar = figures.cell_type_profile_figure(prof).data[0]
