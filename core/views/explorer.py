@@ -753,7 +753,7 @@ def _calibrated_table(data: ExplorerData, groups, high, low, s: dict, genes) -> 
         both = sp.csr_matrix((rows if rows is not None else expr.matrix)[np.concatenate([high, low])])
         norm_h = log_normalise(both[:high.size], scale=scale[high])
         norm_l = log_normalise(both[high.size:], scale=scale[low])
-        det = kind == "observed" or None
+        det = True if kind == "observed" else None  # detected = the stored positive values
         de = de_of_cells(norm_h, norm_l, level, kind=kind, feature=int(groups.feature[0]), detected_high=det,
                          detected_low=det, **opts)
     else:
