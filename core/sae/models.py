@@ -414,12 +414,18 @@ class TopKSAE(SparseAutoencoder):
     def _winners(self, pre: Tensor) -> tuple[Tensor | None, Tensor]:
         return None, pre.topk(self.k, dim=1, sorted=False).indices
 
-    def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
+    def _gather(self, xn: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor, Tensor]:
+        """The training step's winners of normalised input ``xn`` (b, d): ``(x_in, pre, rows, idx,
+        values, decoder columns)`` (:meth:`_winners`, :meth:`_select`)."""
         x_in = xn - self.b_dec
         with torch.no_grad():
             pre = torch.addmm(self.b_enc, x_in, self.W_enc.T)
             rows, idx = self._winners(pre)
         vals, cols = self._select(x_in, rows, idx)
+        return x_in, pre, rows, idx, vals, cols
+
+    def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
+        x_in, pre, rows, idx, vals, cols = self._gather(xn)
         if rows is None:
             x_hat = torch.bmm(vals.unsqueeze(1), cols).squeeze(1) + self.b_dec
         else:
@@ -521,11 +527,7 @@ class MatryoshkaSAE(BatchTopKSAE):
         return torch.stack(parts, 1) + self.b_dec
 
     def loss(self, xn: Tensor, *, dead: Tensor | None = None) -> StepOut:
-        x_in = xn - self.b_dec
-        with torch.no_grad():
-            pre = torch.addmm(self.b_enc, x_in, self.W_enc.T)
-            rows, idx = self._winners(pre)
-        vals, cols = self._select(x_in, rows, idx)
+        x_in, pre, rows, idx, vals, cols = self._gather(xn)
         x_hats = self._prefix_reconstructions(xn, rows, idx, vals, cols)                   # (b, prefixes, d)
         errs = (x_hats - xn.unsqueeze(1)).pow(2).mean(dim=(0, 2))                          # (prefixes,)
         prefix_loss = errs.mean() if self.config.weighting == "mean" else errs.sum()
