@@ -44,7 +44,7 @@ def test_br011_demo_journey_search_erythrocyte_click_card_then_steer(demo_server
     expect(page.locator("#explorer-page")).to_be_visible(timeout=30_000)
     page.fill("#search-query-input", "erythrocyte")
     expect(page.locator("#search-results-status")).to_contain_text("match “erythrocyte”", timeout=30_000)
-    page.wait_for_function("() => (document.querySelector('#explorer-map-graph .js-plotly-plot')._fullData || [])"
+    page.wait_for_function("() => (document.querySelector('#explorer-map-graph .js-plotly-plot')?._fullData || [])"
                            ".some(d => (d.name || '').startsWith('search hits') && d._length > 0)", timeout=30_000)
     rows = page.locator("#search-results-grid .ag-center-cols-container .ag-row")
     expect(rows.first).to_be_visible()
@@ -52,7 +52,7 @@ def test_br011_demo_journey_search_erythrocyte_click_card_then_steer(demo_server
     expect(page.locator("#card-title")).to_have_text(re.compile(r"Feature \d+"), timeout=30_000)
     feature = int(re.search(r"\d+", page.locator("#card-title").inner_text())[0])
     # the first opening of the demo starts its UMAP job (a numba compile, ~40 s on two busy cores); the
-    # latent view draws meanwhile (the job is asked for after the page's first drawing)
+    # latent view draws meanwhile (the job's result sets the view switch without holding up the view)
     page.wait_for_function("() => /active in [\\d,]+ of 10,?000/.test(document.querySelector("
                            "'#explorer-latent-graph .js-plotly-plot')?.layout?.title?.text || '')", timeout=30_000)
     expect(page.locator("#card-terms-grid .ag-center-cols-container")).to_contain_text("erythro", timeout=30_000)
@@ -69,7 +69,7 @@ def test_br011_demo_journey_search_erythrocyte_click_card_then_steer(demo_server
     expect(page.locator("#steer-run-alert .alert")).to_be_visible(timeout=180_000)
     assert "Done." in page.locator("#steer-run-alert").inner_text()
     expect(page.locator("#steer-results-summary")).to_contain_text(f"Feature {feature}", timeout=30_000)
-    page.wait_for_function("() => (document.querySelector('#steer-volcano-graph .js-plotly-plot')._fullData || [])"
+    page.wait_for_function("() => (document.querySelector('#steer-volcano-graph .js-plotly-plot')?._fullData || [])"
                            ".reduce((n, d) => n + (d._length || 0), 0) > 100", timeout=30_000)
     expect(page.locator("#steer-terms-up-table .ag-center-cols-container .ag-row").first).to_be_visible(timeout=30_000)
     screenshot("2-steered")

@@ -85,7 +85,7 @@ def test_bx001_search_highlight_click_recolour_card_and_reload(server, page, scr
     rows = page.locator("#search-results-grid .ag-center-cols-container .ag-row")
     expect(rows.first).to_be_visible()
     assert page.locator("#search-query-suggestions option").count() > 0
-    page.wait_for_function(f"() => document.querySelector('{MAP}')._fullData"
+    page.wait_for_function(f"() => (document.querySelector('{MAP}')?._fullData || [])"
                            ".some(d => (d.name || '').startsWith('search hits') && d._length > 0)")
     hits = n_points(page, MAP, "search hits")
     n_found = int(re.search(r"(\d+)\+? features? match", page.locator("#search-results-status").inner_text())[1])
@@ -179,7 +179,7 @@ def test_bx002_map_click_and_lasso_reverse_lookup(server, page, screenshot):
 
     # colour by cell type: one trace per type
     page.get_by_text("cell type", exact=True).click()
-    page.wait_for_function(f"() => document.querySelector('{LATENT}')._fullData.length > 2", timeout=15000)
+    page.wait_for_function(f"() => document.querySelector('{LATENT}')?._fullData?.length > 2", timeout=15000)
     screenshot("celltypes")
 
 
@@ -299,7 +299,7 @@ def test_bx006_heatmap_click_opens_a_feature_and_lists_a_cell_types_features(ser
     expect(page.locator("#card-title")).to_have_text(f"Feature {feature}", timeout=15000)
     page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.title?.text || '')"
                            f".startsWith('feature {feature}: active in')", timeout=15000)
-    page.wait_for_function(f"() => (document.querySelector('{HEATMAP}').layout.shapes || [])"
+    page.wait_for_function(f"() => (document.querySelector('{HEATMAP}')?.layout?.shapes || [])"
                            ".some(s => s.type === 'rect')", timeout=15000)
     expect(page).to_have_url(re.compile(rf"feature={feature}\b"))
     # the card: up terms, down terms, stability, technical variables, in that order
@@ -370,9 +370,9 @@ def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, scr
     expect(note).to_contain_text("kNN cell-type agreement")
     wait_for_graph(page, LATENT)
     shown = "UMAP1" if note.inner_text().startswith("UMAP") else "PC1"  # "… chosen: kNN …"
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.xaxis?.title?.text || '')"
                            f".startsWith('{shown}')", timeout=15000)
-    page.wait_for_function(f"() => document.querySelector('{LATENT}')._fullData[1]._length > 0", timeout=15000)
+    page.wait_for_function(f"() => document.querySelector('{LATENT}')?._fullData?.[1]?._length > 0", timeout=15000)
     active = n_points(page, LATENT, 1)
     before_x = first_x(page)
     screenshot("1-default-view")
@@ -380,7 +380,7 @@ def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, scr
     # switch to the other view: the plot changes, the feature's colouring stays
     other, other_axis = ("PCA", "PC1") if shown == "UMAP1" else ("UMAP (from the data)", "UMAP1")
     switch.locator("label", has_text=other).click()
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.xaxis?.title?.text || '')"
                            f".startsWith('{other_axis}')", timeout=15000)
     assert first_x(page) != before_x
     assert n_points(page, LATENT, 1) == active > 0
@@ -388,7 +388,7 @@ def test_bx008_one_line_source_bar_details_and_pca_umap_switch(server, page, scr
     screenshot("2-other-view")
     # and back
     switch.locator("label", has_text="PCA" if other != "PCA" else "UMAP").click()
-    page.wait_for_function(f"() => (document.querySelector('{LATENT}').layout.xaxis.title.text || '')"
+    page.wait_for_function(f"() => (document.querySelector('{LATENT}')?.layout?.xaxis?.title?.text || '')"
                            f".startsWith('{shown}')", timeout=15000)
     assert first_x(page) == pytest.approx(before_x)
     # the data's own clustering (obs['louvain']) is offered next to the cell types
