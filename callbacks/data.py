@@ -55,6 +55,8 @@ def preset_fields(preset: str | None, arch: str | None):
     v = preset_form_values(preset or "default", arch or "vanilla")
     if v["sparsity_kind"] == "k":
         label, help_text = "k (active latents per cell)", "Each cell uses exactly k latents (TopK), or k on average."
+        if v["sparsity"] is None:
+            help_text += " Blank: k = the embedding's dimensions."
     elif preset == "auto":
         label, help_text = "L1 weight", "Chosen from the data: a short sweep keeps the knee of FVU against L0."
     else:
@@ -150,7 +152,7 @@ def train_job(progress, source, name, embedding, cell_type, decoder, preset, arc
               seeds=1):
     """Train the SAE into analysis ``name``; the live chart follows every evaluation (of the first
     seed when ``seeds`` > 1; the progress message names the seed in training)."""
-    uses_k = arch in ("topk", "batchtopk")
+    uses_k = preset_form_values(preset or "default", arch or "vanilla")["sparsity_kind"] == "k"
     request = TrainRequest(
         source=source or "", analysis=(name or "").strip(), embedding=embedding, cell_type=cell_type or "auto",
         decoder=decoder or "auto", preset=preset or "default", arch=arch or None,

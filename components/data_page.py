@@ -39,6 +39,7 @@ ARCH_CHOICES = [
     {"label": "ReLU with pre-encoder bias (L1)", "value": "relu"},
     {"label": "TopK (exactly k active per cell)", "value": "topk"},
     {"label": "BatchTopK (k per cell on average)", "value": "batchtopk"},
+    {"label": "Matryoshka TopK (nested prefixes; k = embedding dimensions)", "value": "matryoshka"},
 ]
 METHOD_CHOICES = [  # the values of core.annotate.pipeline.METHODS (a test checks)
     {"label": "Calibrated (recommended)", "value": "calibrated"},

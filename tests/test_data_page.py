@@ -191,6 +191,11 @@ def test_preset_fields_and_size_help():
     assert expansion is None and placeholder == "10,000 latents (preset)"
     assert (sparsity, epochs) == (32, 60) and label.startswith("k ")
     assert "no early stopping" in preset_help
+    _e, _p, sparsity, label, help_text, _epochs, _h = preset_fields("default", "matryoshka")
+    assert sparsity is None and label.startswith("k ") and "Blank: k = the embedding's dimensions" in help_text
+    from components.data_page import ARCH_CHOICES
+    from core.views.data import ARCHS
+    assert [c["value"] for c in ARCH_CHOICES] == list(ARCHS)  # the page offers what the request accepts
     opts = [{"label": "X_pca · 50 dimensions", "value": "X_pca"}]
     assert size_help(16, "X_pca", opts, "default").startswith("→ 800 latents for 50 dimensions")
     assert "10,000 latents" in size_help(None, "X_pca", opts, "paper")

@@ -94,6 +94,10 @@ def test_early_stopping_and_max_steps(planted):
     res = train_sae(planted.x[:1000], config=VanillaConfig(hidden=32),
                     train=FAST.replace(epochs=50, patience=1, min_delta=1.0))
     assert res.stop_reason == "early_stopping" and len(res.history) == 2
+    # patience spent at the 2nd evaluation (step 30), but min_steps 100 holds training to step 105
+    res = train_sae(planted.x[:1000], config=TopKConfig(hidden=32, k=2),
+                    train=FAST.replace(epochs=50, patience=1, min_delta=1.0, min_steps=100))
+    assert res.stop_reason == "early_stopping" and res.history[-1]["step"] == 105
     res = train_sae(planted.x[:1000], config=VanillaConfig(hidden=32), train=FAST.replace(max_steps=5, eval_every=2))
     assert res.stop_reason == "max_steps" and res.history[-1]["step"] == 5
     assert [r["step"] for r in res.history] == [2, 4, 5]

@@ -54,6 +54,17 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_state():
     assert [r["step"] for r in t.after] == [2, 4, 6]  # not after the evaluation that stopped training
 
 
+def test_early_stopping_waits_for_min_steps():
+    t = Scripted([3.0, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0, 3.1, 3.2])
+    stopping = EarlyStopping(patience=2, module=t.module)
+    out = t.run(stopping, eval_every=2, min_steps=14)  # patience is spent at step 8; no stop before 14
+    assert out.stop_reason == "early_stopping"
+    assert [r["step"] for r in out.history] == [2, 4, 6, 8, 10, 12, 14]
+    assert stopping.restore() and t.weight == 4  # still the weights of the best evaluation
+    out = t.run(EarlyStopping(patience=2), eval_every=2, min_steps=100)  # beyond the planned 20 steps
+    assert out.stop_reason == "completed" and out.steps == 20
+
+
 def test_min_delta_keep_and_warmup():
     losses = [10.0, 9.5, 9.2, 9.1]  # with min_delta 0.1 only the first is a clear improvement
     improved = EarlyStopping(patience=2, min_delta=0.1, keep="improved")

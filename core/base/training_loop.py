@@ -104,6 +104,7 @@ def run_training(
     stopping: EarlyStopping,
     loss_key: str = "val_loss",
     max_steps: int | None = None,
+    min_steps: int = 0,
     eval_every: int | None = None,
     after_eval: Callable[[Row], None] | None = None,
     on_eval: Callable[[Row], None] | None = None,
@@ -120,7 +121,8 @@ def run_training(
 
     Evaluates every ``eval_every`` steps (``None``: at the end of each epoch) and always after the
     last step; ``stopping.update(row[loss_key], row)`` decides early stopping, after which
-    ``after_eval(row)`` runs only when training goes on. ``should_stop()`` is asked after a step
+    ``after_eval(row)`` runs only when training goes on; it never stops training before ``min_steps``
+    steps (patience spent earlier stops at the first evaluation from then on). ``should_stop()`` is asked after a step
     at most every ``check_every_s`` seconds; when it says stop, the steps so far are evaluated
     (unless they just were) and the loop returns, or :class:`~core.base.progress.Cancelled` is raised when
     ``cancel="raise"``. ``progress(steps_done, total_steps, message)`` is called after a step at
@@ -141,7 +143,7 @@ def run_training(
         out.history.append(row)
         if on_eval is not None:
             on_eval(dict(row))
-        stop = stopping.update(row[loss_key], row)
+        stop = stopping.update(row[loss_key], row) and done >= min_steps
         if eval_message is not None:
             progress(done, total, eval_message(row, epoch))
         return stop

@@ -351,8 +351,8 @@ class TrainConfig:
     """How to train: Adam with ``lr``, minibatches of ``batch_size`` cells for ``epochs``.
 
     ``min_steps``: small datasets train for more epochs until this many optimiser steps are
-    planned (sparsity takes a number of steps to form, not a number of epochs; ``None``: exactly
-    ``epochs``). ``max_steps`` caps the optimiser steps (``None``: no cap). ``val_fraction`` of the cells
+    planned, and early stopping never ends training before them (sparsity takes a number of steps
+    to form, not a number of epochs; ``None``: exactly ``epochs``). ``max_steps`` caps the optimiser steps (``None``: no cap). ``val_fraction`` of the cells
     (drawn with ``seed``) is held out; the validation loss is computed every ``eval_every``
     steps (``None``: once per epoch) and training stops when it has not improved by
     ``min_delta`` (relative) for ``patience`` evaluations (``None``: never stop early); the

@@ -157,6 +157,7 @@ def _train(x: np.ndarray, *, config: SAEConfig, train: TrainConfig, progress: Pr
                              module=sae if train.restore_best else None)
     loop = run_training(batches=batches, step=step, evaluate=evaluate, epochs=plan.epochs,
                         steps_per_epoch=plan.steps_per_epoch, max_steps=train.max_steps,
+                        min_steps=train.min_steps or 0,
                         eval_every=train.eval_every or plan.steps_per_epoch, stopping=stopping,
                         after_eval=after_eval, on_eval=on_eval, progress=progress or no_progress,
                         should_stop=should_stop or never_stop, check_every_s=0.2, report_every_s=0.5,

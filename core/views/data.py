@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["TrainRequest", "preset_form_values", "FitOutcome", "fit_model_for_source", "train_for_source", "annotate_named",
            "analysis_overview", "fitted_file_name", "upload_cap_bytes", "DataPageData", "data_page_data"]
 
-ARCHS = ("vanilla", "relu", "topk", "batchtopk")
+ARCHS = ("vanilla", "relu", "topk", "batchtopk", "matryoshka")  # all but JumpReLU (its L0 cost has no field)
 MAX_SEEDS = 5
 
 
