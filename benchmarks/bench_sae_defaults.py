@@ -12,7 +12,10 @@ Embeddings (12 in all, 10–50 dimensions, 4,000–8,000 cells, each with its ow
 - **simulator, model**: the same counts through the built-in expression model (`featurelens
   fit-model`, 20 dimensions), as a user without an embedding would do.
 
-Settings: ``default`` (the default preset), ``auto`` (the sweep + knee), ``tanh`` (the default
+Settings: ``default`` (the default preset), ``previous`` (the default before 2026-12-01: tied init,
+lr decaying linearly to 0, early stopping, no gradient clipping), ``default+key=value+…`` and
+``previous+key=value+…`` (either with changes to the SAE or training config, e.g.
+``previous+init=torch``), ``auto`` (the sweep + knee), ``tanh`` (the default
 with the tanh penalty, l1 = 0.02), ``before`` (the previous default: the reference's L1 on
 mean|z|, l1 = 1e-3, no resampling), and ``april`` (Anthropic's April 2024 recipe: input scaled
 so E‖x‖² = d, L1 weighted by decoder norms with no unit-norm constraint, decoder columns
@@ -130,7 +133,9 @@ def settings():
 
     sae, train = preset("default")
     before = VanillaConfig(l1=1e-3, penalty="l1", l1_scale="mean", resample_dead=False)
+    previous = (sae.replace(init="tied"), train.replace(lr_schedule="linear_decay", patience=5, grad_clip=None), None)
     return {"default": (sae, train, None),
+            "previous": previous,
             "auto": (sae, train, SweepConfig()),
             "tanh": (sae.replace(penalty="tanh", l1=0.02), train, None),
             "before": (before, TrainConfig(), None),
@@ -190,11 +195,51 @@ def april(l1: float):
     return sae, train, None
 
 
+def _override_value(text: str):
+    """``true``/``false``/``none``, a number, or the text itself (a setting's ``+key=value``)."""
+    low = text.lower()
+    if low in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[low]
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def with_overrides(base: tuple, overrides: list[str]) -> tuple:
+    """``base`` (a Vanilla setting) with ``key=value`` changes, each to the SAE config when it has
+    the field, else to the training config (``default+init=tied+patience=5``)."""
+    from dataclasses import fields
+
+    config, train, sweep = base
+    sae_fields = {f.name for f in fields(config)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"bad override {item!r}: use key=value")
+        value = _override_value(text)
+        if key in sae_fields:
+            config = config.replace(**{key: value})
+        else:
+            train = train.replace(**{key: value})
+    return config, train, sweep
+
+
 def pick_settings(names: str) -> dict:
-    """The settings named in ``names`` (comma-separated; ``april@L1`` for the April recipe at L1)."""
+    """The settings named in ``names`` (comma-separated; ``april@L1`` for the April recipe at L1;
+    ``default+key=value…`` or ``previous+key=value…`` for the default or previous default with changes)."""
     known = settings()
     out = {}
     for name in names.split(","):
+        if "+" in name:
+            base, *overrides = name.split("+")
+            if base not in ("default", "previous"):
+                raise SystemExit(f"overrides apply to default or previous, not {base!r}")
+            out[name] = with_overrides(known[base], overrides)
+            continue
         base, _, value = name.partition("@")
         train = known["default"][1]
         if base.endswith("-nostop") and base != "april-nostop":  # the default training without early stopping

@@ -67,18 +67,20 @@ def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings
     annotation defaults (99th percentile, 1,000 low cells). PBMC (700 cells): the default L1, 90th
     percentile and 300 low cells, so that every feature has enough high cells. Only the size
     (16 × rather than 50 ×, for speed) and the epochs are set by hand."""
-    from core.sae import TrainConfig, VanillaConfig
+    from core.sae import preset
 
+    sae, train = preset("default")
+    sae = sae.replace(expansion=16)
     if dataset not in DEMO_DATASETS:
         raise InputError(f"no demo dataset named {dataset!r}", fix=f"choose one of: {', '.join(DEMO_DATASETS)}")
     if dataset == "pbmc68k":
-        return DemoSettings(dataset, ModelConfig(seed=seed), VanillaConfig(expansion=16),
-                            TrainConfig(seed=seed, epochs=300, batch_size=64, lr=1e-3),
+        return DemoSettings(dataset, ModelConfig(seed=seed), sae,
+                            train.replace(seed=seed, epochs=300, batch_size=64, min_steps=None),
                             AnnotationConfig(concepts=("go-bp", "go-mf"), expression="predicted",
                                              percentile=90.0, n_low=300))
 
-    return DemoSettings(dataset, ModelConfig(seed=seed), VanillaConfig(expansion=16),
-                        TrainConfig(seed=seed, epochs=30, batch_size=128, lr=1e-3),
+    return DemoSettings(dataset, ModelConfig(seed=seed), sae,
+                        train.replace(seed=seed, epochs=30, min_steps=None),
                         AnnotationConfig(concepts=("go-bp", "go-mf"), expression="predicted"),
                         data=DemoDataConfig(), batch_key="batch")
 

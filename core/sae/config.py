@@ -482,6 +482,10 @@ def _valid_device(device: str) -> bool:
 
 # --------------------------------------------------------------------------- presets
 DEFAULT_MIN_STEPS = 1500  # the default presets' floor on optimiser steps, for small datasets
+# the default presets' schedule: constant rate, every planned step, gradient norm clipped at 1
+# (with nn.Linear init, half the L0 of a decaying, early-stopped run at the same FVU:
+# benchmarks/sae_defaults.md, "Where the default's density came from")
+DEFAULT_SCHEDULE = {"lr_schedule": "constant", "patience": None, "grad_clip": 1.0}
 # name -> (architecture config, training config, one-line description)
 PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
     "paper": (
@@ -504,15 +508,15 @@ PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
         "linearly to 0, 60 epochs (see benchmarks/sae_training.md)",
     ),
     "default": (
-        VanillaConfig(),
-        TrainConfig(min_steps=DEFAULT_MIN_STEPS),
+        VanillaConfig(init="torch"),
+        TrainConfig(min_steps=DEFAULT_MIN_STEPS, **DEFAULT_SCHEDULE),
         "good practice: Vanilla, 50 × input latents, L1 0.2 per unit of input norm (independent of "
-        "the number of latents), centred and scaled input, unit-norm decoder, tied init, dead latents "
-        "resampled, lr 1e-3 decaying linearly to 0, early stopping",
+        "the number of latents), centred and scaled input, unit-norm decoder, nn.Linear init, dead latents "
+        "resampled, constant lr 1e-3 for every planned step, gradient norm clipped at 1",
     ),
     "auto": (
-        VanillaConfig(),
-        TrainConfig(min_steps=DEFAULT_MIN_STEPS),
+        VanillaConfig(init="torch"),
+        TrainConfig(min_steps=DEFAULT_MIN_STEPS, **DEFAULT_SCHEDULE),
         "the default, with the L1 strength chosen from the data: a short sweep of 6 strengths on up to "
         "20,000 cells, keeping the knee of the FVU–L0 frontier (no ground truth needed)",
     ),
