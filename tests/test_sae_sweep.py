@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.base.errors import InputError
-from core.sae import TrainConfig, VanillaConfig, planted_sparse_data, train_sae
+from core.sae import TrainConfig, VanillaConfig, planted_sparse_data, preset, sae_metrics, train_sae
 from core.sae.sweep import SweepConfig, knee_index, sparsity_sweep
 from helpers import one_torch_thread
 
@@ -47,6 +47,19 @@ def test_default_l1_does_not_depend_on_the_number_of_latents(planted):
     assert min(reference) > 0.45, reference                         # half the latents fire: dense
     assert all(f < r / 1.5 for f, r in zip(fractions, reference)), (fractions, reference)
     assert fractions[1] < 0.3
+
+
+def test_default_recipe_is_sparser_than_the_previous_at_the_same_fvu(planted):
+    """The default preset (nn.Linear init, constant lr for every step, clipped gradients) against
+    the previous one (tied init, lr decaying to 0, early stopping), same L1 and data: well under
+    the previous L0 (18 against 45 latents per cell when written), FVU about the same."""
+    sae, train = preset("default")
+    new = train_sae(planted.x, config=sae, train=train)
+    previous = train_sae(planted.x, config=sae.replace(init="tied"),
+                         train=train.replace(lr_schedule="linear_decay", patience=5, grad_clip=None))
+    (s_new, _), (s_prev, _) = sae_metrics(new.sae, planted.x), sae_metrics(previous.sae, planted.x)
+    assert s_new["l0"] < 0.6 * s_prev["l0"], (s_new["l0"], s_prev["l0"])
+    assert s_new["fvu"] < s_prev["fvu"] + 0.02, (s_new["fvu"], s_prev["fvu"])
 
 
 def test_resampling_keeps_latents_alive(planted):
