@@ -63,10 +63,10 @@ class DemoSettings:
 
 def demo_settings(dataset: str = DEFAULT_DEMO, *, seed: int = 0) -> DemoSettings:
     """The demo's settings. Simulated: 10,000 cells × 2,500 genes, model with a batch covariate,
-    Vanilla SAE 16 × 20 latents with the default L1 (0.2 per unit of input norm), the paper's
-    annotation defaults (99th percentile, 1,000 low cells). PBMC (700 cells): the default L1, 90th
-    percentile and 300 low cells, so that every feature has enough high cells. Only the size
-    (16 × rather than 50 ×, for speed) and the epochs are set by hand."""
+    the default preset's SAE and training at 16 × 20 latents, the paper's annotation defaults (99th
+    percentile, 1,000 low cells). PBMC (700 cells): the default preset, 90th percentile and 300 low
+    cells, so that every feature has enough high cells. Only the size (16 × rather than 50 ×, for
+    speed), the epochs (exact: no step floor) and PBMC's batch size are set by hand."""
     from core.sae import preset
 
     sae, train = preset("default")

@@ -484,7 +484,7 @@ def _valid_device(device: str) -> bool:
 DEFAULT_MIN_STEPS = 1500  # the default presets' floor on optimiser steps, for small datasets
 # the default presets' schedule: constant rate, every planned step, gradient norm clipped at 1
 # (with nn.Linear init, half the L0 of a decaying, early-stopped run at the same FVU:
-# benchmarks/sae_defaults.md, "Where the default's density came from")
+# benchmarks/sae_defaults.md, "Where the previous default's density came from")
 DEFAULT_SCHEDULE = {"lr_schedule": "constant", "patience": None, "grad_clip": 1.0}
 # name -> (architecture config, training config, one-line description)
 PRESETS: dict[str, tuple[SAEConfig, TrainConfig, str]] = {
