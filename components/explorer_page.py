@@ -30,6 +30,8 @@ RESULT_COLUMNS = [
     {"field": "match", "headerName": "matches", "flex": 3, "minWidth": 260, "tooltipField": "match"},
     {"field": "p", "headerName": "best p / q", "width": 110, "type": "rightAligned",
      "valueFormatter": {"function": "params.value == null ? '' : d3.format('.2~e')(params.value)"}},
+    {"field": "cells", "headerName": "active cells", "width": 110, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format(',')(params.value)"}},
     {"field": "category", "headerName": "category", "flex": 1, "minWidth": 150},
 ]
 LOOKUP_FEATURE_COLUMNS = [

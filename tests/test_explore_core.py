@@ -316,6 +316,10 @@ def test_search_features_three_modes(data):
     assert "CD79A" in explorer.suggestions(data, "CD79", mode="gene")
     fres = explorer.search_features(data, "3, 5", mode="feature")
     assert fres["feature"].tolist() == [3, 5] and fres["p"].isna().all()
+    active = np.diff(data.acts.indptr)                     # cells each feature is active in (CSC columns)
+    for r in (res, gres, fres):
+        assert r["cells"].tolist() == active[r["feature"]].tolist()
+    assert fres["match"].tolist() == [f"feature {f}: active in {active[f]:,} cells" for f in (3, 5)]
     assert explorer.search_features(data, "  ").empty
     with pytest.raises(InputError, match="does not exist"):
         explorer.search_features(data, "999", mode="feature")

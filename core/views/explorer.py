@@ -902,11 +902,12 @@ def search_features(data: ExplorerData, query: str, *, mode: str = "concept", li
     """Ranked features matching ``query``: mode ``concept`` (GO keyword or id, ranked by the best p
     of the matching terms), ``gene`` (features with the gene among their top DE genes, by its rank)
     or ``feature`` (numbers, as typed). Columns: feature, match (what matched), p (best p or q;
-    NaN for ids), category. Bad feature ids raise InputError; so does a gene search before the
-    gene index exists."""
+    NaN for ids), cells (how many cells the feature is active in: a feature of a handful of cells
+    can carry the best p), category. Bad feature ids raise InputError; so does a gene search
+    before the gene index exists."""
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}", fix=f"use one of {', '.join(SEARCH_MODES)}")
-    cols = ["feature", "match", "p", "category"]
+    cols = ["feature", "match", "p", "cells", "category"]
     q = (query or "").strip()
     if not q:
         return pd.DataFrame(columns=cols)
@@ -931,6 +932,7 @@ def search_features(data: ExplorerData, query: str, *, mode: str = "concept", li
         out = pd.DataFrame({"feature": np.asarray(feats, np.int64),
                             "match": [f"feature {f}: active in {k:,} cells" for f, k in zip(feats, n)],
                             "p": np.nan})
+    out["cells"] = np.diff(data.acts.indptr)[out["feature"].to_numpy(np.int64)].astype(np.int64)
     out["category"] = data.categories(out["feature"])
     return out[cols].reset_index(drop=True)
 
