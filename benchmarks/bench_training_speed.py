@@ -221,12 +221,13 @@ def train_ours(x: np.ndarray, *, hidden: int, batch: int, epochs: int, threads: 
     """The default trainer for ``epochs`` epochs; speed on its training cells, quality on all cells."""
     from core.sae import train_sae
 
-    cfg, tr = default_configs(hidden, batch=batch, epochs=epochs, seed=seed)
+    cfg, tr = default_configs(hidden, batch=batch, epochs=epochs, seed=seed, min_steps=None)  # exactly `epochs`
     t0 = time.perf_counter()
     res = train_sae(x, config=cfg, train=tr, threads=threads)
     wall = time.perf_counter() - t0
     sae = res.sae
     n_train = x.shape[0] - res.val_index.size
+    epochs = res.history[-1]["epoch"]
     q = _fvu_l0(lambda xb: (lambda z: (z, sae.decode_normalized(z)))(sae.activate(sae.pre_activation(xb))),
                 sae.normalize(torch.from_numpy(x)), sae.hidden)
     return {"wall_s": wall, "samples": n_train * epochs, "samples_per_s": n_train * epochs / wall,

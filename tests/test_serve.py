@@ -153,7 +153,8 @@ def test_sv005_ctrl_c_stops_cleanly(tmp_path):
         helpers = psutil.Process(srv.proc.pid).children()  # the fork server and its resource tracker
         assert fetch(srv.url)[0] == 200
         srv.proc.send_signal(signal.SIGINT)
-        assert srv.proc.wait(timeout=20) == 0
+        # exit code 0 is the point; 20 s was once too short on two cores busy with benchmarks
+        assert srv.proc.wait(timeout=60) == 0
     finally:
         if srv.proc.poll() is None:
             stop_server(srv)
