@@ -16,7 +16,7 @@ Settings: ``default`` (the default preset), ``previous`` (the default before 202
 lr decaying linearly to 0, early stopping, no gradient clipping), ``default+key=value+…`` and
 ``previous+key=value+…`` (either with changes to the SAE or training config, e.g.
 ``previous+init=torch``), ``auto`` (the sweep + knee), ``tanh`` (the default
-with the tanh penalty, l1 = 0.02), ``before`` (the previous default: the reference's L1 on
+with the tanh penalty, l1 = 0.02), ``before`` (the default before the sparse defaults: the reference's L1 on
 mean|z|, l1 = 1e-3, no resampling), and ``april`` (Anthropic's April 2024 recipe: input scaled
 so E‖x‖² = d, L1 weighted by decoder norms with no unit-norm constraint, decoder columns
 initialised at norm 0.1 with the encoder their transpose, L1 warmed up over the first 5 % of
