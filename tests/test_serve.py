@@ -148,13 +148,19 @@ def test_sv004_a_port_in_use_is_a_clear_error(server):
 
 
 def test_sv005_ctrl_c_stops_cleanly(tmp_path):
-    srv = start_server(tmp_path, ["serve"])
+    """Started with SIGINT ignored (a script's background job is; Python then leaves it ignored),
+    Ctrl+C still stops the server. Two full clean-clone runs failed here: the server ignored SIGINT,
+    most likely inherited from a test run before it, and exited only on the SIGTERM of the clean-up."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the server process
+    try:
+        srv = start_server(tmp_path, ["serve"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         helpers = psutil.Process(srv.proc.pid).children()  # the fork server and its resource tracker
         assert fetch(srv.url)[0] == 200
         srv.proc.send_signal(signal.SIGINT)
-        # exit code 0 is the point; 20 s was once too short on two cores busy with benchmarks
-        assert srv.proc.wait(timeout=60) == 0
+        assert srv.proc.wait(timeout=20) == 0
     finally:
         if srv.proc.poll() is None:
             stop_server(srv)

@@ -118,13 +118,17 @@ def run_server(dash_app, *, host: str = DEFAULT_HOST, port: int = 8050, debug: b
           flush=True)
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop as on Ctrl+C
+        # Ctrl+C stops the server even when it was started with SIGINT ignored (as a background
+        # job of a script, or by a parent that ignores it: Python then leaves SIGINT ignored)
+        previous = (signal.signal(signal.SIGTERM, _stop_on_sigterm),  # stop as on Ctrl+C
+                    signal.signal(signal.SIGINT, signal.default_int_handler))
     try:
         server.run()  # returns on KeyboardInterrupt / SystemExit, after shutting its threads down
     finally:
         server.close()
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
     print("FeatureLens stopped", file=sys.stderr, flush=True)
 
 
