@@ -911,6 +911,7 @@ def search_features(data: ExplorerData, query: str, *, mode: str = "concept", li
     q = (query or "").strip()
     if not q:
         return pd.DataFrame(columns=cols)
+    active = np.diff(data.acts.indptr)  # cells each feature is active in (CSC columns)
     if mode == "concept":
         if data.index is None:
             raise InputError("this analysis has no annotation yet, so there is nothing to search",
@@ -928,11 +929,10 @@ def search_features(data: ExplorerData, query: str, *, mode: str = "concept", li
                             "p": res["q"].astype(float)})
     else:
         feats = parse_feature_ids(q, n_features=data.n_features)[:limit]
-        n = np.diff(data.acts.indptr)[feats] if feats else np.zeros(0, int)
         out = pd.DataFrame({"feature": np.asarray(feats, np.int64),
-                            "match": [f"feature {f}: active in {k:,} cells" for f, k in zip(feats, n)],
+                            "match": [f"feature {f}: active in {active[f]:,} cells" for f in feats],
                             "p": np.nan})
-    out["cells"] = np.diff(data.acts.indptr)[out["feature"].to_numpy(np.int64)].astype(np.int64)
+    out["cells"] = active[out["feature"].to_numpy(np.int64)].astype(np.int64)
     out["category"] = data.categories(out["feature"])
     return out[cols].reset_index(drop=True)
 
